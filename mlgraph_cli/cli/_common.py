@@ -1,0 +1,118 @@
+"""What every command shares: consoles, the error boundary, progress bars, the project."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from mlgraph_cli.core.progress import ProgressHook
+from mlgraph_cli.errors import MlgraphError
+
+# Results go to stdout (so they pipe); progress, summaries and errors go to stderr.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str) -> None:
+    """Print a one-line error on stderr and exit with code 1."""
+    # Printed without markup so file names with brackets come through as they are.
+    err.print(f"Error: {message}", style="bold red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn :class:`MlgraphError` into one red line and exit code 1 at the CLI boundary."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MlgraphError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            err.print("Interrupted; partial outputs were not kept under their final names.", style="yellow")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+class RichProgress(ProgressHook):
+    """A rich progress bar on stderr, driven by library code through :class:`ProgressHook`."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._unit = "items"
+
+    def start(self, description: str, total: int | None = None, unit: str = "items") -> None:
+        self.stop()
+        if self.quiet:
+            return
+        self._unit = unit
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+            disable=not err.is_terminal and os.environ.get("MLGRAPH_PROGRESS") != "1",
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total, rate="")
+
+    def advance(self, n: int = 1) -> None:
+        if self._progress is None:
+            return
+        self._progress.advance(self._task, n)
+        task = self._progress.tasks[0]
+        speed = task.speed
+        if speed:
+            self._progress.update(self._task, rate=f"{speed:,.1f} {self._unit}/s")
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def log(self, message: str) -> None:
+        target = self._progress.console if self._progress is not None else err
+        target.print(message, style="yellow", markup=False, highlight=False)
+
+
+def summary(message: str) -> None:
+    """A closing line for the user on stderr (stdout is kept for data)."""
+    err.print(message, highlight=False)
+
+
+def load_project():
+    """The project of the current folder, or None (imported here so commands stay light)."""
+    from mlgraph_cli.core.project import find_project
+
+    return find_project()
+
+
+def is_stdout(path: Any) -> bool:
+    return path is not None and os.fspath(path) == "-"
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()

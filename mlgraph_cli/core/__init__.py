@@ -1,0 +1,1 @@
+"""The library: everything mlgraph computes. Never imports typer or rich."""

@@ -1,0 +1,182 @@
+"""The project folder: ``mlgraph.toml`` names the dataset and where each artifact goes.
+
+Inside a project every command runs with no paths at all; an explicit path always wins. The
+file is looked for in the current folder and its parents (like git). Relative paths in it are
+relative to the folder that holds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlgraph_cli.errors import MlgraphError, input_error
+
+PROJECT_FILE = "mlgraph.toml"
+
+# artifact key -> default path inside a project folder
+DEFAULT_ARTIFACTS: dict[str, str] = {
+    "graph": "artifacts/graph.json",
+    "embeddings": "artifacts/embeddings.h5",
+    "features": "artifacts/features.h5",
+    "val_features": "artifacts/val-features.h5",
+    "test_features": "artifacts/test-features.h5",
+    "runs": "runs/train",
+}
+
+# dataset keys a project may set
+DATASET_KEYS = (
+    "annotations", "format", "images",
+    "val_annotations", "val_images",
+    "test_annotations", "test_images",
+    "vectors",
+)
+
+
+@dataclass
+class Project:
+    """A parsed ``mlgraph.toml``."""
+
+    root: Path
+    dataset: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def file(self) -> Path:
+        return self.root / PROJECT_FILE
+
+    def dataset_path(self, key: str) -> Path | None:
+        value = self.dataset.get(key)
+        return (self.root / value) if value else None
+
+    def artifact(self, key: str) -> Path:
+        return self.root / self.artifacts.get(key, DEFAULT_ARTIFACTS[key])
+
+    def section(self, name: str) -> dict[str, Any]:
+        """Stage defaults from a ``[name]`` table (``[embed]``, ``[train]``, ...)."""
+        return dict(self.sections.get(name, {}))
+
+
+def find_project(start: str | os.PathLike | None = None) -> Project | None:
+    """The project whose ``mlgraph.toml`` is in ``start`` (default: cwd) or a parent folder."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / PROJECT_FILE
+        if candidate.is_file():
+            return load_project(candidate)
+    return None
+
+
+def load_project(path: str | os.PathLike) -> Project:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise input_error(p, f"malformed TOML: {exc}", "fix the file or rewrite it with `mlgraph init --force`") from None
+    dataset = data.pop("dataset", {}) or {}
+    unknown = sorted(set(dataset) - set(DATASET_KEYS))
+    if unknown:
+        raise input_error(p, f"unknown key(s) in [dataset]: {', '.join(unknown)}",
+                          f"known keys: {', '.join(DATASET_KEYS)}")
+    artifacts = data.pop("artifacts", {}) or {}
+    unknown = sorted(set(artifacts) - set(DEFAULT_ARTIFACTS))
+    if unknown:
+        raise input_error(p, f"unknown key(s) in [artifacts]: {', '.join(unknown)}",
+                          f"known keys: {', '.join(DEFAULT_ARTIFACTS)}")
+    sections = {k: v for k, v in data.items() if isinstance(v, dict)}
+    return Project(root=p.parent.resolve(), dataset=dataset, artifacts=artifacts, sections=sections)
+
+
+def render_project_file(dataset: dict[str, str]) -> str:
+    """The text of a new ``mlgraph.toml``; unset dataset keys are written as comments."""
+    lines = [
+        "# mlgraph project file: every command run in this folder (or below it) reads it.",
+        "# Paths are relative to this file. Explicit paths on the command line always win.",
+        "",
+        "[dataset]",
+    ]
+    hints = {
+        "annotations": "training annotations (COCO JSON, VOC folder, NUS-WIDE folder, Open Images CSV, CSV/JSONL)",
+        "format": "coco | voc | nuswide | openimages | csv | jsonl | stats (auto-detected when left out)",
+        "images": "folder of training images",
+        "val_annotations": "validation annotations",
+        "val_images": "folder of validation images",
+        "test_annotations": "test annotations",
+        "test_images": "folder of test images",
+        "vectors": "word vectors for `mlgraph embed --init` (word2vec text/binary, GloVe, gensim .kv)",
+    }
+    for key in DATASET_KEYS:
+        value = dataset.get(key)
+        if value:
+            lines.append(f"{key} = {_toml_str(value)}  # {hints[key]}")
+        else:
+            lines.append(f"# {key} = \"\"  # {hints[key]}")
+    lines += ["", "[artifacts]"]
+    for key, value in DEFAULT_ARTIFACTS.items():
+        lines.append(f"{key} = {_toml_str(value)}")
+    lines += [
+        "",
+        "# Stage defaults, for example:",
+        "# [embed]",
+        "# method = \"asge\"",
+        "# [train]",
+        "# head = \"cma\"",
+        "# epochs = 20",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _toml_str(value: str) -> str:
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def merge_config(cls: type, project: Project | None, section: str, overrides: dict[str, Any]):
+    """Build a config dataclass: its defaults, then ``[section]`` of the project, then flags.
+
+    ``overrides`` holds the command-line values; entries that are ``None`` were not given.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    if project is not None:
+        from_file = project.section(section)
+        unknown = sorted(set(from_file) - names)
+        if unknown:
+            raise input_error(project.file, f"unknown key(s) in [{section}]: {', '.join(unknown)}",
+                              f"known keys: {', '.join(sorted(names))}")
+        values.update(from_file)
+    values.update({k: v for k, v in overrides.items() if v is not None and k in names})
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise MlgraphError(f"{project.file if project else 'options'}: bad [{section}] setting: {exc}") from None
+
+
+def resolve_input(explicit: str | os.PathLike | None, project: Project | None, *, artifact: str | None = None,
+                  dataset: str | None = None, what: str, fix: str) -> Path:
+    """An input path: the explicit one, else the project's, else a one-line error.
+
+    ``fix`` names the command that makes the input (``mlgraph build-graph``).
+    """
+    if explicit is not None:
+        return Path(explicit)
+    if project is not None:
+        path = project.artifact(artifact) if artifact else project.dataset_path(dataset or "")
+        if path is not None:
+            return path
+        raise MlgraphError(f"{project.file}: no {what} set in [dataset] (add `{dataset} = ...` or pass the path)")
+    raise MlgraphError(f"no {what} given and no {PROJECT_FILE} here (pass the path, or run `mlgraph init` to make a project; {fix})")
+
+
+def resolve_output(explicit: str | os.PathLike | None, project: Project | None, artifact: str, default_name: str) -> Path:
+    """An output path: the explicit one, else the project's artifact path, else ``default_name`` in cwd."""
+    if explicit is not None:
+        return Path(explicit)
+    if project is not None:
+        return project.artifact(artifact)
+    return Path(default_name)

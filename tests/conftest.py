@@ -1,0 +1,33 @@
+"""Shared test helpers: every test makes its own tiny data in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+os.environ.setdefault("MLGRAPH_PROGRESS", "0")
+
+
+@pytest.fixture
+def cli():
+    """Run ``mlgraph ARGS...`` in process; returns the click Result (stdout, stderr, exit_code)."""
+    from mlgraph_cli.cli.app import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input, env={"COLUMNS": "100", "TERMINAL_WIDTH": "100"})
+
+    return invoke
+
+
+def one_line_error(result) -> str:
+    """Assert a result is a clean user error (exit 1, one line on stderr, no traceback); return it."""
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
