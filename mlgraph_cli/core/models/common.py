@@ -1,0 +1,95 @@
+"""What every classification head shares: the base class, input shapes, frozen label buffers.
+
+A head maps cached backbone features to one logit per label. It never reads files: the
+label embeddings and the adjacency arrive as tensors and are kept as buffers, so a saved
+state dict carries them and ``head.config`` (plain JSON) is enough to rebuild the module.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from mlgraph_cli.errors import InputError, MismatchError
+
+
+class Head(nn.Module):
+    """Base class of the heads: ``head(x) -> logits (B, C)`` and a rebuildable ``config``.
+
+    Subclasses set the class flags and call :meth:`_remember` with the keyword arguments that
+    :func:`mlgraph_cli.core.models.build_head` needs to rebuild them.
+    """
+
+    name: str = ""
+    needs_embeddings: bool = False
+    needs_adjacency: bool = False
+    multi_scale: bool = False
+
+    def _remember(self, **config: Any) -> None:
+        self._config = {"name": self.name, **config}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """A JSON-able dict: ``build_head(**head.config, embeddings=..., adjacency=...)`` rebuilds it."""
+        return copy.deepcopy(self._config)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self._config.items() if k != "name")
+
+
+def as_feature_map(x: torch.Tensor) -> torch.Tensor:
+    """Accept (B, D, H, W) image maps, or (B, D, T) frame sequences as a (B, D, T, 1) map.
+
+    For video the T frames play the role of the H x W locations (DESIGN.md 1.3), so every head
+    works on clips unchanged.
+    """
+    if x.dim() == 3:
+        return x.unsqueeze(-1)  # (B, D, T) -> (B, D, T, 1)
+    if x.dim() != 4:
+        raise ValueError(f"expected features of shape (B, D, H, W) or (B, D, T), got {tuple(x.shape)}")
+    return x
+
+
+def check_channels(x: torch.Tensor, in_channels: int, head: str) -> None:
+    if x.shape[1] != in_channels:
+        raise MismatchError(
+            f"head {head!r} was built for {in_channels}-channel features but got {x.shape[1]} channels "
+            f"(train it on features from the same `mlgraph extract --backbone`)"
+        )
+
+
+def label_buffer(embeddings: torch.Tensor | None, num_labels: int, embedding_dim: int | None,
+                 head: str) -> torch.Tensor:
+    """The (C, d) float32 label embeddings a head keeps frozen as a buffer.
+
+    With ``embeddings=None`` and an ``embedding_dim`` (rebuilding from ``head.config``) the
+    buffer is zeros of that shape, to be filled by ``load_state_dict``.
+    """
+    if embeddings is None:
+        if embedding_dim is None:
+            raise InputError(f"head {head!r} needs label embeddings (make them with `mlgraph embed` "
+                             f"and pass `--embeddings`)")
+        return torch.zeros(num_labels, int(embedding_dim))
+    e = torch.as_tensor(embeddings).detach().to(torch.float32).clone()
+    if e.dim() != 2:
+        raise MismatchError(f"label embeddings must be a (labels, dim) matrix, got shape {tuple(e.shape)}")
+    if e.shape[0] != num_labels:
+        raise MismatchError(
+            f"the label embeddings have {e.shape[0]} rows for {num_labels} labels "
+            f"(re-run `mlgraph embed` on this dataset's graph)"
+        )
+    if embedding_dim is not None and int(embedding_dim) != e.shape[1]:
+        raise MismatchError(
+            f"head {head!r} was built for {embedding_dim}-d label embeddings but got {e.shape[1]}-d ones "
+            f"(use the embeddings file the model was trained with)"
+        )
+    return e
+
+
+def check_option(ok: bool, head: str, option: str, value: Any, expected: str) -> None:
+    """Raise a one-line :class:`InputError` for a bad head option (they come from config files)."""
+    if not ok:
+        raise InputError(f"head {head!r}: option {option} = {value!r} is not valid ({expected})")

@@ -1,0 +1,129 @@
+"""The command line as a whole: help, version, exit codes, import hygiene, generated docs."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import one_line_error
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "torchvision", "numpy", "h5py", "gensim", "scipy", "networkx", "sklearn")
+
+
+def test_version(cli):
+    from mlgraph_cli import __version__
+
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"mlgraph {__version__}"
+
+
+def test_usage_error_exits_2(cli):
+    result = cli("no-such-command")
+    assert result.exit_code == 2
+    result = cli("init", "--no-such-flag")
+    assert result.exit_code == 2
+
+
+def test_every_command_help_ends_with_a_runnable_example(cli):
+    from mlgraph_cli.cli.docs import command_names
+
+    names = command_names()
+    assert {"init", "build-graph", "embed"} <= set(names)
+    for name in names:
+        result = cli(name, "--help")
+        assert result.exit_code == 0, result.output
+        # the epilog is what follows the last option box; rich may wrap it over lines
+        tail = " ".join(result.stdout.rsplit("╰", 1)[-1].split()[1:])
+        assert tail.startswith(f"Example: mlgraph {name}"), (name, tail)
+
+
+def test_help_does_not_import_heavy_modules():
+    """`mlgraph --help` and every `mlgraph CMD --help` answer without importing torch & co."""
+    from mlgraph_cli.cli.docs import command_names
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from mlgraph_cli.cli.app import app\n"
+        f"for args in [[]] + [[n] for n in {command_names()!r}]:\n"
+        "    r = CliRunner().invoke(app, args + ['--help'])\n"
+        "    assert r.exit_code == 0, (args, r.output)\n"
+        f"loaded = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "print(','.join(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "", f"--help imported: {out.stdout.strip()}"
+
+
+def test_console_script_help_runs():
+    exe = Path(sys.executable).with_name("mlgraph")
+    if not exe.exists():
+        pytest.skip("mlgraph console script not installed in this environment")
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "build-graph" in out.stdout
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_core_and_stages_never_import_the_ui():
+    offenders = []
+    for folder in ("core", "stages"):
+        for path in (ROOT / "mlgraph_cli" / folder).rglob("*.py"):
+            bad = _imports(path) & {"typer", "rich", "click"}
+            if bad:
+                offenders.append(f"{path.relative_to(ROOT)}: {sorted(bad)}")
+    assert not offenders, offenders
+
+
+def test_nothing_imports_click_directly():
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "mlgraph_cli").rglob("*.py") if "click" in _imports(p)]
+    assert not offenders
+
+
+def test_cli_modules_import_heavy_modules_only_inside_functions():
+    """Module-level imports of CLI modules stay light (heavy ones go inside command bodies)."""
+    offenders = []
+    for path in (ROOT / "mlgraph_cli" / "cli").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            mods = []
+            if isinstance(node, ast.Import):
+                mods = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                mods = [node.module.split(".")[0]]
+                if node.module.startswith("mlgraph_cli.core") or node.module.startswith("mlgraph_cli.stages"):
+                    if node.module not in ("mlgraph_cli.core.progress",):
+                        offenders.append(f"{path.name}: {node.module}")
+            offenders += [f"{path.name}: {m}" for m in mods if m in HEAVY]
+    assert not offenders, offenders
+
+
+def test_cli_reference_page_is_current():
+    from mlgraph_cli.cli.docs import render
+
+    page = ROOT / "docs" / "cli.md"
+    assert page.exists(), "docs/cli.md is missing: run `make docs`"
+    assert page.read_text(encoding="utf-8") == render(), "docs/cli.md is stale: run `make docs`"
+
+
+def test_user_error_is_one_red_line_and_exit_1(cli, tmp_path):
+    (tmp_path / "mlgraph.toml").write_text("[dataset]\n", encoding="utf-8")
+    result = cli("init", str(tmp_path))
+    line = one_line_error(result)
+    assert "mlgraph.toml" in line and "--force" in line

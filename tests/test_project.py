@@ -1,0 +1,80 @@
+"""`mlgraph init` and the project file: defaults, then the file, then flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from conftest import one_line_error
+from mlgraph_cli.core.project import (
+    find_project, load_project, merge_config, resolve_input, resolve_output,
+)
+from mlgraph_cli.errors import InputError, MlgraphError
+
+
+def test_init_writes_a_project_file_that_loads(cli, tmp_path):
+    result = cli("init", tmp_path / "proj", "--annotations", "ann/train.json", "--images", "img", "--format", "coco")
+    assert result.exit_code == 0, result.output
+    project = load_project(tmp_path / "proj" / "mlgraph.toml")
+    assert project.dataset == {"annotations": "ann/train.json", "format": "coco", "images": "img"}
+    assert project.dataset_path("annotations") == (tmp_path / "proj" / "ann" / "train.json").resolve()
+    assert project.artifact("graph") == (tmp_path / "proj" / "artifacts" / "graph.json").resolve()
+
+
+def test_init_refuses_to_overwrite_without_force(cli, tmp_path):
+    assert cli("init", tmp_path).exit_code == 0
+    line = one_line_error(cli("init", tmp_path))
+    assert "already exists" in line and "--force" in line
+    assert cli("init", tmp_path, "--force", "--images", "x").exit_code == 0
+    assert load_project(tmp_path / "mlgraph.toml").dataset == {"images": "x"}
+
+
+def test_project_is_found_from_a_subfolder(tmp_path):
+    (tmp_path / "mlgraph.toml").write_text('[dataset]\nimages = "img"\n', encoding="utf-8")
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    project = find_project(sub)
+    assert project is not None and project.root == tmp_path.resolve()
+
+
+def test_unknown_keys_are_user_errors(tmp_path):
+    path = tmp_path / "mlgraph.toml"
+    path.write_text('[dataset]\nannotation = "x.json"\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"mlgraph.toml: unknown key\(s\) in \[dataset\]: annotation"):
+        load_project(path)
+    path.write_text("[dataset\n", encoding="utf-8")
+    with pytest.raises(InputError, match="malformed TOML"):
+        load_project(path)
+
+
+@dataclass
+class _Cfg:
+    method: str = "asge"
+    dim: int = 300
+    seed: int = 0
+
+
+def test_merge_config_order_defaults_file_flags(tmp_path):
+    (tmp_path / "mlgraph.toml").write_text("[embed]\ndim = 64\nseed = 3\n", encoding="utf-8")
+    project = load_project(tmp_path / "mlgraph.toml")
+    cfg = merge_config(_Cfg, project, "embed", {"seed": 7, "method": None})
+    assert (cfg.method, cfg.dim, cfg.seed) == ("asge", 64, 7)
+    (tmp_path / "mlgraph.toml").write_text("[embed]\ndimension = 64\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"unknown key\(s\) in \[embed\]: dimension"):
+        merge_config(_Cfg, load_project(tmp_path / "mlgraph.toml"), "embed", {})
+
+
+def test_explicit_paths_override_the_project(tmp_path):
+    (tmp_path / "mlgraph.toml").write_text('[dataset]\nannotations = "a.json"\n', encoding="utf-8")
+    project = load_project(tmp_path / "mlgraph.toml")
+    assert resolve_input("other.json", project, dataset="annotations", what="annotations", fix="x") == \
+        __import__("pathlib").Path("other.json")
+    assert resolve_input(None, project, dataset="annotations", what="annotations", fix="x") == \
+        (tmp_path / "a.json").resolve()
+    assert resolve_output(None, project, "graph", "graph.json") == (tmp_path / "artifacts" / "graph.json").resolve()
+    assert str(resolve_output(None, None, "graph", "graph.json")) == "graph.json"
+    with pytest.raises(MlgraphError, match="no annotations given and no mlgraph.toml here"):
+        resolve_input(None, None, dataset="annotations", what="annotations", fix="x")
+    with pytest.raises(MlgraphError, match="no images set in"):
+        resolve_input(None, project, dataset="images", what="images", fix="x")
