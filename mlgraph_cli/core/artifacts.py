@@ -47,7 +47,8 @@ def check_schema(path: str | os.PathLike, found: Any, kind: str) -> None:
     if found == expected:
         return
     other = next((k for k, (tag, _) in SCHEMAS.items() if tag == found), None)
-    what = f"a {other} file ({found})" if other else ("a file without an mlgraph schema tag" if not found else f"schema {found!r}")
+    article = "an" if other and other[0] in "aeiou" else "a"
+    what = f"{article} {other} file ({found})" if other else ("a file without an mlgraph schema tag" if not found else f"schema {found!r}")
     raise SchemaError(
         f"{os.fspath(path)}: expected a {kind} file ({expected}) but found {what} "
         f"(make one with `{maker(kind)}`)"

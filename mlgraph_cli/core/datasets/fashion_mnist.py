@@ -143,9 +143,11 @@ def load_idx_folder(folder: str | os.PathLike) -> FashionSource:
         img_path, lab_path = _find_idx(root, name, "images"), _find_idx(root, name, "labels")
         imgs, labs = read_idx(img_path), read_idx(lab_path)
         if imgs.ndim != 3 or imgs.dtype != np.uint8:
-            raise input_error(img_path, f"expected N x 28 x 28 uint8 images, found shape {imgs.shape} {imgs.dtype}", _SOURCE_FIX)
+            raise input_error(img_path, f"expected N x H x W uint8 images, found shape {imgs.shape} {imgs.dtype}",
+                              _SOURCE_FIX)
         if labs.ndim != 1 or len(labs) != len(imgs):
-            raise input_error(lab_path, f"expected {len(imgs)} labels to match {img_path.name}, found shape {labs.shape}", _SOURCE_FIX)
+            raise input_error(lab_path, f"expected {len(imgs)} labels to match {img_path.name}, "
+                                        f"found shape {labs.shape}", _SOURCE_FIX)
         if labs.size and int(labs.max()) >= len(LABELS):
             raise input_error(lab_path, f"label {int(labs.max())} out of range 0-{len(LABELS) - 1}", _SOURCE_FIX)
         images.append(imgs)

@@ -8,7 +8,8 @@ state dict carries them and ``head.config`` (plain JSON) is enough to rebuild th
 from __future__ import annotations
 
 import copy
-from typing import Any
+import inspect
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -36,8 +37,24 @@ class Head(nn.Module):
         """A JSON-able dict: ``build_head(**head.config, embeddings=..., adjacency=...)`` rebuilds it."""
         return copy.deepcopy(self._config)
 
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The keyword options its constructor takes (what ``build_head(**options)`` may pass)."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self._config.items() if k != "name")
+
+
+def makes(head_class: type[Head]) -> Callable[[Callable], Callable]:
+    """Mark a factory function with the head class it builds (for option checking)."""
+
+    def mark(factory: Callable) -> Callable:
+        factory.head_class = head_class
+        return factory
+
+    return mark
 
 
 def as_feature_map(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,100 @@
+"""``mlgraph build-graph``: count the label co-occurrence graph of a training set."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mlgraph_cli.cli._common import RichProgress, handle_errors, is_stdout, load_project, summary
+
+EPILOG = "Example: mlgraph build-graph annotations/instances_train2014.json -o graph.json --format coco"
+
+
+class Format(str, Enum):
+    """Annotation formats (the same names as mlgraph_cli.core.annotations.FORMATS)."""
+
+    coco = "coco"
+    voc = "voc"
+    nuswide = "nuswide"
+    openimages = "openimages"
+    csv = "csv"
+    jsonl = "jsonl"
+    stats = "stats"
+
+
+class LabelOrder(str, Enum):
+    name = "name"
+    id = "id"
+
+
+def build_graph(
+    annotations: Annotated[Optional[Path], typer.Argument(
+        help="COCO instances JSON, VOC or NUS-WIDE folder, Open Images CSV, CSV/JSONL, or label statistics JSON. "
+             "Default: \\[dataset] annotations of mlgraph.toml.", show_default=False)] = None,
+    *,
+    output: Annotated[Optional[str], typer.Option(
+        "-o", "--output", help="Graph file: .json (node-link) or .graphml; '-' writes JSON to stdout. "
+                               "Default: \\[artifacts] graph, or graph.json.", show_default=False)] = None,
+    format: Annotated[Optional[Format], typer.Option(
+        "--format", help="Annotation format (auto-detected when left out).", show_default=False)] = None,
+    label_order: Annotated[Optional[LabelOrder], typer.Option(
+        "--label-order", help="name: sorted by name (default); id: the dataset's own order (COCO category ids, "
+                              "first appearance in CSV/JSONL).", show_default=False)] = None,
+    split: Annotated[Optional[str], typer.Option(
+        "--split", help="VOC image set (default trainval); NUS-WIDE all|train|test (default train when "
+                        "TrainTestLabels exists).", show_default=False)] = None,
+    min_count: Annotated[Optional[int], typer.Option(
+        "--min-count", min=0, help="Drop labels carried by fewer than N images.", show_default=False)] = None,
+    delimiter: Annotated[Optional[str], typer.Option(
+        "--delimiter", help="CSV column delimiter (default: ',' or tab for .tsv).", show_default=False)] = None,
+    label_delimiter: Annotated[Optional[str], typer.Option(
+        "--label-delimiter", help="CSV delimiter between labels within a row (default ';').",
+        show_default=False)] = None,
+    classes: Annotated[Optional[str], typer.Option(
+        "--classes", help="Open Images class-descriptions CSV (MID -> name) or NUS-WIDE concept list.",
+        show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
+) -> None:
+    """Count label co-occurrences (n_i, M_ij) in training annotations and write the label graph."""
+    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
+    from mlgraph_cli.stages.build_graph import BuildGraphConfig, build_graph as run
+
+    project = load_project()
+    source = resolve_input(annotations, project, dataset="annotations", what="annotations",
+                           fix="e.g. `mlgraph build-graph train.json`")
+    overrides = dict(format=format.value if format else None, label_order=label_order.value if label_order else None,
+                     split=split, min_count=min_count, delimiter=delimiter, label_delimiter=label_delimiter,
+                     classes=classes)
+    if annotations is None and project is not None and overrides["format"] is None \
+            and "format" not in project.section("build-graph"):
+        # The project's [dataset] format describes its own annotations, not a file given on the command line.
+        overrides["format"] = project.dataset.get("format") or None
+    config = merge_config(BuildGraphConfig, project, "build-graph", overrides)
+    dest = resolve_output(output, project, "graph", "graph.json")
+    progress = RichProgress(quiet=quiet)
+    try:
+        result = run(source, dest, config, progress=progress)
+    finally:
+        progress.stop()
+    if not quiet:
+        for note in result.notes:
+            progress.log(f"note: {note}")
+    names = list(result.dropped)
+    dropped = (f"dropped {len(names)} label(s) under --min-count {config.min_count}: " + ", ".join(names[:10])
+               + (", ..." if len(names) > 10 else "")) if names else "no labels dropped"
+    unlabeled = "" if result.unlabeled is None else f"{_count(result.unlabeled, 'unlabeled image')}; "
+    where = "stdout" if is_stdout(dest) else str(dest)
+    summary(f"Label graph ({result.format}): {_count(result.num_labels, 'label')}, "
+            f"{_count(result.num_images, 'image')}, {_count(result.num_edges, 'edge')}; {unlabeled}{dropped} "
+            f"-> {where}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build-graph", epilog=EPILOG)(handle_errors(build_graph))

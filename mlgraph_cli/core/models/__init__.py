@@ -1,0 +1,67 @@
+"""Classification heads over cached backbone features, registered by name.
+
+Every head maps a feature map x (B, D, H, W) (for ``ms-cma`` a list of maps, one per stage)
+to logits (B, C), and exposes ``config`` (plain JSON), ``needs_embeddings``,
+``needs_adjacency`` and ``multi_scale``. ``cma`` and ``ms-cma`` also have
+``attention(x) -> (B, C, H, W)``.
+
+    head = build_head("cma", in_channels=2048, num_labels=80, embeddings=e)   # e: (80, d)
+    again = build_head(**head.config)        # embeddings come back with load_state_dict
+    again.load_state_dict(head.state_dict())
+
+Heads: ``cma`` and ``ms-cma`` (You et al., AAAI 2020; core/models/cma.py), ``gap``, ``gmp``
+and ``mlgcn`` (Chen et al., CVPR 2019; core/models/baselines.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from mlgraph_cli.core.models.baselines import MLGCN, GlobalPoolHead, gap, gmp, mlgcn, normalize_adjacency
+from mlgraph_cli.core.models.cma import CrossModalityAttention, CrossModalityTransform, MultiScaleCMA, cma, ms_cma
+from mlgraph_cli.core.models.common import Head
+from mlgraph_cli.errors import InputError
+
+HEADS: dict[str, Callable[..., nn.Module]] = {
+    "cma": cma,
+    "ms-cma": ms_cma,
+    "gap": gap,
+    "gmp": gmp,
+    "mlgcn": mlgcn,
+}
+
+
+def build_head(name: str, *, in_channels: int | list[int], num_labels: int,
+               embeddings: torch.Tensor | None = None, adjacency: torch.Tensor | None = None,
+               **options: Any) -> nn.Module:
+    """Build the head ``name`` (one of :data:`HEADS`).
+
+    in_channels: D of the feature map (a list of D per stage for ``ms-cma``).
+    num_labels: C. embeddings: (C, d) label embeddings, kept frozen (``cma``, ``ms-cma``,
+    ``mlgcn``). adjacency: (C, C) label adjacency for ``mlgcn`` (``core.graph.adjacency(g,
+    "mlgcn")``). options: the head's keyword options (see each class's docstring); an
+    ``embedding_dim`` without ``embeddings`` builds zero buffers that ``load_state_dict`` fills,
+    which is how ``build_head(**head.config)`` rebuilds a saved head.
+
+    An unknown name or option raises :class:`~mlgraph_cli.errors.InputError` listing the choices.
+    """
+    try:
+        factory = HEADS[name]
+    except KeyError:
+        raise InputError(f"unknown head {name!r} (choose one of: {', '.join(HEADS)})") from None
+    allowed = factory.head_class.option_names()
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise InputError(f"head {name!r} has no option {', '.join(unknown)} "
+                         f"(its options: {', '.join(allowed) or 'none'})")
+    return factory(in_channels=in_channels, num_labels=num_labels, embeddings=embeddings,
+                   adjacency=adjacency, **options)
+
+
+__all__ = [
+    "HEADS", "build_head", "Head", "CrossModalityAttention", "CrossModalityTransform", "MultiScaleCMA",
+    "GlobalPoolHead", "MLGCN", "normalize_adjacency",
+]

@@ -1,0 +1,223 @@
+"""Cross-modality attention heads (CMA, MS-CMA).
+
+You, Guo, Cui, Zhuang, Wang. "Cross-Modality Attention with Semantic Graph Embedding for
+Multi-Label Classification", AAAI 2020 (DESIGN.md 1.3). Each label k has a frozen embedding
+e_k; the backbone map X (B, D, H, W) is projected into the embedding space by the
+cross-modality transform Z = phi(X), and the label's attention over locations is the
+ReLU-clipped cosine between Z(h, w) and e_k, normalised to sum to one (not a softmax):
+
+    s_k(h, w) = ReLU(cos(Z(h, w), e_k))
+    a_k(h, w) = s_k(h, w) / (sum_hw s_k + eps)
+    f_k       = sum_hw a_k(h, w) X(h, w)           (a weighted average of backbone features)
+    logit_k   = <w_k, f_k> + b_k                   (one weight vector per label)
+
+Ours where the paper is silent (docs/method.md): the number of CMT layers, its hidden width,
+an optional GAP + linear branch added to the logits, dropout on the features, and what
+happens when every s_k is zero (``collapse``, below).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlgraph_cli.core.models.common import (Head, as_feature_map, check_channels, check_option, label_buffer,
+                                            makes)
+
+COLLAPSE_MODES = ("uniform", "zero")
+
+
+class CrossModalityTransform(nn.Module):
+    """phi: ``layers`` 1x1 convolutions D -> d, with BN + ReLU between them (B, D, H, W) -> (B, d, H, W).
+
+    One layer is a single linear projection per location. No BN/ReLU after the last layer:
+    the cosine that follows only sees directions, and a ReLU there would forbid negative
+    coordinates the label embeddings may have.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, layers: int = 1, hidden: int = 512) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        width = in_channels
+        for _ in range(layers - 1):
+            # bias is redundant before BN
+            blocks += [nn.Conv2d(width, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True)]
+            width = hidden
+        blocks.append(nn.Conv2d(width, out_channels, 1))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CrossModalityAttention(Head):
+    """CMA head over one feature map. x (B, D, H, W) or (B, D, T) -> logits (B, C).
+
+    embeddings: (C, d) label embeddings, frozen (a buffer, saved with the state dict).
+    cmt_layers / hidden: depth and hidden width of the cross-modality transform.
+    gap_branch: add a global-average-pool + linear branch to the logits.
+    dropout: on the backbone features before the classifiers (both branches).
+    eps: the eps of a_k = s_k / (sum s_k + eps).
+    collapse: what a_k is when every s_k(h, w) of an image is 0 (no location looks like the
+      label). ``"zero"`` is the formula as written: a_k = 0, so f_k = 0 and logit_k = b_k.
+      ``"uniform"`` (default) uses a_k = (s_k + eps / HW) / (sum s_k + eps): exactly uniform
+      attention (f_k = the GAP vector) when the sum is 0, a smooth blend while it is tiny,
+      and within eps of the paper's a_k otherwise. Either way no gradient reaches phi or the
+      label's cosine through such an image (the ReLU is flat there); "uniform" at least keeps
+      w_k learning from an informative f_k instead of a zero vector.
+    """
+
+    name = "cma"
+    needs_embeddings = True
+
+    def __init__(self, in_channels: int, num_labels: int, embeddings: torch.Tensor | None = None, *,
+                 embedding_dim: int | None = None, cmt_layers: int = 1, hidden: int = 512,
+                 gap_branch: bool = True, dropout: float = 0.0, eps: float = 1e-6,
+                 collapse: str = "uniform") -> None:
+        super().__init__()
+        check_option(isinstance(cmt_layers, int) and cmt_layers >= 1, self.name, "cmt_layers", cmt_layers,
+                     "1 = a single 1x1 projection, 2 = projection, BN, ReLU, projection")
+        check_option(isinstance(hidden, int) and hidden >= 1, self.name, "hidden", hidden, "a positive width")
+        check_option(0.0 <= float(dropout) < 1.0, self.name, "dropout", dropout, "a probability in [0, 1)")
+        check_option(float(eps) > 0, self.name, "eps", eps, "a small positive number")
+        check_option(collapse in COLLAPSE_MODES, self.name, "collapse", collapse, " or ".join(COLLAPSE_MODES))
+        e = label_buffer(embeddings, num_labels, embedding_dim, self.name)
+        self.register_buffer("embeddings", e)  # (C, d), frozen
+        self.in_channels, self.num_labels = int(in_channels), int(num_labels)
+        self.eps, self.collapse = float(eps), collapse
+        self.cmt = CrossModalityTransform(in_channels, e.shape[1], layers=cmt_layers, hidden=hidden)
+        # per-label classifiers w_k, b_k; initialised like nn.Linear(D, C)
+        bound = in_channels ** -0.5
+        self.weight = nn.Parameter(torch.empty(num_labels, in_channels).uniform_(-bound, bound))  # (C, D)
+        self.bias = nn.Parameter(torch.empty(num_labels).uniform_(-bound, bound))  # (C,)
+        self.gap = nn.Linear(in_channels, num_labels) if gap_branch else None
+        self.dropout = nn.Dropout(float(dropout))
+        self._remember(in_channels=self.in_channels, num_labels=self.num_labels, embedding_dim=int(e.shape[1]),
+                       cmt_layers=cmt_layers, hidden=hidden, gap_branch=bool(gap_branch),
+                       dropout=float(dropout), eps=self.eps, collapse=collapse)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D, H, W) or (B, D, T) features in the parameters' dtype (cached maps are float16)."""
+        x = as_feature_map(x)
+        check_channels(x, self.in_channels, self.name)
+        return x.to(self.weight.dtype)
+
+    def similarity(self, x: torch.Tensor) -> torch.Tensor:
+        """s_k(h, w) = ReLU(cos(phi(X)(h, w), e_k)), shape (B, C, H*W), float32."""
+        z = self.cmt(x).flatten(2)  # (B, d, H, W) -> (B, d, N)
+        # float32 even under mixed precision: eps / N in a_k would underflow in float16
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z = F.normalize(z.float(), dim=1)  # unit vector per location
+            e = F.normalize(self.embeddings.float(), dim=1)  # (C, d) unit label embeddings
+            return F.relu(torch.einsum("cd,bdn->bcn", e, z))  # (B, C, N)
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:
+        """a_k over the N = H*W locations, (B, C, N) float32 (float32 so eps / N does not underflow)."""
+        s = self.similarity(x)  # (B, C, N)
+        total = s.sum(dim=-1, keepdim=True)  # (B, C, 1)
+        if self.collapse == "uniform":
+            return (s + self.eps / s.shape[-1]) / (total + self.eps)
+        return s / (total + self.eps)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The normalised attention maps a_k, (B, C, H, W); each sums to one over (H, W)
+        ("zero" collapse: to 0 where every s_k is 0)."""
+        x = self._prepare(x)
+        b, _, h, w = x.shape
+        return self._attend(x).reshape(b, self.num_labels, h, w)  # (B, C, N) -> (B, C, H, W)
+
+    def category_features(self, x: torch.Tensor) -> torch.Tensor:
+        """f_k = sum_hw a_k(h, w) X(h, w), (B, C, D). For inspection: forward avoids building it."""
+        x = self._prepare(x)
+        a = self._attend(x)  # (B, C, N)
+        return torch.einsum("bcn,bdn->bcd", a, x.flatten(2).float())  # (B, C, D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._prepare(x)
+        a = self._attend(x).to(self.weight.dtype)  # (B, C, N)
+        feats = self.dropout(x.flatten(2))  # (B, D, H, W) -> (B, D, N)
+        # <w_k, f_k> = sum_n a_k(n) <w_k, X(n)> by linearity: a (B, C, N) map instead of a
+        # (B, C, D) tensor of category features, D / N times less memory at D = 2048, N = 196.
+        per_location = torch.einsum("cd,bdn->bcn", self.weight, feats)  # (B, C, N)
+        logits = (a * per_location).sum(dim=-1) + self.bias  # (B, C)
+        if self.gap is not None:
+            logits = logits + self.gap(feats.mean(dim=-1))  # (B, D) -> (B, C)
+        return logits
+
+
+class MultiScaleCMA(Head):
+    """MS-CMA: one CMA head per backbone stage, logits averaged (DESIGN.md 1.3).
+
+    x: a list/tuple of maps [(B, D1, H1, W1), (B, D2, H2, W2), ...], one per ``in_channels``
+    entry (e.g. ResNet res4 + res5, or the last two EfficientNet stages). Every stage has its
+    own CMT and classifiers; options are shared.
+    """
+
+    name = "ms-cma"
+    needs_embeddings = True
+    multi_scale = True
+
+    def __init__(self, in_channels: Sequence[int], num_labels: int, embeddings: torch.Tensor | None = None, *,
+                 embedding_dim: int | None = None, **options) -> None:
+        super().__init__()
+        check_option(isinstance(in_channels, (list, tuple)) and len(in_channels) >= 2, self.name,
+                     "in_channels", in_channels, "one channel count per stage, at least two stages")
+        self.branches = nn.ModuleList(
+            CrossModalityAttention(int(d), num_labels, embeddings, embedding_dim=embedding_dim, **options)
+            for d in in_channels
+        )
+        self.num_labels = int(num_labels)
+        branch = dict(self.branches[0].config)
+        for key in ("name", "in_channels"):
+            branch.pop(key)
+        self._remember(**{"in_channels": [int(d) for d in in_channels], **branch})
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return CrossModalityAttention.option_names()
+
+    def _split(self, xs: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+        if isinstance(xs, torch.Tensor) or len(xs) != len(self.branches):
+            got = "one tensor" if isinstance(xs, torch.Tensor) else f"{len(xs)} maps"
+            raise ValueError(f"ms-cma expects a list of {len(self.branches)} feature maps, got {got}")
+        return xs
+
+    def forward(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
+        logits = [branch(x) for branch, x in zip(self.branches, self._split(xs))]  # S x (B, C)
+        return torch.stack(logits).mean(dim=0)  # (S, B, C) -> (B, C)
+
+    def attention_maps(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Each stage's a_k at its own resolution: [(B, C, H1, W1), (B, C, H2, W2), ...]."""
+        return [branch.attention(x) for branch, x in zip(self.branches, self._split(xs))]
+
+    def attention(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """One map per label at the finest stage's resolution, (B, C, H, W), summing to one.
+
+        Each stage's map is resized bilinearly to the largest grid, the stages averaged (as
+        their logits are) and renormalised over locations (resizing changes the sums).
+        """
+        maps = self.attention_maps(xs)
+        h, w = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
+        resized = [m if m.shape[-2:] == (h, w) else F.interpolate(m, size=(h, w), mode="bilinear",
+                                                                   align_corners=False) for m in maps]
+        a = torch.stack(resized).mean(dim=0)  # (S, B, C, H, W) -> (B, C, H, W)
+        total = a.sum(dim=(-2, -1), keepdim=True)  # (B, C, 1, 1)
+        return a / total.clamp_min(torch.finfo(a.dtype).tiny)
+
+
+@makes(CrossModalityAttention)
+def cma(*, in_channels: int, num_labels: int, embeddings: torch.Tensor | None = None,
+        adjacency: torch.Tensor | None = None, **options) -> CrossModalityAttention:
+    """CMA head (You et al., AAAI 2020); ``adjacency`` is not used (the graph is in the embeddings)."""
+    check_option(isinstance(in_channels, int), "cma", "in_channels", in_channels, "one channel count")
+    return CrossModalityAttention(in_channels, num_labels, embeddings, **options)
+
+
+@makes(MultiScaleCMA)
+def ms_cma(*, in_channels: Sequence[int], num_labels: int, embeddings: torch.Tensor | None = None,
+           adjacency: torch.Tensor | None = None, **options) -> MultiScaleCMA:
+    """MS-CMA head: CMA on two (or more) backbone stages, logits averaged."""
+    return MultiScaleCMA(in_channels, num_labels, embeddings, **options)

@@ -1,0 +1,119 @@
+"""Stage: annotations (or pre-computed label statistics) -> label co-occurrence graph file.
+
+DESIGN.md 1.1 and 2.1: count n_i and M_ij from the training annotations, keep the raw counts,
+record where they came from. ``--min-count`` drops rare labels after counting; every other
+choice (label order, split, delimiters) is recorded in the graph's meta.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mlgraph_cli.core.annotations import FORMATS, LABEL_ORDERS, detect_format, load_annotations, load_label_stats
+from mlgraph_cli.core.artifacts import provenance
+from mlgraph_cli.core.graph import LabelGraph, build_label_graph, write_graph
+from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.errors import MlgraphError, input_error
+
+COMMAND = "mlgraph build-graph"
+# A co-occurrence graph needs at least one possible pair of labels.
+MIN_LABELS = 2
+
+
+@dataclass
+class BuildGraphConfig:
+    """Options of ``mlgraph build-graph`` (and the project's ``[build-graph]`` table)."""
+
+    format: str | None = None  # one of core.annotations.FORMATS; None = detect
+    label_order: str = "name"  # "name" (sorted) | "id" (the dataset's own order)
+    split: str | None = None  # VOC image set (default trainval) / NUS-WIDE all|train|test
+    min_count: int = 0  # drop labels carried by fewer images
+    delimiter: str | None = None  # CSV column delimiter (default: sniffed , or tab)
+    label_delimiter: str | None = None  # CSV label delimiter (default ;)
+    classes: str | None = None  # Open Images class descriptions / NUS-WIDE concept list
+
+    def __post_init__(self) -> None:
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        if self.label_order not in LABEL_ORDERS:
+            raise ValueError(f"label_order must be one of {', '.join(LABEL_ORDERS)}, not {self.label_order!r}")
+        if not isinstance(self.min_count, int) or self.min_count < 0:
+            raise ValueError(f"min_count must be a whole number >= 0, not {self.min_count!r}")
+
+
+@dataclass
+class BuildGraphResult:
+    """What the command reports: the written graph and the counts behind it."""
+
+    output: str
+    graph: LabelGraph
+    format: str
+    unlabeled: int | None  # images without any label (None for label statistics)
+    dropped: dict[str, int] = field(default_factory=dict)  # label -> image count, dropped by min_count
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_labels(self) -> int:
+        return self.graph.num_labels
+
+    @property
+    def num_images(self) -> int:
+        return self.graph.num_images
+
+    @property
+    def num_edges(self) -> int:
+        return self.graph.num_edges
+
+
+def build_graph(annotations: str | os.PathLike, output: str | os.PathLike, config: BuildGraphConfig, *,
+                progress: ProgressHook = NULL_PROGRESS) -> BuildGraphResult:
+    """Read ``annotations``, count the label graph, write it to ``output`` (``-``: JSON on stdout)."""
+    src = Path(annotations)
+    out = os.fspath(output)
+    if out != "-" and Path(out).is_dir():
+        raise MlgraphError(f"{out}: is a folder (pass a file name, e.g. -o {Path(out) / 'graph.json'})")
+    fmt = config.format or detect_format(src)
+    notes: list[str] = []
+    if fmt == "stats":
+        graph = load_label_stats(src, label_order=config.label_order)
+        unlabeled = None
+    else:
+        ann = load_annotations(src, fmt, label_order=config.label_order, delimiter=config.delimiter,
+                               label_delimiter=config.label_delimiter, split=config.split, classes=config.classes,
+                               progress=progress)
+        notes += ann.notes
+        progress.start("Counting co-occurrences", total=None, unit="labels")
+        graph = build_label_graph(ann.positives, ann.labels)
+        progress.stop()
+        unlabeled = int(ann.meta.get("unlabeled_images", 0))
+        graph.meta.update({k: ann.meta[k] for k in ("split", "verified_negatives", "difficult") if k in ann.meta})
+    if graph.num_labels < MIN_LABELS:
+        found = f"only one label ({graph.labels[0]!r})" if graph.labels else "no labels"
+        hint = "check --label-delimiter and --format" if fmt in ("csv", "jsonl") else "check the annotations"
+        raise input_error(src, f"found {found}; a graph needs at least {MIN_LABELS} labels", hint)
+    dropped: dict[str, int] = {}
+    if config.min_count > 0:
+        keep = graph.image_counts >= config.min_count
+        if int(keep.sum()) < MIN_LABELS:
+            raise input_error(src, f"--min-count {config.min_count} leaves {int(keep.sum())} of {graph.num_labels} "
+                                   f"labels; a graph needs at least {MIN_LABELS}", "lower --min-count")
+        dropped = {name: int(c) for name, c, k in zip(graph.labels, graph.image_counts.tolist(), keep) if not k}
+        if dropped:
+            graph = graph.subset(keep)
+    graph.meta.update({
+        "source": os.fspath(src),
+        "format": fmt,
+        "label_order_by": config.label_order,
+        "unlabeled_images": unlabeled,
+        "min_count": config.min_count,
+        "dropped_labels": dropped,
+        "notes": notes,
+        "provenance": provenance(COMMAND, {"annotations": src, "output": out, **asdict(config), "format": fmt}),
+    })
+    progress.start("Writing graph", total=None, unit="edges")
+    write_graph(graph, out)
+    progress.stop()
+    return BuildGraphResult(output=out, graph=graph, format=fmt, unlabeled=unlabeled, dropped=dropped, notes=notes)
+
