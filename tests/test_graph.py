@@ -118,7 +118,7 @@ def test_subset_keeps_counts(graph):
 
 def test_read_graph_errors(graph, tmp_path):
     (tmp_path / "emb.json").write_text(json.dumps({"graph": {"schema": "mlgraph/embeddings@1"}, "nodes": []}))
-    with pytest.raises(SchemaError, match=r"expected a graph file \(mlgraph/graph@1\) but found a embeddings file"):
+    with pytest.raises(SchemaError, match=r"expected a graph file \(mlgraph/graph@1\) but found an embeddings file"):
         read_graph(tmp_path / "emb.json")
     path = tmp_path / "g.json"
     write_graph(graph, path)
