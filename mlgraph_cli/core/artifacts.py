@@ -28,6 +28,7 @@ SCHEMAS: dict[str, tuple[str, str]] = {
     "embeddings": ("mlgraph/embeddings@1", "mlgraph embed"),
     "features": ("mlgraph/features@1", "mlgraph extract"),
     "run": ("mlgraph/run@1", "mlgraph train"),
+    "run-args": ("mlgraph/run-args@1", "mlgraph train"),
     "metrics": ("mlgraph/metrics@1", "mlgraph evaluate"),
 }
 

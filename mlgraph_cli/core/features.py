@@ -199,10 +199,22 @@ class FeatureFile:
             return ds[int(index)].astype(np.float32)
         if isinstance(index, slice):
             return ds[index].astype(np.float32)
-        idx = np.asarray(index)
-        order = np.argsort(idx)
+        idx = np.asarray(index, dtype=np.int64)
         out = np.empty((len(idx), *ds.shape[1:]), dtype=np.float32)
-        out[order] = ds[idx[order]].astype(np.float32)  # h5py needs increasing indices
+        # h5py's fancy indexing is ~20x slower than slicing one-image chunks: read each run of
+        # consecutive rows as one slice, in sorted order, and scatter back.
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        breaks = np.flatnonzero(np.diff(sorted_idx) != 1) + 1
+        for run_pos in np.split(np.arange(len(idx)), breaks):
+            if len(run_pos) == 0:
+                continue
+            lo, hi = sorted_idx[run_pos[0]], sorted_idx[run_pos[-1]] + 1
+            if hi - lo == len(run_pos):
+                out[order[run_pos]] = ds[lo:hi]
+            else:  # repeated indices
+                for pos in run_pos:
+                    out[order[pos]] = ds[sorted_idx[pos]]
         return out
 
     def close(self) -> None:

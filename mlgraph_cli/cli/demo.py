@@ -1,0 +1,99 @@
+"""``mlgraph demo``: the whole pipeline on the embedded fashion-scenes data, no network.
+
+The demo runs the same commands a user would type, in the project folder that
+``make-dataset`` writes, each printed before it runs:
+
+make-dataset -> build-graph -> embed -> extract (train, val, test) -> train -> evaluate -> predict --explain
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.rule import Rule
+
+from mlgraph_cli.cli._common import err, fail, handle_errors, summary
+
+EPILOG = "Example: mlgraph demo mlgraph-demo --epochs 8"
+
+
+@contextlib.contextmanager
+def _inside(folder: Path):
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def _run(args: list[str]) -> None:
+    """Run one mlgraph command in process, as typed; stop the demo if it fails."""
+    from typer.main import get_command
+
+    from mlgraph_cli.cli.app import app
+
+    err.print(Rule(style="dim"))
+    err.print(f"[bold cyan]$ mlgraph {shlex.join(args)}[/]")
+    code = get_command(app).main(args=args, prog_name="mlgraph", standalone_mode=False)
+    if code:  # the command already printed its one-line error
+        raise typer.Exit(code)
+
+
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Where the demo project goes.")] = Path("mlgraph-demo"),
+    *,
+    train: Annotated[int, typer.Option(min=20, help="Training scenes.")] = 600,
+    val: Annotated[int, typer.Option(min=10, help="Validation scenes.")] = 200,
+    test: Annotated[int, typer.Option(min=10, help="Test scenes.")] = 200,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
+    head: Annotated[str, typer.Option(help="Classification head (cma, ms-cma, gap, gmp, mlgcn).")] = "cma",
+    seed: Annotated[int, typer.Option(help="Seed of the data and of training.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace a demo folder made earlier.")] = False,
+) -> None:
+    """Run the whole pipeline on generated fashion scenes: data, graph, embeddings, features, model, metrics, predictions."""
+    from importlib.resources import files
+
+    started = time.perf_counter()
+    folder = folder.resolve()
+    if folder.exists() and any(folder.iterdir()) and not force:
+        fail(f"{folder}: the folder exists and is not empty (use --force to replace a demo made earlier, "
+             "or name another folder)")
+    vectors = Path(str(files("mlgraph_cli") / "data" / "vectors" / "glove-6b-50d-fashion.txt"))
+    _run(["make-dataset", "fashion-scenes", str(folder), "--train", str(train), "--val", str(val), "--test",
+          str(test), "--seed", str(seed)] + (["--force"] if force else []))
+    with _inside(folder):
+        # Inside the project folder every command finds its inputs in mlgraph.toml.
+        _run(["build-graph"])
+        _run(["embed", "--init", str(vectors), "--seed", str(seed)])
+        _run(["extract", "--split", "train"])
+        _run(["extract", "--split", "val"])
+        _run(["extract", "--split", "test"])
+        _run(["train", "--head", head, "--epochs", str(epochs), "--seed", str(seed), "--name", "demo", "--force"])
+        _run(["evaluate", "--features", "artifacts/test-features.h5", "-o", "artifacts/test-metrics.json"])
+        samples = sorted((folder / "images" / "test").glob("*.jpg"))[:4]
+        _run(["predict", *[str(p.relative_to(folder)) for p in samples], "--topk", "3", "--explain", "explain"])
+    err.print(Rule(style="dim"))
+    minutes, seconds = divmod(time.perf_counter() - started, 60)
+    summary(
+        f"Demo finished in {int(minutes)} min {seconds:.0f} s. Everything is in {folder}:\n"
+        f"  mlgraph.toml                   the project file (run any command there without paths)\n"
+        f"  images/, annotations/          the generated scenes and their COCO annotations\n"
+        f"  artifacts/graph.json           label co-occurrence graph\n"
+        f"  artifacts/embeddings.h5        ASGE label embeddings\n"
+        f"  artifacts/*features.h5         EfficientNet-Lite0 feature maps\n"
+        f"  runs/train/demo/               the trained model, config.json, metrics.jsonl\n"
+        f"  artifacts/test-metrics.json    test metrics\n"
+        f"  explain/                       attention maps of the predictions above\n"
+        f"Next: cd {folder} && mlgraph predict images/test --topk 5"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo", epilog=EPILOG)(handle_errors(demo))

@@ -1,0 +1,96 @@
+"""``mlgraph predict``: label images with a trained run (table, JSONL or CSV; attention overlays)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mlgraph_cli.cli._common import RichProgress, err, handle_errors, load_project, out, summary
+
+EPILOG = "Example: mlgraph predict photos/ --model runs/train/exp --topk 5 --format jsonl -o predictions.jsonl"
+
+
+class Format(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class Checkpoint(str, Enum):
+    best = "best"
+    last = "last"
+
+
+def predict(
+    inputs: Annotated[list[str], typer.Argument(
+        help="Image files, folders (searched recursively for image suffixes), globs, or .txt lists of paths.",
+        show_default=False)],
+    *,
+    model: Annotated[Optional[Path], typer.Option(
+        "--model", help="Run folder from `mlgraph train`. Default: the most recent run (\\[artifacts] runs, or "
+                        "runs/train).", show_default=False)] = None,
+    topk: Annotated[Optional[int], typer.Option(
+        "--topk", help="List at most K labels per image. Default: all that pass --threshold.",
+        show_default=False)] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        "--threshold", help="List labels scoring at least this (as well as being in the top K). Default: the "
+                            "run's threshold (0.5); 0 lists the top K whatever their score.",
+        show_default=False)] = None,
+    format: Annotated[Optional[Format], typer.Option(
+        "--format", help="table (terminal), jsonl or csv. Default: table, or from -o's suffix "
+                         "(.csv -> csv, else jsonl).", show_default=False)] = None,
+    output: Annotated[Optional[str], typer.Option(
+        "-o", "--output", help="Write jsonl/csv here ('-' = stdout).", show_default=False)] = None,
+    explain: Annotated[Optional[Path], typer.Option(
+        "--explain", help="Write one PNG per image into this folder: each listed label's attention map (cma, "
+                          "ms-cma) or class activation map (gap, gmp, mlgcn) over the image.",
+        show_default=False)] = None,
+    checkpoint: Annotated[Checkpoint, typer.Option("--checkpoint", help="Which weights.")] = Checkpoint.best,
+    image_size: Annotated[Optional[int], typer.Option(
+        "--image-size", help="Input side in px instead of the run's (the heads take any map size).",
+        show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 16,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Label images with a trained run: top labels and scores per image."""
+    from mlgraph_cli.stages.predict import find_run, predict as run
+
+    project = load_project()
+    run_dir = find_run(model, project.artifact("runs") if project is not None else None)
+    progress = RichProgress(quiet=quiet)
+    try:
+        result = run(inputs, run_dir, topk=topk, threshold=threshold, format=format.value if format else None,
+                     output=output, explain=explain, checkpoint=checkpoint.value, device=device,
+                     batch_size=batch_size, image_size=image_size, progress=progress)
+    finally:
+        progress.stop()
+    if result.format == "table":
+        out.print(predictions_table(result.rows))
+    if result.skipped:
+        err.print(f"Skipped {len(result.skipped)} unreadable file(s):", style="yellow", markup=False)
+        for path, reason in result.skipped:
+            err.print(f"  {path}: {reason}", style="yellow", markup=False, highlight=False)
+    where = "" if result.output is None else f" -> {result.output}"
+    pngs = f"; {len(result.explained)} explanation PNG(s) in {explain}" if explain is not None else ""
+    summary(f"Labelled {len(result.rows):,} image(s) with {result.run_dir} ({result.checkpoint}, threshold "
+            f"{result.threshold}){where}{pngs}")
+
+
+def predictions_table(rows):
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("image", overflow="fold")
+    table.add_column("labels (score)")
+    for row in rows:
+        labels = ", ".join(f"{item['label']} ({item['score']:.2f})" for item in row["labels"]) or "-"
+        table.add_row(row["image"], labels)
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict", epilog=EPILOG)(handle_errors(predict))

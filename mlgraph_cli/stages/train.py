@@ -1,0 +1,197 @@
+"""Stage: train a classification head on cached features, or a backbone + head on images.
+
+``train`` checks that the inputs agree (label sets, backbones), builds the data, the head and
+the run directory, and hands over to :class:`~mlgraph_cli.core.training.Trainer`.
+``resume_training`` continues a stopped run from its ``resume.pt``. Under torchrun every rank
+runs this function; rank 0 alone writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from mlgraph_cli.core import checkpoint as ckpt
+from mlgraph_cli.core import distributed as dist_util
+from mlgraph_cli.core.artifacts import read_json, write_json
+from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.core.training import TrainConfig, TrainResult
+from mlgraph_cli.errors import MismatchError, MlgraphError
+from mlgraph_cli.stages import train_inputs as inputs_mod
+from mlgraph_cli.stages.train_inputs import TrainInputs
+
+COMMAND = "mlgraph train"
+# Settings a resumed run may change: they decide where and how fast, not what is computed.
+RESUMABLE_CHANGES = ("workers", "device", "cache")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: ``run_dir`` keeps its last finished epoch, ready for ``--resume``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+def train(inputs: TrainInputs, config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
+          runs_root: str | os.PathLike = "runs/train", name: str | None = None, force: bool = False,
+          progress: ProgressHook = NULL_PROGRESS,
+          on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train a new run. ``run_dir`` (``-o``) wins; otherwise ``runs_root/name`` numbered
+    ``exp``, ``exp2``, ... Returns the run's :class:`TrainResult` (on every rank)."""
+    dist, device = _start(config)
+    try:
+        prepared = inputs_mod.prepare(inputs, config, device=device, dist=dist, progress=progress)
+        out = _choose_run_dir(run_dir, runs_root, name, force, dist)
+        if dist.is_main:
+            _write_run_files(out, inputs, config, prepared, dist)
+        dist_util.barrier(dist)
+        return _fit(prepared, config, out, device, dist, progress, on_epoch_end, resume=None)
+    finally:
+        dist_util.teardown(dist)
+
+
+def resume_training(run_dir: str | os.PathLike, overrides: dict[str, Any] | None = None, *,
+                    inputs: TrainInputs | None = None, progress: ProgressHook = NULL_PROGRESS,
+                    on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Continue ``run_dir`` where its last checkpoint left it, with the settings it was started with.
+
+    ``overrides``: settings given again on the command line (None = not given); only
+    :data:`RESUMABLE_CHANGES` may differ from the saved ones. ``inputs``: paths given again
+    (moved files); they must hold the same data.
+    """
+    run = Path(run_dir)
+    saved = ckpt.read_run_config(run)
+    args = read_json(run / ckpt.ARGS, fix=f"the run is incomplete; start a new one with `{COMMAND}`")
+    ckpt.check_same_head(run, saved, (overrides or {}).get("head"))
+    config = _resumed_config(run, args, overrides or {})
+    state = ckpt.load_resume(run / ckpt.RESUME)
+    if int(state["epoch"]) >= config.epochs:
+        raise MlgraphError(f"{run}: the run already finished its {config.epochs} epochs (evaluate it with "
+                           f"`mlgraph evaluate {run}`, or start a longer one with `{COMMAND} --epochs N`)")
+    paths = TrainInputs.from_json(args["inputs"])
+    if inputs is not None:
+        paths = dataclasses.replace(paths, **{k: v for k, v in dataclasses.asdict(inputs).items() if v is not None})
+    dist, device = _start(config)
+    try:
+        prepared = inputs_mod.prepare(paths, config, device=device, dist=dist, progress=progress)
+        inputs_mod.check_same_data(run, saved, prepared)
+        if dist.is_main:
+            ckpt.truncate_metrics(run, int(state["epoch"]))
+        return _fit(prepared, config, run, device, dist, progress, on_epoch_end, resume=state)
+    finally:
+        dist_util.teardown(dist)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _start(config: TrainConfig):
+    import torch
+
+    from mlgraph_cli.core.device import resolve_device
+
+    dist = dist_util.dist_info_from_env()
+    base = resolve_device(config.device)
+    device = torch.device(dist_util.device_for(dist, str(base)))
+    dist_util.setup(dist, device.type)
+    return dist, device
+
+
+def _fit(prepared, config, run_dir, device, dist, progress, on_epoch_end, resume) -> TrainResult:
+    from mlgraph_cli.core.training import Trainer
+
+    if resume is not None:
+        try:
+            prepared.model.load_state_dict(resume["model"])
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise MismatchError(f"{Path(run_dir) / ckpt.RESUME}: this checkpoint does not fit a {config.head!r} "
+                                f"head on these features ({first[:160]}) (start a new run with `{COMMAND}`)") from None
+    trainer = Trainer(prepared.model, prepared.train_set, prepared.val_set if dist.is_main else None,
+                      config=config, label_names=prepared.label_names, run_dir=run_dir, device=device, dist=dist,
+                      progress=progress if dist.is_main else NULL_PROGRESS, on_epoch_end=on_epoch_end)
+    try:
+        return trainer.fit(resume=resume)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(Path(run_dir)) from None
+
+
+def _choose_run_dir(run_dir, runs_root, name, force: bool, dist) -> Path:
+    """Rank 0 picks (and checks) the folder and tells the others, so they never race its files."""
+    out, problem = None, None
+    if dist.is_main:
+        try:
+            out = os.fspath(_pick_run_dir(run_dir, runs_root, name, force))
+        except MlgraphError as exc:
+            problem = str(exc)
+    out, problem = dist_util.broadcast_object(dist, (out, problem))
+    if problem is not None:
+        raise MlgraphError(problem)
+    return Path(out)
+
+
+def _pick_run_dir(run_dir, runs_root, name, force: bool) -> Path:
+    if run_dir is not None:
+        out = Path(run_dir)
+        if ckpt.is_run_dir(out) and not force:
+            raise MlgraphError(f"{out}: already holds a training run (continue it with `{COMMAND} --resume {out}`, "
+                               "pass --force to overwrite it, or choose another -o)")
+        if out.exists() and not out.is_dir():
+            raise MlgraphError(f"{out}: exists and is not a folder (choose another -o)")
+    else:
+        out = ckpt.next_run_dir(runs_root, name or "exp")
+    out.mkdir(parents=True, exist_ok=True)
+    if force:  # files of the overwritten run that this one might not rewrite
+        for stale in (ckpt.METRICS, ckpt.RESUME, ckpt.SPLIT, ckpt.BACKBONE_WEIGHTS, "best.safetensors",
+                      "last.safetensors"):
+            (out / stale).unlink(missing_ok=True)
+    return out
+
+
+def _write_run_files(out: Path, inputs: TrainInputs, config: TrainConfig, prepared, dist) -> None:
+    from mlgraph_cli.core.artifacts import provenance
+
+    params = {"inputs": inputs.to_json(), "config": dataclasses.asdict(config)}
+    write_json(out / ckpt.ARGS, {"schema": "mlgraph/run-args@1", **params, "world_size": dist.world_size,
+                                 "run_dir": os.fspath(out.resolve())})
+    if prepared.split is not None:
+        write_json(out / ckpt.SPLIT, prepared.split)
+    if prepared.backbone_state is not None:
+        ckpt.save_weights(out / ckpt.BACKBONE_WEIGHTS, prepared.backbone_state,
+                          {"schema": "mlgraph/run@1", "what": "backbone"})
+    run_config = {
+        "schema": "mlgraph/run@1",
+        "head": prepared.model.head.config,
+        "labels": prepared.label_names,
+        "threshold": config.threshold,
+        "input": prepared.input_kind,
+        "backbone": prepared.backbone_config,
+        "backbone_weights": ckpt.BACKBONE_WEIGHTS if prepared.backbone_state is not None else None,
+        "backbone_trained": prepared.input_kind == "images",
+        "data": prepared.data_info,
+        "embeddings": prepared.embeddings_info,
+        "graph": prepared.graph_info,
+        "weights": {"best": "best.safetensors", "last": "last.safetensors"},
+        "provenance": provenance(COMMAND, params),
+    }
+    ckpt.write_run_config(out, run_config)
+
+
+def _resumed_config(run: Path, args: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    saved = dict(args.get("config") or {})
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, value in overrides.items():
+        if value is None or key not in names or key in RESUMABLE_CHANGES or key == "head":
+            continue
+        if saved.get(key) != value:
+            raise MlgraphError(f"{run / ckpt.ARGS}: this run was started with {key} = {saved.get(key)!r}, not "
+                               f"{value!r}; a resumed run keeps its settings (drop that option, or start a new run "
+                               f"with `{COMMAND}`)")
+    saved.update({k: v for k, v in overrides.items() if v is not None and k in RESUMABLE_CHANGES})
+    try:
+        return TrainConfig(**{k: v for k, v in saved.items() if k in names})
+    except (TypeError, ValueError) as exc:
+        raise MlgraphError(f"{run / ckpt.ARGS}: unreadable settings ({exc}) "
+                           f"(start a new run with `{COMMAND}`)") from None
