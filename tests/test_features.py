@@ -30,12 +30,16 @@ def test_resume_continues_after_the_last_complete_batch(tmp_path):
     ds = w.file["features"]
     ds.resize(3, axis=0)
     ds[2] = 99
+    sk = w.file["skipped"]
+    sk.resize(1, axis=0)
+    sk[0] = "torn.jpg\tnot counted"
     w.close()
     assert not dest.exists() and partial_path(dest).exists()
 
     w = _writer(dest)
     assert w.resumed and w.rows_done == 2 and w.inputs_done == 2
     assert w.file["features"].shape[0] == 2  # the torn row is gone
+    assert w.file["skipped"].shape[0] == 0  # and so is the torn skip entry
     w.append(*_batch(2, 2), inputs_consumed=3, skipped=["broken.jpg\tnot an image"])
     w.finish()
     ff = open_features(dest)

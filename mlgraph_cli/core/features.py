@@ -8,7 +8,8 @@ Layout (HDF5):
 - ``label_names``: (C,) utf-8, present with ``labels``.
 - ``skipped``: (K,) utf-8 ``path<TAB>reason`` for inputs that could not be read.
 - attrs: schema, backbone, weights, image_size, layers, preprocessing, labels_digest, provenance,
-  rows_done (rows written), inputs_done (inputs consumed, skipped ones included), plan_digest, complete.
+  rows_done (rows written), skipped_done (entries of ``skipped``), inputs_done (inputs consumed, skipped
+  ones included), plan_digest, complete.
 
 Resume: the file is built under ``.<name>.partial`` beside the destination; rows are appended in
 input order and the two counters are updated after each batch is flushed, so a run killed at any
@@ -93,6 +94,7 @@ class FeatureWriter:
             f.attrs["plan_digest"] = plan
             f.attrs["rows_done"] = 0
             f.attrs["inputs_done"] = 0
+            f.attrs["skipped_done"] = 0
             f.attrs["complete"] = False
             f.flush()
         self.file = f
@@ -102,6 +104,9 @@ class FeatureWriter:
         for name in [*self.names, "ids", "files"] + (["labels"] if "labels" in f else []):
             if f[name].shape[0] != rows:
                 f[name].resize(rows, axis=0)
+        skipped = int(f.attrs.get("skipped_done", 0))
+        if f["skipped"].shape[0] != skipped:
+            f["skipped"].resize(skipped, axis=0)
         self.resumed = resumed
 
     @property
@@ -138,6 +143,7 @@ class FeatureWriter:
         f.flush()
         # Counters last: a batch is only counted once its rows are on disk.
         f.attrs["rows_done"] = start + b
+        f.attrs["skipped_done"] = f["skipped"].shape[0]
         f.attrs["inputs_done"] = self.inputs_done + inputs_consumed
         f.flush()
 

@@ -1,0 +1,136 @@
+"""``mlgraph extract``: run images through a CNN backbone and store its feature maps."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from mlgraph_cli.cli._common import RichProgress, handle_errors, load_project, summary
+
+EPILOG = ("Example: mlgraph extract images/ --annotations annotations.json -o features.h5 "
+          "--backbone resnet18 --weights none --image-size 64")
+
+
+class Split(str, Enum):
+    """Which [dataset] entries of mlgraph.toml to use, and which [artifacts] file to write."""
+
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+# split -> ([dataset] images key, [dataset] annotations key, [artifacts] key)
+_SPLIT_KEYS = {
+    "train": ("images", "annotations", "features"),
+    "val": ("val_images", "val_annotations", "val_features"),
+    "test": ("test_images", "test_annotations", "test_features"),
+}
+
+
+def extract(
+    images: Annotated[Optional[list[str]], typer.Argument(
+        help="Images: a folder (searched recursively), files, globs or a .txt list. With --annotations, the "
+             "folder their file names are relative to. Default: \\[dataset] images (or val_images/test_images "
+             "with --split).", show_default=False)] = None,
+    *,
+    images_option: Annotated[Optional[str], typer.Option(
+        "--images", help="The same as IMAGES (the images folder).", show_default=False)] = None,
+    annotations: Annotated[Optional[str], typer.Option(
+        "--annotations", "-a", help="Annotations whose labels are stored with the features (any format "
+                                    "build-graph reads). Default: \\[dataset] annotations when IMAGES is left out.",
+        show_default=False)] = None,
+    output: Annotated[Optional[str], typer.Option(
+        "-o", "--output", help="Features file (.h5). Default: \\[artifacts] features (val_features, "
+                               "test_features with --split), or features.h5.", show_default=False)] = None,
+    split: Annotated[Split, typer.Option(
+        "--split", help="In a project: which \\[dataset] images/annotations to read and which \\[artifacts] "
+                        "file to write.")] = Split.train,
+    backbone: Annotated[Optional[str], typer.Option(
+        "--backbone", "-b", help="efficientnet-lite0 (default; ImageNet weights ship with it) or a torchvision "
+                                 "CNN: resnet50, resnet101 (the paper's), convnext_tiny, ...", show_default=False)] = None,
+    weights: Annotated[Optional[str], typer.Option(
+        "--weights", "-w", help="DEFAULT (default), a torchvision weights name (IMAGENET1K_V2 or "
+                                "ResNet101_Weights.IMAGENET1K_V2; its file must be in $TORCH_HOME/hub/checkpoints, "
+                                "nothing is downloaded), a state-dict file (.pth/.safetensors), or none (random).",
+        show_default=False)] = None,
+    image_size: Annotated[Optional[int], typer.Option(
+        "--image-size", min=1, help="Square input side in px; the whole image is resized (no crop). "
+                                    "Default: 448 (torchvision, as in the paper), 224 (efficientnet-lite0).",
+        show_default=False)] = None,
+    layer: Annotated[Optional[list[str]], typer.Option(
+        "--layer", "-l", help="Stage to keep (default: the last; resnet: layer1..layer4, efficientnet-lite0: "
+                              "stem, stage1..stage7, head). Twice: the deeper one is `features`, the other "
+                              "`features_aux` (for --head ms-cma).", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per forward pass. "
+                                                      "Default: 32.", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Processes decoding and resizing "
+                                                   "images (0: the main process). Default: 2.",
+                                                   show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto (cuda if present, else cpu), cpu, "
+                                                  "cuda, cuda:N. Default: auto.", show_default=False)] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="Annotation format: coco|voc|nuswide|"
+                                                  "openimages|csv|jsonl (auto-detected when left out).",
+                                                  show_default=False)] = None,
+    label_order: Annotated[Optional[str], typer.Option("--label-order", help="name (default) or id: must match "
+                                                       "`mlgraph build-graph --label-order`.", show_default=False)] = None,
+    image_set: Annotated[Optional[str], typer.Option("--image-set", help="VOC image set (default trainval) or "
+                                                     "NUS-WIDE split of the annotations.", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random init seed for --weights none. Default: 0.",
+                                                show_default=False)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List each skipped image on stderr.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
+) -> None:
+    """Extract backbone feature maps (and labels) of a set of images into an HDF5 features file.
+
+    Resumable: run the same command again after an interruption and it continues where it stopped.
+    Unreadable images are skipped and listed in OUTPUT.skipped.txt.
+    """
+    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
+    from mlgraph_cli.errors import MlgraphError
+    from mlgraph_cli.stages.extract import ExtractConfig, extract as run
+
+    if images and images_option:
+        raise MlgraphError("give the images folder once: as IMAGES or as --images, not both")
+    if images_option:
+        images = [images_option]
+    project = load_project()
+    img_key, ann_key, out_key = _SPLIT_KEYS[split.value]
+    if not images and project is not None:
+        # Paths left out come from the project: its images and, with them, its annotations.
+        images = [str(resolve_input(None, project, dataset=img_key, what=f"{img_key} folder",
+                                    fix="e.g. `mlgraph extract images/`"))]
+        if annotations is None and project.dataset_path(ann_key) is not None:
+            annotations = str(project.dataset_path(ann_key))
+            if format is None:
+                format = project.dataset.get("format") or None
+    overrides = dict(backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
+                     batch_size=batch_size, workers=workers, device=device, format=format,
+                     label_order=label_order, image_set=image_set, seed=seed)
+    config = merge_config(ExtractConfig, project, "extract", overrides)
+    dest = resolve_output(output, project, out_key, "features.h5")
+    progress = RichProgress(quiet=quiet)
+    try:
+        result = run(images, dest, config, annotations=annotations, progress=progress)
+    finally:
+        progress.stop()
+    if not quiet:
+        for note in result.notes:
+            progress.log(note)
+    if verbose:
+        for s in result.skipped:
+            progress.log(f"skipped {s.path}: {s.reason}")
+    shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in result.shapes.items())
+    labels = f", {result.labels} labels" if result.labels is not None else ", no labels"
+    resumed = f", resumed after {result.resumed_from:,}" if result.resumed_from else ""
+    summary(f"Wrote {result.output}: {result.rows:,} images{labels}; {shapes} "
+            f"({result.backbone} {'+'.join(result.layers)}, {result.image_size} px, weights {result.weights}, "
+            f"{result.device}); {result.images_per_s:,.1f} img/s{resumed}.")
+    if result.skipped:
+        summary(f"Skipped {len(result.skipped):,} unreadable image(s), listed in {result.skipped_report}"
+                + ("" if verbose else " (--verbose lists them here)") + ".")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("extract", epilog=EPILOG)(handle_errors(extract))

@@ -1,0 +1,158 @@
+"""Finding and decoding images, without ever crashing on a bad file.
+
+``list_images`` turns what a user typed (files, folders, globs, ``.txt`` lists) into a sorted,
+de-duplicated list of paths. ``load_image`` returns an RGB PIL image with its EXIF orientation
+applied, or a :class:`SkippedImage` saying why the file cannot be used (corrupt, truncated, not an
+image, or a decompression bomb). Callers record the skipped ones instead of stopping a long run.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from mlgraph_cli.errors import input_error
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+LIST_SUFFIXES = frozenset({".txt", ".lst"})
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """An input that could not be used, and why (one short phrase)."""
+
+    path: str
+    reason: str
+
+    def line(self) -> str:
+        """``path<TAB>reason``: the form stored in a features file's ``skipped`` dataset."""
+        return f"{self.path}\t{self.reason}"
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand files, folders (recursive), globs and list files into image paths.
+
+    - a folder: every file below it with an image suffix, hidden files and folders left out,
+      sorted by path relative to the folder;
+    - a glob (``photos/*.jpg``, ``**`` allowed): its matching files, sorted;
+    - a ``.txt`` / ``.lst`` file: one path per line (blank lines and ``#`` comments ignored),
+      relative paths taken from the list file's folder;
+    - any other file: itself (a non-image is skipped later by :func:`load_image`, with a reason).
+
+    Order is the order of ``inputs``; a path named twice is kept once. A missing path is an
+    :class:`InputError`; an input that yields no images is not (the caller decides).
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    out: list[Path] = []
+    seen: set[str] = set()
+    for item in inputs:
+        for path in _expand(item):
+            key = os.path.normpath(os.fspath(path))
+            if key not in seen:
+                seen.add(key)
+                out.append(path)
+    return out
+
+
+def _expand(item: str | os.PathLike) -> list[Path]:
+    text = os.fspath(item)
+    path = Path(text)
+    if path.is_dir():
+        return _walk(path)
+    if path.is_file():
+        if path.suffix.lower() in LIST_SUFFIXES:
+            return _read_list(path)
+        return [path]
+    if any(c in text for c in _GLOB_CHARS):
+        return [Path(p) for p in sorted(glob.glob(text, recursive=True)) if os.path.isfile(p)]
+    raise input_error(path, "no such file or folder", "pass an image file, a folder, a glob or a .txt list")
+
+
+def _walk(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(root) / f for f in files if not f.startswith(".") and is_image_path(f))
+    # Sort on the relative POSIX path so the order does not depend on the file system.
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _read_list(list_file: Path) -> list[Path]:
+    out: list[Path] = []
+    base = list_file.parent
+    for number, raw in enumerate(list_file.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        p = Path(line)
+        out.append(p if p.is_absolute() else base / p)
+    return out
+
+
+def load_image(path: str | os.PathLike, *, max_pixels: int | None = None):
+    """Decode ``path`` into an RGB ``PIL.Image.Image`` (EXIF orientation applied).
+
+    Returns a :class:`SkippedImage` instead of raising when the file is missing, not an image,
+    corrupt or truncated, or larger than ``max_pixels`` (default: PIL's ``Image.MAX_IMAGE_PIXELS``,
+    about 89 megapixels) -- the decompression-bomb guard, applied before any pixel is decoded.
+    """
+    from PIL import Image, ImageOps
+
+    name = os.fspath(path)
+    limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between 1x and 2x its limit; a warning here is a refusal too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(name) as im:
+                w, h = im.size  # read from the header; nothing decoded yet
+                if limit and w * h > limit:
+                    return SkippedImage(name, f"refused: {w}x{h} pixels exceeds the decompression-bomb limit of {limit}")
+                im.load()  # full decode now, so truncation shows up here and not in a worker later
+                try:
+                    im = ImageOps.exif_transpose(im)
+                except Exception:  # noqa: BLE001 -- a broken EXIF block leaves good pixels: keep them unrotated
+                    pass
+                return im.convert("RGB")
+    except FileNotFoundError:
+        return SkippedImage(name, "file not found")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return SkippedImage(name, f"refused as a decompression bomb: {_first_line(exc)}")
+    except Image.UnidentifiedImageError:
+        return SkippedImage(name, "not an image (or a format PIL cannot read)")
+    except Exception as exc:  # noqa: BLE001 -- any decoder failure on an untrusted file is a skip, not a crash
+        return SkippedImage(name, f"corrupt or truncated ({type(exc).__name__}: {_first_line(exc)})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def relative_names(paths: Sequence[Path], root: Path) -> list[str]:
+    """Paths as POSIX strings relative to ``root`` (absolute when a path lies outside it)."""
+    out = []
+    for p in paths:
+        try:
+            out.append(p.resolve().relative_to(root.resolve()).as_posix())
+        except ValueError:
+            out.append(p.resolve().as_posix())
+    return out
+
+
+def common_root(paths: Sequence[Path]) -> Path:
+    """The deepest folder that holds every path (the folder of a single file)."""
+    if not paths:
+        return Path(".")
+    parents = [os.fspath(p.resolve().parent) for p in paths]
+    return Path(os.path.commonpath(parents))

@@ -1,0 +1,334 @@
+"""Stage: images (+ annotations) -> a resumable features file of backbone maps (``mlgraph/features@1``).
+
+Images are decoded and resized in DataLoader workers while the main process runs the backbone
+and appends each batch to ``.<output>.partial`` (see :mod:`mlgraph_cli.core.features`). A run
+stopped at any point continues where it stopped when started again with the same inputs and
+settings; changed inputs or settings start over. Unreadable images are skipped, never fatal: they
+are listed in the file's ``skipped`` dataset and in ``<output>.skipped.txt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from mlgraph_cli.core.images import SkippedImage, common_root, list_images, load_image, relative_names
+from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.errors import MlgraphError, input_error
+
+# Test hook (tests/test_extract.py): after this many rows are on disk, touch the file named by
+# the second variable and wait to be killed, so a kill lands at a known point.
+PAUSE_ROWS_ENV = "MLGRAPH_EXTRACT_PAUSE_AFTER_ROWS"
+PAUSE_FILE_ENV = "MLGRAPH_EXTRACT_PAUSE_FILE"
+
+
+@dataclass
+class ExtractConfig:
+    """Settings of ``mlgraph extract`` (defaults, then ``[extract]`` of mlgraph.toml, then flags)."""
+
+    backbone: str = "efficientnet-lite0"
+    weights: str = "DEFAULT"  # torchvision enum name, IMAGENET1K for Lite0, a state-dict file, or none
+    image_size: int | None = None  # None: the backbone's default (448 torchvision, 224 Lite0)
+    layers: list[str] = field(default_factory=list)  # empty: the last stage; two: main + aux (MS-CMA)
+    batch_size: int = 32
+    workers: int = 2  # DataLoader processes decoding and resizing; 0 = in the main process
+    device: str = "auto"
+    seed: int = 0  # random init when weights = none
+    format: str | None = None  # annotation format (auto-detected)
+    label_order: str = "name"  # as `mlgraph build-graph --label-order`
+    image_set: str | None = None  # VOC image set / NUS-WIDE split of the annotations
+    max_pixels: int | None = None  # decompression-bomb limit (default: PIL's, ~89 Mpx)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, str):
+            self.layers = [self.layers]
+        self.layers = [str(x) for x in (self.layers or [])]
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if int(self.workers) < 0:
+            raise ValueError(f"workers must be 0 or more, got {self.workers}")
+
+
+@dataclass
+class ExtractResult:
+    output: Path
+    rows: int  # images written
+    inputs: int  # images planned (written + skipped)
+    skipped: list[SkippedImage]
+    skipped_report: Path | None
+    resumed_from: int  # inputs already done by an interrupted run (0 = fresh)
+    shapes: dict[str, tuple[int, int, int]]
+    backbone: str
+    weights: str
+    layers: list[str]
+    image_size: int
+    device: str
+    seconds: float  # this run's extraction time (model building excluded)
+    labels: int | None  # number of labels, None without annotations
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float:
+        done = self.inputs - self.resumed_from
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Plan:
+    paths: list[str]  # absolute, what the workers open
+    files: list[str]  # relative to root, what the file stores
+    ids: list[str]
+    root: Path
+    labels: Any = None  # (N, C) int8 or None
+    label_names: list[str] | None = None
+    annotations: Path | None = None
+    annotations_format: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLike, config: ExtractConfig, *,
+            annotations: str | os.PathLike | None = None, progress: ProgressHook = NULL_PROGRESS) -> ExtractResult:
+    """Extract backbone maps of ``images`` (folder, files, globs, .txt lists) into ``output``.
+
+    With ``annotations`` the images are the annotated ones (file names joined to the single
+    ``images`` folder) and their labels are stored; without, every image found is used.
+    """
+    from mlgraph_cli.core.artifacts import h5_read_strings, provenance
+    from mlgraph_cli.core.backbones import backbone_config, build_backbone
+    from mlgraph_cli.core.device import resolve_device
+    from mlgraph_cli.core.features import FeatureWriter, partial_path, plan_digest
+
+    dest = Path(output)
+    plan = _plan_with_annotations(images, Path(annotations), config, progress) if annotations else _plan_folder(images)
+    device = resolve_device(config.device)
+    backbone = build_backbone(config.backbone, config.weights, config.layers, config.image_size, device,
+                              seed=config.seed)
+    bcfg = backbone_config(backbone)
+    attrs: dict[str, Any] = {
+        "backbone": backbone.name, "weights": backbone.weights, "image_size": backbone.image_size,
+        "layers": backbone.layers, "outputs": backbone.outputs, "preprocessing": bcfg["preprocessing"],
+        "backbone_config": bcfg, "images_root": os.fspath(plan.root.resolve()),
+        "annotations": os.fspath(plan.annotations.resolve()) if plan.annotations else "",
+        "annotations_format": plan.annotations_format or "",
+    }
+    # What identifies the output: inputs in order, their labels, every setting that changes a
+    # number. Batch size, workers and device do not, so a resumed run may change them.
+    digest_attrs = dict(attrs, labels_sha=_labels_sha(plan.labels), label_names=plan.label_names,
+                        max_pixels=config.max_pixels)
+    digest = plan_digest([f"{i}\t{f}" for i, f in zip(plan.ids, plan.files)], digest_attrs)
+    stale = _partial_plan(partial_path(dest))
+    if stale is not None and stale != digest:
+        progress.log(f"{partial_path(dest)}: an interrupted run with other images or settings was found; starting over")
+    writer = FeatureWriter(dest, shapes=dict(backbone.out_shapes), plan=digest, attrs=attrs,
+                           label_names=plan.label_names)
+    start = writer.inputs_done
+    if writer.resumed:
+        progress.log(f"Resuming {dest}: {start:,} of {len(plan.paths):,} images were done by an interrupted run")
+    t0 = time.perf_counter()
+    try:
+        _run_batches(plan, start, backbone, writer, config, device, progress)
+        progress.stop()
+        seconds = time.perf_counter() - t0
+        skipped = _unique_skipped(h5_read_strings(writer.file["skipped"]))
+        rows, inputs = writer.rows_done, writer.inputs_done
+        if rows == 0:  # a file of no images would only fail later, in train
+            writer.close()
+            partial_path(dest).unlink(missing_ok=True)
+            report = _write_skipped_report(dest, skipped)
+            raise MlgraphError(f"{plan.root}: none of the {inputs:,} images could be read (reasons in {report}; "
+                               "check the images, or pass the right folder)")
+        params = dict(images=[os.fspath(p) for p in (images or [])], annotations=annotations,
+                      output=dest, **{k: getattr(config, k) for k in config.__dataclass_fields__})
+        writer.finish({"provenance": provenance("mlgraph extract", params), "skipped_count": len(skipped)})
+    except KeyboardInterrupt:
+        progress.stop()
+        progress.log("Stopped; run the same command again to resume where it stopped")
+        raise
+    finally:
+        writer.close()
+    report = _write_skipped_report(dest, skipped)
+    return ExtractResult(output=dest, rows=rows, inputs=inputs, skipped=skipped, skipped_report=report,
+                         resumed_from=start, shapes=dict(backbone.out_shapes), backbone=backbone.name,
+                         weights=backbone.weights, layers=list(backbone.layers), image_size=backbone.image_size,
+                         device=str(device), seconds=seconds,
+                         labels=len(plan.label_names) if plan.label_names is not None else None, notes=plan.notes)
+
+
+def _run_batches(plan: _Plan, start: int, backbone, writer, config: ExtractConfig, device,
+                 progress: ProgressHook) -> None:
+    """Decode (workers) -> forward (here) -> append, batch by batch, from input ``start`` on."""
+    import torch
+
+    loader = _loader(plan.paths[start:], backbone.preprocessor, config, device)
+    progress.start(f"Extracting {backbone.name}", total=len(plan.paths) - start, unit="img")
+    pause_at = int(os.environ.get(PAUSE_ROWS_ENV, "0") or 0)
+    with torch.inference_mode():
+        for positions, ok, batch, bad in loader:
+            kept = [start + i for i in ok]  # indices into the plan
+            maps = {}
+            if batch is not None:
+                out = backbone(batch.to(device, non_blocking=True))  # {name: (B, D, H, W)}
+                maps = {k: v.to(torch.float16).cpu().numpy() for k, v in out.items()}
+            writer.append(
+                maps, [plan.ids[r] for r in kept], [plan.files[r] for r in kept],
+                plan.labels[kept] if plan.labels is not None else None,
+                inputs_consumed=len(positions),
+                skipped=[f"{plan.files[start + i]}\t{reason}" for i, reason in bad],
+            )
+            progress.advance(len(positions))
+            if pause_at and writer.rows_done >= pause_at:
+                _pause_for_test()
+
+
+# ---------------------------------------------------------------------------------------------
+# What to extract
+
+def _plan_folder(images: Sequence[str | os.PathLike] | None) -> _Plan:
+    if not images:
+        raise MlgraphError("no images given (pass a folder, files, a glob or a .txt list as IMAGES)")
+    paths = list_images(images)
+    if not paths:
+        shown = ", ".join(os.fspath(p) for p in images)
+        raise input_error(shown, "no images found (looked for .jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .ppm)",
+                          "pass a folder of images, image files, a glob or a .txt list")
+    single = len(images) == 1 and Path(images[0]).is_dir()
+    root = Path(images[0]) if single else common_root(paths)
+    files = relative_names(paths, root)
+    return _Plan(paths=[os.fspath(p.resolve()) for p in paths], files=files, ids=list(files), root=root)
+
+
+def _plan_with_annotations(images: Sequence[str | os.PathLike] | None, ann_path: Path, config: ExtractConfig,
+                           progress: ProgressHook) -> _Plan:
+    from mlgraph_cli.core.annotations import load_annotations
+
+    ann = load_annotations(ann_path, config.format, label_order=config.label_order, split=config.image_set,
+                           progress=progress)
+    if images and len(images) > 1:
+        raise MlgraphError(f"with --annotations give one images folder, not {len(images)} paths "
+                           "(the folder the annotation file names are relative to)")
+    if images:
+        root = Path(images[0])
+    elif ann.meta.get("image_root"):
+        root = Path(ann.meta["image_root"])
+    else:
+        raise MlgraphError(f"{ann_path}: no images folder given (pass IMAGES or --images, the folder its file names are relative to)")
+    if not root.is_dir():
+        raise input_error(root, "not a folder", "with --annotations, IMAGES is the folder the annotation file names are relative to")
+    if ann.num_images == 0:
+        raise input_error(ann_path, "no images in these annotations", "check the file, or extract a folder without --annotations")
+    files = _files_for(ann, root)
+    paths = [os.fspath((root / f).resolve()) for f in files]
+    if not any(os.path.isfile(p) for p in paths):
+        raise input_error(root, f"none of the {ann.num_images:,} images named in {ann_path} is in this folder "
+                                f"(e.g. {files[0]})",
+                          "pass the folder they are relative to as IMAGES or --images, or fix [dataset] images")
+    return _Plan(paths=paths, files=files, ids=[str(i) for i in ann.image_ids], root=root, labels=ann.dense(),
+                 label_names=list(ann.labels), annotations=ann_path, annotations_format=ann.format,
+                 notes=list(ann.notes))
+
+
+def _files_for(ann, root: Path) -> list[str]:
+    """Each image's file relative to ``root``; formats without file names are matched by id
+    against the folder's images (relative path without suffix, then file stem)."""
+    if all(f is not None for f in ann.files):
+        return [str(f) for f in ann.files]
+    by_key: dict[str, str] = {}
+    for rel in relative_names(list_images(root), root):
+        stem = rel.rsplit(".", 1)[0]
+        by_key.setdefault(stem, rel)
+        by_key.setdefault(stem.rsplit("/", 1)[-1], rel)
+    return [str(f) if f is not None else by_key.get(str(i), str(i)) for f, i in zip(ann.files, ann.image_ids)]
+
+
+def _labels_sha(labels) -> str:
+    return "" if labels is None else hashlib.sha256(labels.tobytes() + str(labels.shape).encode()).hexdigest()[:16]
+
+
+def _partial_plan(path: Path) -> str | None:
+    """The plan digest of an interrupted run's file, if one is there and readable."""
+    if not path.exists():
+        return None
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("plan_digest")
+            return value.decode() if isinstance(value, bytes) else value
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding in workers
+
+class _Images:
+    """Dataset: position -> (position, (3, S, S) tensor or None, skip reason or None)."""
+
+    def __init__(self, paths: list[str], preprocess, max_pixels: int | None) -> None:
+        self.paths, self.preprocess, self.max_pixels = paths, preprocess, max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        image = load_image(self.paths[i], max_pixels=self.max_pixels)
+        if isinstance(image, SkippedImage):
+            return i, None, image.reason
+        return i, self.preprocess(image), None
+
+
+def _collate(items):
+    """(positions, positions kept, (B, 3, S, S) tensor or None, [(position, reason)])."""
+    import torch
+
+    kept = [(i, t) for i, t, _ in items if t is not None]
+    batch = torch.stack([t for _, t in kept]) if kept else None
+    return [i for i, _, _ in items], [i for i, _ in kept], batch, [(i, r) for i, t, r in items if t is None]
+
+
+def _loader(paths: list[str], preprocess, config: ExtractConfig, device):
+    from torch.utils.data import DataLoader
+
+    workers = int(config.workers)
+    return DataLoader(_Images(paths, preprocess, config.max_pixels), batch_size=int(config.batch_size),
+                      shuffle=False, num_workers=workers, collate_fn=_collate,
+                      pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
+
+
+def _pause_for_test() -> None:
+    marker = os.environ.get(PAUSE_FILE_ENV)
+    if marker:
+        Path(marker).touch()
+    while True:  # wait for the test to kill this process
+        time.sleep(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The skipped-files report
+
+def _unique_skipped(lines: list[str]) -> list[SkippedImage]:
+    seen: dict[str, str] = {}
+    for line in lines:
+        path, _, reason = line.partition("\t")
+        seen.setdefault(path, reason)
+    return [SkippedImage(p, r) for p, r in seen.items()]
+
+
+def skipped_report_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".skipped.txt")
+
+
+def _write_skipped_report(dest: Path, skipped: list[SkippedImage]) -> Path | None:
+    """``<output>.skipped.txt``: one ``path<TAB>reason`` per skipped image; a stale one is removed."""
+    from mlgraph_cli.core.artifacts import atomic_write_text
+
+    path = skipped_report_path(dest)
+    if not skipped:
+        path.unlink(missing_ok=True)
+        return None
+    atomic_write_text(path, "".join(s.line() + "\n" for s in skipped))
+    return path

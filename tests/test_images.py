@@ -1,0 +1,111 @@
+"""Image listing and decoding: folders, globs, lists, EXIF orientation, and files that must be skipped."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mlgraph_cli.core.images import SkippedImage, list_images, load_image
+from mlgraph_cli.errors import InputError
+
+
+def png_header_only(path, width: int, height: int) -> None:
+    """A PNG whose header claims ``width x height`` pixels but holds no pixel data (a cheap bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def solid(path, size=(8, 6), color=(10, 20, 30), **save):
+    Image.new("RGB", size, color).save(path, **save)
+    return path
+
+
+def test_list_images_folder_is_recursive_sorted_and_filtered(tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    for name in ["b/z.png", "a.JPG", "b/a.jpeg", "c.png", ".hidden/x.png", ".dot.png"]:
+        solid(tmp_path / name, format="PNG")
+    (tmp_path / "notes.txt").write_text("not an image")
+    found = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]
+    assert found == ["a.JPG", "b/a.jpeg", "b/z.png", "c.png"]
+
+
+def test_list_images_globs_lists_files_and_duplicates(tmp_path):
+    for name in ["x1.png", "x2.png", "y.png"]:
+        solid(tmp_path / name)
+    lst = tmp_path / "list.txt"
+    lst.write_text("# a comment\n\ny.png\n" + str(tmp_path / "x1.png") + "\n")
+    got = list_images([str(tmp_path / "x*.png"), lst, tmp_path / "y.png"])
+    assert [p.name for p in got] == ["x1.png", "x2.png", "y.png"]
+
+
+def test_list_images_missing_path_is_one_line_error(tmp_path):
+    with pytest.raises(InputError) as exc:
+        list_images(tmp_path / "nope")
+    assert str(exc.value) == f"{tmp_path / 'nope'}: no such file or folder (pass an image file, a folder, a glob or a .txt list)"
+
+
+def test_load_image_gives_rgb(tmp_path):
+    Image.new("L", (5, 4), 200).save(tmp_path / "g.png")
+    im = load_image(tmp_path / "g.png")
+    assert im.mode == "RGB" and im.size == (5, 4) and im.getpixel((0, 0)) == (200, 200, 200)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # 40 x 20: left half red, right half blue; orientation 6 = "rotate 90 degrees clockwise to display".
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :20] = (255, 0, 0)
+    a[:, 20:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(a).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    im = load_image(tmp_path / "r.jpg")
+    assert im.size == (20, 40)  # width and height swapped
+    top, bottom = im.getpixel((10, 5)), im.getpixel((10, 35))
+    assert top[0] > 200 and top[2] < 60  # the left (red) half is now on top
+    assert bottom[2] > 200 and bottom[0] < 60
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"hello, not an image", "not an image (or a format PIL cannot read)"),
+    (b"", "not an image (or a format PIL cannot read)"),
+])
+def test_non_images_are_skipped(tmp_path, content, reason):
+    p = tmp_path / "x.jpg"
+    p.write_bytes(content)
+    assert load_image(p) == SkippedImage(str(p), reason)
+
+
+def test_truncated_image_is_skipped(tmp_path):
+    a = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    out = load_image(tmp_path / "cut.png")
+    assert isinstance(out, SkippedImage) and out.reason.startswith("corrupt or truncated (")
+
+
+def test_missing_file_is_skipped(tmp_path):
+    assert load_image(tmp_path / "gone.png").reason == "file not found"
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    p = tmp_path / "bomb.png"
+    png_header_only(p, 20000, 20000)  # 400 Mpx, over twice PIL's default limit
+    out = load_image(p)
+    assert isinstance(out, SkippedImage) and out.reason.startswith("refused")
+
+
+def test_max_pixels_limit(tmp_path):
+    solid(tmp_path / "s.png", size=(40, 30))
+    out = load_image(tmp_path / "s.png", max_pixels=1000)
+    assert out.reason == "refused: 40x30 pixels exceeds the decompression-bomb limit of 1000"
+    assert load_image(tmp_path / "s.png", max_pixels=1200).size == (40, 30)
