@@ -230,6 +230,69 @@ def test_help_has_runnable_example(cli):
 def test_cli_format_choices_match_core():
     from mlgraph_cli.cli.build_graph import Format, LabelOrder
     from mlgraph_cli.core.annotations import FORMATS, LABEL_ORDERS
+    from mlgraph_cli.stages.build_graph import GRAPH_FORMATS
 
-    assert tuple(f.value for f in Format) == FORMATS
+    assert tuple(f.value for f in Format) == GRAPH_FORMATS == (*FORMATS, "yt8m")
     assert tuple(o.value for o in LabelOrder) == LABEL_ORDERS
+
+
+# ---------------------------------------------------------------------------------------------
+# YouTube-8M TFRecords (--format yt8m)
+
+def write_shards(folder: Path) -> Path:
+    """Two frame-level shards (5 videos) and a vocabulary.csv whose index order is not name order."""
+    from mlgraph_cli.core.video.tfrecord import write_records
+    from mlgraph_cli.core.video.yt8m import encode_frame_record
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = np.zeros((2, 1024), np.uint8), np.zeros((2, 128), np.uint8)
+    labels = {"train0000.tfrecord": [[0, 2], [2], [0, 2, 7]], "train0001.tfrecord": [[1], []]}
+    for name, videos in labels.items():
+        write_records(folder / name, [encode_frame_record(f"{name}-{i}", ls, *frames) for i, ls in enumerate(videos)])
+    (folder / "vocabulary.csv").write_text("Index,TrainVideoCount,KnowledgeGraphId,Name\n"
+                                           "0,9,/m/a,Zebra\n1,9,/m/b,Car\n2,9,/m/c,Music\n")
+    return folder
+
+
+@pytest.mark.parametrize("which", ["glob", "folder", "file"])
+def test_yt8m_shards_are_detected(cli, tmp_path, which):
+    shards = write_shards(tmp_path / "yt8m")
+    source = {"glob": str(shards / "train*.tfrecord"), "folder": shards, "file": shards / "train0000.tfrecord"}[which]
+    out = tmp_path / "graph.json"
+    result = cli("build-graph", source, "-o", out, "--vocabulary", shards / "vocabulary.csv")
+    assert result.exit_code == 0, result.output
+    g = read_graph(out)
+    assert g.labels == ["Car", "Music", "Zebra"] and g.meta["format"] == "yt8m"  # sorted by name
+    videos = 3 if which == "file" else 5
+    assert g.num_images == videos
+    np.testing.assert_array_equal(g.image_counts, [0, 3, 2] if which == "file" else [1, 3, 2])
+    assert g.cooccurrence[1, 2] == 2 and g.cooccurrence[0, 1] == 0
+    unlabeled = "0 unlabeled videos" if which == "file" else "1 unlabeled video;"
+    assert f"Label graph (yt8m): 3 labels, {videos} videos, 1 edge; {unlabeled}" in flat(result.stderr)
+    # class 7 is not in the vocabulary: dropped and said so
+    assert "1 label(s) outside the 3 label columns were dropped" in flat(result.stderr)
+
+
+def test_yt8m_label_order_id_and_segment_classes(cli, tmp_path):
+    shards = write_shards(tmp_path / "yt8m")
+    (shards / "segment_label_ids.csv").write_text("Index\n2\n0\n")
+    out = tmp_path / "graph.json"
+    result = cli("build-graph", shards, "-o", out, "--format", "yt8m", "--vocabulary", shards / "vocabulary.csv",
+                 "--segment-classes", shards / "segment_label_ids.csv", "--label-order", "id")
+    assert result.exit_code == 0, result.output
+    g = read_graph(out)
+    assert g.labels == ["Zebra", "Music"]  # class index order: 0, 2
+    np.testing.assert_array_equal(g.image_counts, [2, 3])
+
+
+def test_error_vocabulary_for_other_formats(cli, tmp_path):
+    src = write_csv(tmp_path / "train.csv")
+    line = one_line_error(cli("build-graph", src, "-o", tmp_path / "g.json", "--vocabulary", tmp_path / "v.csv"))
+    assert line == (f"Error: {src}: --vocabulary is for YouTube-8M TFRecords, but this is csv (drop --vocabulary, "
+                    "or pass --format yt8m for TFRecords)")
+
+
+def test_error_yt8m_glob_matches_nothing(cli, tmp_path):
+    pattern = tmp_path / "none*.tfrecord"
+    line = one_line_error(cli("build-graph", str(pattern), "-o", tmp_path / "g.json"))
+    assert line == f"Error: {pattern}: no file matches this pattern (check the pattern and quote it)"

@@ -14,7 +14,7 @@ EPILOG = "Example: mlgraph build-graph annotations/instances_train2014.json -o g
 
 
 class Format(str, Enum):
-    """Annotation formats (the same names as mlgraph_cli.core.annotations.FORMATS)."""
+    """Annotation formats (the names of mlgraph_cli.stages.build_graph.GRAPH_FORMATS)."""
 
     coco = "coco"
     voc = "voc"
@@ -23,6 +23,7 @@ class Format(str, Enum):
     csv = "csv"
     jsonl = "jsonl"
     stats = "stats"
+    yt8m = "yt8m"
 
 
 class LabelOrder(str, Enum):
@@ -32,14 +33,16 @@ class LabelOrder(str, Enum):
 
 def build_graph(
     annotations: Annotated[Optional[Path], typer.Argument(
-        help="COCO instances JSON, VOC or NUS-WIDE folder, Open Images CSV, CSV/JSONL, or label statistics JSON. "
+        help="COCO instances JSON, VOC or NUS-WIDE folder, Open Images CSV, CSV/JSONL, label statistics JSON, or "
+             "YouTube-8M TFRecords (a file, a quoted glob such as 'train*.tfrecord', or a folder of shards). "
              "Default: \\[dataset] annotations of mlgraph.toml.", show_default=False)] = None,
     *,
     output: Annotated[Optional[str], typer.Option(
         "-o", "--output", help="Graph file: .json (node-link) or .graphml; '-' writes JSON to stdout. "
                                "Default: \\[artifacts] graph, or graph.json.", show_default=False)] = None,
     format: Annotated[Optional[Format], typer.Option(
-        "--format", help="Annotation format (auto-detected when left out).", show_default=False)] = None,
+        "--format", help="Annotation format (auto-detected when left out; yt8m for names with .tfrecord).",
+        show_default=False)] = None,
     label_order: Annotated[Optional[LabelOrder], typer.Option(
         "--label-order", help="name: sorted by name (default); id: the dataset's own order (COCO category ids, "
                               "first appearance in CSV/JSONL).", show_default=False)] = None,
@@ -56,6 +59,13 @@ def build_graph(
     classes: Annotated[Optional[str], typer.Option(
         "--classes", help="Open Images class-descriptions CSV (MID -> name) or NUS-WIDE concept list.",
         show_default=False)] = None,
+    vocabulary: Annotated[Optional[str], typer.Option(
+        "--vocabulary", help="yt8m: YouTube-8M vocabulary.csv (label names; its classes are the labels). Pass the "
+                             "one `mlgraph import-yt8m` used, so graph and features share their labels.",
+        show_default=False)] = None,
+    segment_classes: Annotated[Optional[str], typer.Option(
+        "--segment-classes", help="yt8m: segment_label_ids.csv, keep only these classes (as in "
+                                  "`mlgraph import-yt8m`).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
 ) -> None:
     """Count label co-occurrences (n_i, M_ij) in training annotations and write the label graph."""
@@ -67,7 +77,7 @@ def build_graph(
                            fix="e.g. `mlgraph build-graph train.json`")
     overrides = dict(format=format.value if format else None, label_order=label_order.value if label_order else None,
                      split=split, min_count=min_count, delimiter=delimiter, label_delimiter=label_delimiter,
-                     classes=classes)
+                     classes=classes, vocabulary=vocabulary, segment_classes=segment_classes)
     if annotations is None and project is not None and overrides["format"] is None \
             and "format" not in project.section("build-graph"):
         # The project's [dataset] format describes its own annotations, not a file given on the command line.
@@ -85,10 +95,11 @@ def build_graph(
     names = list(result.dropped)
     dropped = (f"dropped {len(names)} label(s) under --min-count {config.min_count}: " + ", ".join(names[:10])
                + (", ..." if len(names) > 10 else "")) if names else "no labels dropped"
-    unlabeled = "" if result.unlabeled is None else f"{_count(result.unlabeled, 'unlabeled image')}; "
+    item = "video" if result.format == "yt8m" else "image"
+    unlabeled = "" if result.unlabeled is None else f"{_count(result.unlabeled, 'unlabeled ' + item)}; "
     where = "stdout" if is_stdout(dest) else str(dest)
     summary(f"Label graph ({result.format}): {_count(result.num_labels, 'label')}, "
-            f"{_count(result.num_images, 'image')}, {_count(result.num_edges, 'edge')}; {unlabeled}{dropped} "
+            f"{_count(result.num_images, item)}, {_count(result.num_edges, 'edge')}; {unlabeled}{dropped} "
             f"-> {where}")
 
 

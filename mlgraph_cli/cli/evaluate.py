@@ -42,9 +42,14 @@ def evaluate(
     per_label: Annotated[bool, typer.Option("--per-label", help="Also print the AP of every label.")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 64,
+    top_k_segments: Annotated[Optional[int], typer.Option(
+        "--top-k-segments", min=1, help="Video runs on YouTube-8M Segments ratings: K of the segment MAP@K "
+                                        "(rated segments only). Default: 100000, the Kaggle metric's.",
+        show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Score a run on labelled data: mAP, CP, CR, CF1, OP, OR, OF1 and their top-3 variants (0-100)."""
+    """Score a run on labelled data: mAP, CP, CR, CF1, OP, OR, OF1 and their top-3 variants (0-100).
+    A video run adds GAP@20, and segment MAP@K when the features hold YouTube-8M Segments ratings."""
     from mlgraph_cli.stages.evaluate import evaluate as run
     from mlgraph_cli.stages.predict import find_run
 
@@ -60,7 +65,7 @@ def evaluate(
     try:
         result = run(run_path, features=features, images=images, annotations=annotations, output=output,
                      threshold=threshold, checkpoint=checkpoint.value, device=device, batch_size=batch_size,
-                     progress=progress)
+                     top_k_segments=top_k_segments, progress=progress)
     finally:
         progress.stop()
     console = err if is_stdout(output) else out
@@ -72,8 +77,13 @@ def evaluate(
     note = f"; {left} label(s) without positives left out of mAP" if left else ""
     skipped = f"; {len(result.skipped)} unreadable image(s) skipped" if result.skipped else ""
     where = "stdout" if result.output is None else str(result.output)
+    segments = f", {m['segments']['rated']:,} rated segments" if "segments" in m else ""
     summary(f"{result.run_dir} ({result.checkpoint}, epoch {m['epoch']}) on {result.data.name}: "
-            f"{m['num_images']:,} images, threshold {m['threshold']}{note}{skipped} -> {where}")
+            f"{m['num_images']:,} {_items(m)}{segments}, threshold {m['threshold']}{note}{skipped} -> {where}")
+
+
+def _items(m: dict[str, Any]) -> str:
+    return "videos" if m.get("modality") == "video" else "images"
 
 
 def _fmt(value: Any) -> str:
@@ -83,13 +93,16 @@ def _fmt(value: Any) -> str:
 def metrics_table(m: dict[str, Any]):
     from rich.table import Table
 
-    table = Table(title=f"{m.get('head', '')} on {m['num_images']:,} images", title_justify="left")
+    table = Table(title=f"{m.get('head', '')} on {m['num_images']:,} {_items(m)}", title_justify="left")
     table.add_column("metric")
     table.add_column("all labels", justify="right")
     table.add_column(f"top-{m.get('topk', 3)}", justify="right")
     top = m.get(f"top{m.get('topk', 3)}") or {}
     for key in ROWS:
         table.add_row(key, _fmt(m.get(key)), "" if key == "mAP" else _fmt(top.get(key)))
+    # video runs: YouTube-8M's GAP@20 and, on Segments ratings, MAP@K over the rated segments
+    for key in [k for k in m if k.startswith(("GAP@", "segment_MAP@"))]:
+        table.add_row(key, _fmt(m[key]), "")
     return table
 
 

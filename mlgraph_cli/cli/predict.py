@@ -1,4 +1,5 @@
-"""``mlgraph predict``: label images with a trained run (table, JSONL or CSV; attention overlays)."""
+"""``mlgraph predict``: label images (or YouTube-8M videos) with a trained run (table, JSONL or CSV;
+attention overlays for images, per-segment labels for videos)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ class Checkpoint(str, Enum):
 
 def predict(
     inputs: Annotated[list[str], typer.Argument(
-        help="Image files, folders (searched recursively for image suffixes), globs, or .txt lists of paths.",
+        help="Image files, folders (searched recursively for image suffixes), globs, or .txt lists of paths; for "
+             "a video run, YouTube-8M TFRecords (files, quoted globs, folders of shards).",
         show_default=False)],
     *,
     model: Annotated[Optional[Path], typer.Option(
@@ -48,6 +50,8 @@ def predict(
         "--explain", help="Write one PNG per image into this folder: each listed label's attention map (cma, "
                           "ms-cma) or class activation map (gap, gmp, mlgcn) over the image.",
         show_default=False)] = None,
+    segments: Annotated[bool, typer.Option(
+        "--segments", help="Videos: also list the top labels of every 5-frame segment (frames s to s+4).")] = False,
     checkpoint: Annotated[Checkpoint, typer.Option("--checkpoint", help="Which weights.")] = Checkpoint.best,
     image_size: Annotated[Optional[int], typer.Option(
         "--image-size", help="Input side in px instead of the run's (the heads take any map size).",
@@ -56,7 +60,8 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 16,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Label images with a trained run: top labels and scores per image."""
+    """Label images with a trained run: top labels and scores per image (per video, and per segment
+    with --segments, for a run trained on `mlgraph import-yt8m` features)."""
     from mlgraph_cli.stages.predict import find_run, predict as run
 
     project = load_project()
@@ -65,18 +70,21 @@ def predict(
     try:
         result = run(inputs, run_dir, topk=topk, threshold=threshold, format=format.value if format else None,
                      output=output, explain=explain, checkpoint=checkpoint.value, device=device,
-                     batch_size=batch_size, image_size=image_size, progress=progress)
+                     batch_size=batch_size, image_size=image_size, segments=segments, progress=progress)
     finally:
         progress.stop()
+    video = result.modality == "video"
     if result.format == "table":
-        out.print(predictions_table(result.rows))
+        out.print(video_table(result.rows) if video else predictions_table(result.rows))
     if result.skipped:
-        err.print(f"Skipped {len(result.skipped)} unreadable file(s):", style="yellow", markup=False)
+        what = "corrupt record(s)" if video else "unreadable file(s)"
+        err.print(f"Skipped {len(result.skipped)} {what}:", style="yellow", markup=False)
         for path, reason in result.skipped:
             err.print(f"  {path}: {reason}", style="yellow", markup=False, highlight=False)
     where = "" if result.output is None else f" -> {result.output}"
     pngs = f"; {len(result.explained)} explanation PNG(s) in {explain}" if explain is not None else ""
-    summary(f"Labelled {len(result.rows):,} image(s) with {result.run_dir} ({result.checkpoint}, threshold "
+    item = "video" if video else "image"
+    summary(f"Labelled {len(result.rows):,} {item}(s) with {result.run_dir} ({result.checkpoint}, threshold "
             f"{result.threshold}){where}{pngs}")
 
 
@@ -89,6 +97,23 @@ def predictions_table(rows):
     for row in rows:
         labels = ", ".join(f"{item['label']} ({item['score']:.2f})" for item in row["labels"]) or "-"
         table.add_row(row["image"], labels)
+    return table
+
+
+def video_table(rows):
+    """One line per video, then one per segment (``id @ start``) when segments were asked for."""
+    from rich.table import Table
+
+    def shown(labels):
+        return ", ".join(f"{item['label']} ({item['score']:.2f})" for item in labels) or "-"
+
+    table = Table()
+    table.add_column("video", overflow="fold")
+    table.add_column("labels (score)")
+    for row in rows:
+        table.add_row(row["video"], shown(row["labels"]))
+        for seg in row.get("segments", []):
+            table.add_row(f"  {row['video']} @ {seg['start']}", shown(seg["labels"]))
     return table
 
 

@@ -48,8 +48,9 @@ def _opt(*names: str, help: str, panel: str | None = None, **kw):
 
 def train(
     *,
-    features: Annotated[Optional[Path], _opt("--features", help="Training features (HDF5 from `mlgraph extract`). "
-                                             "Default: \\[artifacts] features.", panel=HELP_PANEL_DATA)] = None,
+    features: Annotated[Optional[Path], _opt("--features", help="Training features (HDF5 from `mlgraph extract`, or "
+                                             "`mlgraph import-yt8m` for video). Default: \\[artifacts] features.",
+                                             panel=HELP_PANEL_DATA)] = None,
     val_features: Annotated[Optional[Path], _opt("--val-features", help="Validation features. Default: \\[artifacts] "
                                                  "val_features if it exists, else --val-fraction of the training "
                                                  "features.", panel=HELP_PANEL_DATA)] = None,
@@ -95,6 +96,9 @@ def train(
                                                panel=HELP_PANEL_OPT)] = None,
     amp: Annotated[Optional[bool], _opt("--amp/--no-amp", help="Mixed precision (CUDA only). [default: on for "
                                         "CUDA]", panel=HELP_PANEL_OPT)] = None,
+    probe_epochs: Annotated[Optional[int], _opt("--probe-epochs", min=0, help="Video cma only: epochs of the "
+                                                "mean-pool probe the head starts from, before --epochs. "
+                                                "[default: half of --epochs]", panel=HELP_PANEL_OPT)] = None,
     device: Annotated[Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N. Under torchrun each process "
                                           "takes cuda:LOCAL_RANK. [default: auto]", panel=HELP_PANEL_OPT)] = None,
     images: Annotated[Optional[Path], _opt("--images", help="Image folder: train end to end, fine-tuning the "
@@ -120,7 +124,9 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train a classification head on cached features (or end to end on images) and write a run folder:
-    best/last weights (safetensors), config.json, metrics.jsonl. Works under `torchrun` too."""
+    best/last weights (safetensors), config.json, metrics.jsonl. Works under `torchrun` too.
+
+    On video features from `mlgraph import-yt8m` the head is temporal (cma, gap, gmp over the frames)."""
     from mlgraph_cli.core import distributed as dist_util
     from mlgraph_cli.core.project import merge_config
 
@@ -131,7 +137,7 @@ def train(
         schedule=schedule.value if schedule else None, warmup_epochs=warmup_epochs, clip_grad=clip_grad, amp=amp,
         device=device, val_fraction=val_fraction, cache=cache.value if cache else None, workers=workers,
         backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
-        backbone_lr_scale=backbone_lr_scale,
+        backbone_lr_scale=backbone_lr_scale, probe_epochs=probe_epochs,
     )
     main = dist_util.dist_info_from_env().is_main
     progress = RichProgress(quiet=quiet or not main)

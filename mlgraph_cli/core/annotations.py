@@ -35,6 +35,8 @@ from mlgraph_cli.errors import InputError, MismatchError, input_error
 
 FORMATS = ("coco", "voc", "nuswide", "openimages", "csv", "jsonl", "stats")
 LABEL_ORDERS = ("name", "id")
+# What marks a YouTube-8M TFRecord shard's name (detect_format -> "yt8m").
+TFRECORD_MARK = ".tfrecord"
 # How a user gets a file build-graph can read; ends most error messages.
 FORMAT_FIX = "pass --format " + "|".join(FORMATS)
 # Open Images: machine-generated labels are "generally >= 0.5" (openimages/dataset READMEV3).
@@ -120,17 +122,25 @@ class Annotations:
 # Format detection
 
 def detect_format(path: str | os.PathLike) -> str:
-    """Guess the format of ``path`` from its suffix and first bytes; one of :data:`FORMATS`.
+    """Guess the format of ``path`` from its suffix and first bytes; one of :data:`FORMATS`, or
+    ``yt8m`` for YouTube-8M TFRecords (a name with ``.tfrecord`` in it, a quoted glob of such
+    names, or a folder of them; read by core/video/yt8m.py, not by :func:`load_annotations`).
 
     Raises :class:`InputError` for a missing, empty or undetectable file, and for mlgraph's own
     artifacts (a graph, an HDF5 file), naming the command that reads them.
     """
     p = Path(path)
+    # YouTube-8M shards are named *.tfrecord (or .tfrecord.gz, or train0000.tfrecord-00001-of-...):
+    # the name decides, so a glob that the shell did not expand is recognised too.
+    if TFRECORD_MARK in p.name and not p.is_dir():
+        return "yt8m"
     if p.is_dir():
         if _voc_root(p, strict=False) is not None:
             return "voc"
         if _nuswide_root(p) is not None:
             return "nuswide"
+        if any(TFRECORD_MARK in q.name for q in p.iterdir() if q.is_file()):
+            return "yt8m"
         raise input_error(p, "this folder is neither a Pascal VOC folder (ImageSets/Main) nor a NUS-WIDE folder "
                              "(Groundtruth/, Concepts81.txt)", FORMAT_FIX + " or point at the annotations file")
     if not p.exists():

@@ -5,6 +5,10 @@ sampler=BatchSampler(...))``), so a features file is read one sorted selection p
 reads a sorted selection far faster than the same rows one by one. The files are opened lazily in
 each process (DataLoader workers included); ``in_ram`` copies the maps into memory once instead.
 
+Video features (``mlgraph import-yt8m``, a :class:`~mlgraph_cli.core.video.features.VideoFeatureFile`)
+are (D, T, 1) maps whose padded frames must not count: their batches carry ``mask`` (B, T) bool,
+True for real frames, which the trainer hands to the head as ``head(x, mask)``.
+
 Order: a :class:`~torch.utils.data.DistributedSampler` in every run (one replica when not
 distributed). Its order is a function of (seed, epoch), so a resumed run sees the same batches,
 and ``batch_size`` is the global batch: each of N ranks takes every N-th index of the same
@@ -45,7 +49,8 @@ def read_rows(features, rows: np.ndarray, name: str = "features") -> np.ndarray:
 
 class FeatureSet(Dataset):
     """Rows of a features file as batches ``{"x": (B, D, H, W) float32, "aux": ... | None,
-    "y": (B, C) int8, "index": (B,) int64}``.
+    "y": (B, C) int8, "index": (B,) int64, "mask": (B, T) bool | None}`` (``mask`` for video
+    features, whose file has a ``mask(rows)``; None for images).
 
     rows: which rows of the file (sorted), targets: their (len(rows), C) int8 labels in the
     run's label order. in_ram: copy the maps into memory once (float16, as stored) instead of
@@ -59,6 +64,7 @@ class FeatureSet(Dataset):
         self.targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int8))
         self.aux = aux
         self.in_ram = in_ram
+        self.video = hasattr(features, "mask")  # a VideoFeatureFile: per-clip lengths, kept in memory
         self._ram: dict[str, np.ndarray] = {}
         if in_ram:
             for name in ["features"] + (["features_aux"] if aux else []):
@@ -89,6 +95,7 @@ class FeatureSet(Dataset):
             "aux": self._maps(pos, "features_aux") if self.aux else None,
             "y": self.targets[torch.from_numpy(pos)],
             "index": torch.from_numpy(pos),
+            "mask": torch.from_numpy(self.features.mask(self.rows[pos])) if self.video else None,
         }
 
 
@@ -125,7 +132,7 @@ class ImageSet(Dataset):
         keep_t = torch.tensor(keep, dtype=torch.int64)
         x = torch.stack(images) if images else torch.empty(0)
         return {"x": x, "aux": None, "y": self.targets[torch.from_numpy(pos)][keep_t],
-                "index": torch.from_numpy(pos)[keep_t]}
+                "index": torch.from_numpy(pos)[keep_t], "mask": None}
 
 
 def split_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

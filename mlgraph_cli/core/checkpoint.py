@@ -4,7 +4,10 @@ A run directory (``runs/train/exp``, ``exp2``, ... or one named with ``-o``) hol
 
 - ``config.json``: everything needed to rebuild the model and preprocess an image: the head
   config, the backbone config, the label names, the threshold, where the embeddings came from,
-  and provenance. A plain dict, never a pickled object (nanoGPT's habit).
+  and provenance. A plain dict, never a pickled object (nanoGPT's habit). ``modality`` is
+  ``"video"`` for a run on ``mlgraph import-yt8m`` features (its head rebuilds with
+  ``build_video_head(**config["head"])``, and ``probe`` records its probe start); ``"image"``
+  or absent otherwise.
 - ``best.safetensors`` / ``last.safetensors``: the model's state dict (``head.*``, and
   ``backbone.*`` when trained end to end). The label embeddings (and ML-GCN's adjacency) are
   buffers of the head, so they travel inside it and loading a run needs no other file. Loading
@@ -221,9 +224,10 @@ def set_rng_state(state: dict[str, Any], device) -> None:
 
 
 def check_same_head(run_dir: str | os.PathLike, saved: dict[str, Any], wanted: str | None) -> None:
-    """A resumed or reused run must keep its head."""
+    """A resumed or reused run must keep its head. A video run's ``video-cma`` is ``--head cma``."""
     have = (saved.get("head") or {}).get("name")
-    if wanted is not None and have is not None and wanted != have:
+    same = wanted == have or (saved.get("modality") == "video" and have == f"video-{wanted}")
+    if wanted is not None and have is not None and not same:
         raise MismatchError(
             f"{Path(run_dir) / CONFIG}: this checkpoint is from head {have!r}, not {wanted!r} "
             f"(resume without --head, or start a new run with `mlgraph train --head {wanted}`)"

@@ -12,6 +12,10 @@ Choices, and why:
 - Resume: at each epoch's end the model, optimiser, schedule, gradient scaler and every rank's
   RNG states are saved; restoring them continues the run bit for bit (tests/test_train.py).
 - Schedules step per optimiser step; mixed precision (fp16 autocast + GradScaler) only on CUDA.
+- Video (features from ``mlgraph import-yt8m``): batches carry the mask of real frames and the
+  head is called as ``head(x, mask)`` (core/video/heads.py); everything else is the same loop, so
+  runs, resume and metrics.jsonl work as for images. Temporal CMA starts from a mean-pool linear
+  probe (:func:`probe_start`, docs/video.md) before the first epoch.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class TrainConfig:
     layers: list[str] | None = None
     backbone_lr_scale: float = 0.1
     flip: bool = True
+    probe_epochs: int | None = None  # video cma: probe epochs before training; None = epochs // 2, 0 = none
 
     def __post_init__(self) -> None:
         checks = [
@@ -92,6 +97,8 @@ class TrainConfig:
             (self.workers >= 0, f"workers must be >= 0, not {self.workers}"),
             (0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs), not {self.warmup_epochs}"),
             (self.backbone_lr_scale >= 0, f"backbone_lr_scale must be >= 0, not {self.backbone_lr_scale}"),
+            (self.probe_epochs is None or self.probe_epochs >= 0,
+             f"probe_epochs must be >= 0, not {self.probe_epochs}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -122,9 +129,21 @@ class Classifier(nn.Module):
     def head_input(self, x: torch.Tensor, aux: torch.Tensor | None):
         return [aux, x] if getattr(self.head, "multi_scale", False) else x
 
-    def forward(self, x: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, aux: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """mask: (B, T) bool of real frames for a temporal head (video), None for images."""
         main, aux = self.maps(x, aux)
+        if mask is not None:
+            return self.head(self.head_input(main, aux), mask)
         return self.head(self.head_input(main, aux))
+
+
+def _inputs(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(x, aux, mask) of a batch on ``device``; aux and mask may be None."""
+    x = batch["x"].to(device, non_blocking=True)
+    aux = batch["aux"].to(device, non_blocking=True) if batch["aux"] is not None else None
+    mask = batch.get("mask")
+    return x, aux, (mask.to(device, non_blocking=True) if mask is not None else None)
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -144,11 +163,10 @@ def score(model: nn.Module, loader: DataLoader, device: torch.device, progress: 
     for batch in loader:
         if len(batch["y"]) == 0:
             continue
-        x = batch["x"].to(device, non_blocking=True)
-        aux = batch["aux"].to(device, non_blocking=True) if batch["aux"] is not None else None
+        x, aux, mask = _inputs(batch, device)
         y = batch["y"].to(device)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-            logits = model(x, aux).float()
+            logits = model(x, aux, mask).float()
         n_known = int((y >= 0).sum())
         loss_sum += float(masked_bce(logits, y)) * n_known
         known += n_known
@@ -324,11 +342,10 @@ class Trainer:
         for batch in loader:
             if len(batch["y"]) == 0:  # every image of the batch was unreadable
                 continue
-            x = batch["x"].to(device, non_blocking=True)
-            aux = batch["aux"].to(device, non_blocking=True) if batch["aux"] is not None else None
+            x, aux, mask = _inputs(batch, device)
             y = batch["y"].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.amp):
-                logits = net(x, aux)
+                logits = net(x, aux, mask)
             loss = masked_bce(logits, y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -379,6 +396,51 @@ class Trainer:
         box: list[Any] = [None] * self.dist.world_size
         tdist.all_gather_object(box, mine)
         return box
+
+
+def probe_epochs(config: TrainConfig) -> int:
+    """Epochs of the probe start: ``config.probe_epochs``, or half the main epochs when unset (the
+    1 : 2 split of benchmarks/video_quality.py, where a third of the budget trained the probe)."""
+    return config.epochs // 2 if config.probe_epochs is None else int(config.probe_epochs)
+
+
+def probe_start(model: Classifier, train_set: Dataset, config: TrainConfig, device: torch.device,
+                progress: ProgressHook = NULL_PROGRESS) -> dict[str, Any] | None:
+    """Start a temporal CMA head from a mean-pool linear probe (docs/video.md, point 4).
+
+    Without it the ReLU-cosine attention of a random start often never finds a label's frames;
+    ``head.init_from_probe`` sets phi = E^+ V and the classifiers to the probe's. Mean pooling is
+    fixed, so the probe (a ``video-gap`` head) is trained by ``fit_video_head`` on each clip's mean
+    real frame, pooled once in one pass over ``train_set``: (N, D) in memory instead of the (N, D, T)
+    frames. Deterministic for a seed, so every rank of a torchrun launch starts from the same head.
+    Returns ``{"epochs", "loss", "videos"}``, or None for a head without ``init_from_probe`` or 0 epochs.
+    """
+    head = model.head
+    epochs = probe_epochs(config)
+    if not hasattr(head, "init_from_probe") or epochs < 1:
+        return None
+    from mlgraph_cli.core.video.heads import TemporalPoolHead, as_frames, masked_mean
+    from mlgraph_cli.core.video.training import VideoTrainConfig, fit_video_head
+
+    pooled, targets = [], []
+    progress.start("probe: pooling clips", total=len(train_set), unit="videos")
+    for batch in eval_loader(train_set, config.batch_size, config.workers):
+        frames, mask = as_frames(batch["x"], batch["mask"])  # (B, D, T), (B, T)
+        pooled.append(masked_mean(frames.float(), mask))  # (B, D)
+        targets.append(batch["y"])
+        progress.advance(len(batch["y"]))
+    progress.stop()
+    x = torch.cat(pooled).numpy()[:, :, None]  # (N, D, 1): each clip as one frame, its mean
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        probe = TemporalPoolHead(head.in_channels, head.num_labels, pool="mean")
+    fit = fit_video_head(probe, x, np.ones((len(x), 1), dtype=bool), torch.cat(targets).numpy(),
+                         VideoTrainConfig(epochs=epochs, batch_size=config.batch_size, lr=config.lr,
+                                          weight_decay=config.weight_decay, probe_epochs=0, seed=config.seed,
+                                          device=str(device)),
+                         progress=progress)
+    head.init_from_probe(probe.fc.weight.detach().cpu(), probe.fc.bias.detach().cpu())
+    return {"epochs": epochs, "loss": fit.history[-1]["loss"], "videos": int(x.shape[0])}
 
 
 def seed_everything(seed: int) -> None:

@@ -3,6 +3,10 @@
 DESIGN.md 1.1 and 2.1: count n_i and M_ij from the training annotations, keep the raw counts,
 record where they came from. ``--min-count`` drops rare labels after counting; every other
 choice (label order, split, delimiters) is recorded in the graph's meta.
+
+YouTube-8M (``yt8m``): the video labels of TFRecord shards (files, quoted globs, folders), read by
+``load_yt8m_annotations`` from each record's context alone; ``vocabulary`` / ``segment_classes``
+give the same label columns as ``mlgraph import-yt8m`` with the same files.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph build-graph"
+# The annotation formats, plus YouTube-8M TFRecords (read by core/video/yt8m.py).
+GRAPH_FORMATS = (*FORMATS, "yt8m")
 # A co-occurrence graph needs at least one possible pair of labels.
 MIN_LABELS = 2
 
@@ -26,17 +32,19 @@ MIN_LABELS = 2
 class BuildGraphConfig:
     """Options of ``mlgraph build-graph`` (and the project's ``[build-graph]`` table)."""
 
-    format: str | None = None  # one of core.annotations.FORMATS; None = detect
+    format: str | None = None  # one of GRAPH_FORMATS; None = detect
     label_order: str = "name"  # "name" (sorted) | "id" (the dataset's own order)
     split: str | None = None  # VOC image set (default trainval) / NUS-WIDE all|train|test
     min_count: int = 0  # drop labels carried by fewer images
     delimiter: str | None = None  # CSV column delimiter (default: sniffed , or tab)
     label_delimiter: str | None = None  # CSV label delimiter (default ;)
     classes: str | None = None  # Open Images class descriptions / NUS-WIDE concept list
+    vocabulary: str | None = None  # yt8m: vocabulary.csv (label names; its classes are the columns)
+    segment_classes: str | None = None  # yt8m: segment_label_ids.csv (only these classes)
 
     def __post_init__(self) -> None:
-        if self.format is not None and self.format not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        if self.format is not None and self.format not in GRAPH_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(GRAPH_FORMATS)}, not {self.format!r}")
         if self.label_order not in LABEL_ORDERS:
             raise ValueError(f"label_order must be one of {', '.join(LABEL_ORDERS)}, not {self.label_order!r}")
         if not isinstance(self.min_count, int) or self.min_count < 0:
@@ -76,13 +84,20 @@ def build_graph(annotations: str | os.PathLike, output: str | os.PathLike, confi
         raise MlgraphError(f"{out}: is a folder (pass a file name, e.g. -o {Path(out) / 'graph.json'})")
     fmt = config.format or detect_format(src)
     notes: list[str] = []
+    if (config.vocabulary or config.segment_classes) and fmt != "yt8m":
+        flag = "--vocabulary" if config.vocabulary else "--segment-classes"
+        raise MlgraphError(f"{src}: {flag} is for YouTube-8M TFRecords, but this is {fmt} (drop {flag}, or pass "
+                           "--format yt8m for TFRecords)")
     if fmt == "stats":
         graph = load_label_stats(src, label_order=config.label_order)
         unlabeled = None
     else:
-        ann = load_annotations(src, fmt, label_order=config.label_order, delimiter=config.delimiter,
-                               label_delimiter=config.label_delimiter, split=config.split, classes=config.classes,
-                               progress=progress)
+        if fmt == "yt8m":
+            ann = _yt8m_annotations(src, config, progress)
+        else:
+            ann = load_annotations(src, fmt, label_order=config.label_order, delimiter=config.delimiter,
+                                   label_delimiter=config.label_delimiter, split=config.split,
+                                   classes=config.classes, progress=progress)
         notes += ann.notes
         progress.start("Counting co-occurrences", total=None, unit="labels")
         graph = build_label_graph(ann.positives, ann.labels)
@@ -117,3 +132,20 @@ def build_graph(annotations: str | os.PathLike, output: str | os.PathLike, confi
     progress.stop()
     return BuildGraphResult(output=out, graph=graph, format=fmt, unlabeled=unlabeled, dropped=dropped, notes=notes)
 
+
+def _yt8m_annotations(src: Path, config: BuildGraphConfig, progress: ProgressHook):
+    """The video labels of YouTube-8M shards, columns in ``config.label_order`` (name or class index)."""
+    import numpy as np
+
+    from mlgraph_cli.core.video.yt8m import load_yt8m_annotations
+    from mlgraph_cli.stages.import_yt8m import expand_inputs
+
+    files = expand_inputs([src])
+    progress.start("Reading video labels", total=None, unit="videos")
+    ann = load_yt8m_annotations(files, config.vocabulary, segment_classes=config.segment_classes)
+    progress.stop()
+    if config.label_order == "name":  # "id" is the YouTube-8M class-index order the reader returns
+        ann = ann.reorder(sorted(ann.labels))
+    ann.meta["label_order"] = config.label_order
+    ann.meta["unlabeled_images"] = int(np.sum(np.diff(ann.positives.indptr) == 0))
+    return ann

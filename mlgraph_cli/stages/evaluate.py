@@ -3,6 +3,11 @@
 The data is a features file made with the run's own backbone settings (the fast path), or, for
 any run, annotated images that go through the run's backbone (needed when the backbone was
 fine-tuned end to end, since cached features no longer match it).
+
+A video run (``mlgraph import-yt8m`` features) is scored on a video features file: the usual
+multi-label report, plus YouTube-8M's ``GAP@20``; when the file holds Segments ratings, each rated
+segment is scored on its 5 frames alone and ``segment_MAP@K`` is the MAP@K over the rated
+segments only (core/video/metrics.py; K = 100,000 as in the Kaggle challenge).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 COMMAND = "mlgraph evaluate"
 # What must agree between a run's backbone and a features file for the maps to be the same.
 BACKBONE_KEYS = ("name", "weights", "image_size", "layers")
+VIDEO_FIX = "video features from `mlgraph import-yt8m`"
+IMAGE_FIX = "image features from `mlgraph extract`"
+# The report's key of a video run's MAP@K over rated segments (K from --top-k-segments).
+SEGMENT_KEY = "segment_MAP@{k}"
 
 
 @dataclass
@@ -37,38 +46,65 @@ class EvaluateResult:
 def evaluate(run_dir: str | os.PathLike, *, features: str | os.PathLike | None = None,
              images: str | os.PathLike | None = None, annotations: str | os.PathLike | None = None,
              output: str | os.PathLike | None = None, threshold: float | None = None, checkpoint: str = "best",
-             device: str = "auto", batch_size: int = 64, progress: ProgressHook = NULL_PROGRESS) -> EvaluateResult:
+             device: str = "auto", batch_size: int = 64, top_k_segments: int | None = None,
+             progress: ProgressHook = NULL_PROGRESS) -> EvaluateResult:
     """Evaluate ``run_dir`` on ``features`` (or ``images`` + ``annotations``); write the metrics JSON
-    to ``output`` (default ``RUN/eval-<data name>.json``; ``-`` = stdout)."""
+    to ``output`` (default ``RUN/eval-<data name>.json``; ``-`` = stdout). ``top_k_segments``: K of
+    a video run's segment MAP@K (default 100,000)."""
+    from mlgraph_cli.core.checkpoint import read_run_config
     from mlgraph_cli.core.device import resolve_device
     from mlgraph_cli.core.metrics import multilabel_metrics
     from mlgraph_cli.core.predict import load_run
 
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise MlgraphError(f"--threshold {threshold}: must be a probability between 0 and 1")
+    if top_k_segments is not None and top_k_segments < 1:
+        raise MlgraphError(f"--top-k-segments {top_k_segments}: must be at least 1")
     dev = resolve_device(device)
     on_images = images is not None or annotations is not None
+    video = read_run_config(run_dir).get("modality") == "video"
+    if video and on_images:
+        raise MismatchError(f"{Path(run_dir) / 'config.json'}: a video run, but --images/--annotations give images "
+                            f"(evaluate it on {VIDEO_FIX}: `{COMMAND} {run_dir} --features F.h5`)")
     run = load_run(run_dir, checkpoint, device=dev, with_backbone=on_images)
+    t = threshold if threshold is not None else run.threshold
+    extra: dict[str, Any] = {}
     if on_images:
         scores, targets, data, skipped = _score_images(run, images, annotations, dev, batch_size, progress)
     else:
         if features is None:
-            raise MlgraphError(f"no evaluation data given (pass --features F.h5 made by `{maker('features')}`, "
-                               "or --images DIR --annotations ANN)")
-        scores, targets, data = _score_features(run, Path(features), dev, batch_size, progress)
-        skipped = []
-    t = threshold if threshold is not None else run.threshold
+            what = "`mlgraph import-yt8m`" if video else f"`{maker('features')}`, or --images DIR --annotations ANN"
+            raise MlgraphError(f"no evaluation data given (pass --features F.h5 made by {what})")
+        data, skipped = Path(features), []
+        check_modality(run, data)
+        if video:
+            scores, targets, extra = _score_videos(run, data, dev, batch_size, top_k_segments, progress)
+        else:
+            scores, targets, data = _score_features(run, data, dev, batch_size, progress)
     metrics = multilabel_metrics(scores, targets, threshold=t, label_names=run.label_names)
     doc = {
-        "schema": schema_tag("metrics"), **metrics,
+        "schema": schema_tag("metrics"), **metrics, **extra,
         "run": os.fspath(Path(run_dir).resolve()), "checkpoint": checkpoint, "epoch": run.epoch,
         "head": run.head_name, "data": os.fspath(data.resolve()), "skipped_images": len(skipped),
-        "provenance": provenance(COMMAND, {"run": run_dir, "data": data, "threshold": t, "checkpoint": checkpoint}),
+        "provenance": provenance(COMMAND, {"run": run_dir, "data": data, "threshold": t, "checkpoint": checkpoint,
+                                           **({"top_k_segments": extra["segment_top_k"]}
+                                              if "segment_top_k" in extra else {})}),
     }
     out = Path(output) if output is not None else Path(run_dir) / f"eval-{data.stem}.json"
     atomic_write_text(out, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     return EvaluateResult(metrics=doc, output=None if os.fspath(out) == "-" else out, run_dir=Path(run_dir),
                           data=data, checkpoint=checkpoint, skipped=skipped)
+
+
+def check_modality(run, path: Path) -> None:
+    """A video run evaluates on video features, an image run on image features: one line naming both."""
+    from mlgraph_cli.stages.train_inputs import is_video, modality_name
+
+    video_run, video_data = run.modality == "video", is_video(path)
+    if video_run != video_data:
+        kind = "a video run" if video_run else "an image run"
+        raise MismatchError(f"{path} holds {modality_name(video_data)}, but {run.run_dir / 'config.json'} is {kind} "
+                            f"(evaluate it on {VIDEO_FIX if video_run else IMAGE_FIX})")
 
 
 def check_features_fit(run, path: Path, ff) -> None:
@@ -95,6 +131,7 @@ def _norm(value: Any) -> Any:
 
 def aligned_targets(labels: np.ndarray, names: list[str], run, path: Path) -> np.ndarray:
     """``labels`` (N, C') with columns reordered to the run's label order (same set required)."""
+    made_by = "mlgraph import-yt8m" if run.modality == "video" else maker("features")
     if sorted(names) != sorted(run.label_names):
         only_data = sorted(set(names) - set(run.label_names))
         only_run = sorted(set(run.label_names) - set(names))
@@ -102,7 +139,7 @@ def aligned_targets(labels: np.ndarray, names: list[str], run, path: Path) -> np
             f"{path} and {run.run_dir / 'config.json'} have different label sets ({len(only_run)} only in the run: "
             f"{', '.join(map(repr, only_run[:4]))}; {len(only_data)} only in the data: "
             f"{', '.join(map(repr, only_data[:4]))}) (evaluate on data annotated with the run's labels, made by "
-            f"`{maker('features')}`)")
+            f"`{made_by}`)")
     index = {n: i for i, n in enumerate(names)}
     return labels[:, [index[n] for n in run.label_names]]
 
@@ -149,3 +186,66 @@ def _score_images(run, images, annotations, device, batch_size: int, progress: P
         raise input_error(ann_path, "none of its images could be read", "check the --images folder")
     skipped = [s.path for s in predictor.skipped]
     return np.stack(scores), targets[rows], ann_path, skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# Video runs
+
+def _score_videos(run, path: Path, device, batch_size: int, top_k: int | None, progress: ProgressHook):
+    """Probabilities and targets of every video of ``path``, and the video-only keys of the report:
+    ``GAP@20``, and with Segments ratings ``segment_MAP@K`` and ``segments`` (the per-class detail)."""
+    from mlgraph_cli.core.batches import FeatureSet, eval_loader
+    from mlgraph_cli.core.training import score
+    from mlgraph_cli.core.video.metrics import VIDEO_TOP_K, video_metrics
+    from mlgraph_cli.core.video.features import VideoFeatureFile
+
+    vf = VideoFeatureFile(path)
+    if len(vf) == 0 or vf.labels is None or vf.label_names is None:
+        what = "the features file holds no videos" if len(vf) == 0 else "no labels to evaluate against"
+        raise input_error(path, what, "import labelled videos with `mlgraph import-yt8m RECORDS --vocabulary vocabulary.csv`")
+    want = int(run.config["head"].get("in_channels", vf.feature_shape[0]))
+    if vf.feature_shape[0] != want:
+        raise MismatchError(f"{path}: frames of {vf.feature_shape[0]} features, but {run.run_dir / 'config.json'} was "
+                            f"trained on {want} (import it with `mlgraph import-yt8m`)")
+    targets = aligned_targets(vf.labels, list(vf.label_names), run, path)
+    data = FeatureSet(vf, np.arange(len(vf)), targets)  # batches carry the mask of real frames
+    progress.start(f"Evaluating {path.name}", total=len(vf), unit="videos")
+    scores, targets, _ = score(run.model, eval_loader(data, batch_size), device, progress)
+    progress.stop()
+    gap = f"GAP@{VIDEO_TOP_K}"
+    extra: dict[str, Any] = {"modality": "video", gap: video_metrics(scores, targets, k=VIDEO_TOP_K)[gap]}
+    if len(vf.segments):
+        extra.update(_segment_report(run, vf, device, batch_size, top_k, progress))
+    return scores, targets, extra
+
+
+def _segment_report(run, vf, device, batch_size: int, top_k: int | None, progress: ProgressHook) -> dict[str, Any]:
+    """MAP@K over the rated segments: each segment scored on its own 5 frames (the rest of its clip
+    masked), read a block of videos at a time so the file never has to fit in memory."""
+    from mlgraph_cli.core.batches import read_rows
+    from mlgraph_cli.core.video.metrics import SEGMENT_TOP_K, segment_map
+    from mlgraph_cli.core.video.training import score_segments
+
+    k = top_k or SEGMENT_TOP_K
+    seg = vf.segments
+    index = {n: i for i, n in enumerate(run.label_names)}
+    column = np.array([index[n] for n in vf.label_names])[seg.label]  # (S,) the run's label column
+    order = np.argsort(seg.video, kind="stable")  # segments grouped by video
+    grouped = seg.video[order]
+    videos = np.unique(seg.video)
+    rated = np.empty(len(seg), np.float32)  # each segment's score for its rated class
+    progress.start("Scoring segments", total=len(seg), unit="segments")
+    for lo in range(0, len(videos), batch_size):
+        block = videos[lo:lo + batch_size]  # sorted video rows
+        pos = order[np.searchsorted(grouped, block[0], "left"):np.searchsorted(grouped, block[-1], "right")]
+        x = read_rows(vf, block)  # (B, D, T, 1) float32
+        probs = score_segments(run.model.head, x, vf.mask(block), np.searchsorted(block, seg.video[pos]),
+                               seg.start[pos], batch_size=batch_size, device=device)  # (n, C)
+        rated[pos] = probs[np.arange(len(pos)), column[pos]]
+        progress.advance(len(pos))
+    progress.stop()
+    report = segment_map(rated, column, seg.score > 0, k=k, label_names=run.label_names)
+    return {SEGMENT_KEY.format(k=k): report[f"MAP@{k}"], "segment_top_k": k,
+            "segments": {"rated": len(seg), "positive": int((seg.score > 0).sum()), "classes": report["classes"],
+                         "classes_without_positives": report["classes_without_positives"],
+                         "per_label_ap": report["per_label_ap"]}}

@@ -4,6 +4,11 @@ Output rows are ``{"image": "<path>", "labels": [{"label": "<name>", "score": <0
 highest score first; a label is listed when it is among the ``topk`` best *and* its score
 reaches ``threshold`` (the run's threshold unless given). Unreadable files are skipped and
 reported, never fatal.
+
+A video run (trained on ``mlgraph import-yt8m`` features) labels YouTube-8M TFRecords instead:
+``{"video": "<id>", "labels": [...]}`` per video and, with ``segments``, ``"segments": [{"start": s,
+"labels": [...]}, ...]`` for each 5-frame window (frames s to s + 4) of the clip. Corrupt records
+are skipped and reported as unreadable images are.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Sequence
 
 from mlgraph_cli.core.artifacts import atomic_output, atomic_write_text, maker
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
-from mlgraph_cli.errors import MlgraphError
+from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 
 FORMATS = ("table", "jsonl", "csv")
 
@@ -33,6 +38,7 @@ class PredictResult:
     output: Path | None  # where jsonl/csv went (None: stdout or table)
     format: str
     explained: list[Path] = field(default_factory=list)
+    modality: str = "image"  # "video": rows are videos (and their segments)
 
 
 def find_run(model: str | os.PathLike | None, runs_root: str | os.PathLike | None) -> Path:
@@ -68,9 +74,11 @@ def output_format(format: str | None, output: str | os.PathLike | None) -> str:
 def predict(inputs: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *, topk: int | None = None,
             threshold: float | None = None, format: str | None = None, output: str | os.PathLike | None = None,
             explain: str | os.PathLike | None = None, checkpoint: str = "best", device: str = "auto",
-            batch_size: int = 16, image_size: int | None = None,
+            batch_size: int = 16, image_size: int | None = None, segments: bool = False,
             progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
-    """Score every image of ``inputs`` (files, folders, globs, .txt lists) with ``run_dir``."""
+    """Score every image of ``inputs`` (files, folders, globs, .txt lists) with ``run_dir``; for a
+    video run, every video of ``inputs`` (TFRecord files, quoted globs, folders of shards)."""
+    from mlgraph_cli.core.checkpoint import read_run_config
     from mlgraph_cli.core.device import resolve_device
     from mlgraph_cli.core.images import common_root, list_images
     from mlgraph_cli.core.predict import Predictor, check_prediction_options, explain_image, explain_name, load_run
@@ -78,12 +86,24 @@ def predict(inputs: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *, 
 
     check_prediction_options(topk, threshold)
     fmt = output_format(format, output)
+    records = [os.fspath(i) for i in inputs if is_tfrecord_input(i)]
+    if records:
+        return predict_videos(inputs, run_dir, topk=topk, threshold=threshold, fmt=fmt, output=output,
+                              explain=explain, checkpoint=checkpoint, device=device, batch_size=batch_size,
+                              image_size=image_size, segments=segments, progress=progress)
+    if segments:
+        raise MlgraphError("--segments scores the 5-frame segments of videos (pass YouTube-8M TFRecords and a video "
+                           "run, or drop --segments)")
     paths = list_images(list(inputs))
     if not paths:
         shown = ", ".join(os.fspath(i) for i in inputs)
         raise MlgraphError(f"{shown}: no images found (folders are searched for .jpg, .jpeg, .png, .bmp, .gif, "
                            ".webp, .tif files; pass image files, a folder, a glob or a .txt list)")
     dev = resolve_device(device)
+    if read_run_config(run_dir).get("modality") == "video":
+        raise MismatchError(f"{', '.join(os.fspath(i) for i in inputs)}: images, but {Path(run_dir) / 'config.json'} "
+                            f"is a video run (pass YouTube-8M TFRecords: `mlgraph predict videos.tfrecord --model "
+                            f"{run_dir}`)")
     run = load_run(run_dir, checkpoint, device=dev, with_backbone=True, image_size=image_size)
     t = threshold if threshold is not None else run.threshold
     predictor = Predictor(run, dev, batch_size=batch_size)
@@ -128,4 +148,83 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
             writer.writerow([row["image"], "", "", ""])
         for rank, item in enumerate(row["labels"], start=1):
             writer.writerow([row["image"], rank, item["label"], f"{item['score']:.6f}"])
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Videos
+
+def is_tfrecord_input(item: str | os.PathLike) -> bool:
+    """A TFRecord file or quoted glob (``.tfrecord`` in the name), or a folder of such shards."""
+    from mlgraph_cli.core.annotations import TFRECORD_MARK
+
+    p = Path(item)
+    if p.is_dir():
+        return any(TFRECORD_MARK in q.name for q in p.iterdir() if q.is_file())
+    return TFRECORD_MARK in p.name
+
+
+def predict_videos(inputs: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *, topk: int | None,
+                   threshold: float | None, fmt: str, output: str | os.PathLike | None,
+                   explain: str | os.PathLike | None = None, checkpoint: str = "best", device: str = "auto",
+                   batch_size: int = 16, image_size: int | None = None, segments: bool = False,
+                   progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
+    """Label the videos of YouTube-8M TFRecords with a video run (see the module docstring)."""
+    from mlgraph_cli.core.checkpoint import read_run_config
+    from mlgraph_cli.core.device import resolve_device
+    from mlgraph_cli.core.predict import VideoPredictor, load_run, select_labels
+    from mlgraph_cli.stages.import_yt8m import RECORDS_FIX, expand_inputs
+
+    config = read_run_config(run_dir)
+    if config.get("modality") != "video":
+        first = next(os.fspath(i) for i in inputs if is_tfrecord_input(i))
+        raise MismatchError(f"{first}: YouTube-8M TFRecords, but {Path(run_dir) / 'config.json'} is an image run "
+                            f"(pass images, or a run trained on features from `mlgraph import-yt8m`)")
+    for flag, value in (("--explain", explain), ("--image-size", image_size)):
+        if value is not None:
+            raise MlgraphError(f"{flag}: for image runs only; {run_dir} is a video run (drop {flag})")
+    files = expand_inputs(inputs)
+    dev = resolve_device(device)
+    run = load_run(run_dir, checkpoint, device=dev)
+    t = threshold if threshold is not None else run.threshold
+    predictor = VideoPredictor(run, dev, batch_size=batch_size, max_frames=(config.get("data") or {}).get("frames"))
+
+    def listed(scores) -> list[dict[str, Any]]:
+        return [{"label": name, "score": round(score, 6)}
+                for name, score in select_labels(scores, run.label_names, topk=topk, threshold=t)]
+
+    rows = []
+    for item in predictor(files, segments=segments, progress=progress):
+        row: dict[str, Any] = {"video": item.id, "labels": listed(item.scores)}
+        if segments:
+            row["segments"] = [{"start": int(s), "labels": listed(sc)}
+                               for s, sc in zip(item.segment_starts, item.segment_scores)]
+        rows.append(row)
+    skipped = [(s.path, s.reason) for s in predictor.skipped]
+    if not rows:
+        where, reason = skipped[0] if skipped else (os.fspath(files[0]), "the file has no records")
+        raise input_error(where, f"no readable YouTube-8M record ({reason})", RECORDS_FIX)
+    out_path = None
+    if fmt != "table":
+        text = to_jsonl(rows) if fmt == "jsonl" else to_video_csv(rows)
+        atomic_write_text(output if output is not None else "-", text)
+        out_path = Path(output) if output is not None and os.fspath(output) != "-" else None
+    return PredictResult(rows=rows, skipped=skipped, run_dir=Path(run_dir), checkpoint=checkpoint, threshold=t,
+                         output=out_path, format=fmt, modality="video")
+
+
+def to_video_csv(rows: list[dict[str, Any]]) -> str:
+    """Long format ``video,start,rank,label,score``: the video's labels with an empty ``start``, then
+    each segment's with its first frame; a video or segment with no listed label gets one line with
+    empty label and score."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["video", "start", "rank", "label", "score"])
+    for row in rows:
+        parts = [("", row["labels"])] + [(seg["start"], seg["labels"]) for seg in row.get("segments", [])]
+        for start, labels in parts:
+            if not labels:
+                writer.writerow([row["video"], start, "", "", ""])
+            for rank, item in enumerate(labels, start=1):
+                writer.writerow([row["video"], start, rank, item["label"], f"{item['score']:.6f}"])
     return buf.getvalue()

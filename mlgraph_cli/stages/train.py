@@ -4,6 +4,11 @@
 the run directory, and hands over to :class:`~mlgraph_cli.core.training.Trainer`.
 ``resume_training`` continues a stopped run from its ``resume.pt``. Under torchrun every rank
 runs this function; rank 0 alone writes.
+
+Video features (``mlgraph import-yt8m``) use the same Trainer, so run folders, ``--resume`` and
+metrics.jsonl work as for images. A new temporal CMA run first trains a mean-pool probe and
+starts the head from it (``core.training.probe_start``); a resumed run never repeats it, its
+weights are in ``resume.pt``. config.json records ``"modality": "video"`` and the probe.
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ def train(inputs: TrainInputs, config: TrainConfig, *, run_dir: str | os.PathLik
     try:
         prepared = inputs_mod.prepare(inputs, config, device=device, dist=dist, progress=progress)
         out = _choose_run_dir(run_dir, runs_root, name, force, dist)
+        if prepared.modality == "video":
+            from mlgraph_cli.core.training import probe_start
+
+            prepared.probe = probe_start(prepared.model, prepared.train_set, config, device,
+                                         progress if dist.is_main else NULL_PROGRESS)
         if dist.is_main:
             _write_run_files(out, inputs, config, prepared, dist)
         dist_util.barrier(dist)
@@ -163,6 +173,7 @@ def _write_run_files(out: Path, inputs: TrainInputs, config: TrainConfig, prepar
                           {"schema": "mlgraph/run@1", "what": "backbone"})
     run_config = {
         "schema": "mlgraph/run@1",
+        "modality": prepared.modality,
         "head": prepared.model.head.config,
         "labels": prepared.label_names,
         "threshold": config.threshold,
@@ -173,6 +184,7 @@ def _write_run_files(out: Path, inputs: TrainInputs, config: TrainConfig, prepar
         "data": prepared.data_info,
         "embeddings": prepared.embeddings_info,
         "graph": prepared.graph_info,
+        **({"probe": prepared.probe} if prepared.modality == "video" else {}),
         "weights": {"best": "best.safetensors", "last": "last.safetensors"},
         "provenance": provenance(COMMAND, params),
     }

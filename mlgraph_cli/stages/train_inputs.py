@@ -3,7 +3,11 @@
 Every check here ends in a one-line error that names the files that disagree and the command
 that makes them agree: features without labels, an empty features file, features and
 embeddings (or graph) with different label sets, a validation file from another backbone, a
-multi-scale head on features without an earlier stage.
+multi-scale head on features without an earlier stage, video features beside image features.
+
+Video features (``mlgraph import-yt8m``, ``modality = "video"``) go through the same path: the
+rows come with the mask of their real frames (core/batches.py) and the head is a temporal one,
+``build_video_head`` (``--head cma|gap|gmp`` -> ``video-cma|video-gap|video-gmp``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from mlgraph_cli.core.progress import ProgressHook
 from mlgraph_cli.errors import InputError, MismatchError, MlgraphError, input_error
 
 EXTRACT_FIX = "extract it with `mlgraph extract IMAGES --annotations ANNOTATIONS`"
+IMPORT_FIX = "import it with `mlgraph import-yt8m RECORDS --vocabulary vocabulary.csv`"
 
 
 @dataclass
@@ -64,15 +69,24 @@ class Prepared:
     embeddings_info: dict[str, Any] | None
     graph_info: dict[str, Any] | None
     split: dict[str, Any] | None
+    modality: str = "image"  # "video" for features from `mlgraph import-yt8m`
+    probe: dict[str, Any] | None = None  # the probe start of a temporal CMA head (stages/train.py)
 
 
 def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook) -> Prepared:
     """Check the inputs and build datasets and model (seeded by ``config.seed``)."""
     from mlgraph_cli.core.models import HEADS
 
-    if config.head not in HEADS:
+    end_to_end = inputs.images is not None or inputs.annotations is not None
+    if not end_to_end and inputs.features is not None and is_video(inputs.features):
+        from mlgraph_cli.core.video.heads import VIDEO_HEAD_FOR, VIDEO_HEADS
+
+        if config.head not in VIDEO_HEAD_FOR and config.head not in VIDEO_HEADS:
+            raise MlgraphError(f"--head {config.head}: not a head for video; {inputs.features} holds video features "
+                               f"from `mlgraph import-yt8m` (choose one of: {', '.join(VIDEO_HEAD_FOR)})")
+    elif config.head not in HEADS:
         raise MlgraphError(f"--head {config.head}: unknown head (choose one of: {', '.join(HEADS)})")
-    if inputs.images is not None or inputs.annotations is not None:
+    if end_to_end:
         from mlgraph_cli.stages.train_images import prepare_images
 
         data = prepare_images(inputs, config, device=device, progress=progress)
@@ -84,16 +98,34 @@ def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook
 # ---------------------------------------------------------------------------------------------
 # Cached features
 
+def is_video(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a video features file (``mlgraph import-yt8m``); False if unreadable."""
+    from mlgraph_cli.core.video.features import is_video_features
+
+    return Path(path).is_file() and is_video_features(path)
+
+
 def open_labelled_features(path: Path, role: str = "features"):
-    """A features file with labels and at least one image, or a one-line error."""
+    """A features file with labels and at least one image (or video), or a one-line error.
+    Video features come back as a VideoFeatureFile (``mask(rows)``, ``segments``)."""
     from mlgraph_cli.core.features import open_features
 
-    ff = open_features(path)
+    if is_video(path):
+        from mlgraph_cli.core.video.features import VideoFeatureFile
+
+        ff, what, fix, where = VideoFeatureFile(path), "videos", IMPORT_FIX, "records with videos"
+    else:
+        ff, what, fix, where = open_features(path), "images", EXTRACT_FIX, "a folder with images"
     if len(ff) == 0:
-        raise input_error(path, "the features file holds no images", f"re-{EXTRACT_FIX} on a folder with images")
+        raise input_error(path, f"the features file holds no {what}", f"re-{fix} on {where}")
     if ff.labels is None or ff.label_names is None:
-        raise input_error(path, f"the {role} file has no labels, so there is nothing to learn from", EXTRACT_FIX)
+        raise input_error(path, f"the {role} file has no labels, so there is nothing to learn from", fix)
     return ff
+
+
+def modality_name(video: bool) -> str:
+    """How an error names a features file's kind, with the command that makes it."""
+    return "video features (from `mlgraph import-yt8m`)" if video else "image features (from `mlgraph extract`)"
 
 
 def _prepare_features(inputs: TrainInputs, config, *, dist, progress: ProgressHook) -> dict[str, Any]:
@@ -104,6 +136,7 @@ def _prepare_features(inputs: TrainInputs, config, *, dist, progress: ProgressHo
                            "or --images DIR --annotations ANN to train end to end)")
     path = Path(inputs.features)
     ff = open_labelled_features(path)
+    video = hasattr(ff, "mask")
     names = list(ff.label_names)
     multi = config.head == "ms-cma"
     if multi and not ff.has_aux:
@@ -114,8 +147,14 @@ def _prepare_features(inputs: TrainInputs, config, *, dist, progress: ProgressHo
     split = None
     if inputs.val_features is not None:
         vpath = Path(inputs.val_features)
+        if is_video(vpath) != video:
+            raise MismatchError(f"{path} holds {modality_name(video)} but {vpath} holds {modality_name(not video)} "
+                                f"(validate on data made the same way as the training data)")
         vf = open_labelled_features(vpath, "validation features")
-        _same_extraction(path, ff, vpath, vf)
+        if video:
+            _same_frame_layout(path, ff, vpath, vf)
+        else:
+            _same_extraction(path, ff, vpath, vf)
         val_targets = _aligned_targets(vf, names, vpath, path)
         val_rows = np.arange(len(vf))
         train_rows = np.arange(len(ff))
@@ -138,15 +177,18 @@ def _prepare_features(inputs: TrainInputs, config, *, dist, progress: ProgressHo
     if len(val_rows) and dist.is_main:
         val_set = FeatureSet(val_ff, val_rows, val_targets, aux=multi, in_ram=in_ram)
     in_channels: Any = [ff.aux_shape[0], ff.feature_shape[0]] if multi else ff.feature_shape[0]
+    data_info: dict[str, Any] = {
+        "features": os.fspath(path.resolve()), "num_images": len(ff), "train_images": int(len(train_rows)),
+        "labels_digest": labels_digest(names), "feature_shape": list(ff.feature_shape),
+        "aux_shape": list(ff.aux_shape) if ff.aux_shape else None, "val": val_info}
+    if video:  # T, and whether clips are frame-level (T seconds) or video-level (one mean frame)
+        data_info.update(frames=ff.frames, record_kind=ff.attrs.get("record_kind"),
+                         label_class_ids=ff.attrs.get("label_class_ids"))
     return {
         "label_names": names, "train_set": train_set, "val_set": val_set, "in_channels": in_channels,
         "input_kind": "features", "backbone_config": bcfg, "backbone": None,
         "backbone_state": _frozen_backbone_state(bcfg, progress) if dist.is_main else None,
-        "split": split, "source": path,
-        "data_info": {"features": os.fspath(path.resolve()), "num_images": len(ff),
-                      "train_images": int(len(train_rows)),
-                      "labels_digest": labels_digest(names), "feature_shape": list(ff.feature_shape),
-                      "aux_shape": list(ff.aux_shape) if ff.aux_shape else None, "val": val_info},
+        "split": split, "source": path, "data_info": data_info, "modality": "video" if video else "image",
     }
 
 
@@ -158,6 +200,13 @@ def _same_extraction(path: Path, ff, vpath: Path, vf) -> None:
         what = ", ".join(diffs) or f"map shape {ff.feature_shape} vs {vf.feature_shape}"
         raise MismatchError(f"{path} and {vpath} were extracted differently ({what}) (extract both with the same "
                             f"`mlgraph extract --backbone --weights --image-size`)")
+
+
+def _same_frame_layout(path: Path, ff, vpath: Path, vf) -> None:
+    """Training and validation clips need the same frame features; their lengths T may differ."""
+    if ff.feature_shape[0] != vf.feature_shape[0]:
+        raise MismatchError(f"{path} and {vpath} hold frames of {ff.feature_shape[0]} and {vf.feature_shape[0]} "
+                            f"features (import both with `mlgraph import-yt8m`)")
 
 
 def _aligned_targets(ff, names: list[str], path: Path, reference: Path) -> np.ndarray:
@@ -226,22 +275,28 @@ def _with_model(data: dict[str, Any], inputs: TrainInputs, config) -> Prepared:
     from mlgraph_cli.core.training import Classifier, seed_everything
 
     names, source = data["label_names"], data["source"]
-    needs_e = HEADS[config.head].head_class.needs_embeddings
-    needs_a = HEADS[config.head].head_class.needs_adjacency
+    video = data.get("modality") == "video"
+    build, name, options = build_head, config.head, dict(config.head_options or {})
+    if video:
+        from mlgraph_cli.core.video.heads import VIDEO_HEAD_FOR, VIDEO_HEADS, build_video_head
+
+        build, name = build_video_head, VIDEO_HEAD_FOR.get(config.head, config.head)
+    head_class = (VIDEO_HEADS if video else HEADS)[name].head_class
+    needs_e, needs_a = head_class.needs_embeddings, head_class.needs_adjacency
     emb_vectors = emb_info = adj = graph_info = None
     if needs_e:
         emb_vectors, emb_info = _embeddings(inputs.embeddings, names, source, config.head)
     if needs_a or inputs.graph is not None:
         adj, graph_info = _adjacency(inputs.graph, names, source, config)
     seed_everything(config.seed)  # the head's initial weights depend on the seed alone
-    head = build_head(config.head, in_channels=data["in_channels"], num_labels=len(names),
-                      embeddings=torch.from_numpy(emb_vectors) if emb_vectors is not None else None,
-                      adjacency=torch.from_numpy(adj) if (adj is not None and needs_a) else None,
-                      **dict(config.head_options or {}))
+    head = build(name, in_channels=data["in_channels"], num_labels=len(names),
+                 embeddings=torch.from_numpy(emb_vectors) if emb_vectors is not None else None,
+                 adjacency=torch.from_numpy(adj) if (adj is not None and needs_a) else None, **options)
     return Prepared(model=Classifier(head, data["backbone"]), train_set=data["train_set"], val_set=data["val_set"],
                     label_names=names, input_kind=data["input_kind"], backbone_config=data["backbone_config"],
                     backbone_state=data["backbone_state"], data_info=data["data_info"],
-                    embeddings_info=emb_info, graph_info=graph_info, split=data["split"])
+                    embeddings_info=emb_info, graph_info=graph_info, split=data["split"],
+                    modality=data.get("modality", "image"))
 
 
 def _embeddings(path: Path | None, names: list[str], source: Path, head: str):

@@ -133,7 +133,7 @@ class TemporalCMA(Head):
 
     def __init__(self, in_channels: int, num_labels: int, embeddings: torch.Tensor | None = None, *,
                  embedding_dim: int | None = None, cmt_layers: int = 1, hidden: int = 512, center: bool = True,
-                 norm: bool = False, delta: float = 0.0, mean_branch: bool = True, dropout: float = 0.0,
+                 norm: bool = False, delta: float = 0.0, mean_branch: bool = False, dropout: float = 0.0,
                  eps: float = 1e-6, collapse: str = "uniform") -> None:
         super().__init__()
         check_option(isinstance(cmt_layers, int) and cmt_layers >= 1, self.name, "cmt_layers", cmt_layers,
