@@ -31,7 +31,14 @@ app = typer.Typer(
 
 # Command modules, in the order of the pipeline; each defines register(app).
 COMMANDS = (
+    "make_dataset",
     "init",
+    "build_graph",
+    "embed", "inspect",
+    "import_yt8m",
+    "extract",
+    "train", "evaluate", "predict",
+    "demo",
 )
 
 

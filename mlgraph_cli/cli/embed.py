@@ -1,0 +1,121 @@
+"""``mlgraph embed``: label embeddings from the label graph (ASGE, or a baseline)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mlgraph_cli.cli._common import RichProgress, handle_errors, load_project, summary
+
+EPILOG = "Example: mlgraph embed graph.json -o embeddings.h5 --method asge --init glove.6B.300d.txt --seed 0"
+
+
+class Method(str, Enum):
+    """Embedding methods (the names of mlgraph_cli.stages.embed.METHODS)."""
+
+    asge = "asge"
+    word = "word"
+    deepwalk = "deepwalk"
+    spectral = "spectral"
+    onehot = "onehot"
+
+
+class Adjacency(str, Enum):
+    """Adjacency kinds (the names of mlgraph_cli.core.graph.ADJACENCIES)."""
+
+    cond_mean = "cond-mean"
+    binary = "binary"
+    mlgcn = "mlgcn"
+    jaccard = "jaccard"
+    npmi = "npmi"
+
+
+class Oov(str, Enum):
+    error = "error"
+    random = "random"
+
+
+class Weighting(str, Enum):
+    uniform = "uniform"
+    balanced = "balanced"
+
+
+def choice_value(choice: Optional[Enum]) -> Optional[str]:
+    return choice.value if choice is not None else None
+
+
+def embed(
+    graph: Annotated[Optional[Path], typer.Argument(
+        help="Label graph from `mlgraph build-graph`. Default: \\[artifacts] graph of mlgraph.toml.",
+        show_default=False)] = None,
+    *,
+    output: Annotated[Optional[Path], typer.Option(
+        "-o", "--output", help="Embeddings file (HDF5). Default: \\[artifacts] embeddings, or embeddings.h5.",
+        show_default=False)] = None,
+    method: Annotated[Optional[Method], typer.Option(
+        "--method", help="asge (default): fit cosine similarity to the adjacency; word: the word vectors as they "
+                         "are; deepwalk, spectral: graph baselines; onehot: the identity.", show_default=False)] = None,
+    init: Annotated[Optional[str], typer.Option(
+        "--init", help="Word vectors: word2vec text/binary (.bin), GloVe text, gensim .kv; 'onehot' for one-hot "
+                       "inputs. Default: \\[dataset] vectors of mlgraph.toml, else one-hot.",
+        show_default=False)] = None,
+    dim: Annotated[Optional[int], typer.Option(
+        "--dim", min=1, help="Embedding width (asge, deepwalk, spectral; default 300). word and onehot keep "
+                             "their own.", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (default 0): same seed, same bytes.",
+                                                show_default=False)] = None,
+    adjacency: Annotated[Optional[Adjacency], typer.Option(
+        "--adjacency", help="Target adjacency derived from the graph (default cond-mean: (P(j|i) + P(i|j)) / 2).",
+        show_default=False)] = None,
+    tau: Annotated[Optional[float], typer.Option(
+        "--tau", help="Threshold on P(j|i) for --adjacency binary and mlgcn (default 0.4).",
+        show_default=False)] = None,
+    oov: Annotated[Optional[Oov], typer.Option(
+        "--oov", help="Labels missing from the vectors: error (default) or random (seeded random vectors, "
+                      "with a warning).", show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="ASGE optimiser steps (default 500).",
+                                                 show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="ASGE learning rate (Adam, default 0.01).",
+                                                show_default=False)] = None,
+    weighting: Annotated[Optional[Weighting], typer.Option(
+        "--weighting", help="ASGE pair weights w_ij: uniform (default) or balanced (edges and non-edges half "
+                            "each).", show_default=False)] = None,
+    report: Annotated[bool, typer.Option(
+        "--report", help="Then print how well the embeddings rank graph neighbours (as `mlgraph inspect`).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
+) -> None:
+    """Learn label embeddings whose cosine similarity follows the label graph (ASGE), or a baseline."""
+    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
+    from mlgraph_cli.stages.embed import EmbedConfig, ReportConfig, embed as run, inspect_embeddings
+
+    project = load_project()
+    source = resolve_input(graph, project, artifact="graph", what="label graph",
+                           fix="make one with `mlgraph build-graph`")
+    config = merge_config(EmbedConfig, project, "embed", dict(
+        method=choice_value(method), adjacency=choice_value(adjacency), tau=tau, dim=dim, seed=seed,
+        oov=choice_value(oov), steps=steps, lr=lr, weighting=choice_value(weighting)))
+    vectors = init if init is not None else (project.dataset_path("vectors") if project is not None else None)
+    dest = resolve_output(output, project, "embeddings", "embeddings.h5")
+    progress = RichProgress(quiet=quiet)
+    try:
+        result = run(source, dest, config, init=vectors, progress=progress)
+    finally:
+        progress.stop()
+    fit = result.fit
+    details = [f"init {Path(result.init).name}" if result.method in ("asge", "word") else None,
+               f"{config.adjacency} adjacency" if result.method in ("asge", "deepwalk", "spectral") else None,
+               f"{fit['steps']} steps, loss {fit['final_loss']:.2e}" if "final_loss" in fit else None,
+               f"{len(result.oov)} OOV label(s) random" if result.oov else None]
+    summary(f"Embeddings ({result.method}; {'; '.join(d for d in details if d)}): {result.num_labels:,} labels x "
+            f"{result.dimension} in {result.seconds:.1f} s -> {result.path}")
+    if report:
+        from mlgraph_cli.cli.inspect import print_report
+
+        print_report(inspect_embeddings(result.path, source, ReportConfig()), limit=20)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("embed", epilog=EPILOG)(handle_errors(embed))

@@ -1,0 +1,103 @@
+"""``mlgraph inspect``: how well label embeddings rank the label graph's neighbours."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from mlgraph_cli.cli._common import handle_errors, load_project, out
+from mlgraph_cli.cli.embed import Adjacency, choice_value
+
+EPILOG = "Example: mlgraph inspect embeddings.h5 --graph graph.json --topk 5"
+
+
+def inspect(
+    embeddings: Annotated[Optional[Path], typer.Argument(
+        help="Embeddings from `mlgraph embed`. Default: \\[artifacts] embeddings of mlgraph.toml.",
+        show_default=False)] = None,
+    *,
+    graph: Annotated[Optional[Path], typer.Option(
+        "--graph", help="Label graph to measure against. Default: the graph recorded in the embeddings file "
+                        "if it still exists, else \\[artifacts] graph.", show_default=False)] = None,
+    neighbours: Annotated[Optional[Adjacency], typer.Option(
+        "--neighbours", help="Adjacency that defines the true neighbours (default binary: max(P(j|i), P(i|j)) "
+                             ">= tau).", show_default=False)] = None,
+    tau: Annotated[Optional[float], typer.Option(
+        "--tau", help="tau of --neighbours binary/mlgcn (default 0.4, ML-GCN's).", show_default=False)] = None,
+    min_weight: Annotated[Optional[float], typer.Option(
+        "--min-weight", help="A neighbour's adjacency must exceed this (default 0).", show_default=False)] = None,
+    reference: Annotated[Optional[Adjacency], typer.Option(
+        "--reference", help="Adjacency correlated with cosine (default: the one the embeddings were fitted to, "
+                            "else cond-mean).", show_default=False)] = None,
+    topk: Annotated[int, typer.Option("--topk", min=0, help="Nearest labels listed per label.")] = 5,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Labels in the table (0: all).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON on stdout.")] = False,
+) -> None:
+    """Rank each label's graph neighbours by embedding cosine: mean AP, correlations, nearest labels."""
+    from mlgraph_cli.core.project import resolve_input
+    from mlgraph_cli.stages.embed import ReportConfig, inspect_embeddings
+
+    project = load_project()
+    source = resolve_input(embeddings, project, artifact="embeddings", what="embeddings file",
+                           fix="make one with `mlgraph embed`")
+    given = dict(neighbours=choice_value(neighbours), tau=tau, min_weight=min_weight, reference=choice_value(reference))
+    config = ReportConfig(topk=topk, **{k: v for k, v in given.items() if v is not None})
+    report = inspect_embeddings(source, graph, config,
+                                project_graph=project.artifact("graph") if project is not None else None)
+    if as_json:
+        typer.echo(json.dumps(_finite(report), indent=2, ensure_ascii=False))
+    else:
+        print_report(report, limit=limit)
+
+
+def _finite(value: Any) -> Any:
+    """NaN (no neighbours, constant similarities) as null, so the JSON stays valid."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def print_report(report: dict[str, Any], *, limit: int = 20) -> None:
+    """The report as a headline and a rich table (stdout); graph neighbours are marked with *."""
+    from rich.table import Table
+    from rich.text import Text
+
+    nb = report["neighbours"]
+    params = ", ".join(f"{k}={v}" for k, v in nb["params"].items())
+    out.print(f"{report['embeddings']} ({report['method']}, {report['labels']} labels x {report['dimension']}) "
+              f"against {report['graph']}", markup=False)
+    out.print(f"neighbour mAP {_fmt(report['map'])} over {report['labels_with_neighbours']} labels with a neighbour "
+              f"(neighbours: {nb['kind']} adjacency{f' with {params}' if params else ''} > {nb['min_weight']:g}); "
+              f"cosine vs {report['reference']['kind']}: Spearman {_fmt(report.get('spearman'))}, "
+              f"Pearson {_fmt(report.get('pearson'))}", markup=False)
+    nearest = report.get("nearest") or {}
+    if not nearest:
+        return
+    table = Table(title="Nearest labels by cosine (* = graph neighbour)", title_justify="left")
+    table.add_column("label")
+    table.add_column("nearest labels (cosine)")
+    names = list(nearest)
+    shown = names if limit == 0 else names[:limit]
+    for name in shown:
+        cells = [f"{'*' if n['neighbour'] else ''}{n['label']} ({n['cosine']:.2f})" for n in nearest[name]]
+        table.add_row(Text(name), Text(", ".join(cells)))  # Text: label names are not markup
+    out.print(table)
+    if len(shown) < len(names):
+        out.print(f"... {len(names) - len(shown)} more labels (--limit 0 shows all, --json gives everything)",
+                  markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect", epilog=EPILOG)(handle_errors(inspect))

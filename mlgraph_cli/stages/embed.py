@@ -1,0 +1,282 @@
+"""Stage: label graph (+ word vectors) -> label embeddings; and the quality report of an embeddings file.
+
+``embed`` reads a graph, derives the named adjacency, runs one method (ASGE or a baseline) and
+writes an ``mlgraph/embeddings@1`` file. ``inspect_embeddings`` measures how well an embeddings
+file's cosine similarities rank a graph's neighbours (docs/embed.md, "Report").
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlgraph_cli.core.artifacts import check_schema, file_digest, labels_digest, maker, provenance
+from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.errors import MlgraphError
+
+METHODS = ("asge", "word", "deepwalk", "spectral", "onehot")
+DEFAULT_DIM = 300  # width of ASGE / DeepWalk / spectral embeddings unless --dim says otherwise
+ONEHOT_INIT = ("onehot", "none")  # --init values that mean "no word vectors"
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass
+class EmbedConfig:
+    """Options of ``mlgraph embed`` (defaults, then the project's ``[embed]``, then flags).
+
+    adjacency/tau/p: the target adjacency (core/graph.py kinds; tau for binary and mlgcn, p for
+    mlgcn). dim: None picks the method's natural width (DEFAULT_DIM; the vectors' for ``word``;
+    C for ``onehot``). steps/lr/hidden/weighting/threads: the ASGE fit. walks_per_label/
+    walk_length/window/epochs: DeepWalk. oov: ``error`` or ``random`` for labels missing from
+    the word vectors.
+    """
+
+    method: str = "asge"
+    adjacency: str = "cond-mean"
+    tau: float = 0.4
+    p: float = 0.2
+    dim: int | None = None
+    seed: int = 0
+    oov: str = "error"
+    steps: int = 500
+    lr: float = 0.01
+    hidden: int = 256
+    weighting: str = "uniform"
+    threads: int = 1
+    walks_per_label: int = 10
+    walk_length: int = 40
+    window: int = 5
+    epochs: int = 5
+
+    def __post_init__(self) -> None:
+        from mlgraph_cli.core.embeddings import WEIGHTINGS
+        from mlgraph_cli.core.graph import ADJACENCIES
+        from mlgraph_cli.core.wordvectors import OOV_POLICIES
+
+        for name, value, choices in (("method", self.method, METHODS), ("adjacency", self.adjacency, ADJACENCIES),
+                                     ("oov", self.oov, OOV_POLICIES), ("weighting", self.weighting, WEIGHTINGS)):
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r} (choose one of: {', '.join(choices)})")
+        for name in ("steps", "hidden", "threads", "walks_per_label", "walk_length", "window", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.dim is not None and int(self.dim) < 1:
+            raise ValueError("dim must be at least 1")
+        if not self.lr > 0:
+            raise ValueError("lr must be positive")
+
+    def adjacency_params(self) -> dict[str, float]:
+        """The parameters the chosen adjacency kind takes (recorded in the output)."""
+        return _params_for(self.adjacency, tau=self.tau, p=self.p)
+
+
+def _params_for(kind: str, **candidates: float) -> dict[str, float]:
+    """The subset of ``candidates`` that adjacency ``kind`` takes (tau for binary, tau and p for mlgcn)."""
+    from mlgraph_cli.core.graph import ADJACENCIES
+
+    accepted = inspect.signature(ADJACENCIES[kind]).parameters
+    return {k: v for k, v in candidates.items() if k in accepted}
+
+
+@dataclass
+class EmbedResult:
+    path: Path
+    method: str
+    num_labels: int
+    dimension: int
+    seconds: float
+    init: str
+    fit: dict[str, Any] = field(default_factory=dict)
+    oov: list[str] = field(default_factory=list)
+
+
+def load_graph(path: str | os.PathLike):
+    """``read_graph`` with one more check: an HDF5 artifact (embeddings, features) given where a
+    graph is expected is named as what it is, not reported as malformed JSON."""
+    from mlgraph_cli.core.graph import read_graph
+
+    p = Path(path)
+    if p.is_file():
+        with open(p, "rb") as fh:
+            head = fh.read(len(_HDF5_SIGNATURE))
+        if head == _HDF5_SIGNATURE:
+            import h5py
+
+            try:
+                with h5py.File(p, "r") as f:
+                    found = f.attrs.get("schema")
+            except OSError:  # a damaged HDF5 file is not a graph either
+                found = None
+            check_schema(p, found.decode() if isinstance(found, bytes) else found, "graph")
+    return read_graph(p)
+
+
+def _initial_vectors(init: str | os.PathLike | None, labels: list[str], config: EmbedConfig,
+                     progress: ProgressHook):
+    """(vectors or None for one-hot, description for the file, OOV labels)."""
+    if init is None or os.fspath(init) in ONEHOT_INIT:
+        return None, "onehot", []
+    from mlgraph_cli.core.wordvectors import label_vectors, load_word_vectors
+
+    kv = load_word_vectors(init)
+    lv = label_vectors(kv, labels, source=init, oov=config.oov, seed=config.seed)
+    if lv.missing:
+        named = ", ".join(repr(m) for m in lv.missing[:10]) + (" ..." if len(lv.missing) > 10 else "")
+        progress.log(f"Warning: {os.fspath(init)}: no vector for {len(lv.missing)} label(s), "
+                     f"seeded random vectors used (--oov random): {named}")
+    return lv.vectors, os.fspath(init), lv.missing
+
+
+def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: EmbedConfig, *,
+          init: str | os.PathLike | None = None, progress: ProgressHook = NULL_PROGRESS,
+          command: str = "mlgraph embed") -> EmbedResult:
+    """Embed the labels of ``graph_path`` with ``config.method`` and write ``output`` (HDF5).
+
+    init: word vectors (any format of core/wordvectors.py), ``"onehot"`` or None. ``word``
+    needs vectors; ``deepwalk``, ``spectral`` and ``onehot`` do not use them.
+    """
+    import numpy as np
+
+    from mlgraph_cli.core import embeddings as E
+    from mlgraph_cli.core.graph import adjacency
+
+    if os.fspath(output) == "-":
+        raise MlgraphError("-o -: embeddings are an HDF5 file and cannot go to stdout (give a file name)")
+    started = time.perf_counter()
+    graph = load_graph(graph_path)
+    labels, c = list(graph.labels), graph.num_labels
+    if c < 2:
+        raise MlgraphError(f"{os.fspath(graph_path)}: the graph has {c} label(s); embeddings need at least 2 "
+                           f"(rebuild it from annotations with more labels with `{maker('graph')}`)")
+    method = config.method
+    uses_vectors = method in ("asge", "word")
+    if not uses_vectors and init is not None and os.fspath(init) not in ONEHOT_INIT:
+        progress.log(f"Note: --method {method} does not use word vectors; {os.fspath(init)} is ignored.")
+    if method == "word" and (init is None or os.fspath(init) in ONEHOT_INIT):
+        raise MlgraphError("--method word needs word vectors (pass --init VECTORS, or set `vectors` in the "
+                           "project's [dataset])")
+    vectors, init_desc, oov = _initial_vectors(init, labels, config, progress) if uses_vectors else (None, "none", [])
+
+    natural = {"word": None if vectors is None else vectors.shape[1], "onehot": c}.get(method)
+    if natural is not None and config.dim is not None and int(config.dim) != natural:
+        raise MlgraphError(f"--dim {config.dim}: --method {method} keeps its own width ({natural}); leave out "
+                           "--dim (and [embed] dim), or use --method asge to learn embeddings of any width")
+    dim = int(natural or config.dim or DEFAULT_DIM)
+
+    params = config.adjacency_params()
+    target = adjacency(graph, config.adjacency, **params) if method in ("asge", "deepwalk", "spectral") else None
+    fit: dict[str, Any] = {}
+    if method == "asge":
+        out, fit = E.asge_embeddings(target, vectors, dim=dim, hidden=config.hidden, steps=config.steps,
+                                     lr=config.lr, seed=config.seed, weighting=config.weighting,
+                                     threads=config.threads, progress=progress)
+    elif method == "word":
+        out = vectors
+    elif method == "onehot":
+        out = E.onehot_embeddings(c)
+    elif method == "spectral":
+        if dim > c:
+            progress.log(f"Note: spectral embeddings have at most C = {c} dimensions; using {c}, not {dim}.")
+        out = E.spectral_embeddings(target, dim)
+    else:  # deepwalk
+        progress.start("DeepWalk", total=None, unit="walks")
+        walk = {k: getattr(config, k) for k in ("walks_per_label", "walk_length", "window", "epochs")}
+        out = E.deepwalk_embeddings(target, dim=dim, seed=config.seed, **walk)
+        progress.stop()
+        fit = dict(walk)
+
+    graph_file = Path(graph_path)
+    attrs = {
+        "method": method,
+        "adjacency": {"kind": config.adjacency, "params": params} if target is not None else None,
+        "graph": {"path": os.fspath(graph_file.resolve()), "labels_digest": labels_digest(labels),
+                  "file_digest": file_digest(graph_file)},
+        "seed": config.seed,
+        "init": init_desc,
+        "fit": fit,
+        "oov_random": oov,
+        "provenance": provenance(command, {**asdict(config), "graph": graph_file, "init": init_desc,
+                                           "output": output}),
+    }
+    E.write_embeddings(output, E.LabelEmbeddings(labels=labels, vectors=np.asarray(out, dtype=np.float32),
+                                                 attrs=attrs))
+    return EmbedResult(path=Path(output), method=method, num_labels=c, dimension=int(out.shape[1]),
+                       seconds=time.perf_counter() - started, init=init_desc, fit=fit, oov=oov)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+@dataclass
+class ReportConfig:
+    """What ``mlgraph inspect`` and ``mlgraph embed --report`` measure against.
+
+    neighbours/tau/min_weight: label j is a neighbour of i when the ``neighbours`` adjacency
+    (computed with ``tau``) exceeds ``min_weight``; the default, ``binary`` at tau 0.4, is
+    ML-GCN's graph: max(P(j|i), P(i|j)) >= 0.4. reference: the continuous adjacency for the
+    correlations (None: the one the embeddings were fitted to, else cond-mean). topk: nearest
+    labels listed per label.
+    """
+
+    neighbours: str = "binary"
+    tau: float = 0.4
+    min_weight: float = 0.0
+    reference: str | None = None
+    topk: int = 5
+
+    def __post_init__(self) -> None:
+        from mlgraph_cli.core.graph import ADJACENCIES
+
+        for name, value in (("neighbours", self.neighbours), ("reference", self.reference)):
+            if value is not None and value not in ADJACENCIES:
+                raise ValueError(f"unknown {name} adjacency {value!r} (choose one of: {', '.join(ADJACENCIES)})")
+        if self.topk < 0:
+            raise ValueError("topk must be 0 or more")
+
+
+def inspect_embeddings(embeddings_path: str | os.PathLike, graph_path: str | os.PathLike | None = None,
+                       config: ReportConfig | None = None, *,
+                       project_graph: str | os.PathLike | None = None) -> dict[str, Any]:
+    """How well the embeddings' cosine similarity ranks the graph's neighbours (a JSON-able dict).
+
+    The graph: ``graph_path``, else the one recorded in the embeddings file if it still exists,
+    else ``project_graph``. Keys: embeddings, graph, method, labels, dimension, neighbours
+    {kind, params, min_weight}, reference {kind, params}, map (0-1, mean AP over labels with a
+    neighbour), labels_with_neighbours, spearman, pearson, nearest (label -> [{label, cosine,
+    neighbour}]).
+    """
+    from mlgraph_cli.core.embeddings import neighbour_ranking, read_embeddings
+    from mlgraph_cli.core.graph import adjacency
+
+    config = config or ReportConfig()
+    emb = read_embeddings(embeddings_path)
+    if graph_path is None:
+        recorded = (emb.attrs.get("graph") or {}).get("path")
+        graph_path = recorded if recorded and Path(recorded).is_file() else project_graph
+        if graph_path is None:
+            raise MlgraphError(f"{os.fspath(embeddings_path)}: the graph it was made from is not found"
+                               f"{f' ({recorded})' if recorded else ''} "
+                               f"(pass --graph GRAPH, made by `{maker('graph')}`)")
+    graph = load_graph(graph_path)
+    emb = emb.aligned_to(graph.labels, source=embeddings_path)
+    fitted = emb.attrs.get("adjacency") or {}
+    ref_kind = config.reference or fitted.get("kind") or "cond-mean"
+    ref_params = dict(fitted.get("params") or {}) if ref_kind == fitted.get("kind") else {}
+    nb_params = _params_for(config.neighbours, tau=config.tau)
+    neighbours = adjacency(graph, config.neighbours, **nb_params) > config.min_weight
+    reference = adjacency(graph, ref_kind, **ref_params)
+    result = neighbour_ranking(emb.vectors, neighbours, reference, topk=config.topk, labels=emb.labels)
+    return {
+        "embeddings": os.fspath(embeddings_path),
+        "graph": os.fspath(graph_path),
+        "method": emb.attrs.get("method"),
+        "labels": len(emb.labels),
+        "dimension": emb.dimension,
+        "neighbours": {"kind": config.neighbours, "params": nb_params, "min_weight": config.min_weight},
+        "reference": {"kind": ref_kind, "params": ref_params},
+        **result,
+    }
