@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Any, Callable
+from enum import Enum
+from typing import Annotated, Any, Callable
 
 import typer
 from rich.console import Console
@@ -21,6 +22,15 @@ from rich.progress import (
 
 from mlgraph_cli.core.progress import ProgressHook
 from mlgraph_cli.errors import MlgraphError
+
+class Checkpoint(str, Enum):
+    """Which weights of a run to use."""
+
+    best = "best"
+    last = "last"
+
+
+CheckpointOption = Annotated[Checkpoint, typer.Option("--checkpoint", help="Which weights.")]
 
 # Results go to stdout (so they pipe); progress, summaries and errors go to stderr.
 out = Console(highlight=False, soft_wrap=True)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, err, handle_errors, is_stdout, load_project, out, summary
+from mlgraph_cli.cli._common import (
+    Checkpoint, CheckpointOption, RichProgress, err, handle_errors, is_stdout, load_project, out, summary,
+)
 
 EPILOG = "Example: mlgraph evaluate runs/train/exp --features test-features.h5 -o metrics.json --per-label"
 ROWS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
-
-
-class Checkpoint(str, Enum):
-    best = "best"
-    last = "last"
 
 
 def evaluate(
@@ -38,7 +34,7 @@ def evaluate(
     threshold: Annotated[Optional[float], typer.Option(
         "--threshold", help="Probability at which a label counts as predicted. Default: the run's (0.5).",
         show_default=False)] = None,
-    checkpoint: Annotated[Checkpoint, typer.Option("--checkpoint", help="Which weights.")] = Checkpoint.best,
+    checkpoint: CheckpointOption = Checkpoint.best,
     per_label: Annotated[bool, typer.Option("--per-label", help="Also print the AP of every label.")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 64,

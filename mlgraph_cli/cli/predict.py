@@ -9,7 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, err, handle_errors, load_project, out, summary
+from mlgraph_cli.cli._common import (
+    Checkpoint, CheckpointOption, RichProgress, err, handle_errors, load_project, out, summary,
+)
 
 EPILOG = "Example: mlgraph predict photos/ --model runs/train/exp --topk 5 --format jsonl -o predictions.jsonl"
 
@@ -18,11 +20,6 @@ class Format(str, Enum):
     table = "table"
     jsonl = "jsonl"
     csv = "csv"
-
-
-class Checkpoint(str, Enum):
-    best = "best"
-    last = "last"
 
 
 def predict(
@@ -52,7 +49,7 @@ def predict(
         show_default=False)] = None,
     segments: Annotated[bool, typer.Option(
         "--segments", help="Videos: also list the top labels of every 5-frame segment (frames s to s+4).")] = False,
-    checkpoint: Annotated[Checkpoint, typer.Option("--checkpoint", help="Which weights.")] = Checkpoint.best,
+    checkpoint: CheckpointOption = Checkpoint.best,
     image_size: Annotated[Optional[int], typer.Option(
         "--image-size", help="Input side in px instead of the run's (the heads take any map size).",
         show_default=False)] = None,
