@@ -72,3 +72,15 @@ def test_h5_attributes_round_trip_and_schema_is_checked(tmp_path):
     text.write_text("hello", encoding="utf-8")
     with pytest.raises(SchemaError, match="not an HDF5 file"):
         h5_open(text, "features")
+
+
+def test_an_hdf5_artifact_given_as_a_graph_is_named(tmp_path):
+    import h5py
+
+    from mlgraph_cli.core.graph import read_graph
+
+    path = tmp_path / "graph.json"  # misnamed: really an embeddings file
+    with h5py.File(path, "w") as f:
+        f.attrs["schema"] = "mlgraph/embeddings@1"
+    with pytest.raises(SchemaError, match="expected a graph file .* found an embeddings file .*`mlgraph build-graph`"):
+        read_graph(path)

@@ -148,6 +148,31 @@ def read_json(path: str | os.PathLike, *, fix: str | None = None) -> Any:
 # ---------------------------------------------------------------------------------------------
 # HDF5 helpers (h5py is imported lazily so the CLI starts fast)
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts with the HDF5 signature."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def refuse_hdf5(path: str | os.PathLike, kind: str) -> None:
+    """If ``path`` is an HDF5 file, raise :class:`SchemaError` naming what it is (for non-HDF5 kinds)."""
+    if not is_hdf5(path):
+        return
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            found = f.attrs.get("schema")
+    except OSError:  # a damaged HDF5 file is not a `kind` file either
+        found = None
+    check_schema(path, found.decode() if isinstance(found, bytes) else found, kind)
+
 def h5_write_attrs(obj: Any, attrs: dict[str, Any]) -> None:
     """Store attributes on an h5py object; dicts and lists are stored as JSON text."""
     for key, value in attrs.items():

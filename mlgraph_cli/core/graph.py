@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from mlgraph_cli.core.artifacts import atomic_output, check_schema, maker, read_json, schema_tag
+from mlgraph_cli.core.artifacts import atomic_output, check_schema, maker, read_json, refuse_hdf5, schema_tag
 from mlgraph_cli.errors import InputError, MismatchError, input_error
 
 
@@ -255,6 +255,7 @@ def read_graph(path: str | os.PathLike, *, labels: Sequence[str] | None = None) 
     fix = f"make one with `{maker('graph')}`"
     if not p.is_file():
         raise input_error(p, "no such file", fix)
+    refuse_hdf5(p, "graph")  # an embeddings or features file is named as such, not as malformed JSON
     if p.suffix == ".graphml":
         graph = _read_graphml(p)
     else:

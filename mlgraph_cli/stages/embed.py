@@ -14,14 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlgraph_cli.core.artifacts import check_schema, file_digest, labels_digest, maker, provenance
+from mlgraph_cli.core.artifacts import file_digest, labels_digest, maker, provenance
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MlgraphError
 
 METHODS = ("asge", "word", "deepwalk", "spectral", "onehot")
 DEFAULT_DIM = 300  # width of ASGE / DeepWalk / spectral embeddings unless --dim says otherwise
 ONEHOT_INIT = ("onehot", "none")  # --init values that mean "no word vectors"
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 @dataclass
@@ -94,27 +93,6 @@ class EmbedResult:
     oov: list[str] = field(default_factory=list)
 
 
-def load_graph(path: str | os.PathLike):
-    """``read_graph`` with one more check: an HDF5 artifact (embeddings, features) given where a
-    graph is expected is named as what it is, not reported as malformed JSON."""
-    from mlgraph_cli.core.graph import read_graph
-
-    p = Path(path)
-    if p.is_file():
-        with open(p, "rb") as fh:
-            head = fh.read(len(_HDF5_SIGNATURE))
-        if head == _HDF5_SIGNATURE:
-            import h5py
-
-            try:
-                with h5py.File(p, "r") as f:
-                    found = f.attrs.get("schema")
-            except OSError:  # a damaged HDF5 file is not a graph either
-                found = None
-            check_schema(p, found.decode() if isinstance(found, bytes) else found, "graph")
-    return read_graph(p)
-
-
 def _initial_vectors(init: str | os.PathLike | None, labels: list[str], config: EmbedConfig,
                      progress: ProgressHook):
     """(vectors or None for one-hot, description for the file, OOV labels)."""
@@ -142,12 +120,12 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
     import numpy as np
 
     from mlgraph_cli.core import embeddings as E
-    from mlgraph_cli.core.graph import adjacency
+    from mlgraph_cli.core.graph import adjacency, read_graph
 
     if os.fspath(output) == "-":
         raise MlgraphError("-o -: embeddings are an HDF5 file and cannot go to stdout (give a file name)")
     started = time.perf_counter()
-    graph = load_graph(graph_path)
+    graph = read_graph(graph_path)
     labels, c = list(graph.labels), graph.num_labels
     if c < 2:
         raise MlgraphError(f"{os.fspath(graph_path)}: the graph has {c} label(s); embeddings need at least 2 "
@@ -250,7 +228,7 @@ def inspect_embeddings(embeddings_path: str | os.PathLike, graph_path: str | os.
     neighbour}]).
     """
     from mlgraph_cli.core.embeddings import neighbour_ranking, read_embeddings
-    from mlgraph_cli.core.graph import adjacency
+    from mlgraph_cli.core.graph import adjacency, read_graph
 
     config = config or ReportConfig()
     emb = read_embeddings(embeddings_path)
@@ -261,7 +239,7 @@ def inspect_embeddings(embeddings_path: str | os.PathLike, graph_path: str | os.
             raise MlgraphError(f"{os.fspath(embeddings_path)}: the graph it was made from is not found"
                                f"{f' ({recorded})' if recorded else ''} "
                                f"(pass --graph GRAPH, made by `{maker('graph')}`)")
-    graph = load_graph(graph_path)
+    graph = read_graph(graph_path)
     emb = emb.aligned_to(graph.labels, source=embeddings_path)
     fitted = emb.attrs.get("adjacency") or {}
     ref_kind = config.reference or fitted.get("kind") or "cond-mean"
