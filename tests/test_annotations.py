@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mlgraph_cli.core import annotations
+from mlgraph_cli.core.annotations import tabular
 from mlgraph_cli.core.annotations import Annotations, detect_format, load_annotations, load_label_stats
 from mlgraph_cli.errors import InputError, MismatchError
 
@@ -214,7 +215,7 @@ def test_csv_fast_and_slow_paths_agree(tmp_path, monkeypatch):
     slow = tmp_path / "slow.csv"  # quotes send it through the csv module
     slow.write_text("\n".join(f'"{r.split(",")[0]}",{r.split(",")[1]}' for r in rows) + "\n")
     b = load_annotations(slow)
-    monkeypatch.setattr(annotations, "_csv_slow", None)  # the plain file must not need it
+    monkeypatch.setattr(tabular, "_csv_slow", None)  # the plain file must not need it
     a = load_annotations(fast)
     assert a.labels == b.labels and a.image_ids == b.image_ids
     assert (a.positives != b.positives).nnz == 0
@@ -302,7 +303,7 @@ def test_jsonl_reader_fast_and_exact(tmp_path, monkeypatch):
     exact.write_text('{"labels": ["cat", "dog"], "image": "a.jpg", "id": "A"}\n\n'
                      '{"image": "b.jpg", "labels": []}\n{"image": "c.jpg", "labels": ["d\\u006fg"]}\n')
     b = load_annotations(exact)
-    monkeypatch.setattr(annotations, "_jsonl_exact", None)  # canonical lines must not need the JSON parser
+    monkeypatch.setattr(tabular, "_jsonl_exact", None)  # canonical lines must not need the JSON parser
     a = load_annotations(fast)
     assert a.format == b.format == "jsonl"
     assert a.labels == b.labels == ["cat", "dog"]
