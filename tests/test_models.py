@@ -252,3 +252,18 @@ def test_float16_cached_features(name):
     out = head(half)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, head([m.half().float() for m in x] if isinstance(x, list) else x.half().float()))
+
+
+@pytest.mark.parametrize("name", ["cma", "ms-cma"])
+def test_cma_dropout_default_regularises_training_only(name):
+    """dropout defaults to 0.3 (docs/benchmarks-quality.md): it changes training logits, never
+    evaluation ones, and the attention always sees the features without dropout."""
+    head = make(name)
+    assert head.config["dropout"] == 0.3
+    xs = inputs(name)
+    head.train()
+    assert not torch.allclose(head(xs), head(xs))
+    torch.testing.assert_close(head.attention(xs), head.attention(xs))
+    head.eval()
+    torch.testing.assert_close(head(xs), head(xs))
+    assert build_head(**{**head.config, "dropout": 0.0}, embeddings=embeddings()).config["dropout"] == 0.0
