@@ -72,15 +72,21 @@ def synthetic_labels(images: int, labels: int, per_image: int, topics: int, in_t
         y[bad] = draw(bad)
 
 
-def write_files(y: np.ndarray, names: list[str], folder: Path) -> dict[str, Path]:
+def write_files(y: np.ndarray, names: list[str], folder: Path,
+                formats: tuple[str, ...] = ("csv", "jsonl")) -> dict[str, Path]:
+    """Write the annotations of ``y`` in each of ``formats`` (csv, jsonl) into ``folder``."""
     paths = [f"images/{i:07d}.jpg" for i in range(len(y))]
     rows = [[names[j] for j in r] for r in y.tolist()]
-    csv_path, jsonl_path = folder / "annotations.csv", folder / "annotations.jsonl"
-    csv_path.write_text("path,labels\n" + "\n".join(f"{p},{';'.join(r)}" for p, r in zip(paths, rows)) + "\n",
-                        encoding="utf-8")
-    jsonl_path.write_text("\n".join(json.dumps({"image": p, "labels": r}) for p, r in zip(paths, rows)) + "\n",
-                          encoding="utf-8")
-    return {"csv": csv_path, "jsonl": jsonl_path}
+    files = {}
+    if "csv" in formats:
+        files["csv"] = folder / "annotations.csv"
+        files["csv"].write_text("path,labels\n" + "\n".join(f"{p},{';'.join(r)}" for p, r in zip(paths, rows))
+                                + "\n", encoding="utf-8")
+    if "jsonl" in formats:
+        files["jsonl"] = folder / "annotations.jsonl"
+        files["jsonl"].write_text("\n".join(json.dumps({"image": p, "labels": r}) for p, r in zip(paths, rows))
+                                  + "\n", encoding="utf-8")
+    return files
 
 
 def timed(fn, *args, **kwargs):
@@ -151,7 +157,7 @@ def main() -> None:
         folder = Path(tmp)
         t0 = time.perf_counter()
         y = synthetic_labels(args.images, args.labels, args.per_image, args.topics, args.in_topic, args.seed)
-        files = write_files(y, names, folder)
+        files = write_files(y, names, folder, tuple(args.formats.split(",")))
         del y
         print(f"generated {args.images:,} images x {args.per_image} labels over {args.labels:,} labels "
               f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)

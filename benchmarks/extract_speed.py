@@ -64,6 +64,43 @@ def bare_forward(backbone, tensors, batch_size: int, device) -> float:
         return time.perf_counter() - t0
 
 
+def prepare_photos(folder: Path, images: int, backbone_name: str, weights: str, image_size: int, batch_size: int,
+                   device):
+    """Make ``images`` JPEGs in ``folder`` (unless already there) and the bare-forward inputs.
+
+    Returns (backbone, tensors (N, 3, S, S) preprocessed in memory, mean JPEG size in KB); the
+    backbone has run one warm-up batch (kernel selection), so the first timed run is not penalised.
+    """
+    import torch
+
+    from mlgraph_cli.core.backbones import build_backbone
+    from mlgraph_cli.core.images import list_images, load_image
+
+    if len(list_images(folder) if folder.is_dir() else []) != images:
+        make_photos(folder, images)
+    paths = list_images(folder)
+    mean_kb = float(np.mean([p.stat().st_size for p in paths]) / 1024)
+    backbone = build_backbone(backbone_name, weights, None, image_size, device)
+    tensors = torch.stack([backbone.preprocess(load_image(p)) for p in paths])  # untimed
+    bare_forward(backbone, tensors[:batch_size], batch_size, device)  # warm-up (kernel selection)
+    return backbone, tensors, mean_kb
+
+
+def pipeline_seconds(folder: Path, out: Path, cfg, expected_rows: int) -> tuple[float, float]:
+    """One `extract` stage run of ``folder`` into ``out`` (deleted after): (stage seconds, wall seconds).
+
+    Stage seconds are the stage's own timing (model building excluded); wall includes building it.
+    """
+    from mlgraph_cli.stages.extract import extract
+
+    t0 = time.perf_counter()
+    result = extract([folder], out, cfg)
+    wall = time.perf_counter() - t0
+    assert result.rows == expected_rows, result
+    out.unlink()
+    return result.seconds, wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=512)
@@ -80,21 +117,14 @@ def main() -> None:
 
     import torch
 
-    from mlgraph_cli.core.backbones import build_backbone
     from mlgraph_cli.core.device import resolve_device
-    from mlgraph_cli.core.images import list_images, load_image
-    from mlgraph_cli.stages.extract import ExtractConfig, extract
+    from mlgraph_cli.stages.extract import ExtractConfig
 
     tmp = tempfile.TemporaryDirectory(prefix="mlgraph-bench-")
     folder = args.folder or Path(tmp.name) / "photos"
-    if len(list_images(folder) if folder.is_dir() else []) != args.images:
-        make_photos(folder, args.images)
-    paths = list_images(folder)
-    mean_kb = np.mean([p.stat().st_size for p in paths]) / 1024
     device = resolve_device(args.device)
-    backbone = build_backbone(args.backbone, args.weights, None, args.image_size, device)
-    tensors = torch.stack([backbone.preprocess(load_image(p)) for p in paths])  # untimed
-    bare_forward(backbone, tensors[: args.batch_size], args.batch_size, device)  # warm-up (kernel selection)
+    backbone, tensors, mean_kb = prepare_photos(folder, args.images, args.backbone, args.weights, args.image_size,
+                                                args.batch_size, device)
 
     rows = []
     for workers in args.workers:
@@ -103,13 +133,9 @@ def main() -> None:
         bare, pipe, wall = [], [], []
         for r in range(args.repeats):
             bare.append(bare_forward(backbone, tensors, args.batch_size, device))
-            out = Path(tmp.name) / f"f{workers}-{r}.h5"
-            t0 = time.perf_counter()
-            result = extract([folder], out, cfg)
-            wall.append(time.perf_counter() - t0)
-            pipe.append(result.seconds)
-            assert result.rows == args.images, result
-            out.unlink()
+            stage_s, wall_s = pipeline_seconds(folder, Path(tmp.name) / f"f{workers}-{r}.h5", cfg, args.images)
+            pipe.append(stage_s)
+            wall.append(wall_s)
         best_bare, best_pipe = min(bare), min(pipe)
         rows.append({
             "workers": workers, "bare_forward_s": bare, "pipeline_s": pipe, "pipeline_wall_s": wall,

@@ -84,6 +84,33 @@ def loader_seconds(features: Path, cache: str, batch: int, repeats: int = 3) -> 
     return statistics.median(times)
 
 
+def measure(images: int, channels: int, size: int, num_labels: int, epochs: int, batch: int,
+            workers: int) -> dict:
+    """Write a synthetic features file, train the cma head from it with ``--cache ram`` then ``disk``.
+
+    Returns {"times": {cache: {"epochs": [s, ...], "median_after_first": s, "data_only": s}},
+    "features_mb": MB, "write_seconds": s}. Torch threads are the caller's to set.
+    """
+    from mlgraph_cli.core.embeddings import LabelEmbeddings, write_embeddings
+
+    labels = [f"label{i:02d}" for i in range(num_labels)]
+    with tempfile.TemporaryDirectory(prefix="mlgraph-train-speed-") as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        make_features(tmp / "features.h5", images, channels, size, labels)
+        write_seconds = time.perf_counter() - t0
+        vectors = np.random.default_rng(1).normal(size=(num_labels, 300)).astype(np.float32)
+        write_embeddings(tmp / "emb.h5", LabelEmbeddings(labels=labels, vectors=vectors, attrs={"method": "random"}))
+        size_mb = (tmp / "features.h5").stat().st_size / 2**20
+        times = {}
+        for cache in ("ram", "disk"):
+            secs = run_epochs(tmp / "features.h5", tmp / "emb.h5", tmp / f"run-{cache}", cache, epochs, batch,
+                              workers)
+            times[cache] = {"epochs": secs, "median_after_first": statistics.median(secs[1:] or secs),
+                            "data_only": loader_seconds(tmp / "features.h5", cache, batch)}
+    return {"times": times, "features_mb": size_mb, "write_seconds": write_seconds}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1024)
@@ -103,23 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
 
-    from mlgraph_cli.core.embeddings import LabelEmbeddings, write_embeddings
-
-    labels = [f"label{i:02d}" for i in range(args.labels)]
-    with tempfile.TemporaryDirectory(prefix="mlgraph-train-speed-") as tmp:
-        tmp = Path(tmp)
-        t0 = time.perf_counter()
-        make_features(tmp / "features.h5", args.images, args.channels, args.size, labels)
-        write_seconds = time.perf_counter() - t0
-        vectors = np.random.default_rng(1).normal(size=(args.labels, 300)).astype(np.float32)
-        write_embeddings(tmp / "emb.h5", LabelEmbeddings(labels=labels, vectors=vectors, attrs={"method": "random"}))
-        size_mb = (tmp / "features.h5").stat().st_size / 2**20
-        times = {}
-        for cache in ("ram", "disk"):
-            epochs = run_epochs(tmp / "features.h5", tmp / "emb.h5", tmp / f"run-{cache}", cache, args.epochs,
-                                args.batch_size, args.workers)
-            times[cache] = {"epochs": epochs, "median_after_first": statistics.median(epochs[1:] or epochs),
-                            "data_only": loader_seconds(tmp / "features.h5", cache, args.batch_size)}
+    measured = measure(args.images, args.channels, args.size, args.labels, args.epochs, args.batch_size,
+                       args.workers)
+    times, size_mb, write_seconds = measured["times"], measured["features_mb"], measured["write_seconds"]
     ram, disk = times["ram"]["median_after_first"], times["disk"]["median_after_first"]
     result = {
         "benchmark": "train_speed",
