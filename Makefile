@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mlgraph demo
+	$(BIN)/mlgraph demo --force
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
