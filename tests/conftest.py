@@ -10,6 +10,18 @@ from typer.testing import CliRunner
 os.environ.setdefault("MLGRAPH_PROGRESS", "0")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """One intra-op thread for the tiny tensors of the tests: on a shared 2-core machine spinning
+    OpenMP threads slow small convolutions ~10x. torch is imported only once a test runs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def cli():
     """Run ``mlgraph ARGS...`` in process; returns the click Result (stdout, stderr, exit_code)."""

@@ -18,15 +18,6 @@ from mlgraph_cli.core.device import resolve_device
 from mlgraph_cli.errors import MlgraphError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads slow tiny convs ~10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def r18():
     return build_backbone("resnet18", "none", None, 64)

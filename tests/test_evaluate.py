@@ -13,16 +13,6 @@ import trainkit
 from conftest import one_line_error
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def run(cli, tmp_path):
     data = trainkit.toy_dataset(tmp_path / "data", n_train=64, n_val=32)

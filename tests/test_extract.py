@@ -22,15 +22,6 @@ from mlgraph_cli.core.features import open_features, partial_path
 from mlgraph_cli.core.images import load_image
 from mlgraph_cli.stages.extract import PAUSE_FILE_ENV, PAUSE_ROWS_ENV
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads slow tiny convs ~10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # A small random-weight backbone keeps every run to a second or two on a CPU.
 FAST = ["--backbone", "resnet18", "--weights", "none", "--image-size", "64", "--batch-size", "4", "--workers", "0"]
 LABELS = ["cat", "dog", "person"]

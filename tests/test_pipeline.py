@@ -14,16 +14,6 @@ import pytest
 import trainkit
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_build_graph_to_predict_in_a_project(cli, tmp_path, monkeypatch):
     from mlgraph_cli.cli.docs import command_names
 

@@ -11,17 +11,6 @@ import trainkit
 from conftest import one_line_error
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention with other processes on a busy machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def data(tmp_path):
     return trainkit.toy_dataset(tmp_path / "data", n_train=96, n_val=48)
