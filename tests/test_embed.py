@@ -69,12 +69,13 @@ def test_same_seed_same_bytes(cli, tmp_path, graph_file):
 @pytest.mark.parametrize("kind", ["word2vec-text", "word2vec-binary", "glove-text", "kv"])
 def test_init_from_each_vector_format(cli, tmp_path, graph_file, kind):
     vectors = vectors_for(tmp_path, LABELS, kind)
+    trust = ("--trust-pickle",) if kind == "kv" else ()
     out = tmp_path / "emb.h5"
-    result = cli("embed", graph_file, "-o", out, "--init", vectors, "--dim", "8", *FAST)
+    result = cli("embed", graph_file, "-o", out, "--init", vectors, "--dim", "8", *trust, *FAST)
     assert result.exit_code == 0, result.output
     assert read_embeddings(out).attrs["init"] == str(vectors)
     word = tmp_path / "word.h5"
-    assert cli("embed", graph_file, "-o", word, "--method", "word", "--init", vectors).exit_code == 0
+    assert cli("embed", graph_file, "-o", word, "--method", "word", "--init", vectors, *trust).exit_code == 0
     np.testing.assert_allclose(read_embeddings(word).vectors[3], np.random.default_rng(0).normal(size=(12, 6))
                                .round(4)[3], rtol=1e-5)
 
@@ -280,3 +281,56 @@ def test_cli_enums_match_the_library():
 
     assert [m.value for m in Method] == list(METHODS)
     assert [a.value for a in Adjacency] == list(ADJACENCIES)
+
+
+# ---------------------------------------------------------------------------------------------
+# No input runs code: gensim's .kv format is a pickle
+
+class _Payload:
+    """Unpickling this writes a marker file: the proof that a load ran the file's code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "ran"))
+
+
+def crafted_pickle(path: Path, marker: Path) -> Path:
+    import pickle
+
+    path.write_bytes(pickle.dumps(_Payload(marker), protocol=4))
+    return path
+
+
+@pytest.mark.parametrize("name", ["evil.kv", "evil.txt", "evil.vec"])
+def test_a_pickle_given_to_init_is_refused_and_never_run(cli, tmp_path, graph_file, name):
+    marker = tmp_path / "payload-ran"
+    evil = crafted_pickle(tmp_path / name, marker)
+    line = one_line_error(cli("embed", graph_file, "-o", tmp_path / "e.h5", "--init", evil))
+    assert line == (f"Error: {evil}: a gensim .kv file is a pickle, and loading it would run any code it holds "
+                    "(convert it to word2vec text where it came from (KeyedVectors.save_word2vec_format), or pass "
+                    "it to --init with --trust-pickle if you made it yourself)")
+    assert not marker.exists() and not (tmp_path / "e.h5").exists()
+
+
+def test_a_pickle_named_by_the_project_file_is_refused_even_with_the_trust_flag(cli, tmp_path, graph_file,
+                                                                              monkeypatch):
+    marker = tmp_path / "payload-ran"
+    crafted_pickle(tmp_path / "vectors.kv", marker)
+    assert cli("init", tmp_path, "--vectors", "vectors.kv").exit_code == 0
+    (tmp_path / "artifacts").mkdir()
+    graph_file.rename(tmp_path / "artifacts" / "graph.json")
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(cli("embed", "--trust-pickle"))
+    assert "a gensim .kv file is a pickle" in line and "--trust-pickle" in line
+    assert not marker.exists()
+
+
+def test_trust_pickle_loads_a_kv_file_given_on_the_command_line(cli, tmp_path, graph_file):
+    vectors = vectors_for(tmp_path, LABELS, "kv")
+    out = tmp_path / "e.h5"
+    assert cli("embed", graph_file, "-o", out, "--init", vectors, "--method", "word").exit_code == 1
+    assert cli("embed", graph_file, "-o", out, "--init", vectors, "--method", "word",
+               "--trust-pickle").exit_code == 0
+    assert read_embeddings(out).vectors.shape == (12, 6)

@@ -56,7 +56,7 @@ def write_vectors(folder: Path, kind: str, words: dict[str, list[float]] = WORDS
 def test_each_format_reads_the_same_vectors(tmp_path, kind):
     path = write_vectors(tmp_path, kind)
     assert vector_format(path) == kind
-    kv = load_word_vectors(path)
+    kv = load_word_vectors(path, trust_pickle=(kind == "kv"))
     assert set(kv.index_to_key) == set(WORDS)
     for word, vec in WORDS.items():
         np.testing.assert_allclose(kv[word], vec, rtol=1e-6)

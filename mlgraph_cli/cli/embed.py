@@ -83,6 +83,9 @@ def embed(
     weighting: Annotated[Optional[Weighting], typer.Option(
         "--weighting", help="ASGE pair weights w_ij: uniform (default) or balanced (edges and non-edges half "
                             "each).", show_default=False)] = None,
+    trust_pickle: Annotated[bool, typer.Option(
+        "--trust-pickle", help="Allow a gensim .kv file (a pickle, which runs code when loaded) as --init. Only "
+                               "for files you made; never taken from mlgraph.toml.")] = False,
     report: Annotated[bool, typer.Option(
         "--report", help="Then print how well the embeddings rank graph neighbours (as `mlgraph inspect`).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
@@ -101,7 +104,9 @@ def embed(
     dest = resolve_output(output, project, "embeddings", "embeddings.h5")
     progress = RichProgress(quiet=quiet)
     try:
-        result = run(source, dest, config, init=vectors, progress=progress)
+        # Trust covers only a file named on this command line, never one named by a project file.
+        result = run(source, dest, config, init=vectors, trust_pickle=trust_pickle and init is not None,
+                     progress=progress)
     finally:
         progress.stop()
     fit = result.fit

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
+try:  # Python 3.11+; tomli is the same parser, packaged for 3.10
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -6,7 +6,9 @@ Four on-disk formats are accepted (REFERENCE.md section 5):
 - GloVe text: the same lines without the header (detected: the first line is not two integers);
 - word2vec binary (``.bin``): the header line, then raw float32 rows;
 - gensim's native format (``.kv``), saved by ``KeyedVectors.save``. gensim stores it with pickle,
-  so only load ``.kv`` files you trust (the other three formats are plain data).
+  and unpickling a crafted file runs its code, so a pickle is refused unless the caller passes
+  ``trust_pickle=True`` (``mlgraph embed --trust-pickle``). Any file that starts like a pickle is
+  treated so, whatever its name. The other three formats are plain data.
 
 Text files may be gzip-compressed (``.gz``); gensim opens them through smart_open.
 
@@ -34,6 +36,8 @@ OOV_POLICIES = ("error", "random")
 # Only the first few missing labels are named in the one-line error; the rest are counted.
 _MAX_NAMED = 10
 _HEADER = re.compile(r"^\s*\d+\s+\d+\s*$")
+# Pickle protocols 2-5 open with PROTO (0x80) and the protocol number; gensim writes protocol 4+.
+_PICKLE_MAGIC = tuple(bytes([0x80, n]) for n in range(2, 6))
 
 
 @dataclass
@@ -58,24 +62,27 @@ def vector_format(path: str | os.PathLike) -> str:
     """Which reader a vectors file needs: ``kv``, ``word2vec-binary``, ``word2vec-text`` or ``glove-text``."""
     p = Path(path)
     name = p.name.lower()
-    if name.endswith(".kv"):
-        return "kv"
-    if name.endswith(".bin") or name.endswith(".bin.gz"):
-        return "word2vec-binary"
     opener = gzip.open if name.endswith(".gz") else open
     try:
         with opener(p, "rb") as fh:
             first = fh.readline(4096)
-    except OSError as exc:
-        raise input_error(p, f"cannot read the word-vector file ({exc.strerror or exc})") from None
+    except (OSError, EOFError) as exc:
+        raise input_error(p, f"cannot read the word-vector file ({getattr(exc, 'strerror', None) or exc})") from None
+    if name.endswith(".kv") or first.startswith(_PICKLE_MAGIC):
+        return "kv"
+    if name.endswith(".bin") or name.endswith(".bin.gz"):
+        return "word2vec-binary"
     text = first.decode("utf-8", errors="replace")
     return "word2vec-text" if _HEADER.match(text) else "glove-text"
 
 
-def load_word_vectors(path: str | os.PathLike):
+def load_word_vectors(path: str | os.PathLike, *, trust_pickle: bool = False):
     """Read a vectors file with gensim and return its ``KeyedVectors``.
 
-    Errors (a missing, empty or unreadable file) are one-line :class:`InputError` naming the file.
+    trust_pickle: allow gensim's pickle-based ``.kv`` format. Unpickling runs whatever code the
+    file carries, so without it such a file is refused before a byte of it is unpickled.
+    Errors (a missing, empty, unreadable or untrusted file) are one-line :class:`InputError`
+    naming the file.
     """
     from gensim.models import KeyedVectors
 
@@ -86,6 +93,10 @@ def load_word_vectors(path: str | os.PathLike):
     if p.stat().st_size == 0:
         raise input_error(p, "the word-vector file is empty", fix)
     kind = vector_format(p)
+    if kind == "kv" and not trust_pickle:
+        raise input_error(p, "a gensim .kv file is a pickle, and loading it would run any code it holds",
+                          "convert it to word2vec text where it came from (KeyedVectors.save_word2vec_format), "
+                          "or pass it to --init with --trust-pickle if you made it yourself")
     try:
         if kind == "kv":
             kv = KeyedVectors.load(os.fspath(p))

@@ -94,13 +94,13 @@ class EmbedResult:
 
 
 def _initial_vectors(init: str | os.PathLike | None, labels: list[str], config: EmbedConfig,
-                     progress: ProgressHook):
+                     progress: ProgressHook, trust_pickle: bool):
     """(vectors or None for one-hot, description for the file, OOV labels)."""
     if init is None or os.fspath(init) in ONEHOT_INIT:
         return None, "onehot", []
     from mlgraph_cli.core.wordvectors import label_vectors, load_word_vectors
 
-    kv = load_word_vectors(init)
+    kv = load_word_vectors(init, trust_pickle=trust_pickle)
     lv = label_vectors(kv, labels, source=init, oov=config.oov, seed=config.seed)
     if lv.missing:
         named = ", ".join(repr(m) for m in lv.missing[:10]) + (" ..." if len(lv.missing) > 10 else "")
@@ -110,12 +110,14 @@ def _initial_vectors(init: str | os.PathLike | None, labels: list[str], config: 
 
 
 def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: EmbedConfig, *,
-          init: str | os.PathLike | None = None, progress: ProgressHook = NULL_PROGRESS,
-          command: str = "mlgraph embed") -> EmbedResult:
+          init: str | os.PathLike | None = None, trust_pickle: bool = False,
+          progress: ProgressHook = NULL_PROGRESS, command: str = "mlgraph embed") -> EmbedResult:
     """Embed the labels of ``graph_path`` with ``config.method`` and write ``output`` (HDF5).
 
     init: word vectors (any format of core/wordvectors.py), ``"onehot"`` or None. ``word``
-    needs vectors; ``deepwalk``, ``spectral`` and ``onehot`` do not use them.
+    needs vectors; ``deepwalk``, ``spectral`` and ``onehot`` do not use them. trust_pickle:
+    allow a pickle-based gensim ``.kv`` file as ``init``. It is deliberately not part of
+    :class:`EmbedConfig`, so no project file can switch it on.
     """
     import numpy as np
 
@@ -137,7 +139,7 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
     if method == "word" and (init is None or os.fspath(init) in ONEHOT_INIT):
         raise MlgraphError("--method word needs word vectors (pass --init VECTORS, or set `vectors` in the "
                            "project's [dataset])")
-    vectors, init_desc, oov = _initial_vectors(init, labels, config, progress) if uses_vectors else (None, "none", [])
+    vectors, init_desc, oov = _initial_vectors(init, labels, config, progress, trust_pickle) if uses_vectors else (None, "none", [])
 
     natural = {"word": None if vectors is None else vectors.shape[1], "onehot": c}.get(method)
     if natural is not None and config.dim is not None and int(config.dim) != natural:
