@@ -18,6 +18,7 @@ from pathlib import Path
 from mlgraph_cli.core.annotations import FORMATS, LABEL_ORDERS, detect_format, load_annotations, load_label_stats
 from mlgraph_cli.core.artifacts import provenance
 from mlgraph_cli.core.graph import LabelGraph, build_label_graph, write_graph
+from mlgraph_cli.core.paths import check_output_not_input
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MlgraphError, input_error
 
@@ -80,6 +81,7 @@ def build_graph(annotations: str | os.PathLike, output: str | os.PathLike, confi
     """Read ``annotations``, count the label graph, write it to ``output`` (``-``: JSON on stdout)."""
     src = Path(annotations)
     out = os.fspath(output)
+    check_output_not_input(out, [src])
     if out != "-" and Path(out).is_dir():
         raise MlgraphError(f"{out}: is a folder (pass a file name, e.g. -o {Path(out) / 'graph.json'})")
     fmt = config.format or detect_format(src)

@@ -123,9 +123,11 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
 
     from mlgraph_cli.core import embeddings as E
     from mlgraph_cli.core.graph import adjacency, read_graph
+    from mlgraph_cli.core.paths import check_output_not_input
 
     if os.fspath(output) == "-":
         raise MlgraphError("-o -: embeddings are an HDF5 file and cannot go to stdout (give a file name)")
+    check_output_not_input(output, [graph_path, init])
     started = time.perf_counter()
     graph = read_graph(graph_path)
     labels, c = list(graph.labels), graph.num_labels

@@ -101,8 +101,10 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     from mlgraph_cli.core.backbones import backbone_config, build_backbone
     from mlgraph_cli.core.device import resolve_device
     from mlgraph_cli.core.features import FeatureWriter, partial_path, plan_digest
+    from mlgraph_cli.core.paths import check_output_not_input
 
     dest = Path(output)
+    check_output_not_input(dest, [annotations, *(images or [])])
     plan = _plan_with_annotations(images, Path(annotations), config, progress) if annotations else _plan_folder(images)
     device = resolve_device(config.device)
     backbone = build_backbone(config.backbone, config.weights, config.layers, config.image_size, device,
