@@ -37,7 +37,7 @@ COMMANDS = (
     "embed", "inspect",
     "import_yt8m",
     "extract",
-    "train", "evaluate", "predict",
+    "train", "evaluate", "predict", "export",
     "demo",
 )
 

@@ -1,0 +1,46 @@
+"""``mlgraph export``: a trained image run -> an ONNX graph (pixels in, probabilities out) and its card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mlgraph_cli.cli._common import Checkpoint, CheckpointOption, handle_errors, summary
+
+EPILOG = ("Example: mlgraph export runs/train/exp -o model.onnx  (needs the export extra: "
+          'pip install "mlgraph\\[export]")')
+
+
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder from `mlgraph train` (an image run).", show_default=False)],
+    *,
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="ONNX file to write (.onnx); its card goes beside it with .json (model.onnx -> "
+                               "model.json).")] = Path("model.onnx"),
+    checkpoint: CheckpointOption = Checkpoint.best,
+    image_size: Annotated[Optional[int], typer.Option(
+        "--image-size", help="Input side S in px instead of the run's (the heads take any map size).",
+        show_default=False)] = None,
+    opset: Annotated[Optional[int], typer.Option(
+        "--opset", min=7, help="ONNX opset. Default: the exporter's (recorded in the card).", show_default=False)] = None,
+    check: Annotated[bool, typer.Option(
+        "--check/--no-check", help="Run the written graph with onnxruntime on a random batch and compare it with "
+                                   "the torch model.")] = True,
+) -> None:
+    """Export a trained image run to ONNX: input float32 (N, 3, S, S) RGB pixels 0-255 (EXIF-transposed,
+    stretched to S x S with PIL bilinear, as extract does), normalisation inside the graph, output (N, C)
+    probabilities, dynamic batch. The card (.json) holds the labels, image size, thresholds and preprocessing."""
+    from mlgraph_cli.stages.export import ExportConfig, export as run_export
+
+    result = run_export(run, output, ExportConfig(checkpoint=checkpoint.value, image_size=image_size, opset=opset,
+                                                  check=check))
+    checked = (f"; onnxruntime matches torch to {result.max_abs_diff:.1e}" if result.max_abs_diff is not None
+               else "; not checked")
+    summary(f"Exported {run} ({checkpoint.value}, {len(result.labels)} labels, {result.image_size} px, opset "
+            f"{result.opset}) -> {result.onnx} ({result.size_bytes / 1e6:.1f} MB) and {result.card}{checked}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export", epilog=EPILOG)(handle_errors(export))
