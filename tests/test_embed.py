@@ -290,7 +290,8 @@ def test_usage_errors_exit_2(cli, graph_file):
 
 
 def test_cli_enums_match_the_library():
-    from mlgraph_cli.cli.embed import Adjacency, Method
+    from mlgraph_cli.cli._common import Adjacency
+    from mlgraph_cli.cli.embed import Method
     from mlgraph_cli.core.graph import ADJACENCIES
     from mlgraph_cli.stages.embed import METHODS
 
