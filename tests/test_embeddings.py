@@ -135,6 +135,11 @@ def test_reported_loss_is_float64_and_never_negative_at_an_exact_fit():
     vectors, info = asge_embeddings(a, dim=8, hidden=16, steps=400, lr=0.02, seed=0)
     assert info["final_loss"] == asge_loss(vectors, a)  # the vectors as returned, in float64
     assert 0 < info["final_loss"] < 1e-4
+    # A binary path i - j - k: A + I has the eigenvalue 1 - sqrt(2) < 0, so no width fits it (docs/method.md).
+    path = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=float)
+    assert np.linalg.eigvalsh(path + np.eye(3))[0] < 0
+    _, info = asge_embeddings(path, dim=8, hidden=16, steps=400, lr=0.02, seed=0)
+    assert info["final_loss"] > 0.01
 
 
 def test_pair_weights_sum_to_one_and_balance_edges_against_non_edges():
