@@ -93,3 +93,11 @@ def test_extract_records_timm_preprocessing(tmp_path, cli):
     backbone = open_features(tmp_path / "f.h5").attrs["backbone_config"]
     assert backbone["name"] == "timm/test_resnet"
     assert backbone["preprocessing"]["mean"] == pytest.approx(list(cfg["mean"]))
+
+
+def test_timm_missing_says_how_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm now raises ImportError
+    assert message(build_backbone, "timm/resnet18", "none") == (
+        '--backbone timm/...: timm is not installed (install timm with `pip install "mlgraph[timm]"`)')
