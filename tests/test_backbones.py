@@ -1,4 +1,4 @@
-"""Backbones: shapes, layers, weights sources (never downloaded), preprocessing, devices, rebuild from config."""
+"""Backbones: shapes, layers, weights sources (downloads mocked, offline mode), preprocessing, devices, rebuild from config."""
 
 from __future__ import annotations
 
