@@ -71,11 +71,29 @@ def test_user_mistakes():
         "--weights no_such_tag: no such pretrained tag for timm/test_resnet (choose from DEFAULT")
 
 
-def test_offline_refuses_hub_weights(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
-    text = message(build_backbone, "timm/resnet18", "DEFAULT", None, 64, offline=True)
-    assert "timm weights are not in the Hugging Face cache and offline mode forbids downloading" in text
-    assert "pass --weights PATH" in text
+def test_offline_uses_the_hugging_face_cache_or_says_what_to_fetch(monkeypatch, tmp_path):
+    """Offline, pretrained timm weights come from the hub cache only; never the network."""
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    text = message(build_backbone, "timm/test_resnet", "DEFAULT", None, 64, offline=True)
+    assert text == ("timm/test_resnet.r160_in1k: timm weights are not in the Hugging Face cache and offline mode "
+                    "forbids downloading (--offline, MLGRAPH_OFFLINE or HF_HUB_OFFLINE) (download model.safetensors "
+                    "(or pytorch_model.bin) from https://huggingface.co/timm/test_resnet.r160_in1k and pass "
+                    "--weights PATH, or --weights none)")
+    repo = tmp_path / "models--timm--test_resnet.r160_in1k"  # the hub cache's layout
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    torch.manual_seed(13)
+    model = timm.create_model("test_resnet", pretrained=False).eval()
+    save_file(model.state_dict(), str(repo / "snapshots" / "abc123" / "model.safetensors"))
+    b = build_backbone("timm/test_resnet", "DEFAULT", None, 64, offline=True)
+    assert b.weights == "r160_in1k"
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(b(x)["features"], model.forward_features(x), atol=1e-5)
 
 
 def test_extract_records_timm_preprocessing(tmp_path, cli):

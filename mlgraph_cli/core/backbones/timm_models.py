@@ -24,6 +24,8 @@ from mlgraph_cli.errors import InputError, MlgraphError, input_error
 PREFIX = "timm/"
 INSTALL = 'install timm with `pip install "mlgraph[timm]"`'
 _PRETRAINED = ("DEFAULT", "IMAGENET", "IMAGENET1K", "PRETRAINED")
+_FETCH = ("download model.safetensors (or pytorch_model.bin) from https://huggingface.co/{} and pass "
+          "--weights PATH, or --weights none")
 
 
 def _timm():
@@ -86,18 +88,17 @@ def _create(arch: str, weights: str, seed: int, offline: bool, out_indices: tupl
     if offline:
         from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(hub_id, "model.safetensors")
-        if not isinstance(cached, str):
+        found = [try_to_load_from_cache(hub_id, f) for f in ("model.safetensors", "pytorch_model.bin")]
+        cached = next((f for f in found if isinstance(f, str)), None)
+        if cached is None:
             raise InputError(f"{hub_id}: timm weights are not in the Hugging Face cache and offline mode forbids "
-                             "downloading (--offline, MLGRAPH_OFFLINE or HF_HUB_OFFLINE) (download model.safetensors "
-                             f"from https://huggingface.co/{hub_id} and pass --weights PATH, or --weights none)")
+                             f"downloading (--offline, MLGRAPH_OFFLINE or HF_HUB_OFFLINE) ({_FETCH.format(hub_id)})")
         overlay = {"pretrained_cfg_overlay": {"file": cached}}
     try:
         net = timm.create_model(full, pretrained=True, **overlay, **kwargs)
     except Exception as exc:  # noqa: BLE001 -- no network, a proxy, a missing file: the same advice
         raise InputError(f"{hub_id}: cannot fetch timm weights ({type(exc).__name__}: "
-                         f"{(str(exc).splitlines() or [''])[0][:160]}) (download model.safetensors from "
-                         f"https://huggingface.co/{hub_id} and pass --weights PATH, or --weights none)") from None
+                         f"{(str(exc).splitlines() or [''])[0][:160]}) ({_FETCH.format(hub_id)})") from None
     return net, str(net.pretrained_cfg.get("tag") or tag or "DEFAULT")
 
 
