@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 os.environ.setdefault("MLGRAPH_PROGRESS", "0")
+os.environ["MLGRAPH_OFFLINE"] = "1"  # tests never download weights; the download tests unset it
 
 
 @pytest.fixture(autouse=True, scope="session")

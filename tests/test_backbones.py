@@ -1,4 +1,4 @@
-"""Backbones: shapes, layers, weights sources (never downloaded), preprocessing, devices, rebuild from config."""
+"""Backbones: shapes, layers, weights sources (downloads mocked, offline mode), preprocessing, devices, rebuild from config."""
 
 from __future__ import annotations
 
@@ -132,15 +132,74 @@ def test_image_size_too_small():
         "--image-size 16: too small for resnet18 layer4 (its feature map would be empty; use --image-size 32 or more)")
 
 
-def test_uncached_weights_name_says_where_to_put_the_file(tmp_path, monkeypatch):
+def test_uncached_weights_name_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     expected = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     assert message(build_backbone, "resnet18", "IMAGENET1K_V1", None, 64) == (
-        f"{expected}: weights ResNet18_Weights.IMAGENET1K_V1 are not in the torch hub cache and mlgraph never "
-        "downloads (copy resnet18-f37072fd.pth to $TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth, or pass "
-        "--weights PATH to a local state dict, or --weights none)")
+        f"{expected}: weights ResNet18_Weights.IMAGENET1K_V1 are not in the torch hub cache and offline mode forbids "
+        "downloading (--offline, MLGRAPH_OFFLINE or HF_HUB_OFFLINE) (copy resnet18-f37072fd.pth "
+        "(https://download.pytorch.org/models/resnet18-f37072fd.pth) to $TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth, "
+        "or pass --weights PATH to a local state dict, or --weights none)")
     assert "these are not resnet18 weights" in message(build_backbone, "resnet18", "ResNet50_Weights.IMAGENET1K_V2")
     assert "unknown weights for resnet18 (choose from IMAGENET1K_V1, DEFAULT" in message(build_backbone, "resnet18", "V7")
+
+
+@pytest.mark.parametrize("env", [{"MLGRAPH_OFFLINE": "1"}, {"HF_HUB_OFFLINE": "true"}, {}])
+def test_offline_switches(tmp_path, monkeypatch, env):
+    """The environment, or offline=True (--offline), refuses to download; nothing is fetched."""
+    calls = []
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: calls.append(a))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for key in ("MLGRAPH_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert "offline mode forbids downloading" in message(build_backbone, "resnet18", "IMAGENET1K_V1", None, 64,
+                                                         offline=True if not env else None)
+    assert calls == []
+
+
+def test_weights_name_downloads_into_the_hub_cache(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.delenv("MLGRAPH_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(5)
+    model = torchvision.models.resnet18().eval()
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):  # what torch.hub does, minus the network
+        calls.append((url, hash_prefix, progress))
+        torch.save(model.state_dict(), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    b = build_backbone("resnet18", "IMAGENET1K_V1", None, 64)
+    assert calls == [("https://download.pytorch.org/models/resnet18-f37072fd.pth", "f37072fd", True)]
+    assert (tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth").is_file()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(b(x)["features"], torch.nn.Sequential(*list(model.children())[:-2])(x), atol=1e-5)
+    build_backbone("resnet18", "IMAGENET1K_V1", None, 64)  # cached now: no second download
+    assert len(calls) == 1
+
+
+def test_failed_download_is_one_line_that_says_what_to_copy_where(tmp_path, monkeypatch):
+    import urllib.error
+
+    monkeypatch.delenv("MLGRAPH_OFFLINE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    expected = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert message(build_backbone, "resnet18", "IMAGENET1K_V1", None, 64) == (
+        f"{expected}: weights ResNet18_Weights.IMAGENET1K_V1 are not in the torch hub cache and the download failed "
+        "(URLError: <urlopen error [Errno -3] Temporary failure in name resolution>) (copy resnet18-f37072fd.pth "
+        "(https://download.pytorch.org/models/resnet18-f37072fd.pth) to $TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth, "
+        "or pass --weights PATH to a local state dict, or --weights none)")
 
 
 def test_cached_weights_name_loads_offline(tmp_path, monkeypatch):
@@ -200,3 +259,17 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         assert message(resolve_device, "cuda:1") == (
             "--device cuda:1: CUDA is not available on this machine (use --device cpu or auto)")
+
+
+def test_extract_offline_flag_refuses_to_download(tmp_path, cli, monkeypatch):
+    from conftest import one_line_error
+
+    monkeypatch.delenv("MLGRAPH_OFFLINE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded"))
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "imgs" / "a.png")
+    line = one_line_error(cli("extract", tmp_path / "imgs", "-o", tmp_path / "f.h5", "--backbone", "resnet18",
+                              "--weights", "IMAGENET1K_V1", "--image-size", "64", "--workers", "0", "--offline"))
+    assert line.startswith(f"Error: {tmp_path / 'th' / 'hub' / 'checkpoints' / 'resnet18-f37072fd.pth'}: weights "
+                           "ResNet18_Weights.IMAGENET1K_V1 are not in the torch hub cache and offline mode forbids")

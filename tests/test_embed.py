@@ -66,6 +66,21 @@ def test_same_seed_same_bytes(cli, tmp_path, graph_file):
     assert a.tobytes() == b.tobytes() and a.tobytes() != c.tobytes()
 
 
+@pytest.mark.parametrize("method", ["asge", "spectral"])
+def test_same_command_twice_writes_the_same_file_bytes(cli, tmp_path, graph_file, method):
+    """No timestamp in the data or the attributes: the whole file is byte-identical."""
+    import time
+
+    out = tmp_path / "emb.h5"
+    runs = []
+    for _ in range(2):
+        assert cli("embed", graph_file, "-o", out, "--dim", "8", "--method", method, *FAST).exit_code == 0
+        runs.append((out.read_bytes(), read_embeddings(out).attrs))
+        time.sleep(1.1)  # a timestamp with one-second resolution would now differ
+    assert runs[0][1] == runs[1][1] and "created" not in runs[0][1]["provenance"]
+    assert runs[0][0] == runs[1][0]
+
+
 @pytest.mark.parametrize("kind", ["word2vec-text", "word2vec-binary", "glove-text", "kv"])
 def test_init_from_each_vector_format(cli, tmp_path, graph_file, kind):
     vectors = vectors_for(tmp_path, LABELS, kind)
@@ -275,7 +290,8 @@ def test_usage_errors_exit_2(cli, graph_file):
 
 
 def test_cli_enums_match_the_library():
-    from mlgraph_cli.cli.embed import Adjacency, Method
+    from mlgraph_cli.cli._common import Adjacency
+    from mlgraph_cli.cli.embed import Method
     from mlgraph_cli.core.graph import ADJACENCIES
     from mlgraph_cli.stages.embed import METHODS
 

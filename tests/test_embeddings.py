@@ -1,4 +1,4 @@
-"""core/embeddings.py: the HDF5 file, ASGE and its baselines, the neighbour-ranking metrics."""
+"""core/embeddings/: the HDF5 file, ASGE and its baselines, the neighbour-ranking metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mlgraph_cli.core.embeddings import (
-    LabelEmbeddings, _dense_loss, _uniform_loss, asge_embeddings, average_precision, deepwalk_embeddings,
+    LabelEmbeddings, asge_embeddings, asge_loss, average_precision, deepwalk_embeddings,
     neighbour_ranking, onehot_embeddings, pair_weights, random_walks, read_embeddings, spectral_embeddings,
     write_embeddings,
 )
@@ -92,6 +92,8 @@ def test_shape_mismatch_inside_the_file_is_reported(tmp_path):
 def test_factorised_uniform_loss_equals_the_dense_loss_value_and_gradient():
     import torch
 
+    from mlgraph_cli.core.embeddings.asge import _dense_loss, _uniform_loss
+
     rng = np.random.default_rng(1)
     c = 12
     a = rng.random((c, c)) * (rng.random((c, c)) < 0.3)
@@ -109,6 +111,35 @@ def test_factorised_uniform_loss_equals_the_dense_loss_value_and_gradient():
         (g_fact,) = torch.autograd.grad(fact, x)
         assert float(fact.detach()) == pytest.approx(float(dense.detach()), rel=1e-5)
         np.testing.assert_allclose(g_fact.numpy(), g_dense.numpy(), atol=1e-7)
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "balanced"])
+def test_asge_loss_is_the_pairwise_sum_in_float64(weighting):
+    rng = np.random.default_rng(4)
+    c = 7
+    a = rng.random((c, c)) * (rng.random((c, c)) < 0.5)
+    e = rng.normal(size=(c, 3))
+    u = e / np.linalg.norm(e, axis=1, keepdims=True)
+    sym = (a + a.T) / 2
+    w = pair_weights(sym, weighting)
+    brute = sum(w[i, j] * (u[i] @ u[j] - sym[i, j]) ** 2 for i in range(c) for j in range(c) if i != j)
+    assert asge_loss(e, a, weighting, rows=3) == pytest.approx(brute, rel=1e-12)
+
+
+def test_reported_loss_is_float64_and_never_negative_at_an_exact_fit():
+    """dim >= C and A + I positive semi-definite: an exact fit exists and the loss goes to ~0.
+    The float32 factorised formula cancelled there (it printed 0.00e+00 or negatives)."""
+    c = 5
+    a = np.full((c, c), 0.2)
+    np.fill_diagonal(a, 0)  # A + I = 0.8 I + 0.2 J: positive definite
+    vectors, info = asge_embeddings(a, dim=8, hidden=16, steps=400, lr=0.02, seed=0)
+    assert info["final_loss"] == asge_loss(vectors, a)  # the vectors as returned, in float64
+    assert 0 < info["final_loss"] < 1e-4
+    # A binary path i - j - k: A + I has the eigenvalue 1 - sqrt(2) < 0, so no width fits it (docs/method.md).
+    path = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=float)
+    assert np.linalg.eigvalsh(path + np.eye(3))[0] < 0
+    _, info = asge_embeddings(path, dim=8, hidden=16, steps=400, lr=0.02, seed=0)
+    assert info["final_loss"] > 0.01
 
 
 def test_pair_weights_sum_to_one_and_balance_edges_against_non_edges():

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, handle_errors, load_project, summary
+from mlgraph_cli.cli._common import Adjacency, RichProgress, choice_value, handle_errors, load_project, print_report, summary
 
 EPILOG = "Example: mlgraph embed graph.json -o embeddings.h5 --method asge --init glove.6B.300d.txt --seed 0"
 
@@ -23,16 +23,6 @@ class Method(str, Enum):
     onehot = "onehot"
 
 
-class Adjacency(str, Enum):
-    """Adjacency kinds (the names of mlgraph_cli.core.graph.ADJACENCIES)."""
-
-    cond_mean = "cond-mean"
-    binary = "binary"
-    mlgcn = "mlgcn"
-    jaccard = "jaccard"
-    npmi = "npmi"
-
-
 class Oov(str, Enum):
     error = "error"
     random = "random"
@@ -41,10 +31,6 @@ class Oov(str, Enum):
 class Weighting(str, Enum):
     uniform = "uniform"
     balanced = "balanced"
-
-
-def choice_value(choice: Optional[Enum]) -> Optional[str]:
-    return choice.value if choice is not None else None
 
 
 def embed(
@@ -117,8 +103,6 @@ def embed(
     summary(f"Embeddings ({result.method}; {'; '.join(d for d in details if d)}): {result.num_labels:,} labels x "
             f"{result.dimension} in {result.seconds:.1f} s -> {result.path}")
     if report:
-        from mlgraph_cli.cli.inspect import print_report
-
         print_report(inspect_embeddings(result.path, source, ReportConfig()), limit=20)
 
 

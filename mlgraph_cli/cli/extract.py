@@ -49,11 +49,12 @@ def extract(
                         "file to write.")] = Split.train,
     backbone: Annotated[Optional[str], typer.Option(
         "--backbone", "-b", help="efficientnet-lite0 (default; ImageNet weights ship with it) or a torchvision "
-                                 "CNN: resnet50, resnet101 (the paper's), convnext_tiny, ...", show_default=False)] = None,
+                                 "CNN: resnet50, resnet101 (the paper's), convnext_tiny, ...; timm/NAME with timm installed.",
+        show_default=False)] = None,
     weights: Annotated[Optional[str], typer.Option(
         "--weights", "-w", help="DEFAULT (default), a torchvision weights name (IMAGENET1K_V2 or "
-                                "ResNet101_Weights.IMAGENET1K_V2; its file must be in $TORCH_HOME/hub/checkpoints, "
-                                "nothing is downloaded), a state-dict file (.pth/.safetensors), or none (random).",
+                                "ResNet101_Weights.IMAGENET1K_V2; downloaded into $TORCH_HOME/hub/checkpoints "
+                                "unless --offline), a state-dict file (.pth/.safetensors), or none (random).",
         show_default=False)] = None,
     image_size: Annotated[Optional[int], typer.Option(
         "--image-size", min=1, help="Square input side in px; the whole image is resized (no crop). "
@@ -79,6 +80,8 @@ def extract(
                                                      "NUS-WIDE split of the annotations.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random init seed for --weights none. Default: 0.",
                                                 show_default=False)] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Never download weights (also MLGRAPH_OFFLINE=1 or "
+                                                           "HF_HUB_OFFLINE=1); a missing file is an error.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List each skipped image on stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
 ) -> None:
@@ -107,7 +110,7 @@ def extract(
                 format = project.dataset.get("format") or None
     overrides = dict(backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
                      batch_size=batch_size, workers=workers, device=device, format=format,
-                     label_order=label_order, image_set=image_set, seed=seed)
+                     label_order=label_order, image_set=image_set, seed=seed, offline=offline or None)
     config = merge_config(ExtractConfig, project, "extract", overrides)
     dest = resolve_output(output, project, out_key, "features.h5")
     progress = RichProgress(quiet=quiet)

@@ -9,8 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import handle_errors, load_project, out
-from mlgraph_cli.cli.embed import Adjacency, choice_value
+from mlgraph_cli.cli._common import Adjacency, choice_value, handle_errors, load_project, print_report
 
 EPILOG = "Example: mlgraph inspect embeddings.h5 --graph graph.json --topk 5"
 
@@ -63,40 +62,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
-
-
-def print_report(report: dict[str, Any], *, limit: int = 20) -> None:
-    """The report as a headline and a rich table (stdout); graph neighbours are marked with *."""
-    from rich.table import Table
-    from rich.text import Text
-
-    nb = report["neighbours"]
-    params = ", ".join(f"{k}={v}" for k, v in nb["params"].items())
-    out.print(f"{report['embeddings']} ({report['method']}, {report['labels']} labels x {report['dimension']}) "
-              f"against {report['graph']}", markup=False)
-    out.print(f"neighbour mAP {_fmt(report['map'])} over {report['labels_with_neighbours']} labels with a neighbour "
-              f"(neighbours: {nb['kind']} adjacency{f' with {params}' if params else ''} > {nb['min_weight']:g}); "
-              f"cosine vs {report['reference']['kind']}: Spearman {_fmt(report.get('spearman'))}, "
-              f"Pearson {_fmt(report.get('pearson'))}", markup=False)
-    nearest = report.get("nearest") or {}
-    if not nearest:
-        return
-    table = Table(title="Nearest labels by cosine (* = graph neighbour)", title_justify="left")
-    table.add_column("label")
-    table.add_column("nearest labels (cosine)")
-    names = list(nearest)
-    shown = names if limit == 0 else names[:limit]
-    for name in shown:
-        cells = [f"{'*' if n['neighbour'] else ''}{n['label']} ({n['cosine']:.2f})" for n in nearest[name]]
-        table.add_row(Text(name), Text(", ".join(cells)))  # Text: label names are not markup
-    out.print(table)
-    if len(shown) < len(names):
-        out.print(f"... {len(names) - len(shown)} more labels (--limit 0 shows all, --json gives everything)",
-                  markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,6 @@
 """Word vectors for label names, read through gensim ``KeyedVectors``.
 
-Four on-disk formats are accepted (REFERENCE.md section 5):
+Four on-disk formats are accepted (docs/embed.md, "Initial vectors"):
 
 - word2vec text: a first line ``<count> <dim>``, then ``word v1 ... vd`` per line;
 - GloVe text: the same lines without the header (detected: the first line is not two integers);

@@ -140,7 +140,7 @@ def _yt8m_annotations(src: Path, config: BuildGraphConfig, progress: ProgressHoo
     import numpy as np
 
     from mlgraph_cli.core.video.yt8m import load_yt8m_annotations
-    from mlgraph_cli.stages.import_yt8m import expand_inputs
+    from mlgraph_cli.core.video.yt8m import expand_inputs
 
     files = expand_inputs([src])
     progress.start("Reading video labels", total=None, unit="videos")

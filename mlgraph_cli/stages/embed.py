@@ -184,6 +184,7 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
         "provenance": provenance(command, {**asdict(config), "graph": graph_file, "init": init_desc,
                                            "output": output}),
     }
+    attrs["provenance"].pop("created")  # same command and seed, same bytes: no wall-clock time in the file
     E.write_embeddings(output, E.LabelEmbeddings(labels=labels, vectors=np.asarray(out, dtype=np.float32),
                                                  attrs=attrs))
     return EmbedResult(path=Path(output), method=method, num_labels=c, dimension=int(out.shape[1]),

@@ -42,6 +42,7 @@ class ExtractConfig:
     label_order: str = "name"  # as `mlgraph build-graph --label-order`
     image_set: str | None = None  # VOC image set / NUS-WIDE split of the annotations
     max_pixels: int | None = None  # decompression-bomb limit (default: PIL's, ~89 Mpx)
+    offline: bool = False  # never download weights (also MLGRAPH_OFFLINE=1 or HF_HUB_OFFLINE=1)
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, str):
@@ -108,7 +109,7 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     plan = _plan_with_annotations(images, Path(annotations), config, progress) if annotations else _plan_folder(images)
     device = resolve_device(config.device)
     backbone = build_backbone(config.backbone, config.weights, config.layers, config.image_size, device,
-                              seed=config.seed)
+                              seed=config.seed, offline=config.offline or None)
     bcfg = backbone_config(backbone)
     attrs: dict[str, Any] = {
         "backbone": backbone.name, "weights": backbone.weights, "image_size": backbone.image_size,

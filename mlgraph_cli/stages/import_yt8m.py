@@ -9,7 +9,6 @@ dataset and reported; the import only fails when no record at all can be read.
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,12 +21,11 @@ from mlgraph_cli.core.features import plan_digest
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.video.features import VideoFeatureWriter
 from mlgraph_cli.core.video.tfrecord import BadRecord
-from mlgraph_cli.core.video.yt8m import (FEATURE_DIM, QUANT_MAX, QUANT_MIN, SEGMENT_FRAMES, iter_videos, label_space,
-                                         read_segment_classes, read_vocabulary)
+from mlgraph_cli.core.video.yt8m import (FEATURE_DIM, QUANT_MAX, QUANT_MIN, RECORDS_FIX, SEGMENT_FRAMES, expand_inputs,
+                                         iter_videos, label_space, read_segment_classes, read_vocabulary)
 from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph import-yt8m"
-RECORDS_FIX = "pass YouTube-8M frame- or video-level TFRecords"
 
 
 @dataclass
@@ -61,32 +59,6 @@ class ImportYt8mResult:
     dropped_labels: int = 0  # video labels outside the label columns
     dropped_segments: int = 0  # segment ratings outside the label columns
     resumed: bool = False
-
-
-def expand_inputs(patterns: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files named by ``patterns``: paths, shell globs (quoted, so the shell leaves them to us), or
-    folders (their files with ``.tfrecord`` in the name). Sorted within each pattern; one-line error
-    for a pattern that matches nothing."""
-    out: list[Path] = []
-    for pattern in patterns:
-        text = os.fspath(pattern)
-        p = Path(text)
-        if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and ".tfrecord" in q.name)
-            if not found:
-                raise input_error(p, "a folder with no *.tfrecord files", RECORDS_FIX)
-        elif glob.has_magic(text):
-            found = sorted(Path(q) for q in glob.glob(text) if Path(q).is_file())
-            if not found:
-                raise input_error(text, "no file matches this pattern", "check the pattern and quote it")
-        elif p.is_file():
-            found = [p]
-        else:
-            raise input_error(p, "no such file", RECORDS_FIX)
-        out.extend(q for q in found if q not in out)
-    if not out:
-        raise MlgraphError(f"no TFRecord files given ({RECORDS_FIX})")
-    return out
 
 
 def _scan(files: list[Path], progress: ProgressHook) -> tuple[str, int, set[int]]:

@@ -173,7 +173,7 @@ def predict_videos(inputs: Sequence[str | os.PathLike], run_dir: str | os.PathLi
     from mlgraph_cli.core.checkpoint import read_run_config
     from mlgraph_cli.core.device import resolve_device
     from mlgraph_cli.core.predict import VideoPredictor, load_run, select_labels
-    from mlgraph_cli.stages.import_yt8m import RECORDS_FIX, expand_inputs
+    from mlgraph_cli.core.video.yt8m import RECORDS_FIX, expand_inputs
 
     config = read_run_config(run_dir)
     if config.get("modality") != "video":
