@@ -78,3 +78,51 @@ def test_explicit_paths_override_the_project(tmp_path):
         resolve_input(None, None, dataset="annotations", what="annotations", fix="x")
     with pytest.raises(MlgraphError, match="no images set in"):
         resolve_input(None, project, dataset="images", what="images", fix="x")
+
+
+@pytest.mark.parametrize("value", ["../elsewhere/graph.json", "artifacts/../../graph.json", "/tmp/graph.json"])
+def test_artifact_paths_outside_the_project_are_refused(tmp_path, value):
+    path = tmp_path / "proj" / "mlgraph.toml"
+    path.parent.mkdir()
+    path.write_text(f'[artifacts]\ngraph = "{value}"\n', encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_project(path)
+    assert str(info.value) == (
+        f"{path}: [artifacts] graph = {value!r} leaves the project folder {path.parent.resolve()} (keep artifacts "
+        "inside it, or add `allow_outside = true` to [artifacts] to write there on purpose)")
+
+
+def test_artifact_paths_outside_allowed_on_purpose(tmp_path):
+    path = tmp_path / "proj" / "mlgraph.toml"
+    path.parent.mkdir()
+    path.write_text('[artifacts]\nallow_outside = true\nfeatures = "../scratch/f.h5"\n', encoding="utf-8")
+    project = load_project(path)
+    assert project.artifact("features") == tmp_path / "proj" / ".." / "scratch" / "f.h5"
+    assert project.artifact("graph") == tmp_path / "proj" / "artifacts" / "graph.json"
+
+
+def test_artifact_paths_inside_the_project_are_fine(tmp_path):
+    path = tmp_path / "mlgraph.toml"
+    path.write_text(f'[artifacts]\ngraph = "out/../artifacts/g.json"\nruns = "{tmp_path / "runs"}"\n', encoding="utf-8")
+    project = load_project(path)
+    assert project.artifact("runs") == tmp_path / "runs"
+
+
+def test_a_command_in_a_project_with_an_outside_artifact_is_one_line(cli, tmp_path, monkeypatch):
+    (tmp_path / "mlgraph.toml").write_text('[artifacts]\ngraph = "../../g.json"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(cli("build-graph"))
+    assert line.startswith(f"Error: {tmp_path / 'mlgraph.toml'}: [artifacts] graph = '../../g.json' leaves the project")
+
+
+@pytest.mark.parametrize("text, what", [
+    ('graph = 3', "[artifacts] graph must be a path in quotes, not 3"),
+    ('graph = ""', "[artifacts] graph must be a path in quotes, not ''"),
+    ('allow_outside = "yes"', "[artifacts] allow_outside must be true or false, not 'yes'"),
+])
+def test_artifact_values_are_checked(tmp_path, text, what):
+    path = tmp_path / "mlgraph.toml"
+    path.write_text(f"[artifacts]\n{text}\n", encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_project(path)
+    assert str(info.value).startswith(f"{path}: {what}")
