@@ -126,3 +126,44 @@ def test_artifact_values_are_checked(tmp_path, text, what):
     with pytest.raises(InputError) as info:
         load_project(path)
     assert str(info.value).startswith(f"{path}: {what}")
+
+
+def test_init_warns_at_once_about_a_misspelt_path(cli, tmp_path):
+    proj = tmp_path / "proj"
+    (proj / "data" / "images").mkdir(parents=True)
+    (proj / "data" / "train.json").write_text("{}")
+    result = cli("init", proj, "--annotations", "data/trian.json", "--images", "data/images")
+    assert result.exit_code == 0, result.output  # the data may come later: written anyway, but said at once
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0] == (f"warning: --annotations data/trian.json: no such file or folder in {proj} (did you mean "
+                        "data/train.json?); mlgraph.toml names it anyway (fix it there, or run `mlgraph init "
+                        "--force` again)")
+    assert len(lines) == 2 and lines[1].startswith("Wrote ")
+    assert load_project(proj / "mlgraph.toml").dataset["annotations"] == "data/trian.json"
+
+
+def test_init_warns_about_images_that_are_a_file_and_missing_vectors(cli, tmp_path):
+    (tmp_path / "img.jpg").write_bytes(b"x")
+    result = cli("init", tmp_path, "--images", "img.jpg", "--vectors", "glove.txt")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: --images img.jpg: is a file, not a folder of images; mlgraph.toml names it anyway (fix it there, "
+        "or run `mlgraph init --force` again)",
+        f"warning: --vectors glove.txt: no such file or folder in {tmp_path}; mlgraph.toml names it anyway (fix it "
+        "there, or run `mlgraph init --force` again)",
+    ]
+
+
+def test_init_with_existing_paths_says_nothing_more(cli, tmp_path):
+    (tmp_path / "a.csv").write_text("x.jpg,cat\n")
+    (tmp_path / "img").mkdir()
+    result = cli("init", tmp_path, "--annotations", "a.csv", "--images", "img")
+    assert result.exit_code == 0 and "warning" not in result.stderr
+
+
+def test_init_refuses_an_unknown_format(cli, tmp_path):
+    line = one_line_error(cli("init", tmp_path, "--format", "cocoo"))
+    assert line == ("Error: --format cocoo: unknown annotation format (choose one of coco, voc, nuswide, openimages, "
+                    "csv, jsonl, stats, yt8m, or leave it out to detect it)")
+    assert not (tmp_path / "mlgraph.toml").exists()
