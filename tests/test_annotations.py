@@ -374,6 +374,11 @@ def test_label_stats_fixture():
     (lambda d: d["cooccurrence"][0].__setitem__(1, 5), "cooccurrence is not symmetric"),
     (lambda d: d.update(split="somewhere"), "the number of images is missing"),
     (lambda d: d["image_counts"].pop(), "3 labels but image_counts has shape (2,)"),
+    (lambda d: d["image_counts"].__setitem__(0, 2.5), "`image_counts` and `cooccurrence` must hold whole numbers"),
+    (lambda d: d["cooccurrence"][0].__setitem__(1, 0.5), "`image_counts` and `cooccurrence` must hold whole numbers"),
+    (lambda d: d["image_counts"].__setitem__(0, 5), "'a' has 5 images, more than the 4 images of the statistics"),
+    (lambda d: d.update(image_counts=[3, 2, 2], cooccurrence=[[0, 0, 0], [0, 0, 0], [0, 0, 0]]),
+     "'a' (3 images) and 'b' (2 images) co-occur 0 times, so together they are on 5 images, more than the 4"),
 ])
 def test_label_stats_errors(tmp_path, change, message):
     data = {"labels": ["a", "b", "c"], "image_counts": [3, 2, 1], "cooccurrence": [[0, 1, 0], [1, 0, 1], [0, 1, 0]],
