@@ -156,3 +156,16 @@ def test_warnings_to_a_pipe_are_never_wrapped(cli, tmp_path):
 def test_shell_completion_is_offered(cli):
     said = cli("--help").output
     assert "--install-completion" in said and "--show-completion" in said
+
+
+def test_a_long_error_to_a_pipe_stays_one_line(cli, tmp_path):
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 5) / "train.json"
+    result = cli("build-graph", deep, "-o", tmp_path / "g.json")
+    line = one_line_error(result)
+    assert str(deep) in line and len(line) > 200
+
+
+def test_shell_completion_script_is_printed(cli):
+    result = cli("--show-completion", "bash")
+    assert result.exit_code == 0, result.output
+    assert "_mlgraph_completion" in result.stdout and "_MLGRAPH_COMPLETE" in result.stdout
