@@ -97,12 +97,15 @@ def not_made_here(folder: Path, *, also: tuple[str, ...] = ()) -> list[tuple[str
 
     Returns (name, files, changed) groups in name order: a folder that holds none of make-dataset's
     files is one group (``runs/``, 12 files); other files are their own group. Empty folders are
-    nothing to lose and are left out; files under the prefixes ``also`` count as made. Without a manifest (folders made by older versions), the
-    known layout stands in for it, unchanged-ness unchecked.
+    nothing to lose and are left out; files under the prefixes ``also`` count as made. Without a
+    manifest (folders made by older versions) the known layout stands in for it, and changes to
+    those files cannot be seen.
     """
     try:
         recorded = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if not isinstance(recorded, dict):
         recorded = None
     present = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
     groups: dict[str, list] = {}
