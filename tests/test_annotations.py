@@ -374,6 +374,11 @@ def test_label_stats_fixture():
     (lambda d: d["cooccurrence"][0].__setitem__(1, 5), "cooccurrence is not symmetric"),
     (lambda d: d.update(split="somewhere"), "the number of images is missing"),
     (lambda d: d["image_counts"].pop(), "3 labels but image_counts has shape (2,)"),
+    (lambda d: d["image_counts"].__setitem__(0, 2.5), "`image_counts` and `cooccurrence` must hold whole numbers"),
+    (lambda d: d["cooccurrence"][0].__setitem__(1, 0.5), "`image_counts` and `cooccurrence` must hold whole numbers"),
+    (lambda d: d["image_counts"].__setitem__(0, 5), "'a' has 5 images, more than the 4 images of the statistics"),
+    (lambda d: d.update(image_counts=[3, 2, 2], cooccurrence=[[0, 0, 0], [0, 0, 0], [0, 0, 0]]),
+     "'a' (3 images) and 'b' (2 images) co-occur 0 times, so together they are on 5 images, more than the 4"),
 ])
 def test_label_stats_errors(tmp_path, change, message):
     data = {"labels": ["a", "b", "c"], "image_counts": [3, 2, 1], "cooccurrence": [[0, 1, 0], [1, 0, 1], [0, 1, 0]],
@@ -384,3 +389,51 @@ def test_label_stats_errors(tmp_path, change, message):
     with pytest.raises(InputError) as info:
         load_label_stats(path)
     assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_csv_header_that_is_not_recognised_is_said(tmp_path):
+    """`filepath,labelz` is not a known header: it becomes an image and a label, and a note says so."""
+    path = tmp_path / "a.csv"
+    path.write_text("filepath,labelz\nimg/a.jpg,cat;dog\nimg/b.jpg,dog\n")
+    ann = load_annotations(path)
+    assert ann.meta["header"] is False and "labelz" in ann.labels  # read as the user wrote it, but ...
+    assert (f"line 1 ('filepath,labelz') was read as an image with the label(s) 'labelz', but looks like a header: "
+            "if it is one, name its columns path,labels") in ann.notes
+
+
+@pytest.mark.parametrize("text", [
+    "path,labels\nimg/a.jpg,cat\n",  # a known header
+    "a.jpg,cat\nb.jpg,dog\n",  # every row an image with a suffix
+    "000001,cat\n000002,cat;dog\n000003,dog\n",  # ids without suffixes throughout
+    "header_like,cat\nb.jpg,cat\n",  # its label labels other rows too
+])
+def test_csv_rows_that_look_like_data_are_not_called_headers(tmp_path, text):
+    path = tmp_path / "a.csv"
+    path.write_text(text)
+    assert not any("looks like a header" in n for n in load_annotations(path).notes)
+
+
+def test_csv_labels_joined_by_another_character_are_said(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("a.jpg,cat|dog\nb.jpg,dog\nc.jpg,cat|bird\n")
+    ann = load_annotations(path)
+    assert ann.labels == ["cat|bird", "cat|dog", "dog"]  # the guess stands ...
+    assert ("2 label name(s) contain '|' (e.g. 'cat|dog') and were each read as one label: if '|' separates "
+            "labels, pass --label-delimiter '|'") in ann.notes  # ... and is said
+    slashed = tmp_path / "b.csv"  # a '/' inside names that are not made of other labels is left alone
+    slashed.write_text("a.jpg,t-shirt/top;bag\nb.jpg,bag\n")
+    assert not any("--label-delimiter" in n for n in load_annotations(slashed).notes)
+    slashed.write_text("a.jpg,shirt/bag\nb.jpg,bag\nc.jpg,shirt\n")  # ... unless the pieces are labels too
+    assert any("contain '/'" in n for n in load_annotations(slashed).notes)
+    explicit = tmp_path / "c.csv"  # a delimiter chosen by the user is not a guess
+    explicit.write_text("a.jpg,cat|dog\nb.jpg,dog\n")
+    assert not any("--label-delimiter" in n for n in load_annotations(explicit, label_delimiter=";").notes)
+
+
+def test_build_graph_says_its_guesses_on_stderr(cli, tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("a.jpg,cat|dog\nb.jpg,dog;cat\nc.jpg,cat\n")
+    result = cli("build-graph", path, "-o", tmp_path / "g.json")
+    assert result.exit_code == 0, result.output
+    assert ("note: 1 label name(s) contain '|' (e.g. 'cat|dog') and were each read as one label: if '|' separates "
+            "labels, pass --label-delimiter '|'") in result.stderr.splitlines()

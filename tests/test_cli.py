@@ -127,3 +127,45 @@ def test_user_error_is_one_red_line_and_exit_1(cli, tmp_path):
     result = cli("init", str(tmp_path))
     line = one_line_error(result)
     assert "mlgraph.toml" in line and "--force" in line
+
+
+def test_messages_to_a_pipe_are_never_wrapped(cli, tmp_path):
+    """CliRunner's stderr is not a terminal: a long summary stays one line, paths and commands whole."""
+    folder = tmp_path / ("a-long-project-folder-name-" * 4)
+    result = cli("init", folder)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"Wrote {folder / 'mlgraph.toml'}. Commands run in {folder} now need no paths, "
+                     "e.g. `mlgraph build-graph`."]
+
+
+def test_warnings_to_a_pipe_are_never_wrapped(cli, tmp_path):
+    """A warning through the progress hook's log (yellow, on stderr) is one line too."""
+    folder = tmp_path / ("another-long-folder-name-" * 4)
+    folder.mkdir()
+    rows = "".join(f"img{k}.jpg,new york city;los angeles county\n" for k in range(3))
+    (folder / "a.csv").write_text(rows + "img9.jpg,san francisco bay;los angeles county\n")
+    result = cli("build-graph", folder / "a.csv", "-o", folder / "g.json")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == ["note: every label name contains a space and none a ';': if labels are space separated, "
+                     "pass --label-delimiter ' '"], result.stderr
+    assert any(line.endswith(f"-> {folder / 'g.json'}") for line in result.stderr.splitlines())
+
+
+def test_shell_completion_is_offered(cli):
+    said = cli("--help").output
+    assert "--install-completion" in said and "--show-completion" in said
+
+
+def test_a_long_error_to_a_pipe_stays_one_line(cli, tmp_path):
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 5) / "train.json"
+    result = cli("build-graph", deep, "-o", tmp_path / "g.json")
+    line = one_line_error(result)
+    assert str(deep) in line and len(line) > 200
+
+
+def test_shell_completion_script_is_printed(cli):
+    result = cli("--show-completion", "bash")
+    assert result.exit_code == 0, result.output
+    assert "_mlgraph_completion" in result.stdout and "_MLGRAPH_COMPLETE" in result.stdout

@@ -129,3 +129,80 @@ def test_read_graph_errors(graph, tmp_path):
         read_graph(path)
     with pytest.raises(InputError, match=r"missing\.json: no such file \(make one with `mlgraph build-graph`\)"):
         read_graph(tmp_path / "missing.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# hand-edited graphs: counts are checked on read (0 <= M_ij <= min(n_i, n_j) <= N, whole numbers)
+
+def _edit(graph, path, change):
+    write_graph(graph, path)
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _node(data, name):
+    return next(n for n in data["nodes"] if n["id"] == name)
+
+
+def _edge(data, a, b):
+    return next(e for e in data["edges"] if {e["source"], e["target"]} == {a, b})
+
+
+FIX = "(rebuild it with `mlgraph build-graph`)"
+
+
+@pytest.mark.parametrize("change, what", [
+    (lambda d: _edge(d, "cat", "dog").update(count=3),
+     "'cat' and 'dog' co-occur 3 times, more than 'cat' has images (2)"),
+    (lambda d: _node(d, "person").update(count=-1), "'person' has a negative image count (-1)"),
+    (lambda d: _edge(d, "dog", "person").update(count=-2), "'dog' and 'person' have a negative co-occurrence count (-2)"),
+    (lambda d: _node(d, "dog").update(count=9), "'dog' has 9 images, more than the graph's 5"),
+    (lambda d: _node(d, "dog").update(count=2.5), "'dog' has an image count that is not a whole number (2.5)"),
+    (lambda d: _edge(d, "cat", "dog").update(count=1.5),
+     "'cat' and 'dog' have a co-occurrence count that is not a whole number (1.5)"),
+    (lambda d: _edge(d, "cat", "dog").update(count="2"),
+     "'cat' and 'dog' have a co-occurrence count that is not a whole number ('2')"),
+    (lambda d: d["graph"].update(num_images=-5), "the number of images is not a whole number >= 0 (-5)"),
+    (lambda d: d["edges"].append({"source": "dog", "target": "cat", "count": 1}),
+     "the pair 'cat' and 'dog' has more than one edge"),
+    (lambda d: d["edges"].append({"source": "dog", "target": "dog", "count": 1}),
+     "a self-loop on 'dog' (M_ii is not stored)"),
+    (lambda d: (_node(d, "bird").update(count=4), d["edges"].append({"source": "bird", "target": "dog", "count": 1})),
+     "'bird' (4 images) and 'dog' (3 images) co-occur 1 times, so together they are on 6 images, more than the "
+     "graph's 5"),
+])
+def test_hand_edited_counts_are_refused(graph, tmp_path, change, what):
+    path = tmp_path / "g.json"
+    _edit(graph, path, change)
+    with pytest.raises(InputError) as info:
+        read_graph(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and message.endswith(FIX) and "\n" not in message
+    assert what in message
+
+
+def test_hand_edited_graphml_is_refused(graph, tmp_path):
+    path = tmp_path / "g.graphml"
+    write_graph(graph, path)
+    g = nx.read_graphml(path)
+    g.edges["cat", "dog"]["count"] = 7
+    nx.write_graphml(g, path)
+    with pytest.raises(InputError, match=r"'cat' and 'dog' co-occur 7 times, more than 'cat' has images \(2\)"):
+        read_graph(path)
+
+
+def test_whole_float_counts_are_accepted(graph, tmp_path):
+    path = tmp_path / "g.json"
+    _edit(graph, path, lambda d: _edge(d, "cat", "dog").update(count=2.0))
+    assert read_graph(path).cooccurrence[1, 2] == 2
+
+
+def test_embed_refuses_a_hand_edited_graph(graph, tmp_path, cli):
+    path = tmp_path / "g.json"
+    _edit(graph, path, lambda d: _edge(d, "cat", "dog").update(count=30))
+    result = cli("embed", path, "-o", tmp_path / "e.h5", "--method", "spectral", "--dim", "2")
+    assert result.exit_code == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert lines == [f"Error: {path}: 'cat' and 'dog' co-occur 30 times, more than 'cat' has images (2) {FIX}"]
+    assert not (tmp_path / "e.h5").exists()

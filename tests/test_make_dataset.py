@@ -315,11 +315,57 @@ def test_force_replaces_an_earlier_dataset_and_empty_folder_is_fine(cli, tmp_pat
 
     assert not (out / "images" / "test").exists()  # --test 0 leaves the split out, files and project alike
     assert "test_annotations" not in load_project(out / "mlgraph.toml").dataset
-    (out / "stale.txt").write_text("old")
     assert cli("make-dataset", "fashion-scenes", out, *args).exit_code == 1
-    assert cli("make-dataset", "fashion-scenes", out, *args, "--force").exit_code == 0
-    assert not (out / "stale.txt").exists()
+    assert cli("make-dataset", "fashion-scenes", out, *args, "--val", "2", "--force").exit_code == 0
+    assert len(list((out / "images" / "val").glob("*.jpg"))) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folders left beside it
+
+
+TINY = ("--train", "2", "--val", "1", "--test", "0", "--size", "64")
+
+
+def test_manifest_lists_every_file_made(cli, tmp_path):
+    out = tmp_path / "out"
+    assert cli("make-dataset", "fashion-scenes", out, *TINY).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["made_by"] == "mlgraph make-dataset"
+    made = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert set(manifest["files"]) == made
+    assert "mlgraph.toml" in made and "images/train/000001.jpg" in made
+
+
+def test_force_keeps_what_it_did_not_make_unless_told(cli, tmp_path):
+    """--force deletes only its own files; the user's (added or changed) are listed and kept."""
+    out = tmp_path / "out"
+    assert cli("make-dataset", "fashion-scenes", out, *TINY).exit_code == 0
+    (out / "runs" / "train" / "mine").mkdir(parents=True)
+    (out / "runs" / "train" / "mine" / "config.json").write_text("{}")
+    (out / "runs" / "train" / "mine" / "best.safetensors").write_text("w")
+    (out / "notes.md").write_text("my notes")
+    with open(out / "mlgraph.toml", "a", encoding="utf-8") as fh:
+        fh.write("[train]\nepochs = 3\n")
+    line = one_line_error(cli("make-dataset", "fashion-scenes", out, *TINY, "--force"))
+    assert line == (f"Error: {out}: --force would also delete 4 file(s) that make-dataset did not make or that "
+                    "were changed since: mlgraph.toml (changed), notes.md, runs/ (2 files) (move them out of the "
+                    "folder, or add --overwrite-all to delete them too)")
+    assert (out / "notes.md").read_text() == "my notes" and "epochs = 3" in (out / "mlgraph.toml").read_text()
+    assert (out / "runs" / "train" / "mine" / "config.json").is_file()
+    assert cli("make-dataset", "fashion-scenes", out, *TINY, "--force", "--overwrite-all").exit_code == 0
+    assert not (out / "notes.md").exists() and not (out / "runs").exists()
+    assert "epochs = 3" not in (out / "mlgraph.toml").read_text()
+
+
+def test_force_over_a_folder_without_manifest_knows_the_layout(cli, tmp_path):
+    """A folder made before manifests existed: its own layout is replaced, anything else is listed."""
+    out = tmp_path / "out"
+    assert cli("make-dataset", "fashion-scenes", out, *TINY).exit_code == 0
+    (out / "manifest.json").unlink()
+    assert cli("make-dataset", "fashion-scenes", out, *TINY, "--force").exit_code == 0
+    (out / "manifest.json").unlink()
+    (out / "images" / "train" / "extra.png").write_bytes(b"png")
+    line = one_line_error(cli("make-dataset", "fashion-scenes", out, *TINY, "--force"))
+    assert "--force would also delete 1 file(s)" in line and ": images/train/extra.png (move them" in line
+    assert (out / "images" / "train" / "extra.png").is_file()
 
 
 def test_failure_leaves_nothing_behind(cli, tmp_path, monkeypatch):

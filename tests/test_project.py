@@ -78,3 +78,105 @@ def test_explicit_paths_override_the_project(tmp_path):
         resolve_input(None, None, dataset="annotations", what="annotations", fix="x")
     with pytest.raises(MlgraphError, match="no images set in"):
         resolve_input(None, project, dataset="images", what="images", fix="x")
+
+
+@pytest.mark.parametrize("value", ["../elsewhere/graph.json", "artifacts/../../graph.json", "/tmp/graph.json"])
+def test_artifact_paths_outside_the_project_are_refused(tmp_path, value):
+    path = tmp_path / "proj" / "mlgraph.toml"
+    path.parent.mkdir()
+    path.write_text(f'[artifacts]\ngraph = "{value}"\n', encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_project(path)
+    assert str(info.value) == (
+        f"{path}: [artifacts] graph = {value!r} leaves the project folder {path.parent.resolve()} (keep artifacts "
+        "inside it, or add `allow_outside = true` to [artifacts] to write there on purpose)")
+
+
+def test_artifact_paths_outside_allowed_on_purpose(tmp_path):
+    path = tmp_path / "proj" / "mlgraph.toml"
+    path.parent.mkdir()
+    path.write_text('[artifacts]\nallow_outside = true\nfeatures = "../scratch/f.h5"\n', encoding="utf-8")
+    project = load_project(path)
+    assert project.artifact("features") == tmp_path / "proj" / ".." / "scratch" / "f.h5"
+    assert project.artifact("graph") == tmp_path / "proj" / "artifacts" / "graph.json"
+
+
+def test_artifact_paths_inside_the_project_are_fine(tmp_path):
+    path = tmp_path / "mlgraph.toml"
+    path.write_text(f'[artifacts]\ngraph = "out/../artifacts/g.json"\nruns = "{tmp_path / "runs"}"\n', encoding="utf-8")
+    project = load_project(path)
+    assert project.artifact("runs") == tmp_path / "runs"
+
+
+def test_a_command_in_a_project_with_an_outside_artifact_is_one_line(cli, tmp_path, monkeypatch):
+    (tmp_path / "mlgraph.toml").write_text('[artifacts]\ngraph = "../../g.json"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(cli("build-graph"))
+    assert line.startswith(f"Error: {tmp_path / 'mlgraph.toml'}: [artifacts] graph = '../../g.json' leaves the project")
+
+
+@pytest.mark.parametrize("text, what", [
+    ('graph = 3', "[artifacts] graph must be a path in quotes, not 3"),
+    ('graph = ""', "[artifacts] graph must be a path in quotes, not ''"),
+    ('allow_outside = "yes"', "[artifacts] allow_outside must be true or false, not 'yes'"),
+])
+def test_artifact_values_are_checked(tmp_path, text, what):
+    path = tmp_path / "mlgraph.toml"
+    path.write_text(f"[artifacts]\n{text}\n", encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_project(path)
+    assert str(info.value).startswith(f"{path}: {what}")
+
+
+def test_init_warns_at_once_about_a_misspelt_path(cli, tmp_path):
+    proj = tmp_path / "proj"
+    (proj / "data" / "images").mkdir(parents=True)
+    (proj / "data" / "train.json").write_text("{}")
+    result = cli("init", proj, "--annotations", "data/trian.json", "--images", "data/images")
+    assert result.exit_code == 0, result.output  # the data may come later: written anyway, but said at once
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0] == (f"warning: --annotations data/trian.json: no such file or folder in {proj} (did you mean "
+                        "data/train.json?); mlgraph.toml names it anyway (fix it there, or run `mlgraph init "
+                        "--force` again)")
+    assert len(lines) == 2 and lines[1].startswith("Wrote ")
+    assert load_project(proj / "mlgraph.toml").dataset["annotations"] == "data/trian.json"
+
+
+def test_init_warns_about_images_that_are_a_file_and_missing_vectors(cli, tmp_path):
+    (tmp_path / "img.jpg").write_bytes(b"x")
+    result = cli("init", tmp_path, "--images", "img.jpg", "--vectors", "glove.txt")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: --images img.jpg: is a file, not a folder of images; mlgraph.toml names it anyway (fix it there, "
+        "or run `mlgraph init --force` again)",
+        f"warning: --vectors glove.txt: no such file or folder in {tmp_path}; mlgraph.toml names it anyway (fix it "
+        "there, or run `mlgraph init --force` again)",
+    ]
+
+
+def test_init_with_existing_paths_says_nothing_more(cli, tmp_path):
+    (tmp_path / "a.csv").write_text("x.jpg,cat\n")
+    (tmp_path / "img").mkdir()
+    result = cli("init", tmp_path, "--annotations", "a.csv", "--images", "img")
+    assert result.exit_code == 0 and "warning" not in result.stderr
+
+
+def test_init_refuses_an_unknown_format(cli, tmp_path):
+    line = one_line_error(cli("init", tmp_path, "--format", "cocoo"))
+    assert line == ("Error: --format cocoo: unknown annotation format (choose one of coco, voc, nuswide, openimages, "
+                    "csv, jsonl, stats, yt8m, or leave it out to detect it)")
+    assert not (tmp_path / "mlgraph.toml").exists()
+
+
+def test_init_warns_about_annotations_it_cannot_read(cli, tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "notes.json").write_text('{"hello": 1}')
+    result = cli("init", tmp_path, "--annotations", "img", "--val-annotations", "notes.json")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"warning: --annotations img: {tmp_path / 'img'}: this folder is neither a Pascal VOC")
+    assert warnings[1].startswith(f"warning: --val-annotations notes.json: {tmp_path / 'notes.json'}: a JSON file that "
+                                  "is neither COCO")
+    assert warnings[1].endswith("; mlgraph.toml names it anyway (fix it there, or run `mlgraph init --force` again)")

@@ -32,9 +32,33 @@ class Checkpoint(str, Enum):
 
 CheckpointOption = Annotated[Checkpoint, typer.Option("--checkpoint", help="Which weights.")]
 
+
+
+class _Console(Console):
+    """A console that wraps lines only on a terminal.
+
+    Sent to a pipe or a file, rich would hard-wrap every message at 80 columns, splitting
+    commands and paths that a reader (or a script) needs whole; so off a terminal every print
+    is a soft wrap (one line per message), whatever the caller asked.
+    """
+
+    @property
+    def soft_wrap(self) -> bool:  # type: ignore[override]
+        return self._soft_wrap or not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:
+        self._soft_wrap = value
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        if not self.is_terminal:
+            kwargs["soft_wrap"] = True
+        super().print(*args, **kwargs)
+
+
 # Results go to stdout (so they pipe); progress, summaries and errors go to stderr.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+out = _Console(highlight=False, soft_wrap=True)
+err = _Console(stderr=True, highlight=False)
 
 
 def fail(message: str) -> None:

@@ -21,6 +21,8 @@ from rich.rule import Rule
 from mlgraph_cli.cli._common import err, fail, handle_errors, summary
 
 EPILOG = "Example: mlgraph demo mlgraph-demo --epochs 8"
+# What the demo writes into the project beyond make-dataset's files; --force replaces these too.
+DEMO_OUTPUTS = ("artifacts/", "runs/train/demo/", "explain/")
 
 
 @contextlib.contextmanager
@@ -55,7 +57,9 @@ def demo(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
     head: Annotated[str, typer.Option(help="Classification head (cma, ms-cma, gap, gmp, mlgcn).")] = "cma",
     seed: Annotated[int, typer.Option(help="Seed of the data and of training.")] = 0,
-    force: Annotated[bool, typer.Option("--force", help="Replace a demo folder made earlier.")] = False,
+    force: Annotated[bool, typer.Option("--force", help=(
+        "Replace a demo folder made earlier; files the demo did not make (or changed since) are listed and "
+        "kept."))] = False,
 ) -> None:
     """Run the whole pipeline on generated fashion scenes: data, graph, embeddings, features, model, metrics, predictions."""
     from importlib.resources import files
@@ -65,9 +69,15 @@ def demo(
     if folder.exists() and any(folder.iterdir()) and not force:
         fail(f"{folder}: the folder exists and is not empty (use --force to replace a demo made earlier, "
              "or name another folder)")
+    replace = force and folder.is_dir() and any(folder.iterdir())
+    if replace:  # make-dataset knows its own files; the demo adds what it writes itself
+        from mlgraph_cli.stages.make_dataset import check_replaceable
+
+        check_replaceable(folder, also=DEMO_OUTPUTS, who="the demo",
+                          fix="move them out of the folder, or name another folder")
     vectors = Path(str(files("mlgraph_cli") / "data" / "vectors" / "glove-6b-50d-fashion.txt"))
     _run(["make-dataset", "fashion-scenes", str(folder), "--train", str(train), "--val", str(val), "--test",
-          str(test), "--seed", str(seed)] + (["--force"] if force else []))
+          str(test), "--seed", str(seed)] + (["--force", "--overwrite-all"] if replace else []))
     with _inside(folder):
         # Inside the project folder every command finds its inputs in mlgraph.toml.
         _run(["build-graph"])

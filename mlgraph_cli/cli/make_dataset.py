@@ -29,7 +29,12 @@ def make_dataset(
     source: Annotated[Optional[str], typer.Option(
         help="Fashion-MNIST photographs: 'debian' (package dataset-fashion-mnist), a folder of its four idx "
              "files, or a subset .npz. \\[default: the 4,000-photo subset bundled with mlgraph]")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace OUT if an earlier make-dataset made it.")] = False,
+    force: Annotated[bool, typer.Option("--force", help=(
+        "Replace OUT if an earlier make-dataset made it and it holds nothing else; files it did not make "
+        "or that were changed since are listed and kept."))] = False,
+    overwrite_all: Annotated[bool, typer.Option("--overwrite-all", help=(
+        "Replace OUT as --force does, and also delete those files (a runs/ folder, notes, an edited "
+        "mlgraph.toml)."))] = False,
 ) -> None:
     """Make a multi-label image set (JPEG images + COCO instances JSON per split) with no network."""
     from mlgraph_cli.core.datasets.fashion_scenes import FashionScenesConfig
@@ -39,7 +44,8 @@ def make_dataset(
     # make-dataset creates a project rather than reading one, so defaults come from the dataclass
     config = merge_config(FashionScenesConfig, None, "make-dataset",
                           dict(train=train, val=val, test=test, size=size, seed=seed))
-    result = run_stage(name, out, config, source=source, force=force, progress=RichProgress())
+    result = run_stage(name, out, config, source=source, force=force, overwrite_all=overwrite_all,
+                       progress=RichProgress())
     counts = ", ".join(f"{split} {n}" for split, n in result.images.items() if n)
     items = sum(result.items.values())
     summary(f"Made {name} in {out}: {counts} scenes ({items} items, {config.size} px) from {result.source}.")

@@ -3,6 +3,12 @@
 Inside a project every command runs with no paths at all; an explicit path always wins. The
 file is looked for in the current folder and its parents (like git). Relative paths in it are
 relative to the folder that holds it.
+
+``[artifacts]`` paths must stay inside the project folder: a project file travels with a
+dataset, and one that names ``../../somewhere`` would have every command write there without a
+word. The check is on the path as written (``..`` and absolute paths), not through symbolic
+links, so ``artifacts/`` may be a link to a bigger disk; ``allow_outside = true`` in
+``[artifacts]`` allows other places on purpose.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ DEFAULT_ARTIFACTS: dict[str, str] = {
     "test_features": "artifacts/test-features.h5",
     "runs": "runs/train",
 }
+# [artifacts] key that lets artifact paths leave the project folder on purpose.
+ALLOW_OUTSIDE = "allow_outside"
 
 # dataset keys a project may set
 DATASET_KEYS = (
@@ -86,13 +94,33 @@ def load_project(path: str | os.PathLike) -> Project:
     if unknown:
         raise input_error(p, f"unknown key(s) in [dataset]: {', '.join(unknown)}",
                           f"known keys: {', '.join(DATASET_KEYS)}")
-    artifacts = data.pop("artifacts", {}) or {}
+    artifacts = dict(data.pop("artifacts", {}) or {})
+    allow_outside = artifacts.pop(ALLOW_OUTSIDE, False)
     unknown = sorted(set(artifacts) - set(DEFAULT_ARTIFACTS))
     if unknown:
         raise input_error(p, f"unknown key(s) in [artifacts]: {', '.join(unknown)}",
-                          f"known keys: {', '.join(DEFAULT_ARTIFACTS)}")
+                          f"known keys: {', '.join(DEFAULT_ARTIFACTS)}, {ALLOW_OUTSIDE}")
+    root = p.parent.resolve()
+    _check_artifacts(p, root, artifacts, allow_outside)
     sections = {k: v for k, v in data.items() if isinstance(v, dict)}
-    return Project(root=p.parent.resolve(), dataset=dataset, artifacts=artifacts, sections=sections)
+    return Project(root=root, dataset=dataset, artifacts=artifacts, sections=sections)
+
+
+def _check_artifacts(p: Path, root: Path, artifacts: dict[str, Any], allow_outside: Any) -> None:
+    """Artifact paths are non-empty strings inside ``root`` (as written: ``..`` counts, links do not)."""
+    if not isinstance(allow_outside, bool):
+        raise input_error(p, f"[artifacts] {ALLOW_OUTSIDE} must be true or false, not {allow_outside!r}")
+    for key, value in artifacts.items():
+        if not isinstance(value, str) or not value.strip():
+            raise input_error(p, f"[artifacts] {key} must be a path in quotes, not {value!r}",
+                              f"e.g. {key} = {_toml_str(DEFAULT_ARTIFACTS[key])}")
+        if allow_outside:
+            continue
+        where = Path(os.path.normpath(root / value))
+        if where != root and root not in where.parents:
+            raise input_error(p, f"[artifacts] {key} = {value!r} leaves the project folder {root}",
+                              f"keep artifacts inside it, or add `{ALLOW_OUTSIDE} = true` to [artifacts] to "
+                              "write there on purpose")
 
 
 def render_project_file(dataset: dict[str, str]) -> str:
@@ -119,7 +147,7 @@ def render_project_file(dataset: dict[str, str]) -> str:
             lines.append(f"{key} = {_toml_str(value)}  # {hints[key]}")
         else:
             lines.append(f"# {key} = \"\"  # {hints[key]}")
-    lines += ["", "[artifacts]"]
+    lines += ["", "[artifacts]", "# Paths inside this folder; `allow_outside = true` lets them point elsewhere."]
     for key, value in DEFAULT_ARTIFACTS.items():
         lines.append(f"{key} = {_toml_str(value)}")
     lines += [

@@ -39,8 +39,8 @@ def load_label_stats(path: str | os.PathLike, *, label_order: str = "name"):
         raise input_error(p, f"label {first_duplicate(labels)!r} appears twice in `labels`")
     c = len(labels)
     try:
-        counts = np.asarray(data["image_counts"], dtype=np.int64)  # (C,) n_i
-        m = np.asarray(data["cooccurrence"], dtype=np.int64)  # (C, C) M_ij
+        counts = _whole(data["image_counts"])  # (C,) n_i
+        m = _whole(data["cooccurrence"])  # (C, C) M_ij
     except (TypeError, ValueError):
         raise input_error(p, "`image_counts` and `cooccurrence` must hold whole numbers") from None
     if counts.shape != (c,) or m.shape != (c, c):
@@ -61,10 +61,30 @@ def load_label_stats(path: str | os.PathLike, *, label_order: str = "name"):
     if num_images is None:
         found = re.search(r"([\d,]+)\s+images", str(data.get("split", "")))
         num_images = int(found.group(1).replace(",", "")) if found else None
-    if not isinstance(num_images, int) or num_images < int(counts.max(initial=0)):
-        raise input_error(p, "the number of images is missing or smaller than a label's count",
-                          "add \"num_images\": N to the file")
+    if not isinstance(num_images, int) or isinstance(num_images, bool) or num_images < 0:
+        raise input_error(p, "the number of images is missing", "add \"num_images\": N to the file")
+    if (bad := np.flatnonzero(counts > num_images)).size:
+        raise input_error(p, f"{labels[bad[0]]!r} has {counts[bad[0]]} images, more than the {num_images} images "
+                             "of the statistics")
+    # Images carrying i or j are at most all of them: n_i + n_j - M_ij <= N.
+    union = counts[:, None] + counts[None, :] - m
+    np.fill_diagonal(union, 0)
+    if len(over := np.argwhere(union > num_images)):
+        i, j = over[0]
+        raise input_error(p, f"{labels[i]!r} ({counts[i]} images) and {labels[j]!r} ({counts[j]} images) co-occur "
+                             f"{m[i, j]} times, so together they are on {union[i, j]} images, more than the "
+                             f"{num_images} images of the statistics")
     order = np.argsort(np.array(labels, dtype=object), kind="stable") if label_order == "name" else np.arange(c)
     meta = {k: data[k] for k in ("split", "note") if k in data}
     return LabelGraph(labels=[labels[i] for i in order], image_counts=counts[order],
                       cooccurrence=sp.csr_matrix(m[np.ix_(order, order)]), num_images=num_images, meta=meta)
+
+
+def _whole(values) -> np.ndarray:
+    """An int64 array of ``values``; ValueError unless every one is a whole number (2.0 is, 2.5 and "2" are not)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr) & (arr == np.round(arr))):
+        return arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"not whole numbers: {arr.dtype}")
+    return arr.astype(np.int64)

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mlgraph_cli.core.annotations.common import Annotations, merge_rows, tokens_matrix
+from mlgraph_cli.core.annotations.guesses import joined_labels, unknown_header
 from mlgraph_cli.errors import input_error
 
 # Column names that mark the first CSV row as a header (compared lower-case).
@@ -41,6 +42,7 @@ def read_csv(p: Path, text: str, delimiter: str | None, label_delimiter: str | N
     head, _, rest = text.partition("\n")
     delimiter = _unescape(delimiter) or ("\t" if p.suffix.lower() == ".tsv" or ("\t" in head and "," not in head)
                                           else ",")
+    guessed = not label_delimiter  # the label delimiter is a guess unless the user gave one
     label_delimiter = _unescape(label_delimiter) or DEFAULT_LABEL_DELIMITER
     first = [c.strip().lower() for c in head.split(delimiter)]
     header = first[0] in CSV_PATH_COLUMNS or any(c in CSV_LABEL_COLUMNS for c in first[1:2])
@@ -70,6 +72,10 @@ def read_csv(p: Path, text: str, delimiter: str | None, label_delimiter: str | N
     if label_delimiter != " " and len(labels) > 1 and all(" " in x for x in labels[:50]):
         notes.append(f"every label name contains a space and none a {label_delimiter!r}: if labels are space "
                      "separated, pass --label-delimiter ' '")
+    if guessed:
+        notes += joined_labels(labels, (delimiter, label_delimiter))
+    if not header:
+        notes += unknown_header(head, paths, y, labels, f"{CSV_PATH_COLUMNS[0]},{CSV_LABEL_COLUMNS[0]}")
     joined = "\n".join(paths)
     if " " in joined or "\t" in joined:  # strip only when some path may need it (substring tests are fast)
         paths = [x.strip() for x in paths]

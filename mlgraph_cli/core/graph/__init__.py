@@ -1,0 +1,18 @@
+"""The label co-occurrence graph (DESIGN.md section 1.1).
+
+A :class:`LabelGraph` keeps the raw statistics only: the number of images N, the image count
+n_i of every label and the co-occurrence counts M_ij (symmetric, zero diagonal). Adjacencies
+are derived from them by name (:func:`adjacency`), so the parameters that shape a graph are
+chosen by the consumer and recorded there.
+
+Layout: ``counts`` (the graph and how it is counted), ``adjacency`` (the adjacencies derived
+from the counts), ``files`` (node-link JSON and GraphML, and the checks a file read from disk
+must pass). Import everything from here; the submodules are not a public interface.
+"""
+
+from mlgraph_cli.core.graph.adjacency import ADJACENCIES, adjacency
+from mlgraph_cli.core.graph.counts import LabelGraph, build_label_graph
+from mlgraph_cli.core.graph.files import check_counts, check_labels, read_graph, write_graph
+
+__all__ = ["ADJACENCIES", "LabelGraph", "adjacency", "build_label_graph", "check_counts", "check_labels",
+           "read_graph", "write_graph"]
