@@ -269,7 +269,7 @@ Written by `python benchmarks/quality.py` on {doc['date']}; numbers in
 `benchmarks/results/quality.json`. Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs),
 torch {m['torch']} on the CPU, {m['torch_threads']} threads.
 
-Test-split mAP, CF1 and OF1 (0-100, DESIGN.md section 3), mean ± sample standard deviation over
+Test-split mAP, CF1 and OF1 (0-100, docs/metrics.md), mean ± sample standard deviation over
 seeds {', '.join(map(str, s['seeds']))}; each run is scored at its best validation epoch.
 
 {table}

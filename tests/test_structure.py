@@ -14,6 +14,7 @@ once its fix is merged (a test below fails when an entry is no longer needed).
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "mlgraph_cli"
 MAX_LINES = 300
 UNHELD_NOTES = ("DESIGN.md", "REFERENCE.md")  # design notes outside the repository
+# "DESIGN.md", "REFERENCE.md", and the short forms "DESIGN 1.3" / "REFERENCE section 2".
+CITATION = re.compile(r"\b(DESIGN|REFERENCE)(\.md\b|\s+(section\s+)?\d)")
 
 # Being split in a parallel branch (the trainer's and the reliability engineer's).
 KNOWN_LONG = {
     "mlgraph_cli/core/training.py",
     "mlgraph_cli/core/predict.py",
-    "mlgraph_cli/core/graph.py",
     "mlgraph_cli/stages/extract.py",
     "mlgraph_cli/stages/train_inputs.py",
 }
@@ -41,16 +43,11 @@ KNOWN_STAGE_IMPORTS = {
 # Being rewritten in a parallel branch (files other engineers own this round): they still cite the notes.
 KNOWN_CITATIONS = {
     "docs/video.md",
-    "mlgraph_cli/core/graph.py",
-    "mlgraph_cli/core/metrics.py",
     "mlgraph_cli/core/models/baselines.py",
     "mlgraph_cli/core/models/cma.py",
     "mlgraph_cli/core/models/common.py",
     "mlgraph_cli/core/predict.py",
-    "mlgraph_cli/core/video/__init__.py",
     "mlgraph_cli/core/video/heads.py",
-    "mlgraph_cli/core/video/metrics.py",
-    "mlgraph_cli/stages/build_graph.py",
 }
 
 
@@ -143,7 +140,7 @@ def test_no_module_above_300_lines():
 def test_no_citation_of_notes_the_repository_does_not_hold():
     files = [p for p in [*PACKAGE.rglob("*"), *(ROOT / "docs").rglob("*")]
              if p.is_file() and p.suffix in (".py", ".md", ".toml", ".txt", ".json", ".cfg")]
-    citing = {rel(p) for p in files if any(n in p.read_text(encoding="utf-8", errors="replace") for n in UNHELD_NOTES)}
+    citing = {rel(p) for p in files if CITATION.search(p.read_text(encoding="utf-8", errors="replace"))}
     new = citing - KNOWN_CITATIONS
     assert not new, f"files citing {' / '.join(UNHELD_NOTES)} (cite docs/ instead): {sorted(new)}"
 

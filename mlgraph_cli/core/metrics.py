@@ -1,4 +1,4 @@
-"""Multi-label metrics as the literature reports them (DESIGN.md section 3; docs/metrics.md).
+"""Multi-label metrics as the literature reports them (docs/metrics.md).
 
 Inputs are numpy arrays:
 - scores (N, C): probabilities in [0, 1] (apply :func:`sigmoid` to logits first; ML-GCN's
@@ -129,7 +129,7 @@ def _pct(value: float | None) -> float | None:
 
 def multilabel_metrics(scores: np.ndarray, targets: np.ndarray, *, threshold: float = 0.5,
                        label_names: Sequence[str] | None = None, topk: int = 3) -> dict[str, Any]:
-    """The standard multi-label report, on the 0-100 scale (DESIGN.md section 3).
+    """The standard multi-label report, on the 0-100 scale (docs/metrics.md).
 
     scores (N, C): probabilities in [0, 1] (:func:`sigmoid` of logits). targets (N, C):
     1 / 0 / -1 (ignore). A label is predicted when its score >= ``threshold``; the

@@ -1,6 +1,6 @@
 """Stage: annotations (or pre-computed label statistics) -> label co-occurrence graph file.
 
-DESIGN.md 1.1 and 2.1: count n_i and M_ij from the training annotations, keep the raw counts,
+docs/method.md ("The label graph") and docs/formats.md: count n_i and M_ij from the training annotations, keep the raw counts,
 record where they came from. ``--min-count`` drops rare labels after counting; every other
 choice (label order, split, delimiters) is recorded in the graph's meta.
 

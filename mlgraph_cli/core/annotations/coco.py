@@ -1,7 +1,7 @@
 """COCO instances JSON (``images``, ``annotations``, ``categories``) -> :class:`Annotations`.
 
 An image carries a category when any of its annotations names it; iscrowd annotations count too
-(REFERENCE 2.1). Images without annotations are kept as all-negative rows.
+(docs/formats.md). Images without annotations are kept as all-negative rows.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def read_coco(p: Path, text: str, label_order: str) -> Annotations:
         raise input_error(p, f"image id {first_duplicate(image_keys)} is listed twice in `images`",
                           "give each image one entry")
     anns = data.get("annotations") or []
-    # Every annotation counts, iscrowd ones included: they name a category too (REFERENCE 2.1).
+    # Every annotation counts, iscrowd ones included: they name a category too (docs/formats.md).
     try:
         image_of = [a["image_id"] for a in anns]
         cat_of = [a["category_id"] for a in anns]

@@ -1,4 +1,4 @@
-"""The label co-occurrence graph (DESIGN.md section 1.1).
+"""The label co-occurrence graph (docs/method.md, "The label graph").
 
 A :class:`LabelGraph` keeps the raw statistics only: the number of images N, the image count
 n_i of every label and the co-occurrence counts M_ij (symmetric, zero diagonal). Adjacencies

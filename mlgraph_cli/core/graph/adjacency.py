@@ -1,4 +1,4 @@
-"""Adjacencies derived from a :class:`LabelGraph`'s counts, chosen by name (DESIGN.md 1.1).
+"""Adjacencies derived from a :class:`LabelGraph`'s counts, chosen by name (docs/method.md, "The label graph").
 
 Each function takes the graph and its own keyword parameters and returns a dense (C, C)
 float64 array; :data:`ADJACENCIES` names them and :func:`adjacency` dispatches.

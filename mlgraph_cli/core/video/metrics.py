@@ -1,5 +1,5 @@
-"""Video metrics (DESIGN.md section 3; REFERENCE.md section 3, google/youtube-8m eval_util.py and
-segment_eval_inference.py).
+"""Video metrics (docs/metrics.md and docs/video.md; the definitions follow the
+YouTube-8M starter code's eval_util.py and segment_eval_inference.py).
 
 - Video level: GAP@20 (core/metrics.py ``gap_at_k``, reused) and mAP over labels
   (core/metrics.py ``average_precision``).
