@@ -19,6 +19,7 @@ consumed the file is marked complete and renamed onto the destination.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mlgraph_cli.core.artifacts import h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs, labels_digest, schema_tag
+from mlgraph_cli.core.feature_checks import check_free_space, row_crcs, verified_rows
 from mlgraph_cli.errors import InputError
 
 MAIN = "features"
@@ -53,61 +55,99 @@ class FeatureWriter:
 
     ``shapes`` maps dataset name (``features``, optionally ``features_aux``) to the per-image
     shape (D, H, W). ``plan`` is what identifies the run (see :func:`plan_digest`): a partial file
-    with another plan is discarded instead of resumed.
+    with another plan is discarded instead of resumed. Only one writer may hold a destination
+    (:class:`~mlgraph_cli.core.writelock.WriteLock`).
+
+    Each row carries a CRC-32 of its bytes (``row_crc``) and the counters of the batch that wrote
+    it (``row_commit``: inputs_done, skipped_done). On resume every row is read back and checked,
+    and the file is cut at the start of the first batch with a row that is not what was written
+    (a disk that filled up can leave counters on disk whose rows never got there).
     """
 
     def __init__(self, dest: str | os.PathLike, *, shapes: dict[str, tuple[int, int, int]], plan: str,
                  attrs: dict[str, Any], label_names: Sequence[str] | None = None) -> None:
         import h5py
 
+        from mlgraph_cli.core.writelock import WriteLock
+
         self.dest = Path(dest)
         self.path = partial_path(dest)
+        if self.dest.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(self.dest))
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = WriteLock(self.dest)
         self.num_labels = len(label_names) if label_names is not None else 0
-        resumed = False
-        if self.path.exists():
-            try:
-                f = h5py.File(self.path, "a")
-                if f.attrs.get("plan_digest") == plan and all(n in f for n in shapes):
-                    resumed = True
-                else:
-                    f.close()
-            except OSError:  # a file killed before its header was complete: start over
-                pass
-            if not resumed:
-                self.path.unlink(missing_ok=True)
-        if not resumed:
-            f = h5py.File(self.path, "w")
-            str_t = h5py.string_dtype("utf-8")
-            for name, shape in shapes.items():
-                f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype="float16",
-                                 chunks=(1, *shape))
-            f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(1024,))
-            f.create_dataset("files", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(1024,))
-            f.create_dataset("skipped", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(64,))
-            if label_names is not None:
-                f.create_dataset("labels", shape=(0, self.num_labels), maxshape=(None, self.num_labels),
-                                 dtype="int8", chunks=(1024, max(self.num_labels, 1)))
-                f.create_dataset("label_names", data=np.array(list(label_names), dtype=object), dtype=str_t)
-            h5_write_attrs(f, {"schema": schema_tag("features"), **attrs,
-                               "labels_digest": labels_digest(label_names) if label_names is not None else ""})
-            f.attrs["plan_digest"] = plan
-            f.attrs["rows_done"] = 0
-            f.attrs["inputs_done"] = 0
-            f.attrs["skipped_done"] = 0
-            f.attrs["complete"] = False
-            f.flush()
-        self.file = f
         self.names = list(shapes)
-        # Rows past the counter were written by a batch that never finished: drop them.
+        self.dropped = 0  # rows found damaged on resume and written again
+        self.discarded = False  # a partial file of another plan (or unreadable) was removed
+        resumed = False
+        try:
+            if self.path.exists():
+                try:
+                    f = h5py.File(self.path, "a")
+                    if f.attrs.get("plan_digest") == plan and all(n in f for n in shapes):
+                        resumed = True
+                    else:
+                        f.close()
+                except OSError:  # a file killed before its header was complete: start over
+                    pass
+                if not resumed:
+                    self.path.unlink(missing_ok=True)
+                    self.discarded = True
+            if not resumed:
+                f = self._create(h5py, shapes, plan, attrs, label_names)
+            self.file = f
+            self._truncate_to_verified()
+        except BaseException:
+            self.lock.release()
+            raise
+        self.resumed = resumed
+
+    def _create(self, h5py, shapes, plan, attrs, label_names):
+        f = h5py.File(self.path, "w")
+        str_t = h5py.string_dtype("utf-8")
+        for name, shape in shapes.items():
+            # fletcher32: a chunk whose bytes changed on disk is an error when read, not wrong numbers.
+            f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype="float16",
+                             chunks=(1, *shape), fletcher32=True)
+        f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(1024,))
+        f.create_dataset("files", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(1024,))
+        f.create_dataset("skipped", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(64,))
+        f.create_dataset("row_crc", shape=(0,), maxshape=(None,), dtype="uint32", chunks=(4096,))
+        f.create_dataset("row_commit", shape=(0, 2), maxshape=(None, 2), dtype="int64", chunks=(4096, 2))
+        if label_names is not None:
+            f.create_dataset("labels", shape=(0, self.num_labels), maxshape=(None, self.num_labels),
+                             dtype="int8", chunks=(1024, max(self.num_labels, 1)))
+            f.create_dataset("label_names", data=np.array(list(label_names), dtype=object), dtype=str_t)
+        h5_write_attrs(f, {"schema": schema_tag("features"), **attrs,
+                           "labels_digest": labels_digest(label_names) if label_names is not None else ""})
+        f.attrs["plan_digest"] = plan
+        f.attrs["rows_done"] = 0
+        f.attrs["inputs_done"] = 0
+        f.attrs["skipped_done"] = 0
+        f.attrs["complete"] = False
+        f.flush()
+        return f
+
+    def _truncate_to_verified(self) -> None:
+        """Cut every dataset back to the rows that are verifiably on disk."""
+        f = self.file
         rows = int(f.attrs["rows_done"])
-        for name in [*self.names, "ids", "files"] + (["labels"] if "labels" in f else []):
-            if f[name].shape[0] != rows:
+        if "row_crc" in f and rows:
+            start, inputs, skipped = verified_rows(f, self.names)
+            if start < rows:
+                self.dropped = rows - start
+                f.attrs["rows_done"] = rows = start
+                f.attrs["inputs_done"] = inputs
+                f.attrs["skipped_done"] = skipped
+        # Rows past the counter were written by a batch that never finished: drop them.
+        for name in [*self.names, "ids", "files", "row_crc", "row_commit"] + (["labels"] if "labels" in f else []):
+            if name in f and f[name].shape[0] != rows:
                 f[name].resize(rows, axis=0)
         skipped = int(f.attrs.get("skipped_done", 0))
         if f["skipped"].shape[0] != skipped:
             f["skipped"].resize(skipped, axis=0)
-        self.resumed = resumed
+        f.flush()
 
     @property
     def rows_done(self) -> int:
@@ -122,19 +162,21 @@ class FeatureWriter:
         """Write one batch: ``maps[name]`` is (B, D, H, W); then advance the counters."""
         f = self.file
         start, b = self.rows_done, len(ids)
+        check_free_space(self.path, sum(maps[n].size * 2 for n in self.names) if b else 0)
+        inputs_after = self.inputs_done + inputs_consumed
+        skipped_after = f["skipped"].shape[0] + len(skipped)
         if b:
-            for name in self.names:
+            maps = {n: np.asarray(maps[n]).astype(np.float16, copy=False) for n in self.names}
+            has_labels = "labels" in f and labels is not None
+            rows = {**maps, "ids": np.array(list(ids), dtype=object), "files": np.array(list(files), dtype=object),
+                    "row_crc": row_crcs(self.names, maps, ids, labels if has_labels else None).astype(np.uint32),
+                    "row_commit": np.tile(np.array([inputs_after, skipped_after], np.int64), (b, 1))}
+            if has_labels:
+                rows["labels"] = labels.astype(np.int8, copy=False)
+            for name, values in rows.items():
                 ds = f[name]
                 ds.resize(start + b, axis=0)
-                ds[start:start + b] = maps[name].astype(np.float16, copy=False)
-            for name, values in (("ids", ids), ("files", files)):
-                ds = f[name]
-                ds.resize(start + b, axis=0)
-                ds[start:start + b] = np.array(list(values), dtype=object)
-            if "labels" in f and labels is not None:
-                ds = f["labels"]
-                ds.resize(start + b, axis=0)
-                ds[start:start + b] = labels.astype(np.int8, copy=False)
+                ds[start:start + b] = values
         if skipped:
             ds = f["skipped"]
             k = ds.shape[0]
@@ -143,8 +185,8 @@ class FeatureWriter:
         f.flush()
         # Counters last: a batch is only counted once its rows are on disk.
         f.attrs["rows_done"] = start + b
-        f.attrs["skipped_done"] = f["skipped"].shape[0]
-        f.attrs["inputs_done"] = self.inputs_done + inputs_consumed
+        f.attrs["skipped_done"] = skipped_after
+        f.attrs["inputs_done"] = inputs_after
         f.flush()
 
     def finish(self, extra_attrs: dict[str, Any] | None = None) -> Path:
@@ -153,15 +195,19 @@ class FeatureWriter:
             h5_write_attrs(self.file, extra_attrs)
         self.file.attrs["complete"] = True
         self.file.close()
-        os.replace(self.path, self.dest)
+        try:
+            os.replace(self.path, self.dest)
+        finally:
+            self.lock.release()
         return self.dest
 
     def close(self) -> None:
         """Close without finishing (the partial file stays, to be resumed)."""
         try:
             self.file.close()
-        except Exception:  # already closed
+        except Exception:  # already closed, or the disk refuses the last flush
             pass
+        self.lock.release()
 
 
 class FeatureFile:

@@ -9,6 +9,7 @@ are listed in the file's ``skipped`` dataset and in ``<output>.skipped.txt``.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -114,14 +115,15 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     digest_attrs = dict(attrs, labels_sha=labels_sha(plan.labels), label_names=plan.label_names,
                         max_pixels=config.max_pixels)
     digest = plan_digest([f"{i}\t{f}" for i, f in zip(plan.ids, plan.files)], digest_attrs)
-    stale = _partial_plan(partial_path(dest))
-    if stale is not None and stale != digest:
-        progress.log(f"{partial_path(dest)}: an interrupted run with other images or settings was found; starting over")
     writer = FeatureWriter(dest, shapes=dict(backbone.out_shapes), plan=digest, attrs=attrs,
                            label_names=plan.label_names)
     start = writer.inputs_done
+    if writer.discarded:
+        progress.log(f"{writer.path}: an interrupted run with other images or settings was "
+                     "found; starting over")
     if writer.resumed:
-        progress.log(f"Resuming {dest}: {start:,} of {len(plan.paths):,} images were done by an interrupted run")
+        again = f"; {writer.dropped:,} row(s) were not on disk as counted and are extracted again" if writer.dropped else ""
+        progress.log(f"Resuming {dest}: {start:,} of {len(plan.paths):,} images were done by an interrupted run{again}")
     t0 = time.perf_counter()
     try:
         _run_batches(plan, start, backbone, writer, config, device, progress)
@@ -142,6 +144,9 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
         progress.stop()
         progress.log("Stopped; run the same command again to resume where it stopped")
         raise
+    except OSError as exc:  # the disk filled up, went read-only, failed: what is written is kept
+        progress.stop()
+        raise _write_failed(exc, writer, len(plan.paths)) from None
     finally:
         writer.close()
     report = write_skipped_report(dest, skipped)
@@ -178,18 +183,15 @@ def _run_batches(plan: ExtractPlan, start: int, backbone, writer, config: Extrac
                 _pause_for_test()
 
 
-def _partial_plan(path: Path) -> str | None:
-    """The plan digest of an interrupted run's file, if one is there and readable."""
-    if not path.exists():
-        return None
-    try:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            value = f.attrs.get("plan_digest")
-            return value.decode() if isinstance(value, bytes) else value
-    except OSError:
-        return ""
+def _write_failed(exc: OSError, writer, total: int) -> MlgraphError:
+    """One line for a write that failed mid-run, naming the resumable partial file."""
+    text = str(exc.strerror or exc)
+    if "error message = '" in text:
+        text = text.split("error message = '", 1)[1].split("'", 1)[0]
+    fix = ("free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "space" in text.lower()
+           else "fix the disk")
+    return MlgraphError(f"{writer.path}: {text} after {writer.rows_done:,} of {total:,} images were written; "
+                        f"{fix} and run the same command again to resume, or delete {writer.path} to start over")
 
 
 # ---------------------------------------------------------------------------------------------

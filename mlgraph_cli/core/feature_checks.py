@@ -1,0 +1,85 @@
+"""Checks that keep a features file honest, on the way in and on the way out.
+
+Writing: each row gets a CRC-32 of its bytes and the counters of the batch that wrote it, so a
+resumed run keeps only rows that are verifiably on disk; a batch that would not fit on the disk
+is refused before HDF5 starts it. Reading: the maps are finite and the labels are -1, 0 or 1.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import zlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+FREE_SPACE_MARGIN = 16 * 2**20  # bytes kept free beyond twice the batch
+VERIFY_ROWS = 256  # rows read back at a time when a resumed file is checked
+
+
+def row_crcs(names: Sequence[str], maps: dict[str, np.ndarray], ids: Sequence[Any],
+             labels: np.ndarray | None) -> np.ndarray:
+    """(B,) int64: CRC-32 of each row's maps (float16 bytes, datasets in ``names`` order), id and labels."""
+    out = np.empty(len(ids), dtype=np.int64)
+    for i, ident in enumerate(ids):
+        crc = 0
+        for name in names:
+            crc = zlib.crc32(np.ascontiguousarray(maps[name][i], dtype=np.float16).tobytes(), crc)
+        crc = zlib.crc32(ident if isinstance(ident, bytes) else str(ident).encode("utf-8"), crc)
+        if labels is not None:
+            crc = zlib.crc32(np.ascontiguousarray(labels[i], dtype=np.int8).tobytes(), crc)
+        out[i] = crc
+    return out
+
+
+def verified_rows(f: Any, names: Sequence[str]) -> tuple[int, int, int]:
+    """Read every counted row of an open partial file back and check its CRC.
+
+    Returns (rows, inputs_done, skipped_done) to resume from: all counted rows when each is as it
+    was written, else the start of the batch holding the first row that is not (its counters
+    taken from the batch before).
+    """
+    rows = int(f.attrs["rows_done"])
+    good = min(rows, f["row_crc"].shape[0], f["row_commit"].shape[0])
+    for lo in range(0, good, VERIFY_ROWS):
+        hi = min(good, lo + VERIFY_ROWS)
+        try:
+            crcs = row_crcs(names, {n: f[n][lo:hi] for n in names}, f["ids"][lo:hi],
+                            f["labels"][lo:hi] if "labels" in f else None)
+        except OSError:  # a chunk that fails its fletcher32 checksum: damaged from here
+            crcs = np.full(hi - lo, -1, dtype=np.int64)
+        bad = np.flatnonzero(crcs != f["row_crc"][lo:hi].astype(np.int64))
+        if len(bad):
+            good = lo + int(bad[0])
+            break
+    if good == rows:
+        return rows, int(f.attrs["inputs_done"]), int(f.attrs.get("skipped_done", 0))
+    commit = f["row_commit"][: good + 1]
+    # Back to the first row of the batch holding the bad row; when that row's counters are
+    # missing too, the batch of the last good row may be short as well: drop it.
+    ref = commit[good] if good < len(commit) else (commit[good - 1] if good else None)
+    start = good
+    while start > 0 and (commit[start - 1] == ref).all():
+        start -= 1
+    if start == 0:
+        return 0, 0, 0
+    inputs, skipped = commit[start - 1]
+    return start, int(inputs), int(skipped)
+
+
+def check_free_space(path: Path, batch_bytes: int) -> None:
+    """Refuse a batch that would not fit with room to spare (HDF5 can crash when the disk fills
+    mid-write): an ``OSError(ENOSPC)`` naming ``path`` before anything is written."""
+    if not batch_bytes:
+        return
+    try:
+        usage = shutil.disk_usage(path.parent)
+    except OSError:
+        return
+    need = 2 * batch_bytes + FREE_SPACE_MARGIN
+    if usage.total and usage.free < need:
+        raise OSError(errno.ENOSPC, f"only {usage.free / 1e6:,.1f} MB free, the next batch needs "
+                                    f"{need / 1e6:,.1f} MB", os.fspath(path))
