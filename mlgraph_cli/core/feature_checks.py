@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mlgraph_cli.errors import InputError
+
 FREE_SPACE_MARGIN = 16 * 2**20  # bytes kept free beyond twice the batch
 VERIFY_ROWS = 256  # rows read back at a time when a resumed file is checked
 
@@ -83,3 +85,47 @@ def check_free_space(path: Path, batch_bytes: int) -> None:
     if usage.total and usage.free < need:
         raise OSError(errno.ENOSPC, f"only {usage.free / 1e6:,.1f} MB free, the next batch needs "
                                     f"{need / 1e6:,.1f} MB", os.fspath(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+def check_labels(path: Path, labels: np.ndarray, maker: str) -> None:
+    """Labels must be 1 (positive), 0 (negative) or -1 (ignored)."""
+    bad = np.flatnonzero(~np.isin(labels, (-1, 0, 1)).all(axis=1)) if labels.size else []
+    if len(bad):
+        row = int(bad[0])
+        value = int(labels[row][~np.isin(labels[row], (-1, 0, 1))][0])
+        raise InputError(f"{path}: labels must be -1, 0 or 1, but row {row} holds {value} ({len(bad):,} row(s) "
+                         f"affected; remake the file with `{maker}`)")
+
+
+def check_finite(path: Path, maps: np.ndarray, name: str, index: Any, maker: str) -> None:
+    """Feature maps must be finite: a NaN or inf would only surface as a NaN loss epochs later."""
+    if np.isfinite(maps).all():
+        return
+    rows = _rows(index, len(maps) if maps.ndim == 4 else 1)
+    first = rows[int(np.flatnonzero(~np.isfinite(maps.reshape(len(rows), -1)).all(axis=1))[0])] if rows else "?"
+    raise InputError(f"{path}: `{name}` holds NaN or infinite values (row {first}; remake the file with `{maker}`)")
+
+
+def damaged(path: Path, name: str, index: Any, exc: OSError, maker: str) -> InputError:
+    """The error for a read that HDF5 refused: a checksum that fails, a truncated file."""
+    rows = _rows(index, None)
+    where = f" near row {rows[0]}" if rows else ""
+    return InputError(f"{path}: damaged: `{name}`{where} cannot be read back as written ({_first_line(exc)}; "
+                      f"remake the file with `{maker}`)")
+
+
+def _rows(index: Any, n: int | None) -> list[int]:
+    if isinstance(index, (int, np.integer)):
+        return [int(index)]
+    if isinstance(index, slice):
+        start = index.start or 0
+        return list(range(start, start + n)) if n is not None else [start]
+    return [int(i) for i in np.asarray(index)]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

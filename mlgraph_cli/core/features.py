@@ -7,14 +7,20 @@ Layout (HDF5):
 - ``labels``: (N, C) int8, 1 positive / 0 negative / -1 ignore (difficult, unknown); absent without annotations.
 - ``label_names``: (C,) utf-8, present with ``labels``.
 - ``skipped``: (K,) utf-8 ``path<TAB>reason`` for inputs that could not be read.
+- ``row_crc``: (N,) uint32 CRC-32 of each row (maps, id, labels); ``row_commit``: (N, 2) int64, the
+  inputs_done and skipped_done of the batch that wrote the row (absent in files made before them).
 - attrs: schema, backbone, weights, image_size, layers, preprocessing, labels_digest, provenance,
   rows_done (rows written), skipped_done (entries of ``skipped``), inputs_done (inputs consumed, skipped
   ones included), plan_digest, complete.
 
 Resume: the file is built under ``.<name>.partial`` beside the destination; rows are appended in
 input order and the two counters are updated after each batch is flushed, so a run killed at any
-point restarts from ``inputs_done`` (rows past ``rows_done`` are truncated). When every input is
-consumed the file is marked complete and renamed onto the destination.
+point restarts from ``inputs_done`` (rows past ``rows_done`` are truncated). On resume every row is
+read back and checked against ``row_crc``; the file is cut at the start of the first batch with a
+row that is not what was written (a full disk can leave counters whose rows never got there).
+When every input is consumed the file is marked complete and renamed onto the destination.
+Feature maps are stored with HDF5 fletcher32 checksums; reading checks them, that maps are finite
+and that labels are -1, 0 or 1 (core/feature_checks.py).
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from mlgraph_cli.core.artifacts import h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs, labels_digest, schema_tag
-from mlgraph_cli.core.feature_checks import check_free_space, row_crcs, verified_rows
+from mlgraph_cli.core.feature_checks import (check_finite, check_free_space, check_labels, damaged, row_crcs,
+                                             verified_rows)
 from mlgraph_cli.errors import InputError
 
 MAIN = "features"
@@ -57,11 +64,6 @@ class FeatureWriter:
     shape (D, H, W). ``plan`` is what identifies the run (see :func:`plan_digest`): a partial file
     with another plan is discarded instead of resumed. Only one writer may hold a destination
     (:class:`~mlgraph_cli.core.writelock.WriteLock`).
-
-    Each row carries a CRC-32 of its bytes (``row_crc``) and the counters of the batch that wrote
-    it (``row_commit``: inputs_done, skipped_done). On resume every row is read back and checked,
-    and the file is cut at the start of the first batch with a row that is not what was written
-    (a disk that filled up can leave counters on disk whose rows never got there).
     """
 
     def __init__(self, dest: str | os.PathLike, *, shapes: dict[str, tuple[int, int, int]], plan: str,
@@ -80,36 +82,35 @@ class FeatureWriter:
         self.names = list(shapes)
         self.dropped = 0  # rows found damaged on resume and written again
         self.discarded = False  # a partial file of another plan (or unreadable) was removed
-        resumed = False
+        self.resumed = False
         try:
             if self.path.exists():
                 try:
                     f = h5py.File(self.path, "a")
                     if f.attrs.get("plan_digest") == plan and all(n in f for n in shapes):
-                        resumed = True
+                        self.resumed = True
                     else:
                         f.close()
                 except OSError:  # a file killed before its header was complete: start over
                     pass
-                if not resumed:
+                if not self.resumed:
                     self.path.unlink(missing_ok=True)
                     self.discarded = True
-            if not resumed:
+            if not self.resumed:
                 f = self._create(h5py, shapes, plan, attrs, label_names)
             self.file = f
             self._truncate_to_verified()
         except BaseException:
             self.lock.release()
             raise
-        self.resumed = resumed
 
     def _create(self, h5py, shapes, plan, attrs, label_names):
         f = h5py.File(self.path, "w")
         str_t = h5py.string_dtype("utf-8")
         for name, shape in shapes.items():
             # fletcher32: a chunk whose bytes changed on disk is an error when read, not wrong numbers.
-            f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype="float16",
-                             chunks=(1, *shape), fletcher32=True)
+            f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype="float16", chunks=(1, *shape),
+                             fletcher32=True)
         f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(1024,))
         f.create_dataset("files", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(1024,))
         f.create_dataset("skipped", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(64,))
@@ -122,9 +123,8 @@ class FeatureWriter:
         h5_write_attrs(f, {"schema": schema_tag("features"), **attrs,
                            "labels_digest": labels_digest(label_names) if label_names is not None else ""})
         f.attrs["plan_digest"] = plan
-        f.attrs["rows_done"] = 0
-        f.attrs["inputs_done"] = 0
-        f.attrs["skipped_done"] = 0
+        for counter in ("rows_done", "inputs_done", "skipped_done"):
+            f.attrs[counter] = 0
         f.attrs["complete"] = False
         f.flush()
         return f
@@ -137,9 +137,8 @@ class FeatureWriter:
             start, inputs, skipped = verified_rows(f, self.names)
             if start < rows:
                 self.dropped = rows - start
-                f.attrs["rows_done"] = rows = start
-                f.attrs["inputs_done"] = inputs
-                f.attrs["skipped_done"] = skipped
+                f.attrs["rows_done"], f.attrs["inputs_done"], f.attrs["skipped_done"] = start, inputs, skipped
+                rows = start
         # Rows past the counter were written by a batch that never finished: drop them.
         for name in [*self.names, "ids", "files", "row_crc", "row_commit"] + (["labels"] if "labels" in f else []):
             if name in f and f[name].shape[0] != rows:
@@ -226,6 +225,9 @@ class FeatureFile:
             self.feature_shape = tuple(f[MAIN].shape[1:])
             self.aux_shape = tuple(f[AUX].shape[1:]) if AUX in f else None
             self.skipped = h5_read_strings(f["skipped"]) if "skipped" in f else []
+        self.maker = "mlgraph import-yt8m" if self.attrs.get("modality") == "video" else "mlgraph extract"
+        if self.labels is not None:
+            check_labels(self.path, self.labels, self.maker)
         self._h5 = None
         self._pid = None
 
@@ -245,7 +247,19 @@ class FeatureFile:
         return self._h5
 
     def read(self, index: int | Sequence[int] | slice, name: str = MAIN) -> np.ndarray:
-        """Feature maps as float32: (D, H, W) for an int, (B, D, H, W) for a sorted list or slice."""
+        """Feature maps as float32: (D, H, W) for an int, (B, D, H, W) for a sorted list or slice.
+
+        A chunk whose stored checksum fails, or maps that are not finite, are a one-line
+        :class:`InputError` naming the file and the command that remakes it.
+        """
+        try:
+            out = self._read(index, name)
+        except OSError as exc:
+            raise damaged(self.path, name, index, exc, self.maker) from None
+        check_finite(self.path, out, name, index, self.maker)
+        return out
+
+    def _read(self, index: int | Sequence[int] | slice, name: str) -> np.ndarray:
         ds = self._file()[name]
         if isinstance(index, (int, np.integer)):
             return ds[int(index)].astype(np.float32)
