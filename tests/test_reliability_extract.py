@@ -169,3 +169,19 @@ def test_leaves_folder():
         assert not leaves_folder(name), name
     for name in ["../a.jpg", "sub/../../a.jpg", "/etc/passwd", "C:/x.jpg", "..\\a.jpg"]:
         assert leaves_folder(name), name
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest inputs
+
+def test_a_url_says_urls_are_not_supported(tmp_path, cli):
+    line = one_line_error(cli("extract", "http://example.com/cat.jpg", "-o", tmp_path / "f.h5", *FAST))
+    assert line == ("Error: http://example.com/cat.jpg: URLs are not supported (download the images first, then pass "
+                    "the files or their folder)")
+
+
+def test_a_text_file_that_is_not_a_list(tmp_path, cli):
+    (tmp_path / "labels.txt").write_text("img00.jpg 1 0 1\nimg01.jpg 0 1 1\n")
+    line = one_line_error(cli("extract", tmp_path / "labels.txt", "-o", tmp_path / "f.h5", *FAST))
+    assert line.startswith(f"Error: {tmp_path / 'labels.txt'}: does not look like a list of image paths: 2 of 2 lines")
+    assert not (tmp_path / "f.h5").exists()
