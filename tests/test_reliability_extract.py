@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -185,3 +186,15 @@ def test_a_text_file_that_is_not_a_list(tmp_path, cli):
     line = one_line_error(cli("extract", tmp_path / "labels.txt", "-o", tmp_path / "f.h5", *FAST))
     assert line.startswith(f"Error: {tmp_path / 'labels.txt'}: does not look like a list of image paths: 2 of 2 lines")
     assert not (tmp_path / "f.h5").exists()
+
+
+def test_a_symlink_loop_in_the_images_folder_is_a_skipped_image(tmp_path, cli):
+    make_images(tmp_path / "imgs", n=3)
+    os.symlink("b.jpg", tmp_path / "imgs" / "a.jpg")
+    os.symlink("a.jpg", tmp_path / "imgs" / "b.jpg")
+    os.symlink("..", tmp_path / "imgs" / "sub" / "up")  # a folder loop: not followed
+    result = cli("extract", tmp_path / "imgs", "-o", tmp_path / "f.h5", *FAST)
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "f.h5.skipped.txt").read_text().splitlines()
+    assert report == ["a.jpg\tcannot be opened: Too many levels of symbolic links",
+                      "b.jpg\tcannot be opened: Too many levels of symbolic links"]

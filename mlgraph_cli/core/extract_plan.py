@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from mlgraph_cli.core.images import SkippedImage, common_root, list_images, relative_names
+from mlgraph_cli.core.images import SkippedImage, common_root, list_images, real_path, relative_names
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MlgraphError, input_error
 
@@ -42,7 +42,7 @@ def plan_folder(images: Sequence[str | os.PathLike] | None) -> ExtractPlan:
     single = len(images) == 1 and Path(images[0]).is_dir()
     root = Path(images[0]) if single else common_root(paths)
     files = relative_names(paths, root)
-    return ExtractPlan(paths=[os.fspath(p.resolve()) for p in paths], files=files, ids=list(files), root=root)
+    return ExtractPlan(paths=[os.fspath(real_path(p)) for p in paths], files=files, ids=list(files), root=root)
 
 
 def plan_with_annotations(images: Sequence[str | os.PathLike] | None, ann_path: Path, *, format: str | None = None,
@@ -70,7 +70,7 @@ def plan_with_annotations(images: Sequence[str | os.PathLike] | None, ann_path: 
     files = files_for(ann, root)
     if not allow_outside_paths:
         check_inside_folder(root, files, ann_path, flag="--allow-outside-paths")
-    paths = [os.fspath((root / f).resolve()) for f in files]
+    paths = [os.fspath(real_path(root / f)) for f in files]
     if not any(os.path.isfile(p) for p in paths):
         raise input_error(root, f"none of the {ann.num_images:,} images named in {ann_path} is in this folder "
                                 f"(e.g. {files[0]})",

@@ -152,6 +152,10 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = None):
         return SkippedImage(name, f"refused as a decompression bomb: {_first_line(exc)}")
     except Image.UnidentifiedImageError:
         return SkippedImage(name, "not an image (or a format PIL cannot read)")
+    except OSError as exc:
+        if exc.errno is None:  # PIL's own decoder errors carry no errno: a damaged file
+            return SkippedImage(name, f"corrupt or truncated (OSError: {_first_line(exc)})")
+        return SkippedImage(name, f"cannot be opened: {exc.strerror or os.strerror(exc.errno)}")
     except Exception as exc:  # noqa: BLE001 -- any decoder failure on an untrusted file is a skip, not a crash
         return SkippedImage(name, f"corrupt or truncated ({type(exc).__name__}: {_first_line(exc)})")
 
@@ -186,14 +190,21 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def real_path(path: str | os.PathLike) -> Path:
+    """``path`` with symlinks and ``..`` resolved; a symlink loop is left as far as it resolves
+    instead of raising (``Path.resolve`` raises RuntimeError on a loop before Python 3.13), so the
+    loop is reported as an unreadable image rather than a crash."""
+    return Path(os.path.realpath(path))
+
+
 def relative_names(paths: Sequence[Path], root: Path) -> list[str]:
     """Paths as POSIX strings relative to ``root`` (absolute when a path lies outside it)."""
     out = []
     for p in paths:
         try:
-            out.append(p.resolve().relative_to(root.resolve()).as_posix())
+            out.append(real_path(p).relative_to(real_path(root)).as_posix())
         except ValueError:
-            out.append(p.resolve().as_posix())
+            out.append(real_path(p).as_posix())
     return out
 
 
@@ -201,5 +212,5 @@ def common_root(paths: Sequence[Path]) -> Path:
     """The deepest folder that holds every path (the folder of a single file)."""
     if not paths:
         return Path(".")
-    parents = [os.fspath(p.resolve().parent) for p in paths]
+    parents = [os.fspath(real_path(p).parent) for p in paths]
     return Path(os.path.commonpath(parents))
