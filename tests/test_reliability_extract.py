@@ -63,8 +63,8 @@ def test_a_full_disk_stops_cleanly_and_the_rerun_resumes_exactly(tmp_path, cli, 
     fill_disk_after(monkeypatch, 4)
     line = one_line_error(extract(cli, tmp_path, out))
     partial = partial_path(out)
-    assert line == (f"Error: {partial}: No space left on device after 4 of 11 images were written; free some space "
-                    f"and run the same command again to resume, or delete {partial} to start over")
+    assert line == (f"Error: {partial}: No space left on device; 4 of 11 images are written and kept (free some space "
+                    f"and run the same command again to resume, or delete {partial} to start over)")
     assert partial.exists() and not out.exists()
     monkeypatch.undo()
     result = extract(cli, tmp_path, out)
@@ -105,7 +105,7 @@ def test_a_torn_batch_is_dropped_on_resume(tmp_path, cli, monkeypatch, annotated
 
     monkeypatch.setattr(FeatureWriter, "append", torn)
     line = one_line_error(extract(cli, tmp_path, out))
-    assert "Input/output error after 4 of 11 images were written; fix the disk" in line
+    assert "Input/output error; 4 of 11 images are written and kept (fix the disk and run" in line
     monkeypatch.undo()
     assert extract(cli, tmp_path, out).exit_code == 0
     assert_same_datasets(out, annotated)

@@ -190,8 +190,8 @@ def _write_failed(exc: OSError, writer, total: int) -> MlgraphError:
         text = text.split("error message = '", 1)[1].split("'", 1)[0]
     fix = ("free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "space" in text.lower()
            else "fix the disk")
-    return MlgraphError(f"{writer.path}: {text} after {writer.rows_done:,} of {total:,} images were written; "
-                        f"{fix} and run the same command again to resume, or delete {writer.path} to start over")
+    return MlgraphError(f"{writer.path}: {text}; {writer.rows_done:,} of {total:,} images are written and kept ({fix} "
+                        f"and run the same command again to resume, or delete {writer.path} to start over)")
 
 
 # ---------------------------------------------------------------------------------------------
