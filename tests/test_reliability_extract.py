@@ -198,3 +198,26 @@ def test_a_symlink_loop_in_the_images_folder_is_a_skipped_image(tmp_path, cli):
     report = (tmp_path / "f.h5.skipped.txt").read_text().splitlines()
     assert report == ["a.jpg\tcannot be opened: Too many levels of symbolic links",
                       "b.jpg\tcannot be opened: Too many levels of symbolic links"]
+
+
+def test_a_second_process_is_refused_while_the_first_writes(tmp_path, cli):
+    """The reported case: two real `extract` processes to one output."""
+    from test_extract import run_until_killed
+
+    make_images(tmp_path / "imgs", n=10)
+    out = tmp_path / "out.h5"
+    seen = {}
+
+    def second_run(pid):
+        seen["line"] = one_line_error(cli("extract", tmp_path / "imgs", "-o", out, *FAST))
+        seen["pid"] = pid
+        with h5py.File(partial_path(out), "r", locking=False) as h:
+            seen["rows"] = int(h.attrs["rows_done"])
+
+    run_until_killed(tmp_path, tmp_path / "imgs", out, 4, while_paused=second_run)
+    assert seen["line"] == (f"Error: {out}: another mlgraph is writing this file (process {seen['pid']}); wait for it "
+                            "to finish, or write to another file with -o")
+    assert seen["rows"] == 4  # the first run's work was not deleted
+    result = cli("extract", tmp_path / "imgs", "-o", out, *FAST)  # the killed holder's lock is gone with it
+    assert result.exit_code == 0, result.output
+    assert "Resuming" in result.stderr
