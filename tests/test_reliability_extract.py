@@ -221,3 +221,16 @@ def test_a_second_process_is_refused_while_the_first_writes(tmp_path, cli):
     result = cli("extract", tmp_path / "imgs", "-o", out, *FAST)  # the killed holder's lock is gone with it
     assert result.exit_code == 0, result.output
     assert "Resuming" in result.stderr
+
+
+def test_hdf5_write_failures_become_os_errors_naming_the_file(tmp_path):
+    from mlgraph_cli.core.feature_checks import disk_errors
+
+    h5_text = ("Can't close dataset (file write failed: time = now, filename = 'x', file descriptor = 4, errno = 28, "
+               "error message = 'No space left on device', buf = 0x1, total write size = 8548)")
+    with pytest.raises(OSError) as caught, disk_errors(tmp_path / "p"):
+        raise RuntimeError(h5_text)
+    assert (caught.value.errno, caught.value.strerror, caught.value.filename) == (
+        errno.ENOSPC, "No space left on device", str(tmp_path / "p"))
+    with pytest.raises(RuntimeError, match="CUDA out of memory"), disk_errors(tmp_path / "p"):
+        raise RuntimeError("CUDA out of memory")  # not a file write: left as it is

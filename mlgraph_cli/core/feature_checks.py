@@ -7,12 +7,14 @@ is refused before HDF5 starts it. Reading: the maps are finite and the labels ar
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import shutil
 import zlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -70,6 +72,48 @@ def verified_rows(f: Any, names: Sequence[str]) -> tuple[int, int, int]:
         return 0, 0, 0
     inputs, skipped = commit[start - 1]
     return start, int(inputs), int(skipped)
+
+
+def truncate_to_verified(f: Any, names: Sequence[str]) -> int:
+    """Cut every dataset of an open partial file back to the rows verifiably on disk; returns
+    how many counted rows were dropped (0 when every row is as written)."""
+    rows, dropped = int(f.attrs["rows_done"]), 0
+    if "row_crc" in f and rows:
+        start, inputs, skipped = verified_rows(f, names)
+        if start < rows:
+            dropped = rows - start
+            f.attrs["rows_done"], f.attrs["inputs_done"], f.attrs["skipped_done"] = start, inputs, skipped
+            rows = start
+    # Rows past the counter were written by a batch that never finished: drop them.
+    for name in [*names, "ids", "files", "row_crc", "row_commit", "labels"]:
+        if name in f and f[name].shape[0] != rows:
+            f[name].resize(rows, axis=0)
+    skipped = int(f.attrs.get("skipped_done", 0))
+    if f["skipped"].shape[0] != skipped:
+        f["skipped"].resize(skipped, axis=0)
+    f.flush()
+    return dropped
+
+
+@contextlib.contextmanager
+def disk_errors(path: Path) -> Iterator[None]:
+    """Turn h5py's failed writes into ``OSError(errno, system message, path)``.
+
+    HDF5 reports a full disk as ``RuntimeError`` or as an ``OSError`` whose text holds
+    ``errno = 28, error message = '...'``; only errors with such a file-write part are converted,
+    so an unrelated RuntimeError keeps its traceback.
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        text = str(exc)
+        code = re.search(r"errno = (\d+)", text)
+        if isinstance(exc, RuntimeError) and code is None:
+            raise
+        message = re.search(r"error message = '([^']*)'", text)
+        number = int(code.group(1)) if code else (exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO)
+        what = message.group(1) if message else (getattr(exc, "strerror", None) or os.strerror(number))
+        raise OSError(number, what, os.fspath(path)) from None
 
 
 def check_free_space(path: Path, batch_bytes: int) -> None:

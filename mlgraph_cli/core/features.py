@@ -35,8 +35,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from mlgraph_cli.core.artifacts import h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs, labels_digest, schema_tag
-from mlgraph_cli.core.feature_checks import (check_finite, check_free_space, check_labels, damaged, row_crcs,
-                                             verified_rows)
+from mlgraph_cli.core.feature_checks import (check_finite, check_free_space, check_labels, damaged, disk_errors,
+                                             row_crcs, truncate_to_verified)
 from mlgraph_cli.errors import InputError
 
 MAIN = "features"
@@ -81,12 +81,13 @@ class FeatureWriter:
         self.num_labels = len(label_names) if label_names is not None else 0
         self.names = list(shapes)
         self.dropped = 0  # rows found damaged on resume and written again
+        self._held: dict[str, Any] = {}
         self.discarded = False  # a partial file of another plan (or unreadable) was removed
         self.resumed = False
         try:
             if self.path.exists():
                 try:
-                    f = h5py.File(self.path, "a")
+                    f = h5py.File(self.path, "a", rdcc_nbytes=0)
                     if f.attrs.get("plan_digest") == plan and all(n in f for n in shapes):
                         self.resumed = True
                     else:
@@ -99,13 +100,16 @@ class FeatureWriter:
             if not self.resumed:
                 f = self._create(h5py, shapes, plan, attrs, label_names)
             self.file = f
-            self._truncate_to_verified()
+            self.dropped = truncate_to_verified(f, self.names)
+            # Held open so a chunk is written by f.flush(), which reports a failed write; chunks of a
+            # dataset whose last handle closes are written while h5py ignores any error.
+            self._held = {name: f[name] for name in f}
         except BaseException:
             self.lock.release()
             raise
 
     def _create(self, h5py, shapes, plan, attrs, label_names):
-        f = h5py.File(self.path, "w")
+        f = h5py.File(self.path, "w", rdcc_nbytes=0)
         str_t = h5py.string_dtype("utf-8")
         for name, shape in shapes.items():
             # fletcher32: a chunk whose bytes changed on disk is an error when read, not wrong numbers.
@@ -129,25 +133,6 @@ class FeatureWriter:
         f.flush()
         return f
 
-    def _truncate_to_verified(self) -> None:
-        """Cut every dataset back to the rows that are verifiably on disk."""
-        f = self.file
-        rows = int(f.attrs["rows_done"])
-        if "row_crc" in f and rows:
-            start, inputs, skipped = verified_rows(f, self.names)
-            if start < rows:
-                self.dropped = rows - start
-                f.attrs["rows_done"], f.attrs["inputs_done"], f.attrs["skipped_done"] = start, inputs, skipped
-                rows = start
-        # Rows past the counter were written by a batch that never finished: drop them.
-        for name in [*self.names, "ids", "files", "row_crc", "row_commit"] + (["labels"] if "labels" in f else []):
-            if name in f and f[name].shape[0] != rows:
-                f[name].resize(rows, axis=0)
-        skipped = int(f.attrs.get("skipped_done", 0))
-        if f["skipped"].shape[0] != skipped:
-            f["skipped"].resize(skipped, axis=0)
-        f.flush()
-
     @property
     def rows_done(self) -> int:
         return int(self.file.attrs["rows_done"])
@@ -158,12 +143,21 @@ class FeatureWriter:
 
     def append(self, maps: dict[str, np.ndarray], ids: Sequence[str], files: Sequence[str],
                labels: np.ndarray | None, inputs_consumed: int, skipped: Sequence[str] = ()) -> None:
-        """Write one batch: ``maps[name]`` is (B, D, H, W); then advance the counters."""
+        """Write one batch: ``maps[name]`` is (B, D, H, W); then advance the counters.
+
+        A write the disk refuses is an ``OSError`` naming the partial file (h5py raises some as
+        RuntimeError); the counters do not move, so the batch is written again on resume.
+        """
+        with disk_errors(self.path):
+            self._append(maps, ids, files, labels, inputs_consumed, skipped)
+
+    def _append(self, maps, ids, files, labels, inputs_consumed, skipped) -> None:
         f = self.file
         start, b = self.rows_done, len(ids)
         check_free_space(self.path, sum(maps[n].size * 2 for n in self.names) if b else 0)
         inputs_after = self.inputs_done + inputs_consumed
-        skipped_after = f["skipped"].shape[0] + len(skipped)
+        held = self._held
+        skipped_after = held["skipped"].shape[0] + len(skipped)
         if b:
             maps = {n: np.asarray(maps[n]).astype(np.float16, copy=False) for n in self.names}
             has_labels = "labels" in f and labels is not None
@@ -173,11 +167,11 @@ class FeatureWriter:
             if has_labels:
                 rows["labels"] = labels.astype(np.int8, copy=False)
             for name, values in rows.items():
-                ds = f[name]
+                ds = held[name]
                 ds.resize(start + b, axis=0)
                 ds[start:start + b] = values
         if skipped:
-            ds = f["skipped"]
+            ds = held["skipped"]
             k = ds.shape[0]
             ds.resize(k + len(skipped), axis=0)
             ds[k:] = np.array(list(skipped), dtype=object)
@@ -193,7 +187,9 @@ class FeatureWriter:
         if extra_attrs:
             h5_write_attrs(self.file, extra_attrs)
         self.file.attrs["complete"] = True
-        self.file.close()
+        self._held.clear()
+        with disk_errors(self.path):
+            self.file.close()
         try:
             os.replace(self.path, self.dest)
         finally:
@@ -202,6 +198,7 @@ class FeatureWriter:
 
     def close(self) -> None:
         """Close without finishing (the partial file stays, to be resumed)."""
+        self._held.clear()
         try:
             self.file.close()
         except Exception:  # already closed, or the disk refuses the last flush
