@@ -187,8 +187,9 @@ def test_default_output_is_features_h5_in_cwd(tmp_path, cli, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # Stopping and resuming
 
-def run_until_killed(tmp_path: Path, images: Path, out: Path, pause_rows: int, *extra: str) -> None:
-    """Start a real `mlgraph extract` process, SIGKILL it once ``pause_rows`` rows are on disk."""
+def run_until_killed(tmp_path: Path, images: Path, out: Path, pause_rows: int, *extra: str, while_paused=None) -> None:
+    """Start a real `mlgraph extract` process, SIGKILL it once ``pause_rows`` rows are on disk
+    (after calling ``while_paused(pid)``, if given)."""
     marker = tmp_path / "paused"
     env = dict(os.environ, **{PAUSE_ROWS_ENV: str(pause_rows), PAUSE_FILE_ENV: str(marker), "OMP_NUM_THREADS": "1"})
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
@@ -202,7 +203,11 @@ def run_until_killed(tmp_path: Path, images: Path, out: Path, pause_rows: int, *
             proc.kill()
             pytest.fail("extract did not reach the pause point")
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
+    try:
+        if while_paused is not None:
+            while_paused(proc.pid)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
     proc.stderr.close()

@@ -109,3 +109,74 @@ def test_max_pixels_limit(tmp_path):
     out = load_image(tmp_path / "s.png", max_pixels=1000)
     assert out.reason == "refused: 40x30 pixels exceeds the decompression-bomb limit of 1000"
     assert load_image(tmp_path / "s.png", max_pixels=1200).size == (40, 30)
+
+
+# ---------------------------------------------------------------------------------------------
+# High bit depths are scaled, not clipped
+
+def _ramp(dtype, top):
+    return (np.linspace(0, 1, 64 * 64).reshape(64, 64) * top).astype(dtype)
+
+
+@pytest.mark.parametrize("kind", ["png16", "tiff-float", "tiff-float-wide", "tiff-int32"])
+def test_high_bit_depth_images_keep_their_contrast(tmp_path, kind):
+    if kind == "png16":
+        data, path = _ramp(np.uint16, 65535), tmp_path / "g16.png"
+        Image.fromarray(data).save(path)
+    elif kind == "tiff-float":
+        data, path = _ramp(np.float32, 1.0), tmp_path / "f.tif"
+        Image.fromarray(data).save(path)
+    elif kind == "tiff-float-wide":
+        data, path = _ramp(np.float32, 1000.0) - 500, tmp_path / "fw.tif"
+        Image.fromarray(data).save(path)
+    else:
+        data, path = _ramp(np.int32, 65535), tmp_path / "i32.tif"
+        Image.fromarray(data).save(path)
+    with Image.open(path) as raw:
+        assert raw.mode in ("I;16", "F", "I")
+    rgb = np.asarray(load_image(path))
+    assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
+    # A ramp from black to white: its grey mean is about half, dark start, bright end.
+    assert 120 <= rgb.mean() <= 135, rgb.mean()
+    assert rgb[0, 0, 0] <= 1 and rgb[-1, -1, 0] >= 254
+
+
+def test_eight_bit_values_in_a_wide_mode_are_kept(tmp_path):
+    from mlgraph_cli.core.images import to_8bit
+
+    data = np.full((8, 8), 100, np.int32)
+    assert np.asarray(to_8bit(Image.fromarray(data))).max() == 100
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest inputs: URLs and text files that are not lists
+
+@pytest.mark.parametrize("url", ["http://example.com/cat.jpg", "https://example.com/photos/", "s3://bucket/x.png"])
+def test_a_url_is_refused_as_a_url(url):
+    with pytest.raises(InputError) as caught:
+        list_images([url])
+    assert str(caught.value) == f"{url}: URLs are not supported (download the images first, then pass the files or their folder)"
+
+
+def test_a_url_inside_a_list_is_refused(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    (tmp_path / "list.txt").write_text("a.jpg\nhttps://example.com/b.jpg\n")
+    with pytest.raises(InputError) as caught:
+        list_images(tmp_path / "list.txt")
+    assert str(caught.value) == (f"{tmp_path / 'list.txt'}:2: https://example.com/b.jpg is a URL, and URLs are not "
+                                 "supported (download the images first, then pass the files or their folder)")
+
+
+def test_a_text_file_that_is_not_a_list_of_paths(tmp_path):
+    (tmp_path / "notes.txt").write_text("Holiday photos\nthe good ones are in the blue folder\n\na.jpg\n")
+    with pytest.raises(InputError) as caught:
+        list_images(tmp_path / "notes.txt")
+    assert str(caught.value) == (
+        f"{tmp_path / 'notes.txt'}: does not look like a list of image paths: 2 of 3 lines name neither an image "
+        "file nor an existing file (line 1: 'Holiday photos') (a .txt input is read as one image path per line; "
+        "pass the images or their folder instead)")
+
+
+def test_a_list_of_image_paths_not_yet_there_is_still_a_list(tmp_path):
+    (tmp_path / "list.txt").write_text("a.jpg\nsub/b.png\n# a comment\nc.tif\n")
+    assert [p.name for p in list_images(tmp_path / "list.txt")] == ["a.jpg", "b.png", "c.tif"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import re
 import sys
 from enum import Enum
 from typing import Annotated, Any, Callable
@@ -69,7 +71,8 @@ def fail(message: str) -> None:
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn :class:`MlgraphError` into one red line and exit code 1 at the CLI boundary."""
+    """Turn :class:`MlgraphError` and operating-system failures (read-only, full disk, permission,
+    a folder in the way, ...) into one red line and exit code 1 at the CLI boundary."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -77,11 +80,56 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except MlgraphError as exc:
             fail(str(exc))
+        except OSError as exc:
+            line = os_error_line(exc)
+            if line is None:  # not a failure of the file system: a bug, keep the traceback
+                raise
+            fail(line)
         except KeyboardInterrupt:
             err.print("Interrupted; partial outputs were not kept under their final names.", style="yellow")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+# errno -> what the user can do about it
+_OS_FIXES = {
+    errno.EROFS: "the file system is read-only: write somewhere else (-o) or make it writable",
+    errno.EACCES: "write somewhere you may (-o), or change the permissions",
+    errno.EPERM: "write somewhere you may (-o), or change the permissions",
+    errno.ENOSPC: "the disk is full: free some space, or write to another disk (-o)",
+    errno.EDQUOT: "the disk quota is used up: free some space, or write to another disk (-o)",
+    errno.EISDIR: "a folder is in the way: pass a file name, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EEXIST: "something is in the way: check the path",
+    errno.ELOOP: "a symbolic link points back at itself: fix or remove the link",
+    errno.ENAMETOOLONG: "use a shorter name",
+    errno.ENOENT: "check the path",
+    errno.EIO: "the disk reported an input/output error: check the disk",
+}
+_H5_NAME = re.compile(r"name = '([^']*)'")
+_H5_MESSAGE = re.compile(r"error message = '([^']*)'")
+
+
+def os_error_line(exc: OSError) -> str | None:
+    """One line for an operating-system failure: ``PATH: what happened (what to do)``.
+
+    h5py puts the file name and the system's message inside its own text; they are taken from
+    there. Returns None for an OSError with no errno (not a file-system failure).
+    """
+    code = exc.errno
+    if code is None:
+        return None
+    text = str(exc.strerror or "")
+    name = exc.filename
+    if name is None and (match := _H5_NAME.search(text)):
+        name = match.group(1)
+    if match := _H5_MESSAGE.search(text):
+        text = match.group(1)
+    what = text or os.strerror(code)
+    fix = _OS_FIXES.get(code, "check the path and the disk")
+    where = f"{os.fspath(name)}: " if name is not None else ""
+    return f"{where}{what} ({fix})"
 
 
 class RichProgress(ProgressHook):

@@ -82,6 +82,10 @@ def extract(
                                                 show_default=False)] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Never download weights (also MLGRAPH_OFFLINE=1 or "
                                                            "HF_HUB_OFFLINE=1); a missing file is an error.")] = False,
+    allow_outside_paths: Annotated[bool, typer.Option(
+        "--allow-outside-paths", help="Read annotation file names that leave the images folder (absolute, or "
+                                      "climbing out with ..). Off by default: an annotation file may come from "
+                                      "anyone, and only this flag, never mlgraph.toml, turns it on.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List each skipped image on stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
 ) -> None:
@@ -115,7 +119,8 @@ def extract(
     dest = resolve_output(output, project, out_key, "features.h5")
     progress = RichProgress(quiet=quiet)
     try:
-        result = run(images, dest, config, annotations=annotations, progress=progress)
+        result = run(images, dest, config, annotations=annotations, allow_outside_paths=allow_outside_paths,
+                     progress=progress)
     finally:
         progress.stop()
     if not quiet:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -100,21 +101,47 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     destination is left as it was.
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:
+        raise os_error_for(exc, dest) from None
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the artifact the mode a plain open() would (0666 less the umask).
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
     try:
+        os.chmod(tmp_path, 0o666 & ~umask)
         yield tmp_path
+        if dest.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(dest))
         os.replace(tmp_path, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
+        if isinstance(exc, OSError):
+            raise os_error_for(exc, dest) from None
         raise
+
+
+def os_error_for(exc: OSError, dest: Path) -> OSError:
+    """``exc`` told of ``dest`` when it is about ``dest`` or its temporary file (a name the user
+    never sees); an error about another file (an input, a folder on the way) is left as it is.
+    h5py puts the file name and the system's message inside its own text: they are taken from there."""
+    if exc.errno is None:
+        return exc
+    text = str(exc.strerror or "")
+    named = exc.filename
+    if named is None and "name = '" in text:
+        named = text.split("name = '", 1)[1].split("'", 1)[0]
+    if named is not None and os.fspath(named) != os.fspath(dest):
+        p = Path(os.fspath(named))
+        if not (p.parent == dest.parent and p.name.startswith(f".{dest.name}.") and p.name.endswith(".tmp")):
+            return exc
+    if "error message = '" in text:
+        text = text.split("error message = '", 1)[1].split("'", 1)[0]
+    return OSError(exc.errno, text or os.strerror(exc.errno), os.fspath(dest))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

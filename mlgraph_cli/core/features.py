@@ -7,18 +7,25 @@ Layout (HDF5):
 - ``labels``: (N, C) int8, 1 positive / 0 negative / -1 ignore (difficult, unknown); absent without annotations.
 - ``label_names``: (C,) utf-8, present with ``labels``.
 - ``skipped``: (K,) utf-8 ``path<TAB>reason`` for inputs that could not be read.
+- ``row_crc``: (N,) uint32 CRC-32 of each row (maps, id, labels); ``row_commit``: (N, 2) int64, the
+  inputs_done and skipped_done of the batch that wrote the row (absent in files made before them).
 - attrs: schema, backbone, weights, image_size, layers, preprocessing, labels_digest, provenance,
   rows_done (rows written), skipped_done (entries of ``skipped``), inputs_done (inputs consumed, skipped
   ones included), plan_digest, complete.
 
 Resume: the file is built under ``.<name>.partial`` beside the destination; rows are appended in
 input order and the two counters are updated after each batch is flushed, so a run killed at any
-point restarts from ``inputs_done`` (rows past ``rows_done`` are truncated). When every input is
-consumed the file is marked complete and renamed onto the destination.
+point restarts from ``inputs_done`` (rows past ``rows_done`` are truncated). On resume every row is
+read back and checked against ``row_crc``; the file is cut at the start of the first batch with a
+row that is not what was written (a full disk can leave counters whose rows never got there).
+When every input is consumed the file is marked complete and renamed onto the destination.
+Feature maps are stored with HDF5 fletcher32 checksums; reading checks them, that maps are finite
+and that labels are -1, 0 or 1 (core/feature_checks.py).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -28,6 +35,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from mlgraph_cli.core.artifacts import h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs, labels_digest, schema_tag
+from mlgraph_cli.core.feature_checks import (check_finite, check_free_space, check_labels, damaged, disk_errors,
+                                             row_crcs, truncate_to_verified)
 from mlgraph_cli.errors import InputError
 
 MAIN = "features"
@@ -53,61 +62,76 @@ class FeatureWriter:
 
     ``shapes`` maps dataset name (``features``, optionally ``features_aux``) to the per-image
     shape (D, H, W). ``plan`` is what identifies the run (see :func:`plan_digest`): a partial file
-    with another plan is discarded instead of resumed.
+    with another plan is discarded instead of resumed. Only one writer may hold a destination
+    (:class:`~mlgraph_cli.core.writelock.WriteLock`).
     """
 
     def __init__(self, dest: str | os.PathLike, *, shapes: dict[str, tuple[int, int, int]], plan: str,
                  attrs: dict[str, Any], label_names: Sequence[str] | None = None) -> None:
         import h5py
 
+        from mlgraph_cli.core.writelock import WriteLock
+
         self.dest = Path(dest)
         self.path = partial_path(dest)
+        if self.dest.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(self.dest))
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = WriteLock(self.dest)
         self.num_labels = len(label_names) if label_names is not None else 0
-        resumed = False
-        if self.path.exists():
-            try:
-                f = h5py.File(self.path, "a")
-                if f.attrs.get("plan_digest") == plan and all(n in f for n in shapes):
-                    resumed = True
-                else:
-                    f.close()
-            except OSError:  # a file killed before its header was complete: start over
-                pass
-            if not resumed:
-                self.path.unlink(missing_ok=True)
-        if not resumed:
-            f = h5py.File(self.path, "w")
-            str_t = h5py.string_dtype("utf-8")
-            for name, shape in shapes.items():
-                f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype="float16",
-                                 chunks=(1, *shape))
-            f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(1024,))
-            f.create_dataset("files", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(1024,))
-            f.create_dataset("skipped", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(64,))
-            if label_names is not None:
-                f.create_dataset("labels", shape=(0, self.num_labels), maxshape=(None, self.num_labels),
-                                 dtype="int8", chunks=(1024, max(self.num_labels, 1)))
-                f.create_dataset("label_names", data=np.array(list(label_names), dtype=object), dtype=str_t)
-            h5_write_attrs(f, {"schema": schema_tag("features"), **attrs,
-                               "labels_digest": labels_digest(label_names) if label_names is not None else ""})
-            f.attrs["plan_digest"] = plan
-            f.attrs["rows_done"] = 0
-            f.attrs["inputs_done"] = 0
-            f.attrs["skipped_done"] = 0
-            f.attrs["complete"] = False
-            f.flush()
-        self.file = f
         self.names = list(shapes)
-        # Rows past the counter were written by a batch that never finished: drop them.
-        rows = int(f.attrs["rows_done"])
-        for name in [*self.names, "ids", "files"] + (["labels"] if "labels" in f else []):
-            if f[name].shape[0] != rows:
-                f[name].resize(rows, axis=0)
-        skipped = int(f.attrs.get("skipped_done", 0))
-        if f["skipped"].shape[0] != skipped:
-            f["skipped"].resize(skipped, axis=0)
-        self.resumed = resumed
+        self.dropped = 0  # rows found damaged on resume and written again
+        self._held: dict[str, Any] = {}
+        self.discarded = False  # a partial file of another plan (or unreadable) was removed
+        self.resumed = False
+        try:
+            if self.path.exists():
+                try:
+                    f = h5py.File(self.path, "a", rdcc_nbytes=0)
+                    if f.attrs.get("plan_digest") == plan and all(n in f for n in shapes):
+                        self.resumed = True
+                    else:
+                        f.close()
+                except OSError:  # a file killed before its header was complete: start over
+                    pass
+                if not self.resumed:
+                    self.path.unlink(missing_ok=True)
+                    self.discarded = True
+            if not self.resumed:
+                f = self._create(h5py, shapes, plan, attrs, label_names)
+            self.file = f
+            self.dropped = truncate_to_verified(f, self.names)
+            # Held open so a chunk is written by f.flush(), which reports a failed write; chunks of a
+            # dataset whose last handle closes are written while h5py ignores any error.
+            self._held = {name: f[name] for name in f}
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _create(self, h5py, shapes, plan, attrs, label_names):
+        f = h5py.File(self.path, "w", rdcc_nbytes=0)
+        str_t = h5py.string_dtype("utf-8")
+        for name, shape in shapes.items():
+            # fletcher32: a chunk whose bytes changed on disk is an error when read, not wrong numbers.
+            f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype="float16", chunks=(1, *shape),
+                             fletcher32=True)
+        f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(1024,))
+        f.create_dataset("files", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(1024,))
+        f.create_dataset("skipped", shape=(0,), maxshape=(None,), dtype=str_t, chunks=(64,))
+        f.create_dataset("row_crc", shape=(0,), maxshape=(None,), dtype="uint32", chunks=(4096,))
+        f.create_dataset("row_commit", shape=(0, 2), maxshape=(None, 2), dtype="int64", chunks=(4096, 2))
+        if label_names is not None:
+            f.create_dataset("labels", shape=(0, self.num_labels), maxshape=(None, self.num_labels),
+                             dtype="int8", chunks=(1024, max(self.num_labels, 1)))
+            f.create_dataset("label_names", data=np.array(list(label_names), dtype=object), dtype=str_t)
+        h5_write_attrs(f, {"schema": schema_tag("features"), **attrs,
+                           "labels_digest": labels_digest(label_names) if label_names is not None else ""})
+        f.attrs["plan_digest"] = plan
+        for counter in ("rows_done", "inputs_done", "skipped_done"):
+            f.attrs[counter] = 0
+        f.attrs["complete"] = False
+        f.flush()
+        return f
 
     @property
     def rows_done(self) -> int:
@@ -119,32 +143,43 @@ class FeatureWriter:
 
     def append(self, maps: dict[str, np.ndarray], ids: Sequence[str], files: Sequence[str],
                labels: np.ndarray | None, inputs_consumed: int, skipped: Sequence[str] = ()) -> None:
-        """Write one batch: ``maps[name]`` is (B, D, H, W); then advance the counters."""
+        """Write one batch: ``maps[name]`` is (B, D, H, W); then advance the counters.
+
+        A write the disk refuses is an ``OSError`` naming the partial file (h5py raises some as
+        RuntimeError); the counters do not move, so the batch is written again on resume.
+        """
+        with disk_errors(self.path):
+            self._append(maps, ids, files, labels, inputs_consumed, skipped)
+
+    def _append(self, maps, ids, files, labels, inputs_consumed, skipped) -> None:
         f = self.file
         start, b = self.rows_done, len(ids)
+        check_free_space(self.path, sum(maps[n].size * 2 for n in self.names) if b else 0)
+        inputs_after = self.inputs_done + inputs_consumed
+        held = self._held
+        skipped_after = held["skipped"].shape[0] + len(skipped)
         if b:
-            for name in self.names:
-                ds = f[name]
+            maps = {n: np.asarray(maps[n]).astype(np.float16, copy=False) for n in self.names}
+            has_labels = "labels" in f and labels is not None
+            rows = {**maps, "ids": np.array(list(ids), dtype=object), "files": np.array(list(files), dtype=object),
+                    "row_crc": row_crcs(self.names, maps, ids, labels if has_labels else None).astype(np.uint32),
+                    "row_commit": np.tile(np.array([inputs_after, skipped_after], np.int64), (b, 1))}
+            if has_labels:
+                rows["labels"] = labels.astype(np.int8, copy=False)
+            for name, values in rows.items():
+                ds = held[name]
                 ds.resize(start + b, axis=0)
-                ds[start:start + b] = maps[name].astype(np.float16, copy=False)
-            for name, values in (("ids", ids), ("files", files)):
-                ds = f[name]
-                ds.resize(start + b, axis=0)
-                ds[start:start + b] = np.array(list(values), dtype=object)
-            if "labels" in f and labels is not None:
-                ds = f["labels"]
-                ds.resize(start + b, axis=0)
-                ds[start:start + b] = labels.astype(np.int8, copy=False)
+                ds[start:start + b] = values
         if skipped:
-            ds = f["skipped"]
+            ds = held["skipped"]
             k = ds.shape[0]
             ds.resize(k + len(skipped), axis=0)
             ds[k:] = np.array(list(skipped), dtype=object)
         f.flush()
         # Counters last: a batch is only counted once its rows are on disk.
         f.attrs["rows_done"] = start + b
-        f.attrs["skipped_done"] = f["skipped"].shape[0]
-        f.attrs["inputs_done"] = self.inputs_done + inputs_consumed
+        f.attrs["skipped_done"] = skipped_after
+        f.attrs["inputs_done"] = inputs_after
         f.flush()
 
     def finish(self, extra_attrs: dict[str, Any] | None = None) -> Path:
@@ -152,16 +187,23 @@ class FeatureWriter:
         if extra_attrs:
             h5_write_attrs(self.file, extra_attrs)
         self.file.attrs["complete"] = True
-        self.file.close()
-        os.replace(self.path, self.dest)
+        self._held.clear()
+        with disk_errors(self.path):
+            self.file.close()
+        try:
+            os.replace(self.path, self.dest)
+        finally:
+            self.lock.release()
         return self.dest
 
     def close(self) -> None:
         """Close without finishing (the partial file stays, to be resumed)."""
+        self._held.clear()
         try:
             self.file.close()
-        except Exception:  # already closed
+        except Exception:  # already closed, or the disk refuses the last flush
             pass
+        self.lock.release()
 
 
 class FeatureFile:
@@ -180,6 +222,9 @@ class FeatureFile:
             self.feature_shape = tuple(f[MAIN].shape[1:])
             self.aux_shape = tuple(f[AUX].shape[1:]) if AUX in f else None
             self.skipped = h5_read_strings(f["skipped"]) if "skipped" in f else []
+        self.maker = "mlgraph import-yt8m" if self.attrs.get("modality") == "video" else "mlgraph extract"
+        if self.labels is not None:
+            check_labels(self.path, self.labels, self.maker)
         self._h5 = None
         self._pid = None
 
@@ -199,7 +244,19 @@ class FeatureFile:
         return self._h5
 
     def read(self, index: int | Sequence[int] | slice, name: str = MAIN) -> np.ndarray:
-        """Feature maps as float32: (D, H, W) for an int, (B, D, H, W) for a sorted list or slice."""
+        """Feature maps as float32: (D, H, W) for an int, (B, D, H, W) for a sorted list or slice.
+
+        A chunk whose stored checksum fails, or maps that are not finite, are a one-line
+        :class:`InputError` naming the file and the command that remakes it.
+        """
+        try:
+            out = self._read(index, name)
+        except OSError as exc:
+            raise damaged(self.path, name, index, exc, self.maker) from None
+        check_finite(self.path, out, name, index, self.maker)
+        return out
+
+    def _read(self, index: int | Sequence[int] | slice, name: str) -> np.ndarray:
         ds = self._file()[name]
         if isinstance(index, (int, np.integer)):
             return ds[int(index)].astype(np.float32)

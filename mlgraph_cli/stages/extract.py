@@ -9,16 +9,18 @@ are listed in the file's ``skipped`` dataset and in ``<output>.skipped.txt``.
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from mlgraph_cli.core.images import SkippedImage, common_root, list_images, load_image, relative_names
+from mlgraph_cli.core.extract_plan import (ExtractPlan, labels_sha, plan_folder, plan_with_annotations,
+                                          unique_skipped, write_skipped_report)
+from mlgraph_cli.core.images import SkippedImage, load_image
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
-from mlgraph_cli.errors import MlgraphError, input_error
+from mlgraph_cli.errors import MlgraphError
 
 # Test hook (tests/test_extract.py): after this many rows are on disk, touch the file named by
 # the second variable and wait to be killed, so a kill lands at a known point.
@@ -78,21 +80,9 @@ class ExtractResult:
         return done / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclass
-class _Plan:
-    paths: list[str]  # absolute, what the workers open
-    files: list[str]  # relative to root, what the file stores
-    ids: list[str]
-    root: Path
-    labels: Any = None  # (N, C) int8 or None
-    label_names: list[str] | None = None
-    annotations: Path | None = None
-    annotations_format: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
 def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLike, config: ExtractConfig, *,
-            annotations: str | os.PathLike | None = None, progress: ProgressHook = NULL_PROGRESS) -> ExtractResult:
+            annotations: str | os.PathLike | None = None, allow_outside_paths: bool = False,
+            progress: ProgressHook = NULL_PROGRESS) -> ExtractResult:
     """Extract backbone maps of ``images`` (folder, files, globs, .txt lists) into ``output``.
 
     With ``annotations`` the images are the annotated ones (file names joined to the single
@@ -106,7 +96,10 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
 
     dest = Path(output)
     check_output_not_input(dest, [annotations, *(images or [])])
-    plan = _plan_with_annotations(images, Path(annotations), config, progress) if annotations else _plan_folder(images)
+    plan = (plan_with_annotations(images, Path(annotations), format=config.format, label_order=config.label_order,
+                                  image_set=config.image_set, allow_outside_paths=allow_outside_paths,
+                                  progress=progress)
+            if annotations else plan_folder(images))
     device = resolve_device(config.device)
     backbone = build_backbone(config.backbone, config.weights, config.layers, config.image_size, device,
                               seed=config.seed, offline=config.offline or None)
@@ -120,28 +113,29 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     }
     # What identifies the output: inputs in order, their labels, every setting that changes a
     # number. Batch size, workers and device do not, so a resumed run may change them.
-    digest_attrs = dict(attrs, labels_sha=_labels_sha(plan.labels), label_names=plan.label_names,
+    digest_attrs = dict(attrs, labels_sha=labels_sha(plan.labels), label_names=plan.label_names,
                         max_pixels=config.max_pixels)
     digest = plan_digest([f"{i}\t{f}" for i, f in zip(plan.ids, plan.files)], digest_attrs)
-    stale = _partial_plan(partial_path(dest))
-    if stale is not None and stale != digest:
-        progress.log(f"{partial_path(dest)}: an interrupted run with other images or settings was found; starting over")
     writer = FeatureWriter(dest, shapes=dict(backbone.out_shapes), plan=digest, attrs=attrs,
                            label_names=plan.label_names)
     start = writer.inputs_done
+    if writer.discarded:
+        progress.log(f"{writer.path}: an interrupted run with other images or settings was "
+                     "found; starting over")
     if writer.resumed:
-        progress.log(f"Resuming {dest}: {start:,} of {len(plan.paths):,} images were done by an interrupted run")
+        again = f"; {writer.dropped:,} row(s) were not on disk as counted and are extracted again" if writer.dropped else ""
+        progress.log(f"Resuming {dest}: {start:,} of {len(plan.paths):,} images were done by an interrupted run{again}")
     t0 = time.perf_counter()
     try:
         _run_batches(plan, start, backbone, writer, config, device, progress)
         progress.stop()
         seconds = time.perf_counter() - t0
-        skipped = _unique_skipped(h5_read_strings(writer.file["skipped"]))
+        skipped = unique_skipped(h5_read_strings(writer.file["skipped"]))
         rows, inputs = writer.rows_done, writer.inputs_done
         if rows == 0:  # a file of no images would only fail later, in train
             writer.close()
             partial_path(dest).unlink(missing_ok=True)
-            report = _write_skipped_report(dest, skipped)
+            report = write_skipped_report(dest, skipped)
             raise MlgraphError(f"{plan.root}: none of the {inputs:,} images could be read (reasons in {report}; "
                                "check the images, or pass the right folder)")
         params = dict(images=[os.fspath(p) for p in (images or [])], annotations=annotations,
@@ -151,9 +145,12 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
         progress.stop()
         progress.log("Stopped; run the same command again to resume where it stopped")
         raise
+    except OSError as exc:  # the disk filled up, went read-only, failed: what is written is kept
+        progress.stop()
+        raise _write_failed(exc, writer, len(plan.paths)) from None
     finally:
         writer.close()
-    report = _write_skipped_report(dest, skipped)
+    report = write_skipped_report(dest, skipped)
     return ExtractResult(output=dest, rows=rows, inputs=inputs, skipped=skipped, skipped_report=report,
                          resumed_from=start, shapes=dict(backbone.out_shapes), backbone=backbone.name,
                          weights=backbone.weights, layers=list(backbone.layers), image_size=backbone.image_size,
@@ -161,7 +158,7 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
                          labels=len(plan.label_names) if plan.label_names is not None else None, notes=plan.notes)
 
 
-def _run_batches(plan: _Plan, start: int, backbone, writer, config: ExtractConfig, device,
+def _run_batches(plan: ExtractPlan, start: int, backbone, writer, config: ExtractConfig, device,
                  progress: ProgressHook) -> None:
     """Decode (workers) -> forward (here) -> append, batch by batch, from input ``start`` on."""
     import torch
@@ -187,82 +184,15 @@ def _run_batches(plan: _Plan, start: int, backbone, writer, config: ExtractConfi
                 _pause_for_test()
 
 
-# ---------------------------------------------------------------------------------------------
-# What to extract
-
-def _plan_folder(images: Sequence[str | os.PathLike] | None) -> _Plan:
-    if not images:
-        raise MlgraphError("no images given (pass a folder, files, a glob or a .txt list as IMAGES)")
-    paths = list_images(images)
-    if not paths:
-        shown = ", ".join(os.fspath(p) for p in images)
-        raise input_error(shown, "no images found (looked for .jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .ppm)",
-                          "pass a folder of images, image files, a glob or a .txt list")
-    single = len(images) == 1 and Path(images[0]).is_dir()
-    root = Path(images[0]) if single else common_root(paths)
-    files = relative_names(paths, root)
-    return _Plan(paths=[os.fspath(p.resolve()) for p in paths], files=files, ids=list(files), root=root)
-
-
-def _plan_with_annotations(images: Sequence[str | os.PathLike] | None, ann_path: Path, config: ExtractConfig,
-                           progress: ProgressHook) -> _Plan:
-    from mlgraph_cli.core.annotations import load_annotations
-
-    ann = load_annotations(ann_path, config.format, label_order=config.label_order, split=config.image_set,
-                           progress=progress)
-    if images and len(images) > 1:
-        raise MlgraphError(f"with --annotations give one images folder, not {len(images)} paths "
-                           "(the folder the annotation file names are relative to)")
-    if images:
-        root = Path(images[0])
-    elif ann.meta.get("image_root"):
-        root = Path(ann.meta["image_root"])
-    else:
-        raise MlgraphError(f"{ann_path}: no images folder given (pass IMAGES or --images, the folder its file names are relative to)")
-    if not root.is_dir():
-        raise input_error(root, "not a folder", "with --annotations, IMAGES is the folder the annotation file names are relative to")
-    if ann.num_images == 0:
-        raise input_error(ann_path, "no images in these annotations", "check the file, or extract a folder without --annotations")
-    files = _files_for(ann, root)
-    paths = [os.fspath((root / f).resolve()) for f in files]
-    if not any(os.path.isfile(p) for p in paths):
-        raise input_error(root, f"none of the {ann.num_images:,} images named in {ann_path} is in this folder "
-                                f"(e.g. {files[0]})",
-                          "pass the folder they are relative to as IMAGES or --images, or fix [dataset] images")
-    return _Plan(paths=paths, files=files, ids=[str(i) for i in ann.image_ids], root=root, labels=ann.dense(),
-                 label_names=list(ann.labels), annotations=ann_path, annotations_format=ann.format,
-                 notes=list(ann.notes))
-
-
-def _files_for(ann, root: Path) -> list[str]:
-    """Each image's file relative to ``root``; formats without file names are matched by id
-    against the folder's images (relative path without suffix, then file stem)."""
-    if all(f is not None for f in ann.files):
-        return [str(f) for f in ann.files]
-    by_key: dict[str, str] = {}
-    for rel in relative_names(list_images(root), root):
-        stem = rel.rsplit(".", 1)[0]
-        by_key.setdefault(stem, rel)
-        by_key.setdefault(stem.rsplit("/", 1)[-1], rel)
-    return [str(f) if f is not None else by_key.get(str(i), str(i)) for f, i in zip(ann.files, ann.image_ids)]
-
-
-def _labels_sha(labels) -> str:
-    return "" if labels is None else hashlib.sha256(labels.tobytes() + str(labels.shape).encode()).hexdigest()[:16]
-
-
-def _partial_plan(path: Path) -> str | None:
-    """The plan digest of an interrupted run's file, if one is there and readable."""
-    if not path.exists():
-        return None
-    try:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            value = f.attrs.get("plan_digest")
-            return value.decode() if isinstance(value, bytes) else value
-    except OSError:
-        return ""
+def _write_failed(exc: OSError, writer, total: int) -> MlgraphError:
+    """One line for a write that failed mid-run, naming the resumable partial file."""
+    text = str(exc.strerror or exc)
+    if "error message = '" in text:
+        text = text.split("error message = '", 1)[1].split("'", 1)[0]
+    fix = ("free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "space" in text.lower()
+           else "fix the disk")
+    return MlgraphError(f"{writer.path}: {text}; {writer.rows_done:,} of {total:,} images are written and kept ({fix} "
+                        f"and run the same command again to resume, or delete {writer.path} to start over)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,30 +238,3 @@ def _pause_for_test() -> None:
         Path(marker).touch()
     while True:  # wait for the test to kill this process
         time.sleep(1)
-
-
-# ---------------------------------------------------------------------------------------------
-# The skipped-files report
-
-def _unique_skipped(lines: list[str]) -> list[SkippedImage]:
-    seen: dict[str, str] = {}
-    for line in lines:
-        path, _, reason = line.partition("\t")
-        seen.setdefault(path, reason)
-    return [SkippedImage(p, r) for p, r in seen.items()]
-
-
-def skipped_report_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".skipped.txt")
-
-
-def _write_skipped_report(dest: Path, skipped: list[SkippedImage]) -> Path | None:
-    """``<output>.skipped.txt``: one ``path<TAB>reason`` per skipped image; a stale one is removed."""
-    from mlgraph_cli.core.artifacts import atomic_write_text
-
-    path = skipped_report_path(dest)
-    if not skipped:
-        path.unlink(missing_ok=True)
-        return None
-    atomic_write_text(path, "".join(s.line() + "\n" for s in skipped))
-    return path

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mlgraph_cli.core.feature_checks import disk_errors
 from mlgraph_cli.core.features import FeatureFile, FeatureWriter
 from mlgraph_cli.errors import InputError
 
@@ -69,21 +70,22 @@ class VideoFeatureWriter(FeatureWriter):
         ``segments``: (S, 4) float64 rows ``(batch row, start, label column, score)``; batch rows are
         turned into file rows here.
         """
-        f = self.file
-        start = self.rows_done
-        ds = f["lengths"]
-        ds.resize(start + len(ids), axis=0)
-        ds[start:] = np.asarray(lengths, np.int32)
-        if segments is not None and len(segments):
-            seg = np.asarray(segments, dtype=np.float64)
-            cols = {"segment_video": seg[:, 0] + start, "segment_start": seg[:, 1],
-                    "segment_label": seg[:, 2], "segment_score": seg[:, 3]}
-            for name, dtype in SEGMENT_DATASETS.items():
-                ds = f[name]
-                k = ds.shape[0]
-                ds.resize(k + len(seg), axis=0)
-                ds[k:] = cols[name].astype(dtype)
-        # the base class flushes and advances the counters last
+        with disk_errors(self.path):  # a full disk: one OSError naming the partial file
+            f = self.file
+            start = self.rows_done
+            ds = f["lengths"]
+            ds.resize(start + len(ids), axis=0)
+            ds[start:] = np.asarray(lengths, np.int32)
+            if segments is not None and len(segments):
+                seg = np.asarray(segments, dtype=np.float64)
+                cols = {"segment_video": seg[:, 0] + start, "segment_start": seg[:, 1],
+                        "segment_label": seg[:, 2], "segment_score": seg[:, 3]}
+                for name, dtype in SEGMENT_DATASETS.items():
+                    ds = f[name]
+                    k = ds.shape[0]
+                    ds.resize(k + len(seg), axis=0)
+                    ds[k:] = cols[name].astype(dtype)
+            # the base class flushes and advances the counters last
         self.append({"features": features}, ids, files, labels, inputs_consumed, skipped)
 
 

@@ -1,0 +1,140 @@
+"""Every writing command turns an operating-system failure into one line (exit 1, the path, a fix)
+and leaves no half-written file: a folder in the way, a file where a folder should be, a
+read-only file system, a full disk, permission denied (the last three simulated: tests run as
+root, and a real read-only mount needs privileges a test does not have)."""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import trainkit
+from conftest import one_line_error
+
+EXTRACT = ["--backbone", "resnet18", "--weights", "none", "--image-size", "64", "--workers", "0", "--device", "cpu"]
+
+
+def _run(*args):
+    from mlgraph_cli.cli.app import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "100", "TERMINAL_WIDTH": "100"})
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A trained tiny project: annotations, graph, embeddings, features, a run."""
+    root = tmp_path_factory.mktemp("project")
+    trainkit.make_images(root / "images", 8, seed=0)
+    steps = [
+        ("build-graph", root / "images.json", "-o", root / "graph.json"),
+        ("embed", root / "graph.json", "-o", root / "emb.h5", "--dim", "8"),
+        ("extract", root / "images", "-a", root / "images.json", "-o", root / "f.h5", *EXTRACT),
+        ("train", "--features", root / "f.h5", "--embeddings", root / "emb.h5", "-o", root / "run", "--epochs", "1",
+         "--batch-size", "4", "--device", "cpu", "--val-fraction", "0"),
+    ]
+    for args in steps:
+        result = _run(*args)
+        assert result.exit_code == 0, (args, result.output)
+    return root
+
+
+def command(name: str, project: Path, out: Path) -> list:
+    """The arguments of one writing command whose output is ``out``."""
+    p = project
+    return {
+        "build-graph": ["build-graph", p / "images.json", "-o", out],
+        "embed": ["embed", p / "graph.json", "-o", out, "--dim", "8"],
+        "extract": ["extract", p / "images", "-o", out, *EXTRACT],
+        "train": ["train", "--features", p / "f.h5", "--embeddings", p / "emb.h5", "-o", out, "--epochs", "1",
+                  "--device", "cpu", "--val-fraction", "0"],
+        "evaluate": ["evaluate", p / "run", "--features", p / "f.h5", "-o", out, "--device", "cpu"],
+        "predict": ["predict", p / "images", "--model", p / "run", "--format", "csv", "-o", out, "--device", "cpu"],
+        "make-dataset": ["make-dataset", "fashion-scenes", out, "--train", "4", "--val", "0", "--test", "0",
+                         "--size", "64"],
+        "init": ["init", out, "--annotations", "a.json", "--images", "images"],
+    }[name]
+
+
+COMMANDS = ["build-graph", "embed", "extract", "train", "evaluate", "predict", "make-dataset", "init"]
+FILE_OUTPUTS = ["build-graph", "embed", "extract", "evaluate", "predict"]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp") or ".partial" in p.name)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_file_where_a_folder_should_be(project, tmp_path, name):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder\n")
+    line = one_line_error(_run(*command(name, project, blocker / "out" / "x.json")))
+    assert str(blocker) in line and "Traceback" not in line
+    assert "a file, not a folder" in line or "in the way" in line
+    assert blocker.read_text() == "a file, not a folder\n"
+
+
+@pytest.mark.parametrize("name", FILE_OUTPUTS)
+def test_output_is_a_folder(project, tmp_path, name):
+    folder = tmp_path / "out.json"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine\n")
+    line = one_line_error(_run(*command(name, project, folder)))
+    assert line.startswith(f"Error: {folder}:") and "folder" in line.split(":", 2)[2]
+    assert (folder / "keep.txt").read_text() == "mine\n" and leftovers(tmp_path) == []
+
+
+def fake_os(monkeypatch, root: Path, code: int) -> None:
+    """Make every write under ``root`` fail with ``code``, as a read-only mount, a full disk or a
+    folder without write permission would (creating a file or folder; opening one for writing)."""
+    real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
+
+    def under(path) -> bool:
+        try:
+            return Path(os.fspath(path)).resolve().is_relative_to(root.resolve())
+        except TypeError:  # a file descriptor
+            return False
+
+    def refuse(path):
+        raise OSError(code, os.strerror(code), os.fspath(path))
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if under(file) and any(c in mode for c in "wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_os_open(path, flags, *args, **kwargs):
+        if under(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        if under(path):
+            if os.path.exists(path):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(path))
+            refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(os, "open", fake_os_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+
+
+FIXES = {errno.EROFS: "read-only", errno.ENOSPC: "the disk is full", errno.EACCES: "write somewhere you may"}
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC, errno.EACCES], ids=["erofs", "enospc", "eacces"])
+def test_read_only_full_or_forbidden(project, tmp_path, monkeypatch, name, code):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    args = command(name, project, locked / ("out" if name in ("train", "make-dataset", "init") else "out.json"))
+    fake_os(monkeypatch, locked, code)
+    line = one_line_error(_run(*args))
+    monkeypatch.undo()
+    assert str(locked) in line and FIXES[code] in line, line
+    assert list(locked.iterdir()) == []
