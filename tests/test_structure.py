@@ -30,7 +30,6 @@ CITATION = re.compile(r"\b(DESIGN|REFERENCE)(\.md\b|\s+(section\s+)?\d)")
 KNOWN_LONG = {
     "mlgraph_cli/core/training.py",
     "mlgraph_cli/core/predict.py",
-    "mlgraph_cli/stages/extract.py",
     "mlgraph_cli/stages/train_inputs.py",
 }
 # Being split in a parallel branch: (importing module, imported module).
