@@ -69,7 +69,7 @@ def train(
     workers: Annotated[Optional[int], _opt("--workers", min=0, help="DataLoader worker processes. [default: 0]",
                                            panel=HELP_PANEL_DATA)] = None,
     head: Annotated[Optional[Head], _opt("--head", help="Classification head. [default: cma]")] = None,
-    epochs: Annotated[Optional[int], _opt("--epochs", min=1, help="Epochs. [default: 20]")] = None,
+    epochs: Annotated[Optional[int], _opt("--epochs", min=1, help="Epochs. [default: 20 on images, 60 on video]")] = None,
     seed: Annotated[Optional[int], _opt("--seed", help="Seed of the initial weights, batch order and split. "
                                         "[default: 0]")] = None,
     threshold: Annotated[Optional[float], _opt("--threshold", help="Probability at which a label counts as "
@@ -82,8 +82,8 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Overwrite the run in -o if there is one.")] = False,
     batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, help="Global batch size (split over torchrun "
                                               "processes). [default: 32]", panel=HELP_PANEL_OPT)] = None,
-    lr: Annotated[Optional[float], _opt("--lr", help="Peak learning rate of the head. [default: 0.001]",
-                                        panel=HELP_PANEL_OPT)] = None,
+    lr: Annotated[Optional[float], _opt("--lr", help="Peak learning rate of the head. [default: 0.001 on images, "
+                                        "0.01 on video]", panel=HELP_PANEL_OPT)] = None,
     weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="Weight decay (not on biases and norms). "
                                                   "[default: 0.0001]", panel=HELP_PANEL_OPT)] = None,
     optimizer: Annotated[Optional[Optimizer], _opt("--optimizer", help="[default: adamw]",
@@ -98,7 +98,10 @@ def train(
                                         "CUDA]", panel=HELP_PANEL_OPT)] = None,
     probe_epochs: Annotated[Optional[int], _opt("--probe-epochs", min=0, help="Video cma only: epochs of the "
                                                 "mean-pool probe the head starts from, before --epochs. "
-                                                "[default: half of --epochs]", panel=HELP_PANEL_OPT)] = None,
+                                                "[default: 20]", panel=HELP_PANEL_OPT)] = None,
+    patience: Annotated[Optional[int], _opt("--patience", min=0, help="Stop when validation mAP has not improved "
+                                            "for this many epochs; 0 = never. [default: 0]",
+                                            panel=HELP_PANEL_OPT)] = None,
     device: Annotated[Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N. Under torchrun each process "
                                           "takes cuda:LOCAL_RANK. [default: auto]", panel=HELP_PANEL_OPT)] = None,
     images: Annotated[Optional[Path], _opt("--images", help="Image folder: train end to end, fine-tuning the "
@@ -128,38 +131,25 @@ def train(
 
     On video features from `mlgraph import-yt8m` the head is temporal (cma, gap, gmp over the frames)."""
     from mlgraph_cli.core import distributed as dist_util
-    from mlgraph_cli.core.project import merge_config
+    from mlgraph_cli.errors import MlgraphError
+    from mlgraph_cli.stages.train import TrainingInterrupted, run_train
+    from mlgraph_cli.stages.train_inputs import TrainInputs
 
-    project = load_project()
     overrides = dict(
         head=head.value if head else None, epochs=epochs, seed=seed, threshold=threshold, batch_size=batch_size,
         lr=lr, weight_decay=weight_decay, optimizer=optimizer.value if optimizer else None,
         schedule=schedule.value if schedule else None, warmup_epochs=warmup_epochs, clip_grad=clip_grad, amp=amp,
         device=device, val_fraction=val_fraction, cache=cache.value if cache else None, workers=workers,
         backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
-        backbone_lr_scale=backbone_lr_scale, probe_epochs=probe_epochs,
+        backbone_lr_scale=backbone_lr_scale, probe_epochs=probe_epochs, patience=patience,
     )
+    inputs = TrainInputs(features=features, val_features=val_features, embeddings=embeddings, graph=graph,
+                         images=images, annotations=annotations, val_images=val_images, val_annotations=val_annotations)
     main = dist_util.dist_info_from_env().is_main
     progress = RichProgress(quiet=quiet or not main)
-    explicit = _explicit_inputs(features, val_features, embeddings, graph, images, annotations, val_images,
-                                val_annotations)
-    from mlgraph_cli.errors import MlgraphError
-    from mlgraph_cli.stages.train import TrainingInterrupted
-
     try:
-        if resume is not None:
-            from mlgraph_cli.stages.train import resume_training
-
-            result = resume_training(resume, overrides, inputs=explicit, progress=progress)
-        else:
-            from mlgraph_cli.core.training import TrainConfig
-            from mlgraph_cli.stages.train import train as run
-
-            config = merge_config(TrainConfig, project, "train", overrides)
-            inputs = _project_inputs(explicit, project, config.head)
-            runs_root = project.artifact("runs") if project is not None else Path("runs/train")
-            result = run(inputs, config, run_dir=output, runs_root=runs_root, name=name, force=force,
-                         progress=progress)
+        result = run_train(inputs, overrides, project=load_project(), resume=resume, run_dir=output, name=name,
+                           force=force, progress=progress)
     except MlgraphError:
         if not main:  # every rank meets the same mistake; rank 0 alone reports it
             raise typer.Exit(1) from None
@@ -178,45 +168,10 @@ def train(
     best = (f"best val mAP {result.best_map:.2f} at epoch {result.best_epoch}" if result.best_map is not None
             else "no validation set, best = last")
     start = f" (resumed after epoch {result.start_epoch})" if result.start_epoch else ""
+    early = " (stopped early)" if result.stopped_early else ""
     plural = "s" if result.epochs_done != 1 else ""
-    summary(f"Trained {result.epochs_done} epoch{plural}{start}: {best} -> {result.run_dir} "
+    summary(f"Trained {result.epochs_done} epoch{plural}{start}{early}: {best} -> {result.run_dir} "
             f"(best.safetensors, last.safetensors, metrics.jsonl)")
-
-
-def _explicit_inputs(features, val_features, embeddings, graph, images, annotations, val_images, val_annotations):
-    from mlgraph_cli.stages.train_inputs import TrainInputs
-
-    return TrainInputs(features=features, val_features=val_features, embeddings=embeddings, graph=graph,
-                       images=images, annotations=annotations, val_images=val_images, val_annotations=val_annotations)
-
-
-def _project_inputs(explicit, project, head: str):
-    """Fill the paths left out from the project folder: artifacts for features, embeddings, graph;
-    the dataset's annotations / validation split for end-to-end runs."""
-    import dataclasses
-
-    from mlgraph_cli.core.models import HEADS
-
-    if project is None:
-        return explicit
-    fill = {}
-    end_to_end = explicit.images is not None or explicit.annotations is not None
-    head_class = HEADS[head].head_class if head in HEADS else None
-    if end_to_end:
-        fill["annotations"] = explicit.annotations or project.dataset_path("annotations")
-        fill["images"] = explicit.images or project.dataset_path("images")
-        if explicit.val_annotations is None and project.dataset_path("val_annotations") is not None:
-            fill["val_annotations"] = project.dataset_path("val_annotations")
-            fill["val_images"] = explicit.val_images or project.dataset_path("val_images")
-    else:
-        fill["features"] = explicit.features or project.artifact("features")
-        default_val = project.artifact("val_features")
-        fill["val_features"] = explicit.val_features or (default_val if default_val.is_file() else None)
-    if head_class is not None and head_class.needs_embeddings:
-        fill["embeddings"] = explicit.embeddings or project.artifact("embeddings")
-    if head_class is not None and head_class.needs_adjacency:
-        fill["graph"] = explicit.graph or project.artifact("graph")
-    return dataclasses.replace(explicit, **fill)
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ class Head(nn.Module):
     """
 
     name: str = ""
+    modality: str = "image"  # "image": maps (B, D, H, W); "video": frames (B, D, T) + a mask (B, T)
     needs_embeddings: bool = False
     needs_adjacency: bool = False
     multi_scale: bool = False
