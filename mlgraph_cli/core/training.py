@@ -181,7 +181,7 @@ class Trainer:
                 logits = net(x, aux, mask)
             loss = masked_bce(logits, y)
             if not torch.isfinite(loss):
-                self._diverged(epoch, float(loss))
+                self._diverged(epoch, float(loss.detach()))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.clip_grad > 0:
