@@ -130,7 +130,7 @@ def train(
     best/last weights (safetensors), config.json, metrics.jsonl. Works under `torchrun` too.
 
     On video features from `mlgraph import-yt8m` the head is temporal (cma, gap, gmp over the frames)."""
-    from mlgraph_cli.core import distributed as dist_util
+    from mlgraph_cli.core.distributed import dist_info_from_env
     from mlgraph_cli.errors import MlgraphError
     from mlgraph_cli.stages.train import TrainingInterrupted, run_train
     from mlgraph_cli.stages.train_inputs import TrainInputs
@@ -145,7 +145,7 @@ def train(
     )
     inputs = TrainInputs(features=features, val_features=val_features, embeddings=embeddings, graph=graph,
                          images=images, annotations=annotations, val_images=val_images, val_annotations=val_annotations)
-    main = dist_util.dist_info_from_env().is_main
+    main = dist_info_from_env().is_main
     progress = RichProgress(quiet=quiet or not main)
     try:
         result = run_train(inputs, overrides, project=load_project(), resume=resume, run_dir=output, name=name,
