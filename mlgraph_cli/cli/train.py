@@ -69,7 +69,7 @@ def train(
     workers: Annotated[Optional[int], _opt("--workers", min=0, help="DataLoader worker processes. [default: 0]",
                                            panel=HELP_PANEL_DATA)] = None,
     head: Annotated[Optional[Head], _opt("--head", help="Classification head. [default: cma]")] = None,
-    epochs: Annotated[Optional[int], _opt("--epochs", min=1, help="Epochs. [default: 20 on images, 60 on video]")] = None,
+    epochs: Annotated[Optional[int], _opt("--epochs", min=1, help="Epochs. [default: 20 on images, 40 on video]")] = None,
     seed: Annotated[Optional[int], _opt("--seed", help="Seed of the initial weights, batch order and split. "
                                         "[default: 0]")] = None,
     threshold: Annotated[Optional[float], _opt("--threshold", help="Probability at which a label counts as "
@@ -85,7 +85,8 @@ def train(
     lr: Annotated[Optional[float], _opt("--lr", help="Peak learning rate of the head. [default: 0.001 on images, "
                                         "0.01 on video]", panel=HELP_PANEL_OPT)] = None,
     weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="Weight decay (not on biases and norms). "
-                                                  "[default: 0.0001]", panel=HELP_PANEL_OPT)] = None,
+                                                  "[default: 0.0001; 1.0 for the video pooling heads]",
+                                                  panel=HELP_PANEL_OPT)] = None,
     optimizer: Annotated[Optional[Optimizer], _opt("--optimizer", help="[default: adamw]",
                                                    panel=HELP_PANEL_OPT)] = None,
     schedule: Annotated[Optional[Schedule], _opt("--schedule", help="Learning-rate schedule, stepped per batch. "
@@ -98,9 +99,10 @@ def train(
                                         "CUDA]", panel=HELP_PANEL_OPT)] = None,
     probe_epochs: Annotated[Optional[int], _opt("--probe-epochs", min=0, help="Video cma only: epochs of the "
                                                 "mean-pool probe the head starts from, before --epochs. "
-                                                "[default: 20]", panel=HELP_PANEL_OPT)] = None,
+                                                "[default: 10]", panel=HELP_PANEL_OPT)] = None,
     patience: Annotated[Optional[int], _opt("--patience", min=0, help="Stop when validation mAP has not improved "
-                                            "for this many epochs; 0 = never. [default: 0]",
+                                            "for this many epochs; 0 = never. [default: 0 on images, 10 "
+                                            "on video]",
                                             panel=HELP_PANEL_OPT)] = None,
     device: Annotated[Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N. Under torchrun each process "
                                           "takes cuda:LOCAL_RANK. [default: auto]", panel=HELP_PANEL_OPT)] = None,

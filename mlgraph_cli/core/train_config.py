@@ -17,8 +17,8 @@ SCHEDULES = ("cosine", "onecycle", "constant")
 CACHES = ("auto", "ram", "disk")
 # Per modality: what an unset epochs / lr / probe_epochs / patience becomes.
 MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "image": {"epochs": 20, "lr": 1e-3, "probe_epochs": 0, "patience": 0},
-    "video": {"epochs": 60, "lr": 1e-2, "probe_epochs": 20, "patience": 0},
+    "image": {"epochs": 20, "lr": 1e-3, "weight_decay": 1e-4, "probe_epochs": 0, "patience": 0},
+    "video": {"epochs": 40, "lr": 1e-2, "weight_decay": 1e-4, "probe_epochs": 10, "patience": 10},
 }
 
 
@@ -31,9 +31,10 @@ class TrainConfig:
     clip_grad: max global gradient norm (0 = no clipping). amp: None = on for CUDA, off on CPU.
     val_fraction: share of the training file held out when no validation file is given (0 = none).
 
-    epochs, lr and probe_epochs left at None take the defaults of the data's modality
-    (:data:`MODALITY_DEFAULTS`, filled in by :meth:`for_modality` once the features file says what
-    it holds); patience: stop when validation mAP has not improved for this many epochs
+    epochs, lr, weight_decay, probe_epochs and patience left at None take the defaults of the
+    head (its class's ``training_defaults``), then of the data's modality
+    (:data:`MODALITY_DEFAULTS`), filled in by :meth:`for_modality` once the features file says
+    what it holds. patience: stop when validation mAP has not improved for this many epochs
     (0 = never stop early). The best epoch's weights are ``best.safetensors`` either way.
     """
 
@@ -41,7 +42,7 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int = 32
     lr: float | None = None
-    weight_decay: float = 1e-4
+    weight_decay: float | None = None
     optimizer: str = "adamw"
     momentum: float = 0.9
     schedule: str = "cosine"
@@ -68,9 +69,10 @@ class TrainConfig:
     probe_epochs: int | None = None  # video cma: epochs of its probe start; 0 = none
     patience: int | None = None
 
-    def for_modality(self, modality: str) -> "TrainConfig":
-        """A copy with every unset (None) value taken from the defaults of ``modality``."""
-        fill = {k: v for k, v in MODALITY_DEFAULTS[modality].items() if getattr(self, k) is None}
+    def for_modality(self, modality: str, head_defaults: dict[str, Any] | None = None) -> "TrainConfig":
+        """A copy with every unset (None) value taken from ``head_defaults``, then ``modality``'s."""
+        defaults = {**MODALITY_DEFAULTS[modality], **(head_defaults or {})}
+        fill = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         return dataclasses.replace(self, **fill) if fill else self
 
     def __post_init__(self) -> None:
@@ -78,6 +80,8 @@ class TrainConfig:
             (self.epochs is None or self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be at least 1, not {self.batch_size}"),
             (self.lr is None or self.lr > 0, f"lr must be positive, not {self.lr}"),
+            (self.weight_decay is None or self.weight_decay >= 0,
+             f"weight_decay must be >= 0, not {self.weight_decay}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}"),
             (self.cache in CACHES, f"cache must be one of {', '.join(CACHES)}, not {self.cache!r}"),

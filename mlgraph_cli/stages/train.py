@@ -76,7 +76,7 @@ def train(inputs: TrainInputs, config: TrainConfig, *, run_dir: str | os.PathLik
     """Train a new run. ``run_dir`` (``-o``) wins; otherwise ``runs_root/name`` numbered
     ``exp``, ``exp2``, ... Unset epochs / lr / probe epochs take the defaults of the data's
     modality. Returns the run's :class:`TrainResult` (on every rank)."""
-    config = config.for_modality(inputs_mod.data_modality(inputs))
+    config = inputs_mod.resolved_config(inputs, config)
     dist, device = _start(config)
     try:
         prepared = inputs_mod.prepare(inputs, config, device=device, dist=dist, progress=progress)
@@ -110,7 +110,7 @@ def resume_training(run_dir: str | os.PathLike, overrides: dict[str, Any] | None
     saved = RunConfig.read(run)
     args = read_json(run / ckpt.ARGS, fix=f"the run is incomplete; start a new one with `{COMMAND}`")
     ckpt.check_same_head(run, saved, (overrides or {}).get("head"))
-    config = _resumed_config(run, args, overrides or {}).for_modality(saved.modality)
+    config = _resumed_config(run, args, overrides or {}).for_modality(saved.modality)  # older args.json
     state = ckpt.load_resume(run / ckpt.RESUME)
     if int(state["epoch"]) >= config.epochs:
         raise MlgraphError(f"{run}: the run already finished its {config.epochs} epochs (evaluate it with "

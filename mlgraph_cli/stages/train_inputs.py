@@ -100,6 +100,16 @@ def data_modality(inputs: TrainInputs) -> str:
     return features_modality(inputs.features)
 
 
+def resolved_config(inputs: TrainInputs, config):
+    """``config`` with its unset values filled for the head and the data's modality (read from the
+    features file's schema, once)."""
+    from mlgraph_cli.core.models import HEADS, resolve_head
+
+    modality = data_modality(inputs)
+    name = resolve_head(config.head, modality, None if inputs.end_to_end else inputs.features)
+    return config.for_modality(modality, HEADS[name].head_class.training_defaults)
+
+
 def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook) -> Prepared:
     """Check the inputs and build datasets and model (seeded by ``config.seed``); ``config`` is
     already resolved for the data's modality (``TrainConfig.for_modality``)."""
