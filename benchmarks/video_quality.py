@@ -125,9 +125,14 @@ def run_setting(name: str, args) -> dict:
                 print(f"  {name} {row:<20} seed {seed}: test mAP {out['mAP']:5.1f}  GAP@20 {out['GAP@20']:5.1f}  "
                       f"val mAP {out['val_mAP']:5.1f}  best epoch {out.get('best_epoch')}", file=sys.stderr,
                       flush=True)
+    return {"generator_seed": SETTINGS[name], **summarise(name, runs), "runs": runs}
+
+
+def summarise(name: str, runs: list[dict]) -> dict:
+    """Mean and sample std (n - 1) over the seeds of each row; prints the table."""
     summary = {}
     print(f"\n{name} clips (generator seed {SETTINGS[name]}; test mAP / GAP@20, mean ± sample std over seeds)")
-    for row in args.rows:
+    for row in [r for r in ROWS if any(run["row"] == r for run in runs)]:
         mine = [r for r in runs if r["row"] == row]
         stats = {k: (float(np.mean([r[k] for r in mine])),
                      float(np.std([r[k] for r in mine], ddof=1)) if len(mine) > 1 else 0.0) for k in ("mAP", "GAP@20")}
@@ -135,7 +140,7 @@ def run_setting(name: str, args) -> dict:
                         **{f"{k}_std": v[1] for k, v in stats.items()}, "seeds": len(mine)}
         print(f"  {ROWS[row][0]:<66} {stats['mAP'][0]:6.1f} ± {stats['mAP'][1]:3.1f}  "
               f"{stats['GAP@20'][0]:6.1f} ± {stats['GAP@20'][1]:3.1f}")
-    return {"generator_seed": SETTINGS[name], "summary": summary, "runs": runs}
+    return {"summary": summary}
 
 
 def main() -> None:
@@ -146,8 +151,21 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="TrainConfig overrides (default: none, the `mlgraph train` defaults), e.g. lr=0.01")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                        help="train nothing: join the runs of earlier outputs (seeds split over processes)")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "results" / "video_quality.json")
     args = parser.parse_args()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        merged = {**parts[0], "command": " + ".join(p["command"] for p in parts), "settings": {}}
+        for name in SETTINGS:
+            runs = [r for p in parts for r in p["settings"].get(name, {}).get("runs", [])]
+            runs = list({(r["row"], r["seed"]): r for r in runs}.values())  # a run done twice counts once
+            if runs:
+                merged["settings"][name] = {"generator_seed": SETTINGS[name], **summarise(name, runs), "runs": runs}
+        args.output.write_text(json.dumps(merged, indent=2) + "\n")
+        print(f"wrote {args.output}", file=sys.stderr)
+        return
     args.overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     import torch
 
