@@ -164,3 +164,36 @@ def test_score_segments_sees_only_the_segment_frames(clips):
     # the same as running the head on the segment's five frames cut out
     alone = predict_videos(head, test.features[1:2, :, 2:7], np.ones((1, 5), bool))
     np.testing.assert_allclose(s1[2], alone[0], rtol=1e-5, atol=1e-6)
+
+
+def test_defaults_come_from_the_schema_and_the_head(clip_files, tmp_path):
+    """Unset epochs / lr / weight decay / probe / patience: the video defaults, the head's own first;
+    image features keep the image defaults; a value given always wins."""
+    import trainkit
+    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.stages.train_inputs import TrainInputs, resolved_config
+
+    video = TrainInputs(features=clip_files["train"])
+    cma = resolved_config(video, TrainConfig(head="cma"))
+    assert (cma.epochs, cma.lr, cma.weight_decay, cma.probe_epochs, cma.patience) == (40, 1e-2, 1e-4, 10, 10)
+    gap = resolved_config(video, TrainConfig(head="gap", lr=3e-3))
+    assert (gap.epochs, gap.lr, gap.weight_decay) == (40, 3e-3, 1.0)
+    images = TrainInputs(features=trainkit.toy_dataset(tmp_path, n_train=8, n_val=4)["features"])
+    image = resolved_config(images, TrainConfig(head="gap"))
+    assert (image.epochs, image.lr, image.weight_decay, image.patience) == (20, 1e-3, 1e-4, 0)
+
+
+def test_patience_stops_when_validation_stops_improving(clips):
+    from mlgraph_cli.core.batches import TensorSet
+    from mlgraph_cli.core.classifier import Classifier
+    from mlgraph_cli.core.training import TrainConfig, Trainer
+
+    train, test = clips
+    head = build_video_head("video-gap", in_channels=16, num_labels=6)
+    data = TensorSet(torch.as_tensor(train.features), torch.as_tensor(train.labels))
+    val = TensorSet(torch.as_tensor(test.features), torch.as_tensor(test.labels))
+    rows = []
+    config = TrainConfig(epochs=10, lr=1e-12, patience=2, weight_decay=0.0).for_modality("video")  # nothing improves
+    result = Trainer(Classifier(head), data, val, config=config, label_names=[f"l{i}" for i in range(6)],
+                     run_dir=None, device=torch.device("cpu"), on_epoch_end=rows.append).fit()
+    assert result.stopped_early and result.best_epoch == 1 and result.epochs_done == 3 and len(rows) == 3
