@@ -23,6 +23,7 @@ class Head(str, Enum):
     gap = "gap"
     gmp = "gmp"
     mlgcn = "mlgcn"
+    frame_max = "frame-max"
 
 
 class Optimizer(str, Enum):
@@ -68,7 +69,9 @@ def train(
                                            "[default: auto]", panel=HELP_PANEL_DATA)] = None,
     workers: Annotated[Optional[int], _opt("--workers", min=0, help="DataLoader worker processes. [default: 0]",
                                            panel=HELP_PANEL_DATA)] = None,
-    head: Annotated[Optional[Head], _opt("--head", help="Classification head. [default: cma]")] = None,
+    head: Annotated[Optional[Head], _opt("--head", help="Classification head; on video features cma, gap, gmp "
+                                         "are temporal and frame-max is a frame-level reference. "
+                                         "[default: cma]")] = None,
     epochs: Annotated[Optional[int], _opt("--epochs", min=1, help="Epochs. [default: 20 on images, 40 on video]")] = None,
     seed: Annotated[Optional[int], _opt("--seed", help="Seed of the initial weights, batch order and split. "
                                         "[default: 0]")] = None,
