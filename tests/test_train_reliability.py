@@ -128,3 +128,9 @@ def test_hand_edited_config_values_are_one_line(cli, data, two_runs, key, value,
     line = one_line_error(cli("evaluate", run, "--features", data["val"], "-o", "-"))
     assert line == (f"Error: {run / 'config.json'}: {says} (re-train with `mlgraph train`, or restore the run's "
                     "own config.json)")
+
+
+def test_a_video_head_on_image_features_is_one_line(cli, data, tmp_path):
+    line = one_line_error(_train(cli, data, tmp_path / "run", "--head", "frame-max"))
+    assert line == (f"Error: --head frame-max: a head for video features from `mlgraph import-yt8m`, not for images "
+                    f"({data['features']} holds image features) (choose one of: cma, ms-cma, gap, gmp, mlgcn)")
