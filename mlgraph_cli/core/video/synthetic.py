@@ -11,7 +11,8 @@ world, not the clips):
   times the label's unit prototype p_k. Label k is visible in one run of ``visible`` consecutive
   frames (uniform in the range), so a clip-level average dilutes it about T / visible times.
 
-Everything is numpy and seeded. Shapes: features (N, D, T_max) float32 zero-padded, mask (N, T_max)
+:func:`write_clips` writes clips as a video features file (the layout of ``mlgraph import-yt8m``),
+so benchmarks and tests train them through ``mlgraph train``. Everything is numpy and seeded. Shapes: features (N, D, T_max) float32 zero-padded, mask (N, T_max)
 bool, labels (N, C) int8, visible (N, C, T_max) bool (where each carried label is visible).
 """
 
