@@ -134,3 +134,12 @@ def test_a_video_head_on_image_features_is_one_line(cli, data, tmp_path):
     line = one_line_error(_train(cli, data, tmp_path / "run", "--head", "frame-max"))
     assert line == (f"Error: --head frame-max: a head for video features from `mlgraph import-yt8m`, not for images "
                     f"({data['features']} holds image features) (choose one of: cma, ms-cma, gap, gmp, mlgcn)")
+
+
+def test_label_values_outside_minus_one_zero_one_are_refused(cli, data, tmp_path):
+    d = trainkit.planted(48, seed=0)
+    d["y"][5, 2] = 7  # a scrambled byte in the labels
+    bad = trainkit.write_features(tmp_path / "bad.h5", d)
+    line = one_line_error(_train(cli, data, tmp_path / "run", features=bad))
+    assert line == (f"Error: {bad}: 1 label value(s) outside -1, 0, 1 (first: 7 for 'dog' of row 5) "
+                    "(re-extract it with `mlgraph extract IMAGES --annotations ANNOTATIONS`)")
