@@ -13,7 +13,10 @@ Two data settings, from different generator seeds: ``tuning`` (the clips the def
 on) and ``report`` (held out from that choice; the table in docs/video.md). Rows:
 
 - video-gap / video-gmp: mean / max pooling + linear (default `mlgraph train` settings);
-- video-cma: temporal CMA with default settings (`mlgraph train --head cma`);
+- video-cma: temporal CMA with default settings (`mlgraph train --head cma`), and with one-hot
+  label embeddings instead of ASGE (the paper's ablation, `mlgraph embed --method onehot`); for
+  both, the share of a label's attention on the frames where it is visible (positive test
+  (clip, label) pairs; uniform attention gives about 0.1);
 - reference-lr: logistic regression on mean-pooled frames fitted to convergence (scikit-learn,
   its C chosen on validation): what a converged mean-pool linear model reaches;
 - reference-frame-max: the `frame-max` head (a per-frame linear score, max over time).
@@ -47,6 +50,7 @@ ROWS = {
     "video-gap": ("mean pooling + linear", "gap"),
     "video-gmp": ("max pooling + linear", "gmp"),
     "video-cma": ("temporal CMA (ASGE embeddings)", "cma"),
+    "video-cma-onehot": ("temporal CMA, one-hot embeddings (ablation)", "cma"),
     "reference-lr": ("reference: logistic regression on mean-pooled frames, converged", None),
     "reference-frame-max": ("reference: per-frame linear, max over time", "frame-max"),
 }
@@ -66,25 +70,48 @@ def write_setting(folder: Path, seed: int) -> dict[str, Path]:
         paths[split] = write_clips(folder / f"{split}.h5", clips, names, prefix=split)
         if split == "train":
             vectors, _ = asge_embeddings(adjacency(build_label_graph(clips.labels, names), "cond-mean"), seed=seed)
+        if split == "test":
+            paths["visible"] = clips.visible  # (N, C, T): where each carried label is visible
     paths["embeddings"] = folder / "embeddings.h5"
     write_embeddings(paths["embeddings"], LabelEmbeddings(labels=names, vectors=vectors, attrs={"method": "asge"}))
+    paths["embeddings-onehot"] = folder / "embeddings-onehot.h5"
+    onehot = LabelEmbeddings(labels=names, vectors=np.eye(len(names), dtype=np.float32), attrs={"method": "onehot"})
+    write_embeddings(paths["embeddings-onehot"], onehot)
     return paths
 
 
-def train_row(head: str, paths: dict[str, Path], run: Path, seed: int, overrides: dict) -> dict:
+def train_row(head: str, paths: dict[str, Path], run: Path, seed: int, overrides: dict,
+              embeddings: str = "embeddings") -> dict:
     """Train through the stage behind `mlgraph train`, score the test file once (best checkpoint)."""
     from mlgraph_cli.core.training import TrainConfig
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train_inputs import TrainInputs
 
-    inputs = TrainInputs(features=paths["train"], val_features=paths["val"], embeddings=paths["embeddings"])
+    inputs = TrainInputs(features=paths["train"], val_features=paths["val"], embeddings=paths[embeddings])
     start = time.perf_counter()
     result = train(inputs, TrainConfig(head=head, seed=seed, device="cpu", **overrides), run_dir=run, force=True)
     seconds = time.perf_counter() - start
     report = evaluate(run, features=paths["test"], device="cpu", output=run / "test.json").metrics
-    return {"mAP": report["mAP"], "GAP@20": report["GAP@20"], "val_mAP": result.best_map,
-            "best_epoch": result.best_epoch, "epochs": result.epochs_done, "seconds": seconds}
+    out = {"mAP": report["mAP"], "GAP@20": report["GAP@20"], "val_mAP": result.best_map,
+           "best_epoch": result.best_epoch, "epochs": result.epochs_done, "seconds": seconds}
+    if head == "cma":
+        out["attention_on_visible"] = attention_on_visible(run, paths)
+    return out
+
+
+def attention_on_visible(run: Path, paths: dict) -> float:
+    """Mean share of a_k(t) on the frames where label k is visible, over positive test (clip, label) pairs."""
+    import torch
+
+    from mlgraph_cli.core.predict import load_run
+    from mlgraph_cli.core.video.features import load_video_features
+
+    head = load_run(run).model.head
+    test = load_video_features(paths["test"])
+    with torch.no_grad():
+        a = head.attention(torch.as_tensor(test["features"]), torch.as_tensor(test["mask"])).numpy()  # (N, C, T)
+    return float((a * paths["visible"]).sum(-1)[test["labels"].astype(bool)].mean())
 
 
 def reference_lr(paths: dict[str, Path]) -> dict:
@@ -118,8 +145,9 @@ def run_setting(name: str, args) -> dict:
         for row in args.rows:
             head = ROWS[row][1]
             for seed in ([args.seeds[0]] if head is None else args.seeds):
+                emb = "embeddings-onehot" if row.endswith("-onehot") else "embeddings"
                 out = reference_lr(paths) if head is None else train_row(
-                    head, paths, folder / f"{row}-{seed}", seed, args.overrides)
+                    head, paths, folder / f"{row}-{seed}", seed, args.overrides, emb)
                 out.update(row=row, seed=seed)
                 runs.append(out)
                 print(f"  {name} {row:<20} seed {seed}: test mAP {out['mAP']:5.1f}  GAP@20 {out['GAP@20']:5.1f}  "
@@ -134,12 +162,15 @@ def summarise(name: str, runs: list[dict]) -> dict:
     print(f"\n{name} clips (generator seed {SETTINGS[name]}; test mAP / GAP@20, mean ± sample std over seeds)")
     for row in [r for r in ROWS if any(run["row"] == r for run in runs)]:
         mine = [r for r in runs if r["row"] == row]
+        keys = ("mAP", "GAP@20") + (("attention_on_visible",) if all("attention_on_visible" in r for r in mine) else ())
         stats = {k: (float(np.mean([r[k] for r in mine])),
-                     float(np.std([r[k] for r in mine], ddof=1)) if len(mine) > 1 else 0.0) for k in ("mAP", "GAP@20")}
+                     float(np.std([r[k] for r in mine], ddof=1)) if len(mine) > 1 else 0.0) for k in keys}
         summary[row] = {"description": ROWS[row][0], **{f"{k}_mean": v[0] for k, v in stats.items()},
                         **{f"{k}_std": v[1] for k, v in stats.items()}, "seeds": len(mine)}
+        attention = (f"  attention on visible {stats['attention_on_visible'][0]:.2f}"
+                     if "attention_on_visible" in stats else "")
         print(f"  {ROWS[row][0]:<66} {stats['mAP'][0]:6.1f} ± {stats['mAP'][1]:3.1f}  "
-              f"{stats['GAP@20'][0]:6.1f} ± {stats['GAP@20'][1]:3.1f}")
+              f"{stats['GAP@20'][0]:6.1f} ± {stats['GAP@20'][1]:3.1f}{attention}")
     return {"summary": summary}
 
 

@@ -72,7 +72,8 @@ def train(
     head: Annotated[Optional[Head], _opt("--head", help="Classification head; on video features cma, gap, gmp "
                                          "are temporal and frame-max is a frame-level reference. "
                                          "[default: cma]")] = None,
-    epochs: Annotated[Optional[int], _opt("--epochs", min=1, help="Epochs. [default: 20 on images, 40 on video]")] = None,
+    epochs: Annotated[Optional[int], _opt("--epochs", min=1,
+                                          help="Epochs. [default: 20 on images, 40 on video]")] = None,
     seed: Annotated[Optional[int], _opt("--seed", help="Seed of the initial weights, batch order and split. "
                                         "[default: 0]")] = None,
     threshold: Annotated[Optional[float], _opt("--threshold", help="Probability at which a label counts as "
