@@ -44,10 +44,18 @@ def test_stages_of_training_and_evaluation_import_no_other_stage(stage):
     assert others <= OWN_HELPERS.get(stage, set()), others
 
 
+def test_train_help_takes_its_defaults_from_the_dataclasses():
+    from mlgraph_cli.cli.train import _d, _dm
+
+    assert _d("batch_size") == "\\[default: 32]" and _d("head") == "\\[default: cma]"
+    assert _dm("epochs") == "\\[default: 20 on images, 40 on video]"
+    assert _dm("lr") == "\\[default: 0.001 on images, 0.01 on video]"
+
+
 def test_cli_train_imports_only_its_stage_and_common_helpers():
     names = {n for n in _imports(PACKAGE / "cli" / "train.py") if n.startswith("mlgraph_cli.")}
     allowed = ("mlgraph_cli.cli._common", "mlgraph_cli.stages.train", "mlgraph_cli.errors",
-               "mlgraph_cli.core.distributed")  # stages.train also covers stages.train_inputs (TrainInputs)
+               "mlgraph_cli.core.distributed", "mlgraph_cli.core.train_config")  # stages.train also covers stages.train_inputs (TrainInputs)
     assert all(n.startswith(allowed) for n in names), sorted(names)
     assert "mlgraph_cli.core.models" not in names and "mlgraph_cli.core.project" not in names
 

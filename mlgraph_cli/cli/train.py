@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from mlgraph_cli.cli._common import RichProgress, err, handle_errors, load_project, summary
+from mlgraph_cli.core.train_config import MODALITY_DEFAULTS, TrainConfig  # plain dataclasses: no torch
 
 EPILOG = ("Example: mlgraph train --features features.h5 --embeddings embeddings.h5 --head cma --epochs 20 "
           "-o runs/train/cma")
@@ -43,6 +44,18 @@ class Cache(str, Enum):
     disk = "disk"
 
 
+def _d(name: str) -> str:
+    """``[default: X]`` from TrainConfig (escaped for rich markup), so help never repeats a default by hand."""
+    value = TrainConfig.__dataclass_fields__[name].default
+    return f"\\[default: {value:g}]" if isinstance(value, float) else f"\\[default: {value}]"
+
+
+def _dm(name: str) -> str:
+    """``[default: A on images, B on video]`` from the per-modality defaults."""
+    image, video = MODALITY_DEFAULTS["image"][name], MODALITY_DEFAULTS["video"][name]
+    return f"\\[default: {image:g} on images, {video:g} on video]"
+
+
 def _opt(*names: str, help: str, panel: str | None = None, **kw):
     return typer.Option(*names, help=help, show_default=False, rich_help_panel=panel, **kw)
 
@@ -63,21 +76,21 @@ def train(
     val_fraction: Annotated[Optional[float], _opt("--val-fraction", help="Share of the training data held out for "
                                                   "validation when no validation file is given; a reproducible split "
                                                   "by --seed, recorded in split.json. 0 = no validation. "
-                                                  "[default: 0.1]", panel=HELP_PANEL_DATA)] = None,
+                                                  f"{_d('val_fraction')}", panel=HELP_PANEL_DATA)] = None,
     cache: Annotated[Optional[Cache], _opt("--cache", help="ram: load the features into memory; disk: read the file "
                                            "per batch; auto: ram when it fits in half the free memory. "
-                                           "[default: auto]", panel=HELP_PANEL_DATA)] = None,
-    workers: Annotated[Optional[int], _opt("--workers", min=0, help="DataLoader worker processes. [default: 0]",
+                                           f"{_d('cache')}", panel=HELP_PANEL_DATA)] = None,
+    workers: Annotated[Optional[int], _opt("--workers", min=0, help=f"DataLoader worker processes. {_d('workers')}",
                                            panel=HELP_PANEL_DATA)] = None,
     head: Annotated[Optional[Head], _opt("--head", help="Classification head; on video features cma, gap, gmp "
                                          "are temporal and frame-max is a frame-level reference. "
-                                         "[default: cma]")] = None,
+                                         f"{_d('head')}")] = None,
     epochs: Annotated[Optional[int], _opt("--epochs", min=1,
-                                          help="Epochs. [default: 20 on images, 40 on video]")] = None,
+                                          help=f"Epochs. {_dm('epochs')}")] = None,
     seed: Annotated[Optional[int], _opt("--seed", help="Seed of the initial weights, batch order and split. "
-                                        "[default: 0]")] = None,
+                                        f"{_d('seed')}")] = None,
     threshold: Annotated[Optional[float], _opt("--threshold", help="Probability at which a label counts as "
-                                               "predicted (CP/CR/F1 and predict). [default: 0.5]")] = None,
+                                               f"predicted (CP/CR/F1 and predict). {_d('threshold')}")] = None,
     output: Annotated[Optional[Path], _opt("-o", "--output", help="Run folder. Default: runs/train/exp, exp2, ... "
                                            "(\\[artifacts] runs in a project).")] = None,
     name: Annotated[Optional[str], _opt("--name", help="Run name under the runs folder (numbered if taken).")] = None,
@@ -85,31 +98,31 @@ def train(
                                            "checkpoint left it, with its own settings.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the run in -o if there is one.")] = False,
     batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, help="Global batch size (split over torchrun "
-                                              "processes). [default: 32]", panel=HELP_PANEL_OPT)] = None,
-    lr: Annotated[Optional[float], _opt("--lr", help="Peak learning rate of the head. [default: 0.001 on images, "
-                                        "0.01 on video]", panel=HELP_PANEL_OPT)] = None,
+                                              f"processes). {_d('batch_size')}", panel=HELP_PANEL_OPT)] = None,
+    lr: Annotated[Optional[float], _opt("--lr", help=f"Peak learning rate of the head. {_dm('lr')}",
+                                        panel=HELP_PANEL_OPT)] = None,
     weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="Weight decay (not on biases and norms). "
-                                                  "[default: 0.0001; 1.0 for the video pooling heads]",
+                                                  f"{_dm('weight_decay')[:-1]}; 1 for the video pooling heads]",
                                                   panel=HELP_PANEL_OPT)] = None,
-    optimizer: Annotated[Optional[Optimizer], _opt("--optimizer", help="[default: adamw]",
+    optimizer: Annotated[Optional[Optimizer], _opt("--optimizer", help=f"{_d('optimizer')}",
                                                    panel=HELP_PANEL_OPT)] = None,
     schedule: Annotated[Optional[Schedule], _opt("--schedule", help="Learning-rate schedule, stepped per batch. "
-                                                 "[default: cosine]", panel=HELP_PANEL_OPT)] = None,
+                                                 f"{_d('schedule')}", panel=HELP_PANEL_OPT)] = None,
     warmup_epochs: Annotated[Optional[float], _opt("--warmup-epochs", help="Linear warm-up (cosine) or rise share "
-                                                   "(onecycle). [default: 0]", panel=HELP_PANEL_OPT)] = None,
-    clip_grad: Annotated[Optional[float], _opt("--clip-grad", help="Max gradient norm, 0 = off. [default: 10]",
+                                                   f"(onecycle). {_d('warmup_epochs')}", panel=HELP_PANEL_OPT)] = None,
+    clip_grad: Annotated[Optional[float], _opt("--clip-grad", help=f"Max gradient norm, 0 = off. {_d('clip_grad')}",
                                                panel=HELP_PANEL_OPT)] = None,
-    amp: Annotated[Optional[bool], _opt("--amp/--no-amp", help="Mixed precision (CUDA only). [default: on for "
+    amp: Annotated[Optional[bool], _opt("--amp/--no-amp", help="Mixed precision (CUDA only). \\[default: on for "
                                         "CUDA]", panel=HELP_PANEL_OPT)] = None,
     probe_epochs: Annotated[Optional[int], _opt("--probe-epochs", min=0, help="Video cma only: epochs of the "
                                                 "mean-pool probe the head starts from, before --epochs. "
-                                                "[default: 10]", panel=HELP_PANEL_OPT)] = None,
+                                                f"\\[default: {MODALITY_DEFAULTS['video']['probe_epochs']}]",
+                                                panel=HELP_PANEL_OPT)] = None,
     patience: Annotated[Optional[int], _opt("--patience", min=0, help="Stop when validation mAP has not improved "
-                                            "for this many epochs; 0 = never. [default: 0 on images, 10 "
-                                            "on video]",
+                                            f"for this many epochs; 0 = never. {_dm('patience')}",
                                             panel=HELP_PANEL_OPT)] = None,
     device: Annotated[Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N. Under torchrun each process "
-                                          "takes cuda:LOCAL_RANK. [default: auto]", panel=HELP_PANEL_OPT)] = None,
+                                          f"takes cuda:LOCAL_RANK. {_d('device')}", panel=HELP_PANEL_OPT)] = None,
     images: Annotated[Optional[Path], _opt("--images", help="Image folder: train end to end, fine-tuning the "
                                            "backbone.", panel=HELP_PANEL_E2E)] = None,
     annotations: Annotated[Optional[Path], _opt("--annotations", help="Annotations of --images. Default: "
@@ -119,17 +132,17 @@ def train(
     val_annotations: Annotated[Optional[Path], _opt("--val-annotations", help="Validation annotations.",
                                                     panel=HELP_PANEL_E2E)] = None,
     backbone: Annotated[Optional[str], _opt("--backbone", help="As in `mlgraph extract`. "
-                                            "[default: efficientnet-lite0]",
+                                            f"{_d('backbone')}",
                                             panel=HELP_PANEL_E2E)] = None,
     weights: Annotated[Optional[str], _opt("--weights", help="Backbone weights: a name, a file, or none. "
-                                           "[default: DEFAULT]", panel=HELP_PANEL_E2E)] = None,
+                                           f"{_d('weights')}", panel=HELP_PANEL_E2E)] = None,
     image_size: Annotated[Optional[int], _opt("--image-size", min=1, help="Input side in px. "
-                                              "[default: 448 torchvision, 224 efficientnet-lite0]",
+                                              "\\[default: 448 torchvision, 224 efficientnet-lite0]",
                                               panel=HELP_PANEL_E2E)] = None,
     layer: Annotated[Optional[list[str]], _opt("--layer", help="Backbone stage; twice for ms-cma.",
                                                panel=HELP_PANEL_E2E)] = None,
     backbone_lr_scale: Annotated[Optional[float], _opt("--backbone-lr-scale", help="Backbone lr = lr x this. "
-                                                       "[default: 0.1]", panel=HELP_PANEL_E2E)] = None,
+                                                       f"{_d('backbone_lr_scale')}", panel=HELP_PANEL_E2E)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train a classification head on cached features (or end to end on images) and write a run folder:
