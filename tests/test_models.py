@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from mlgraph_cli.core.graph import adjacency as graph_adjacency
 from mlgraph_cli.core.graph import build_label_graph
-from mlgraph_cli.core.models import HEADS, build_head, normalize_adjacency
+from mlgraph_cli.core.models import HEADS, build_head, head_modality, heads_for, normalize_adjacency, resolve_head
 from mlgraph_cli.errors import InputError, MismatchError
 
 B, D, H, W, C, E = 2, 8, 4, 4, 5, 6
@@ -56,8 +56,26 @@ def inputs(name: str):
     return torch.randn(B, D, H, W)
 
 
+IMAGE_HEADS = sorted(n for n in HEADS if head_modality(n) == "image")
+
+
 def test_registry_names():
-    assert set(HEADS) == {"cma", "ms-cma", "gap", "gmp", "mlgcn"}
+    """One registry: image heads and temporal heads side by side, each knowing its modality."""
+    assert set(IMAGE_HEADS) == {"cma", "ms-cma", "gap", "gmp", "mlgcn"}
+    assert {n for n in HEADS if head_modality(n) == "video"} == {"video-cma", "video-gap", "video-gmp",
+                                                                "video-frame-max"}
+    assert heads_for("video") == ["cma", "gap", "gmp", "frame-max"]
+
+
+def test_resolve_head_by_modality():
+    assert resolve_head("cma", "image") == "cma" and resolve_head("cma", "video") == "video-cma"
+    assert resolve_head("video-gap", "video") == "video-gap"
+    with pytest.raises(InputError, match=r"^--head mlgcn: not a head for video; f.h5 holds video features"):
+        resolve_head("mlgcn", "video", "f.h5")
+    with pytest.raises(InputError, match=r"^--head frame-max: a head for video features .*not for images"):
+        resolve_head("frame-max", "image")
+    with pytest.raises(InputError, match=r"^--head gcn: unknown head \(choose one of: cma, ms-cma, gap, gmp, mlgcn\)"):
+        resolve_head("gcn", "image")
 
 
 @pytest.mark.parametrize("name,options", CASES)
@@ -77,7 +95,7 @@ def test_forward_backward(name, options):
         assert any(k.endswith("embeddings") for k in head.state_dict())  # a checkpoint carries them
 
 
-@pytest.mark.parametrize("name", sorted(HEADS))
+@pytest.mark.parametrize("name", IMAGE_HEADS)
 def test_flags(name):
     head = make(name)
     assert head.multi_scale == (name == "ms-cma")
@@ -207,7 +225,7 @@ def test_mlgcn_uses_the_graph():
 
 
 def test_unknown_head_and_option():
-    with pytest.raises(InputError, match=r"unknown head 'gcn' \(choose one of: cma, ms-cma, gap, gmp, mlgcn\)"):
+    with pytest.raises(InputError, match=r"unknown head 'gcn' \(choose one of: cma, ms-cma, gap, gmp, mlgcn, video-cma"):
         build_head("gcn", in_channels=D, num_labels=C)
     with pytest.raises(InputError, match=r"head 'gap' has no option cmt_layers \(its options: dropout\)"):
         build_head("gap", in_channels=D, num_labels=C, cmt_layers=2)
@@ -244,7 +262,7 @@ def test_attention_stays_float32_under_mixed_precision():
     assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("name", sorted(HEADS))
+@pytest.mark.parametrize("name", IMAGE_HEADS)
 def test_float16_cached_features(name):
     head = make(name).eval()
     x = inputs(name)

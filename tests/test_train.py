@@ -313,10 +313,10 @@ def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cli, data, tmp_path,
 
     real = training._epoch_line
 
-    def interrupt_after_first(row, epochs):
+    def interrupt_after_first(row, epochs, label="epoch"):
         if row["epoch"] == 1:
             raise KeyboardInterrupt  # as if Ctrl-C arrived just after epoch 1 was saved
-        return real(row, epochs)
+        return real(row, epochs, label)
 
     monkeypatch.setattr(training, "_epoch_line", interrupt_after_first)
     run = tmp_path / "run"

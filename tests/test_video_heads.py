@@ -105,7 +105,7 @@ def test_image_head_names_map_to_video_heads():
 
 
 def test_head_errors():
-    with pytest.raises(InputError, match="unknown video head 'mlgcn'"):
+    with pytest.raises(InputError, match="--head mlgcn: not a head for video"):
         build_video_head("mlgcn", in_channels=D, num_labels=C)
     with pytest.raises(InputError, match="head 'video-cma' has no option heads"):
         build_video_head("video-cma", in_channels=D, num_labels=C, embeddings=torch.randn(C, E), heads=2)

@@ -165,7 +165,7 @@ def test_evaluate_reports_gap_and_segment_map(chain, tmp_path):
     head = load_run(chain["run"]).model.head
     data = load_video_features(chain["val_h5"])
     with torch.no_grad():
-        scores = predict_videos(head, data["features"], data["mask"])
+        scores = predict_videos(head, data["features"], data["mask"], batch_size=5)  # the batches of evaluate
         seg = data["segments"]
         per_segment = score_segments(head, data["features"], data["mask"], seg.video, seg.start)
     reference = video_metrics(scores, data["labels"])
@@ -348,4 +348,4 @@ def test_train_image_head_on_video(cli, chain, tmp_path):
     line = one_line_error(cli("train", "--features", chain["train"], "--head", "mlgcn", "-o", tmp_path / "r",
                               "--device", "cpu"))
     assert line == (f"Error: --head mlgcn: not a head for video; {chain['train']} holds video features from "
-                    "`mlgraph import-yt8m` (choose one of: cma, gap, gmp)")
+                    "`mlgraph import-yt8m` (choose one of: cma, gap, gmp, frame-max)")

@@ -1,6 +1,8 @@
-"""The video trainer, per-video prediction, per-segment scoring, and the generated clips."""
+"""Video on the one trainer, per-video prediction, per-segment scoring, and the generated clips."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 from mlgraph_cli.core.video.heads import build_video_head
 from mlgraph_cli.core.video.metrics import video_metrics
 from mlgraph_cli.core.video.synthetic import make_world, sample_clips
-from mlgraph_cli.core.video.training import VideoTrainConfig, fit_video_head, predict_videos, score_segments
+from mlgraph_cli.core.video.training import predict_videos, score_segments
 
 CLIPS = dict(frames=(10, 16), visible=(2, 3), signal=1.5, noise=1.0, scene=1.0, p_label=0.5, p_two_groups=0.3)
 
@@ -36,24 +38,78 @@ def test_generated_clips_follow_their_recipe(clips):
     assert same > other
 
 
-@pytest.mark.parametrize("name", ["video-cma", "video-gap"])
-def test_fit_lowers_the_loss_and_beats_chance(clips, name):
+@pytest.fixture(scope="module")
+def clip_files(clips, tmp_path_factory):
+    """The clips as video features files (the layout of `mlgraph import-yt8m`) and embeddings."""
+    from mlgraph_cli.core.embeddings import LabelEmbeddings, write_embeddings
+    from mlgraph_cli.core.video.synthetic import write_clips
+
+    root = tmp_path_factory.mktemp("clips")
+    names = [f"l{i}" for i in range(6)]
     train, test = clips
+    emb = root / "e.h5"
+    write_embeddings(emb, LabelEmbeddings(labels=names, vectors=np.random.default_rng(0).normal(size=(6, 8))
+                                          .astype(np.float32)))
+    return {"train": write_clips(root / "train.h5", train, names), "test": write_clips(root / "test.h5", test, names),
+            "embeddings": emb}
+
+
+@pytest.mark.parametrize("name", ["cma", "gap"])
+def test_the_one_trainer_fits_temporal_heads(clip_files, clips, name, tmp_path):
+    """Temporal heads train through the stage behind `mlgraph train` (no second loop): the loss
+    falls, validation picks the best epoch, and the test clips score far above chance."""
+    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.stages.evaluate import evaluate
+    from mlgraph_cli.stages.train import train
+    from mlgraph_cli.stages.train_inputs import TrainInputs
+
+    inputs = TrainInputs(features=clip_files["train"], val_features=clip_files["test"],
+                         embeddings=clip_files["embeddings"])
+    config = TrainConfig(head=name, epochs=8, probe_epochs=3, batch_size=16, lr=1e-2, device="cpu")
+    result = train(inputs, config, run_dir=tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and rows[-1]["train_loss"] < 0.9 * rows[0]["train_loss"]
+    run_config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert run_config["modality"] == "video" and run_config["head"]["name"] == f"video-{name}"
+    assert ("probe" in run_config) == (name == "cma")  # only CMA starts from a mean-pool probe
+    if name == "cma":
+        assert run_config["probe"]["epochs"] == 3 and run_config["probe"]["videos"] == 120
+    m = evaluate(tmp_path / "run", features=clip_files["test"], device="cpu", output=tmp_path / "m.json").metrics
+    assert m["mAP"] == pytest.approx(result.best_map)  # the best epoch, scored again from its weights
+    assert m["mAP"] > 100 * clips[1].labels.mean() + 15
+
+
+def test_probe_start_trains_a_mean_pool_probe_with_the_trainer(clips):
+    from mlgraph_cli.core.classifier import Classifier
+    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.video.training import probe_start
+
+    train, _ = clips
     torch.manual_seed(0)
-    emb = torch.randn(6, 8) if name == "video-cma" else None
-    head = build_video_head(name, in_channels=16, num_labels=6, embeddings=emb)
-    config = VideoTrainConfig(epochs=8, batch_size=16, lr=1e-2, seed=0, probe_epochs=3)
-    result = fit_video_head(head, train.features, train.mask, train.labels, config,
-                            evaluate=lambda h: {"n": 1.0})
-    probe = 3 if name == "video-cma" else 0  # only CMA starts from a mean-pool probe
-    assert [e["phase"] for e in result.history] == ["probe"] * probe + ["train"] * 8
-    losses = [e["loss"] for e in result.history]
-    assert losses[-1] < 0.8 * losses[0]
-    assert result.history[-1]["n"] == 1.0
-    scores = predict_videos(head, test.features, test.mask)
-    assert scores.shape == (60, 6) and scores.min() >= 0 and scores.max() <= 1
-    chance = 100 * test.labels.mean()
-    assert video_metrics(scores, test.labels)["mAP"] > chance + 15
+    head = build_video_head("cma", in_channels=16, num_labels=6, embeddings=torch.randn(6, 8))
+    start = head.weight.detach().clone()
+    config = TrainConfig(head="cma", epochs=4, lr=1e-2, probe_epochs=2, batch_size=32).for_modality("video")
+    info = probe_start(Classifier(head), _Masked(train), config, torch.device("cpu"))
+    assert info["epochs"] == 2 and info["videos"] == 120 and np.isfinite(info["loss"])
+    assert not torch.allclose(head.weight, start)  # the classifiers are now the trained probe's
+    assert probe_start(Classifier(head), _Masked(train), TrainConfig(probe_epochs=0).for_modality("video"),
+                       torch.device("cpu")) is None
+
+
+class _Masked(torch.utils.data.Dataset):
+    """Generated clips batched as FeatureSet batches them (x, y, and the mask of real frames)."""
+
+    def __init__(self, clips) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, positions):
+        pos = np.asarray(positions)
+        return {"x": torch.as_tensor(self.clips.features[pos]), "aux": None,
+                "y": torch.as_tensor(self.clips.labels[pos]), "index": torch.as_tensor(pos),
+                "mask": torch.as_tensor(self.clips.mask[pos])}
 
 
 def test_init_from_probe_makes_cosines_read_the_probe():
@@ -73,23 +129,19 @@ def test_init_from_probe_makes_cosines_read_the_probe():
 
 
 def test_ignored_targets_do_not_train(clips):
+    """-1 targets leave the loss: a head trained on nothing but -1 keeps its weights."""
+    from mlgraph_cli.core.batches import TensorSet
+    from mlgraph_cli.core.classifier import Classifier
+    from mlgraph_cli.core.training import TrainConfig, Trainer
+
     train, _ = clips
     head = build_video_head("video-gap", in_channels=16, num_labels=6)
     before = head.fc.weight.detach().clone()
-    fit_video_head(head, train.features, train.mask, np.full_like(train.labels, -1),
-                   VideoTrainConfig(epochs=1, batch_size=64, weight_decay=0.0))
+    data = TensorSet(torch.as_tensor(train.features), torch.full(train.labels.shape, -1, dtype=torch.int8))
+    config = TrainConfig(epochs=1, batch_size=64, weight_decay=0.0).for_modality("video")
+    Trainer(Classifier(head), data, None, config=config, label_names=[], run_dir=None,
+            device=torch.device("cpu")).fit()
     torch.testing.assert_close(head.fc.weight, before)
-
-
-def test_attention_lr_gets_its_own_group(clips):
-    train, _ = clips
-    head = build_video_head("video-cma", in_channels=16, num_labels=6, embeddings=torch.randn(6, 8))
-    before = {k: v.clone() for k, v in head.cmt.state_dict().items()}
-    fit_video_head(head, train.features[:16], train.mask[:16], train.labels[:16],
-                   VideoTrainConfig(epochs=1, batch_size=16, lr=1e-2, attention_lr=1e-12, weight_decay=0.0,
-                                    probe_epochs=0))
-    for k, v in head.cmt.state_dict().items():
-        torch.testing.assert_close(v, before[k], atol=1e-9, rtol=0)
 
 
 def test_score_segments_sees_only_the_segment_frames(clips):
@@ -114,24 +166,34 @@ def test_score_segments_sees_only_the_segment_frames(clips):
     np.testing.assert_allclose(s1[2], alone[0], rtol=1e-5, atol=1e-6)
 
 
-def test_train_on_an_imported_file(tmp_path):
-    """import-yt8m output -> load_video_features -> fit -> segment scores: the pieces fit together."""
-    from mlgraph_cli.core.video.features import load_video_features
-    from mlgraph_cli.core.video.metrics import segment_map
-    from mlgraph_cli.core.video.tfrecord import write_records
-    from mlgraph_cli.core.video.yt8m import encode_frame_record
-    from mlgraph_cli.stages.import_yt8m import ImportYt8mConfig, import_yt8m
+def test_defaults_come_from_the_schema_and_the_head(clip_files, tmp_path):
+    """Unset epochs / lr / weight decay / probe / patience: the video defaults, the head's own first;
+    image features keep the image defaults; a value given always wins."""
+    import trainkit
+    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.stages.train_inputs import TrainInputs, resolved_config
 
-    rng = np.random.default_rng(0)
-    records = [encode_frame_record(f"v{i}", [i % 3], rng.integers(0, 256, (8, 1024)), rng.integers(0, 256, (8, 128)),
-                                   segments=[(0, i % 3, 1.0), (3, (i + 1) % 3, 0.0)]) for i in range(6)]
-    write_records(tmp_path / "val.tfrecord", records)
-    import_yt8m([tmp_path / "val.tfrecord"], tmp_path / "val.h5", ImportYt8mConfig(max_frames=10))
-    data = load_video_features(tmp_path / "val.h5")
-    head = build_video_head("video-cma", in_channels=1152, num_labels=3, embeddings=torch.eye(3))
-    fit_video_head(head, data["features"], data["mask"], data["labels"],
-                   VideoTrainConfig(epochs=2, batch_size=4, probe_epochs=1))
-    seg = data["segments"]
-    scores = score_segments(head, data["features"], data["mask"], seg.video, seg.start)  # (S, C)
-    report = segment_map(scores[np.arange(len(seg)), seg.label], seg.label, seg.score > 0)
-    assert report["classes"] == 3 and 0 <= report["MAP@100000"] <= 100
+    video = TrainInputs(features=clip_files["train"])
+    cma = resolved_config(video, TrainConfig(head="cma"))
+    assert (cma.epochs, cma.lr, cma.weight_decay, cma.probe_epochs, cma.patience) == (40, 1e-2, 1e-4, 10, 10)
+    gap = resolved_config(video, TrainConfig(head="gap", lr=3e-3))
+    assert (gap.epochs, gap.lr, gap.weight_decay) == (40, 3e-3, 1.0)
+    images = TrainInputs(features=trainkit.toy_dataset(tmp_path, n_train=8, n_val=4)["features"])
+    image = resolved_config(images, TrainConfig(head="gap"))
+    assert (image.epochs, image.lr, image.weight_decay, image.patience) == (20, 1e-3, 1e-4, 0)
+
+
+def test_patience_stops_when_validation_stops_improving(clips):
+    from mlgraph_cli.core.batches import TensorSet
+    from mlgraph_cli.core.classifier import Classifier
+    from mlgraph_cli.core.training import TrainConfig, Trainer
+
+    train, test = clips
+    head = build_video_head("video-gap", in_channels=16, num_labels=6)
+    data = TensorSet(torch.as_tensor(train.features), torch.as_tensor(train.labels))
+    val = TensorSet(torch.as_tensor(test.features), torch.as_tensor(test.labels))
+    rows = []
+    config = TrainConfig(epochs=10, lr=1e-12, patience=2, weight_decay=0.0).for_modality("video")  # nothing improves
+    result = Trainer(Classifier(head), data, val, config=config, label_names=[f"l{i}" for i in range(6)],
+                     run_dir=None, device=torch.device("cpu"), on_epoch_end=rows.append).fit()
+    assert result.stopped_early and result.best_epoch == 1 and result.epochs_done == 3 and len(rows) == 3

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from mlgraph_cli.cli._common import RichProgress, err, handle_errors, load_project, summary
+from mlgraph_cli.core.train_config import MODALITY_DEFAULTS, TrainConfig  # plain dataclasses: no torch
 
 EPILOG = ("Example: mlgraph train --features features.h5 --embeddings embeddings.h5 --head cma --epochs 20 "
           "-o runs/train/cma")
@@ -23,6 +24,7 @@ class Head(str, Enum):
     gap = "gap"
     gmp = "gmp"
     mlgcn = "mlgcn"
+    frame_max = "frame-max"
 
 
 class Optimizer(str, Enum):
@@ -40,6 +42,18 @@ class Cache(str, Enum):
     auto = "auto"
     ram = "ram"
     disk = "disk"
+
+
+def _d(name: str) -> str:
+    """``[default: X]`` from TrainConfig (escaped for rich markup), so help never repeats a default by hand."""
+    value = TrainConfig.__dataclass_fields__[name].default
+    return f"\\[default: {value:g}]" if isinstance(value, float) else f"\\[default: {value}]"
+
+
+def _dm(name: str) -> str:
+    """``[default: A on images, B on video]`` from the per-modality defaults."""
+    image, video = MODALITY_DEFAULTS["image"][name], MODALITY_DEFAULTS["video"][name]
+    return f"\\[default: {image:g} on images, {video:g} on video]"
 
 
 def _opt(*names: str, help: str, panel: str | None = None, **kw):
@@ -62,18 +76,21 @@ def train(
     val_fraction: Annotated[Optional[float], _opt("--val-fraction", help="Share of the training data held out for "
                                                   "validation when no validation file is given; a reproducible split "
                                                   "by --seed, recorded in split.json. 0 = no validation. "
-                                                  "[default: 0.1]", panel=HELP_PANEL_DATA)] = None,
+                                                  f"{_d('val_fraction')}", panel=HELP_PANEL_DATA)] = None,
     cache: Annotated[Optional[Cache], _opt("--cache", help="ram: load the features into memory; disk: read the file "
                                            "per batch; auto: ram when it fits in half the free memory. "
-                                           "[default: auto]", panel=HELP_PANEL_DATA)] = None,
-    workers: Annotated[Optional[int], _opt("--workers", min=0, help="DataLoader worker processes. [default: 0]",
+                                           f"{_d('cache')}", panel=HELP_PANEL_DATA)] = None,
+    workers: Annotated[Optional[int], _opt("--workers", min=0, help=f"DataLoader worker processes. {_d('workers')}",
                                            panel=HELP_PANEL_DATA)] = None,
-    head: Annotated[Optional[Head], _opt("--head", help="Classification head. [default: cma]")] = None,
-    epochs: Annotated[Optional[int], _opt("--epochs", min=1, help="Epochs. [default: 20]")] = None,
+    head: Annotated[Optional[Head], _opt("--head", help="Classification head; on video features cma, gap, gmp "
+                                         "are temporal and frame-max is a frame-level reference. "
+                                         f"{_d('head')}")] = None,
+    epochs: Annotated[Optional[int], _opt("--epochs", min=1,
+                                          help=f"Epochs. {_dm('epochs')}")] = None,
     seed: Annotated[Optional[int], _opt("--seed", help="Seed of the initial weights, batch order and split. "
-                                        "[default: 0]")] = None,
+                                        f"{_d('seed')}")] = None,
     threshold: Annotated[Optional[float], _opt("--threshold", help="Probability at which a label counts as "
-                                               "predicted (CP/CR/F1 and predict). [default: 0.5]")] = None,
+                                               f"predicted (CP/CR/F1 and predict). {_d('threshold')}")] = None,
     output: Annotated[Optional[Path], _opt("-o", "--output", help="Run folder. Default: runs/train/exp, exp2, ... "
                                            "(\\[artifacts] runs in a project).")] = None,
     name: Annotated[Optional[str], _opt("--name", help="Run name under the runs folder (numbered if taken).")] = None,
@@ -81,26 +98,31 @@ def train(
                                            "checkpoint left it, with its own settings.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the run in -o if there is one.")] = False,
     batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, help="Global batch size (split over torchrun "
-                                              "processes). [default: 32]", panel=HELP_PANEL_OPT)] = None,
-    lr: Annotated[Optional[float], _opt("--lr", help="Peak learning rate of the head. [default: 0.001]",
+                                              f"processes). {_d('batch_size')}", panel=HELP_PANEL_OPT)] = None,
+    lr: Annotated[Optional[float], _opt("--lr", help=f"Peak learning rate of the head. {_dm('lr')}",
                                         panel=HELP_PANEL_OPT)] = None,
     weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="Weight decay (not on biases and norms). "
-                                                  "[default: 0.0001]", panel=HELP_PANEL_OPT)] = None,
-    optimizer: Annotated[Optional[Optimizer], _opt("--optimizer", help="[default: adamw]",
+                                                  f"{_dm('weight_decay')[:-1]}; 1 for the video pooling heads]",
+                                                  panel=HELP_PANEL_OPT)] = None,
+    optimizer: Annotated[Optional[Optimizer], _opt("--optimizer", help=f"{_d('optimizer')}",
                                                    panel=HELP_PANEL_OPT)] = None,
     schedule: Annotated[Optional[Schedule], _opt("--schedule", help="Learning-rate schedule, stepped per batch. "
-                                                 "[default: cosine]", panel=HELP_PANEL_OPT)] = None,
+                                                 f"{_d('schedule')}", panel=HELP_PANEL_OPT)] = None,
     warmup_epochs: Annotated[Optional[float], _opt("--warmup-epochs", help="Linear warm-up (cosine) or rise share "
-                                                   "(onecycle). [default: 0]", panel=HELP_PANEL_OPT)] = None,
-    clip_grad: Annotated[Optional[float], _opt("--clip-grad", help="Max gradient norm, 0 = off. [default: 10]",
+                                                   f"(onecycle). {_d('warmup_epochs')}", panel=HELP_PANEL_OPT)] = None,
+    clip_grad: Annotated[Optional[float], _opt("--clip-grad", help=f"Max gradient norm, 0 = off. {_d('clip_grad')}",
                                                panel=HELP_PANEL_OPT)] = None,
-    amp: Annotated[Optional[bool], _opt("--amp/--no-amp", help="Mixed precision (CUDA only). [default: on for "
+    amp: Annotated[Optional[bool], _opt("--amp/--no-amp", help="Mixed precision (CUDA only). \\[default: on for "
                                         "CUDA]", panel=HELP_PANEL_OPT)] = None,
     probe_epochs: Annotated[Optional[int], _opt("--probe-epochs", min=0, help="Video cma only: epochs of the "
                                                 "mean-pool probe the head starts from, before --epochs. "
-                                                "[default: half of --epochs]", panel=HELP_PANEL_OPT)] = None,
+                                                f"\\[default: {MODALITY_DEFAULTS['video']['probe_epochs']}]",
+                                                panel=HELP_PANEL_OPT)] = None,
+    patience: Annotated[Optional[int], _opt("--patience", min=0, help="Stop when validation mAP has not improved "
+                                            f"for this many epochs; 0 = never. {_dm('patience')}",
+                                            panel=HELP_PANEL_OPT)] = None,
     device: Annotated[Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N. Under torchrun each process "
-                                          "takes cuda:LOCAL_RANK. [default: auto]", panel=HELP_PANEL_OPT)] = None,
+                                          f"takes cuda:LOCAL_RANK. {_d('device')}", panel=HELP_PANEL_OPT)] = None,
     images: Annotated[Optional[Path], _opt("--images", help="Image folder: train end to end, fine-tuning the "
                                            "backbone.", panel=HELP_PANEL_E2E)] = None,
     annotations: Annotated[Optional[Path], _opt("--annotations", help="Annotations of --images. Default: "
@@ -110,56 +132,43 @@ def train(
     val_annotations: Annotated[Optional[Path], _opt("--val-annotations", help="Validation annotations.",
                                                     panel=HELP_PANEL_E2E)] = None,
     backbone: Annotated[Optional[str], _opt("--backbone", help="As in `mlgraph extract`. "
-                                            "[default: efficientnet-lite0]",
+                                            f"{_d('backbone')}",
                                             panel=HELP_PANEL_E2E)] = None,
     weights: Annotated[Optional[str], _opt("--weights", help="Backbone weights: a name, a file, or none. "
-                                           "[default: DEFAULT]", panel=HELP_PANEL_E2E)] = None,
+                                           f"{_d('weights')}", panel=HELP_PANEL_E2E)] = None,
     image_size: Annotated[Optional[int], _opt("--image-size", min=1, help="Input side in px. "
-                                              "[default: 448 torchvision, 224 efficientnet-lite0]",
+                                              "\\[default: 448 torchvision, 224 efficientnet-lite0]",
                                               panel=HELP_PANEL_E2E)] = None,
     layer: Annotated[Optional[list[str]], _opt("--layer", help="Backbone stage; twice for ms-cma.",
                                                panel=HELP_PANEL_E2E)] = None,
     backbone_lr_scale: Annotated[Optional[float], _opt("--backbone-lr-scale", help="Backbone lr = lr x this. "
-                                                       "[default: 0.1]", panel=HELP_PANEL_E2E)] = None,
+                                                       f"{_d('backbone_lr_scale')}", panel=HELP_PANEL_E2E)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train a classification head on cached features (or end to end on images) and write a run folder:
     best/last weights (safetensors), config.json, metrics.jsonl. Works under `torchrun` too.
 
     On video features from `mlgraph import-yt8m` the head is temporal (cma, gap, gmp over the frames)."""
-    from mlgraph_cli.core import distributed as dist_util
-    from mlgraph_cli.core.project import merge_config
+    from mlgraph_cli.core.distributed import dist_info_from_env
+    from mlgraph_cli.errors import MlgraphError
+    from mlgraph_cli.stages.train import TrainingInterrupted, run_train
+    from mlgraph_cli.stages.train_inputs import TrainInputs
 
-    project = load_project()
     overrides = dict(
         head=head.value if head else None, epochs=epochs, seed=seed, threshold=threshold, batch_size=batch_size,
         lr=lr, weight_decay=weight_decay, optimizer=optimizer.value if optimizer else None,
         schedule=schedule.value if schedule else None, warmup_epochs=warmup_epochs, clip_grad=clip_grad, amp=amp,
         device=device, val_fraction=val_fraction, cache=cache.value if cache else None, workers=workers,
         backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
-        backbone_lr_scale=backbone_lr_scale, probe_epochs=probe_epochs,
+        backbone_lr_scale=backbone_lr_scale, probe_epochs=probe_epochs, patience=patience,
     )
-    main = dist_util.dist_info_from_env().is_main
+    inputs = TrainInputs(features=features, val_features=val_features, embeddings=embeddings, graph=graph,
+                         images=images, annotations=annotations, val_images=val_images, val_annotations=val_annotations)
+    main = dist_info_from_env().is_main
     progress = RichProgress(quiet=quiet or not main)
-    explicit = _explicit_inputs(features, val_features, embeddings, graph, images, annotations, val_images,
-                                val_annotations)
-    from mlgraph_cli.errors import MlgraphError
-    from mlgraph_cli.stages.train import TrainingInterrupted
-
     try:
-        if resume is not None:
-            from mlgraph_cli.stages.train import resume_training
-
-            result = resume_training(resume, overrides, inputs=explicit, progress=progress)
-        else:
-            from mlgraph_cli.core.training import TrainConfig
-            from mlgraph_cli.stages.train import train as run
-
-            config = merge_config(TrainConfig, project, "train", overrides)
-            inputs = _project_inputs(explicit, project, config.head)
-            runs_root = project.artifact("runs") if project is not None else Path("runs/train")
-            result = run(inputs, config, run_dir=output, runs_root=runs_root, name=name, force=force,
-                         progress=progress)
+        result = run_train(inputs, overrides, project=load_project(), resume=resume, run_dir=output, name=name,
+                           force=force, progress=progress)
     except MlgraphError:
         if not main:  # every rank meets the same mistake; rank 0 alone reports it
             raise typer.Exit(1) from None
@@ -178,45 +187,10 @@ def train(
     best = (f"best val mAP {result.best_map:.2f} at epoch {result.best_epoch}" if result.best_map is not None
             else "no validation set, best = last")
     start = f" (resumed after epoch {result.start_epoch})" if result.start_epoch else ""
+    early = " (stopped early)" if result.stopped_early else ""
     plural = "s" if result.epochs_done != 1 else ""
-    summary(f"Trained {result.epochs_done} epoch{plural}{start}: {best} -> {result.run_dir} "
+    summary(f"Trained {result.epochs_done} epoch{plural}{start}{early}: {best} -> {result.run_dir} "
             f"(best.safetensors, last.safetensors, metrics.jsonl)")
-
-
-def _explicit_inputs(features, val_features, embeddings, graph, images, annotations, val_images, val_annotations):
-    from mlgraph_cli.stages.train_inputs import TrainInputs
-
-    return TrainInputs(features=features, val_features=val_features, embeddings=embeddings, graph=graph,
-                       images=images, annotations=annotations, val_images=val_images, val_annotations=val_annotations)
-
-
-def _project_inputs(explicit, project, head: str):
-    """Fill the paths left out from the project folder: artifacts for features, embeddings, graph;
-    the dataset's annotations / validation split for end-to-end runs."""
-    import dataclasses
-
-    from mlgraph_cli.core.models import HEADS
-
-    if project is None:
-        return explicit
-    fill = {}
-    end_to_end = explicit.images is not None or explicit.annotations is not None
-    head_class = HEADS[head].head_class if head in HEADS else None
-    if end_to_end:
-        fill["annotations"] = explicit.annotations or project.dataset_path("annotations")
-        fill["images"] = explicit.images or project.dataset_path("images")
-        if explicit.val_annotations is None and project.dataset_path("val_annotations") is not None:
-            fill["val_annotations"] = project.dataset_path("val_annotations")
-            fill["val_images"] = explicit.val_images or project.dataset_path("val_images")
-    else:
-        fill["features"] = explicit.features or project.artifact("features")
-        default_val = project.artifact("val_features")
-        fill["val_features"] = explicit.val_features or (default_val if default_val.is_file() else None)
-    if head_class is not None and head_class.needs_embeddings:
-        fill["embeddings"] = explicit.embeddings or project.artifact("embeddings")
-    if head_class is not None and head_class.needs_adjacency:
-        fill["graph"] = explicit.graph or project.artifact("graph")
-    return dataclasses.replace(explicit, **fill)
 
 
 def register(app: typer.Typer) -> None:

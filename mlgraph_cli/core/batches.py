@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
 from mlgraph_cli.core import distributed as dist_util
+from mlgraph_cli.errors import InputError
 
 
 def read_rows(features, rows: np.ndarray, name: str = "features") -> np.ndarray:
@@ -58,13 +59,16 @@ class FeatureSet(Dataset):
     """
 
     def __init__(self, features, rows: np.ndarray, targets: np.ndarray, *, aux: bool = False,
-                 in_ram: bool = False, chunk: int = 256) -> None:
+                 in_ram: bool = False, chunk: int = 256, video: bool | None = None) -> None:
         self.features = features
         self.rows = np.asarray(rows, dtype=np.int64)
         self.targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int8))
         self.aux = aux
         self.in_ram = in_ram
-        self.video = hasattr(features, "mask")  # a VideoFeatureFile: per-clip lengths, kept in memory
+        if video is None:  # the file's schema says (``modality`` attribute of a features file)
+            video = features.attrs.get("modality") == "video"
+        self.video = bool(video)  # a VideoFeatureFile: its mask(rows) of real frames comes with each batch
+        self.path = getattr(features, "path", None)
         self._ram: dict[str, np.ndarray] = {}
         if in_ram:
             for name in ["features"] + (["features_aux"] if aux else []):
@@ -88,15 +92,42 @@ class FeatureSet(Dataset):
     def _shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.features.feature_shape if name == "features" else self.features.aux_shape)
 
+    def _finite(self, maps: torch.Tensor, pos: np.ndarray) -> torch.Tensor:
+        """NaN or infinite values (a damaged or hand-made file) stop training with one line."""
+        bad = ~torch.isfinite(maps.flatten(1)).all(1)  # (B,)
+        if bool(bad.any()):
+            row = int(self.rows[pos[int(bad.nonzero()[0, 0])]])
+            raise InputError(f"{self.path}: row {row} ({self.features.ids[row]}) holds NaN or infinite values "
+                             f"({int(bad.sum())} such rows in this batch) (make the file again with "
+                             f"`mlgraph extract` or `mlgraph import-yt8m`)")
+        return maps
+
     def __getitem__(self, positions: Sequence[int]) -> dict[str, Any]:
         pos = np.asarray(positions, dtype=np.int64)
         return {
-            "x": self._maps(pos, "features"),
-            "aux": self._maps(pos, "features_aux") if self.aux else None,
+            "x": self._finite(self._maps(pos, "features"), pos),
+            "aux": self._finite(self._maps(pos, "features_aux"), pos) if self.aux else None,
             "y": self.targets[torch.from_numpy(pos)],
             "index": torch.from_numpy(pos),
             "mask": torch.from_numpy(self.features.mask(self.rows[pos])) if self.video else None,
         }
+
+
+class TensorSet(Dataset):
+    """In-memory rows batched like :class:`FeatureSet`: x (N, D, T) with every frame real (the
+    probe start of core/video/training.py trains on clip means, T = 1), targets (N, C) int8."""
+
+    def __init__(self, x: torch.Tensor, targets: torch.Tensor) -> None:
+        self.x, self.targets = x, targets.to(torch.int8)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, positions: Sequence[int]) -> dict[str, Any]:
+        pos = torch.as_tensor(np.asarray(positions, dtype=np.int64))
+        x = self.x[pos]
+        return {"x": x, "aux": None, "y": self.targets[pos], "index": pos,
+                "mask": torch.ones(x.shape[0], x.shape[-1], dtype=torch.bool)}
 
 
 class ImageSet(Dataset):

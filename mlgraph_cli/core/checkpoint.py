@@ -2,12 +2,9 @@
 
 A run directory (``runs/train/exp``, ``exp2``, ... or one named with ``-o``) holds:
 
-- ``config.json``: everything needed to rebuild the model and preprocess an image: the head
-  config, the backbone config, the label names, the threshold, where the embeddings came from,
-  and provenance. A plain dict, never a pickled object (nanoGPT's habit). ``modality`` is
-  ``"video"`` for a run on ``mlgraph import-yt8m`` features (its head rebuilds with
-  ``build_video_head(**config["head"])``, and ``probe`` records its probe start); ``"image"``
-  or absent otherwise.
+- ``config.json``: everything needed to rebuild the model and preprocess an image, read and
+  written by :class:`~mlgraph_cli.core.run_config.RunConfig` alone (plain JSON, never a pickled
+  object: nanoGPT's habit).
 - ``best.safetensors`` / ``last.safetensors``: the model's state dict (``head.*``, and
   ``backbone.*`` when trained end to end). The label embeddings (and ML-GCN's adjacency) are
   buffers of the head, so they travel inside it and loading a run needs no other file. Loading
@@ -30,10 +27,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mlgraph_cli.core.artifacts import atomic_output, check_schema, maker, read_json, write_json
+from mlgraph_cli.core.artifacts import atomic_output, maker
+from mlgraph_cli.core.run_config import CONFIG, RunConfig
 from mlgraph_cli.errors import InputError, MismatchError, input_error
 
-CONFIG = "config.json"
 ARGS = "args.json"
 METRICS = "metrics.jsonl"
 SPLIT = "split.json"
@@ -88,29 +85,7 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# config.json
-
-def write_run_config(run_dir: str | os.PathLike, config: dict[str, Any]) -> Path:
-    path = Path(run_dir) / CONFIG
-    write_json(path, config)
-    return path
-
-
-def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read and check ``RUN/config.json``; a folder without one is not a run."""
-    run = Path(run_dir)
-    fix = f"make a run with `{maker('run')}`"
-    if not run.exists():
-        raise input_error(run, "no such run directory", fix)
-    if not run.is_dir():
-        raise input_error(run, "not a run directory (expected a folder with config.json)", fix)
-    path = run / CONFIG
-    if not path.is_file():
-        raise input_error(run, "no config.json in this folder, so it is not a finished or started training run", fix)
-    data = read_json(path, fix=fix)
-    check_schema(path, data.get("schema") if isinstance(data, dict) else None, "run")
-    return data
-
+# metrics.jsonl
 
 def append_metrics(run_dir: str | os.PathLike, row: dict[str, Any]) -> None:
     """Append one JSON line to ``metrics.jsonl`` (rewritten atomically, it stays small)."""
@@ -223,10 +198,10 @@ def set_rng_state(state: dict[str, Any], device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def check_same_head(run_dir: str | os.PathLike, saved: dict[str, Any], wanted: str | None) -> None:
+def check_same_head(run_dir: str | os.PathLike, saved: RunConfig, wanted: str | None) -> None:
     """A resumed or reused run must keep its head. A video run's ``video-cma`` is ``--head cma``."""
-    have = (saved.get("head") or {}).get("name")
-    same = wanted == have or (saved.get("modality") == "video" and have == f"video-{wanted}")
+    have = saved.head.get("name")
+    same = wanted == have or (saved.modality == "video" and have == f"video-{wanted}")
     if wanted is not None and have is not None and not same:
         raise MismatchError(
             f"{Path(run_dir) / CONFIG}: this checkpoint is from head {have!r}, not {wanted!r} "

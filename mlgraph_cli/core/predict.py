@@ -8,7 +8,7 @@ file at extraction time), from the checkpoint (fine-tuned end to end), or by nam
 pretrained set such as ``IMAGENET1K`` of EfficientNet-Lite0).
 
 Video runs (trained on ``mlgraph import-yt8m`` features, ``"modality": "video"`` in config.json)
-rebuild their temporal head with ``build_video_head(**config["head"])`` and have no backbone:
+rebuild their temporal head with ``build_head(**config["head"])`` and have no backbone:
 :class:`VideoPredictor` reads YouTube-8M TFRecords and scores each clip, and on request each of
 its 5-frame segments.
 
@@ -62,14 +62,18 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", *, device: Any = "
              image_size: int | None = None) -> LoadedRun:
     """Rebuild a run's model. ``image_size`` overrides the backbone's input size (attention
     heads and global pooling work on any map size; the backbone must still give a map)."""
+    from mlgraph_cli.core.run_config import RunConfig
+
     run = Path(run_dir)
-    config = ckpt.read_run_config(run)
+    run_config = RunConfig.read(run)
+    config = run_config.to_json()
     fix = f"train it with `{maker('run')}`, or continue it with `{maker('run')} --resume {run}`"
     path = ckpt.weights_path(run, which)
     if not path.is_file():
         raise InputError(f"{path}: no such weights file (the run finished no epoch yet; {fix})")
     tensors, meta = ckpt.load_weights(path, fix=fix)
     head = _build_head(run, config, tensors, path)
+    run_config.check_weights(path, meta)  # same shapes, but another order of labels or another run
     trained_backbone = bool(config.get("backbone_trained"))
     backbone = None
     if with_backbone or trained_backbone:
@@ -81,10 +85,7 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", *, device: Any = "
 
 
 def _build_head(run: Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path):
-    if config.get("modality") == "video":
-        from mlgraph_cli.core.video.heads import build_video_head as build_head
-    else:
-        from mlgraph_cli.core.models import build_head
+    from mlgraph_cli.core.models import build_head
 
     head_cfg = dict(config.get("head") or {})
     if "name" not in head_cfg:

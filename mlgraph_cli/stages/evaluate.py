@@ -51,7 +51,7 @@ def evaluate(run_dir: str | os.PathLike, *, features: str | os.PathLike | None =
     """Evaluate ``run_dir`` on ``features`` (or ``images`` + ``annotations``); write the metrics JSON
     to ``output`` (default ``RUN/eval-<data name>.json``; ``-`` = stdout). ``top_k_segments``: K of
     a video run's segment MAP@K (default 100,000)."""
-    from mlgraph_cli.core.checkpoint import read_run_config
+    from mlgraph_cli.core.run_config import RunConfig
     from mlgraph_cli.core.device import resolve_device
     from mlgraph_cli.core.metrics import multilabel_metrics
     from mlgraph_cli.core.predict import load_run
@@ -62,7 +62,7 @@ def evaluate(run_dir: str | os.PathLike, *, features: str | os.PathLike | None =
         raise MlgraphError(f"--top-k-segments {top_k_segments}: must be at least 1")
     dev = resolve_device(device)
     on_images = images is not None or annotations is not None
-    video = read_run_config(run_dir).get("modality") == "video"
+    video = RunConfig.read(run_dir).modality == "video"
     if video and on_images:
         raise MismatchError(f"{Path(run_dir) / 'config.json'}: a video run, but --images/--annotations give images "
                             f"(evaluate it on {VIDEO_FIX}: `{COMMAND} {run_dir} --features F.h5`)")
@@ -98,7 +98,7 @@ def evaluate(run_dir: str | os.PathLike, *, features: str | os.PathLike | None =
 
 def check_modality(run, path: Path) -> None:
     """A video run evaluates on video features, an image run on image features: one line naming both."""
-    from mlgraph_cli.stages.train_inputs import is_video, modality_name
+    from mlgraph_cli.core.train_data import is_video, modality_name
 
     video_run, video_data = run.modality == "video", is_video(path)
     if video_run != video_data:
@@ -170,7 +170,7 @@ def _score_features(run, path: Path, device, batch_size: int, progress: Progress
 
 def _score_images(run, images, annotations, device, batch_size: int, progress: ProgressHook):
     from mlgraph_cli.core.predict import Predictor
-    from mlgraph_cli.stages.train_images import annotated_images
+    from mlgraph_cli.core.train_data import annotated_images
 
     ann_path = Path(annotations) if annotations is not None else None
     # reorder: the run's label order; a label the annotations never mention is all negative there

@@ -78,7 +78,7 @@ def predict(inputs: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *, 
             progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
     """Score every image of ``inputs`` (files, folders, globs, .txt lists) with ``run_dir``; for a
     video run, every video of ``inputs`` (TFRecord files, quoted globs, folders of shards)."""
-    from mlgraph_cli.core.checkpoint import read_run_config
+    from mlgraph_cli.core.run_config import RunConfig
     from mlgraph_cli.core.device import resolve_device
     from mlgraph_cli.core.images import common_root, list_images
     from mlgraph_cli.core.predict import Predictor, check_prediction_options, explain_image, explain_name, load_run
@@ -100,7 +100,7 @@ def predict(inputs: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *, 
         raise MlgraphError(f"{shown}: no images found (folders are searched for .jpg, .jpeg, .png, .bmp, .gif, "
                            ".webp, .tif files; pass image files, a folder, a glob or a .txt list)")
     dev = resolve_device(device)
-    if read_run_config(run_dir).get("modality") == "video":
+    if RunConfig.read(run_dir).modality == "video":
         raise MismatchError(f"{', '.join(os.fspath(i) for i in inputs)}: images, but {Path(run_dir) / 'config.json'} "
                             f"is a video run (pass YouTube-8M TFRecords: `mlgraph predict videos.tfrecord --model "
                             f"{run_dir}`)")
@@ -170,12 +170,12 @@ def predict_videos(inputs: Sequence[str | os.PathLike], run_dir: str | os.PathLi
                    batch_size: int = 16, image_size: int | None = None, segments: bool = False,
                    progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
     """Label the videos of YouTube-8M TFRecords with a video run (see the module docstring)."""
-    from mlgraph_cli.core.checkpoint import read_run_config
+    from mlgraph_cli.core.run_config import RunConfig
     from mlgraph_cli.core.device import resolve_device
     from mlgraph_cli.core.predict import VideoPredictor, load_run, select_labels
     from mlgraph_cli.core.video.yt8m import RECORDS_FIX, expand_inputs
 
-    config = read_run_config(run_dir)
+    config = RunConfig.read(run_dir).to_json()
     if config.get("modality") != "video":
         first = next(os.fspath(i) for i in inputs if is_tfrecord_input(i))
         raise MismatchError(f"{first}: YouTube-8M TFRecords, but {Path(run_dir) / 'config.json'} is an image run "

@@ -6,15 +6,24 @@ the run directory, and hands over to :class:`~mlgraph_cli.core.training.Trainer`
 runs this function; rank 0 alone writes.
 
 Video features (``mlgraph import-yt8m``) use the same Trainer, so run folders, ``--resume`` and
-metrics.jsonl work as for images. A new temporal CMA run first trains a mean-pool probe and
-starts the head from it (``core.training.probe_start``); a resumed run never repeats it, its
-weights are in ``resume.pt``. config.json records ``"modality": "video"`` and the probe.
+metrics.jsonl work as for images. The features file's schema decides the modality once; unset
+epochs / lr / probe epochs then take that modality's defaults (``TrainConfig.for_modality``). A
+new temporal CMA run first trains a mean-pool probe and starts the head from it
+(``core.video.training.probe_start``); a resumed run never repeats it, its weights are in
+``resume.pt``. config.json (``core.run_config.RunConfig``) records the modality and the probe.
+
+:func:`run_train` is what ``mlgraph train`` calls: the project file, the ``[train]`` table and
+every default are resolved here, so a library caller gets what the command gets. SIGTERM during
+training is treated as Ctrl-C: the last finished epoch stays, ready for ``--resume``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +31,9 @@ from mlgraph_cli.core import checkpoint as ckpt
 from mlgraph_cli.core import distributed as dist_util
 from mlgraph_cli.core.artifacts import read_json, write_json
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
-from mlgraph_cli.core.training import TrainConfig, TrainResult
+from mlgraph_cli.core.run_config import RunConfig
+from mlgraph_cli.core.train_config import TrainConfig
+from mlgraph_cli.core.training import TrainResult
 from mlgraph_cli.errors import MismatchError, MlgraphError
 from mlgraph_cli.stages import train_inputs as inputs_mod
 from mlgraph_cli.stages.train_inputs import TrainInputs
@@ -40,25 +51,48 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.run_dir = run_dir
 
 
+def run_train(inputs: TrainInputs, overrides: dict[str, Any], *, project=None, resume: str | os.PathLike | None = None,
+              run_dir: str | os.PathLike | None = None, name: str | None = None, force: bool = False,
+              progress: ProgressHook = NULL_PROGRESS) -> TrainResult:
+    """``mlgraph train`` as one call. ``overrides``: TrainConfig values from flags (None = not given);
+    ``project``: the folder's project (core.project) or None. A new run takes the dataclass
+    defaults, then ``[train]``, then the flags, and fills the paths left out from the project;
+    ``resume`` continues a run with its own settings instead."""
+    if resume is not None:
+        given = {k: v for k, v in dataclasses.asdict(inputs).items() if v is not None}
+        return resume_training(resume, overrides, inputs=TrainInputs(**given) if given else None, progress=progress)
+    from mlgraph_cli.core.project import merge_config
+
+    config = merge_config(TrainConfig, project, "train", overrides)
+    runs_root = project.artifact("runs") if project is not None else Path("runs/train")
+    return train(inputs.with_project(project, config.head), config, run_dir=run_dir, runs_root=runs_root, name=name,
+                 force=force, progress=progress)
+
+
 def train(inputs: TrainInputs, config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
           runs_root: str | os.PathLike = "runs/train", name: str | None = None, force: bool = False,
           progress: ProgressHook = NULL_PROGRESS,
           on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train a new run. ``run_dir`` (``-o``) wins; otherwise ``runs_root/name`` numbered
-    ``exp``, ``exp2``, ... Returns the run's :class:`TrainResult` (on every rank)."""
+    ``exp``, ``exp2``, ... Unset epochs / lr / probe epochs take the defaults of the data's
+    modality. Returns the run's :class:`TrainResult` (on every rank)."""
+    config = inputs_mod.resolved_config(inputs, config)
     dist, device = _start(config)
     try:
         prepared = inputs_mod.prepare(inputs, config, device=device, dist=dist, progress=progress)
         out = _choose_run_dir(run_dir, runs_root, name, force, dist)
-        if prepared.modality == "video":
-            from mlgraph_cli.core.training import probe_start
+        if prepared.data.modality == "video":
+            from mlgraph_cli.core.video.training import probe_start
 
-            prepared.probe = probe_start(prepared.model, prepared.train_set, config, device,
-                                         progress if dist.is_main else NULL_PROGRESS)
+            with _sigterm_as_interrupt():
+                prepared.probe = probe_start(prepared.model, prepared.data.train_set, config, device,
+                                             progress if dist.is_main else NULL_PROGRESS)
+        run_config = _run_config(inputs, config, prepared)
         if dist.is_main:
-            _write_run_files(out, inputs, config, prepared, dist)
+            _write_run_files(out, inputs, config, prepared, run_config, dist)
         dist_util.barrier(dist)
-        return _fit(prepared, config, out, device, dist, progress, on_epoch_end, resume=None)
+        return _fit(prepared, config, out, device, dist, progress, on_epoch_end, resume=None,
+                    digest=run_config.digest())
     finally:
         dist_util.teardown(dist)
 
@@ -73,10 +107,10 @@ def resume_training(run_dir: str | os.PathLike, overrides: dict[str, Any] | None
     (moved files); they must hold the same data.
     """
     run = Path(run_dir)
-    saved = ckpt.read_run_config(run)
+    saved = RunConfig.read(run)
     args = read_json(run / ckpt.ARGS, fix=f"the run is incomplete; start a new one with `{COMMAND}`")
     ckpt.check_same_head(run, saved, (overrides or {}).get("head"))
-    config = _resumed_config(run, args, overrides or {})
+    config = _resumed_config(run, args, overrides or {}).for_modality(saved.modality)  # older args.json
     state = ckpt.load_resume(run / ckpt.RESUME)
     if int(state["epoch"]) >= config.epochs:
         raise MlgraphError(f"{run}: the run already finished its {config.epochs} epochs (evaluate it with "
@@ -90,7 +124,8 @@ def resume_training(run_dir: str | os.PathLike, overrides: dict[str, Any] | None
         inputs_mod.check_same_data(run, saved, prepared)
         if dist.is_main:
             ckpt.truncate_metrics(run, int(state["epoch"]))
-        return _fit(prepared, config, run, device, dist, progress, on_epoch_end, resume=state)
+        return _fit(prepared, config, run, device, dist, progress, on_epoch_end, resume=state,
+                    digest=saved.digest() if saved.run_id else None)
     finally:
         dist_util.teardown(dist)
 
@@ -109,7 +144,25 @@ def _start(config: TrainConfig):
     return dist, device
 
 
-def _fit(prepared, config, run_dir, device, dist, progress, on_epoch_end, resume) -> TrainResult:
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's or `kill`'s stop) raises KeyboardInterrupt, as Ctrl-C does, so the run
+    stops with the same one line and keeps its last finished epoch. Main thread only (Python's rule)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _fit(prepared, config, run_dir, device, dist, progress, on_epoch_end, resume, digest) -> TrainResult:
     from mlgraph_cli.core.training import Trainer
 
     if resume is not None:
@@ -119,11 +172,14 @@ def _fit(prepared, config, run_dir, device, dist, progress, on_epoch_end, resume
             first = str(exc).splitlines()[0]
             raise MismatchError(f"{Path(run_dir) / ckpt.RESUME}: this checkpoint does not fit a {config.head!r} "
                                 f"head on these features ({first[:160]}) (start a new run with `{COMMAND}`)") from None
-    trainer = Trainer(prepared.model, prepared.train_set, prepared.val_set if dist.is_main else None,
-                      config=config, label_names=prepared.label_names, run_dir=run_dir, device=device, dist=dist,
-                      progress=progress if dist.is_main else NULL_PROGRESS, on_epoch_end=on_epoch_end)
+    data = prepared.data
+    trainer = Trainer(prepared.model, data.train_set, data.val_set if dist.is_main else None,
+                      config=config, label_names=data.label_names, run_dir=run_dir, device=device, dist=dist,
+                      progress=progress if dist.is_main else NULL_PROGRESS, on_epoch_end=on_epoch_end,
+                      weights_digest=digest)
     try:
-        return trainer.fit(resume=resume)
+        with _sigterm_as_interrupt():
+            return trainer.fit(resume=resume)
     except KeyboardInterrupt:
         raise TrainingInterrupted(Path(run_dir)) from None
 
@@ -145,7 +201,9 @@ def _choose_run_dir(run_dir, runs_root, name, force: bool, dist) -> Path:
 def _pick_run_dir(run_dir, runs_root, name, force: bool) -> Path:
     if run_dir is not None:
         out = Path(run_dir)
-        if ckpt.is_run_dir(out) and not force:
+        # a run that never finished an epoch (stopped by bad data, say) has nothing to keep: reuse it
+        started = ckpt.is_run_dir(out) and (out / ckpt.RESUME).is_file()
+        if started and not force:
             raise MlgraphError(f"{out}: already holds a training run (continue it with `{COMMAND} --resume {out}`, "
                                "pass --force to overwrite it, or choose another -o)")
         if out.exists() and not out.is_dir():
@@ -153,42 +211,41 @@ def _pick_run_dir(run_dir, runs_root, name, force: bool) -> Path:
     else:
         out = ckpt.next_run_dir(runs_root, name or "exp")
     out.mkdir(parents=True, exist_ok=True)
-    if force:  # files of the overwritten run that this one might not rewrite
+    if force or run_dir is not None:  # files of an overwritten run that this one might not rewrite
         for stale in (ckpt.METRICS, ckpt.RESUME, ckpt.SPLIT, ckpt.BACKBONE_WEIGHTS, "best.safetensors",
                       "last.safetensors"):
             (out / stale).unlink(missing_ok=True)
     return out
 
 
-def _write_run_files(out: Path, inputs: TrainInputs, config: TrainConfig, prepared, dist) -> None:
+def _run_config(inputs: TrainInputs, config: TrainConfig, prepared) -> RunConfig:
     from mlgraph_cli.core.artifacts import provenance
 
-    params = {"inputs": inputs.to_json(), "config": dataclasses.asdict(config)}
-    write_json(out / ckpt.ARGS, {"schema": "mlgraph/run-args@1", **params, "world_size": dist.world_size,
-                                 "run_dir": os.fspath(out.resolve())})
-    if prepared.split is not None:
-        write_json(out / ckpt.SPLIT, prepared.split)
-    if prepared.backbone_state is not None:
-        ckpt.save_weights(out / ckpt.BACKBONE_WEIGHTS, prepared.backbone_state,
+    data = prepared.data
+    return RunConfig(
+        labels=data.label_names, head=prepared.model.head.config, modality=data.modality,
+        threshold=config.threshold, input=data.input_kind, backbone=data.backbone_config,
+        backbone_weights=ckpt.BACKBONE_WEIGHTS if data.backbone_state is not None else None,
+        backbone_trained=data.input_kind == "images", data=data.data_info, embeddings=prepared.embeddings_info,
+        graph=prepared.graph_info, probe=prepared.probe if data.modality == "video" else None,
+        provenance=provenance(COMMAND, _params(inputs, config)))
+
+
+def _params(inputs: TrainInputs, config: TrainConfig) -> dict[str, Any]:
+    return {"inputs": inputs.to_json(), "config": dataclasses.asdict(config)}
+
+
+def _write_run_files(out: Path, inputs: TrainInputs, config: TrainConfig, prepared, run_config: RunConfig,
+                     dist) -> None:
+    data = prepared.data
+    write_json(out / ckpt.ARGS, {"schema": "mlgraph/run-args@1", **_params(inputs, config),
+                                 "world_size": dist.world_size, "run_dir": os.fspath(out.resolve())})
+    if data.split is not None:
+        write_json(out / ckpt.SPLIT, data.split)
+    if data.backbone_state is not None:
+        ckpt.save_weights(out / ckpt.BACKBONE_WEIGHTS, data.backbone_state,
                           {"schema": "mlgraph/run@1", "what": "backbone"})
-    run_config = {
-        "schema": "mlgraph/run@1",
-        "modality": prepared.modality,
-        "head": prepared.model.head.config,
-        "labels": prepared.label_names,
-        "threshold": config.threshold,
-        "input": prepared.input_kind,
-        "backbone": prepared.backbone_config,
-        "backbone_weights": ckpt.BACKBONE_WEIGHTS if prepared.backbone_state is not None else None,
-        "backbone_trained": prepared.input_kind == "images",
-        "data": prepared.data_info,
-        "embeddings": prepared.embeddings_info,
-        "graph": prepared.graph_info,
-        **({"probe": prepared.probe} if prepared.modality == "video" else {}),
-        "weights": {"best": "best.safetensors", "last": "last.safetensors"},
-        "provenance": provenance(COMMAND, params),
-    }
-    ckpt.write_run_config(out, run_config)
+    run_config.write(out)
 
 
 def _resumed_config(run: Path, args: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:

@@ -9,55 +9,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
 from mlgraph_cli.core.artifacts import labels_digest
 from mlgraph_cli.core.progress import ProgressHook
-from mlgraph_cli.errors import MlgraphError, input_error
+from mlgraph_cli.core.train_data import TrainingData, annotated_images, load_or_none
+from mlgraph_cli.errors import MlgraphError
 
 
-def load_or_none(path: str):
-    """A PIL RGB image, or None for a file that cannot be used (module level: picklable for workers)."""
-    from mlgraph_cli.core.images import SkippedImage, load_image
-
-    image = load_image(path)
-    return None if isinstance(image, SkippedImage) else image
-
-
-def annotated_images(images: Path | None, annotations: Path | None, role: str = "",
-                     label_names: list[str] | None = None, purpose: str = "end-to-end training"):
-    """(file paths, targets (N, C) int8, label names) of an annotation file over an image folder.
-
-    role: the flag prefix (``val-``); label_names: reorder the columns to these.
-    """
-    from mlgraph_cli.core.annotations import load_annotations
-
-    if images is None or annotations is None:
-        raise MlgraphError(f"{purpose} needs both --{role}images and --{role}annotations")
-    ann = load_annotations(annotations)
-    if label_names is not None:
-        ann = ann.reorder(label_names)
-    if ann.num_images == 0:
-        raise input_error(annotations, "no images in the annotations", "point at a non-empty annotation file")
-    missing = [i for i, f in enumerate(ann.files) if f is None]
-    if missing:
-        raise input_error(annotations,
-                          f"{len(missing)} image(s) have no file name (e.g. id {ann.image_ids[missing[0]]})",
-                          "use annotations that name each image's file")
-    root = Path(images)
-    if not root.is_dir():
-        raise input_error(root, "no such image folder", f"pass the folder the files of {annotations} are in")
-    return [os.fspath(root / f) for f in ann.files], ann.dense(), list(ann.labels)
-
-
-def prepare_images(inputs, config, *, device, progress: ProgressHook) -> dict[str, Any]:
+def prepare_images(inputs, config, *, multi_scale: bool, device, progress: ProgressHook) -> TrainingData:
     from mlgraph_cli.core.backbones import backbone_config, build_backbone
     from mlgraph_cli.core.batches import ImageSet, split_rows
 
     files, targets, names = annotated_images(inputs.images, inputs.annotations)
     backbone = build_backbone(config.backbone, config.weights, config.layers, config.image_size, device,
                               seed=config.seed)
-    multi = config.head == "ms-cma"
+    multi = multi_scale
     if multi and len(backbone.layers) != 2:
         raise MlgraphError(f"head ms-cma needs two backbone stages (pass --layer twice, e.g. the last two stages of "
                            f"{backbone.name})")
@@ -81,12 +46,10 @@ def prepare_images(inputs, config, *, device, progress: ProgressHook) -> dict[st
                          flip=config.flip)
     val_set = ImageSet(val_files, val_targets, load=load_or_none, preprocess=pre) if val_files else None
     channels = backbone.out_channels  # aligned with backbone.layers, earliest first
-    return {
-        "label_names": names, "train_set": train_set, "val_set": val_set,
-        "in_channels": list(channels) if multi else channels[-1],
-        "input_kind": "images", "backbone_config": backbone_config(backbone), "backbone": backbone,
-        "backbone_state": None, "split": split, "source": Path(inputs.annotations),
-        "data_info": {"images": os.fspath(Path(inputs.images).resolve()),
-                      "annotations": os.fspath(Path(inputs.annotations).resolve()), "num_images": len(files),
-                      "train_images": len(train_idx), "labels_digest": labels_digest(names), "val": val_info},
-    }
+    return TrainingData(
+        label_names=names, train_set=train_set, val_set=val_set, in_channels=list(channels) if multi else channels[-1],
+        modality="image", input_kind="images", source=Path(inputs.annotations),
+        backbone_config=backbone_config(backbone), backbone=backbone, split=split,
+        data_info={"images": os.fspath(Path(inputs.images).resolve()),
+                   "annotations": os.fspath(Path(inputs.annotations).resolve()), "num_images": len(files),
+                   "train_images": len(train_idx), "labels_digest": labels_digest(names), "val": val_info})

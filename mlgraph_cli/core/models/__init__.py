@@ -10,7 +10,13 @@ to logits (B, C), and exposes ``config`` (plain JSON), ``needs_embeddings``,
     again.load_state_dict(head.state_dict())
 
 Heads: ``cma`` and ``ms-cma`` (You et al., AAAI 2020; core/models/cma.py), ``gap``, ``gmp``
-and ``mlgcn`` (Chen et al., CVPR 2019; core/models/baselines.py).
+and ``mlgcn`` (Chen et al., CVPR 2019; core/models/baselines.py) over image maps, and their
+temporal kin over video frames (core/models/temporal.py): ``video-cma``, ``video-gap``,
+``video-gmp`` and the frame-level reference ``video-frame-max``, called as ``head(x, mask)``.
+
+One registry holds them all; each head class says its ``modality`` ("image" or "video"), and
+:func:`resolve_head` turns the name a user types (``--head cma``) into the entry for the data's
+modality (``video-cma`` on video features), or a one-line error.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from torch import nn
 from mlgraph_cli.core.models.baselines import MLGCN, GlobalPoolHead, gap, gmp, mlgcn, normalize_adjacency
 from mlgraph_cli.core.models.cma import CrossModalityAttention, CrossModalityTransform, MultiScaleCMA, cma, ms_cma
 from mlgraph_cli.core.models.common import Head
+from mlgraph_cli.core.models.temporal import (TemporalCMA, TemporalPoolHead, video_cma, video_frame_max, video_gap,
+                                              video_gmp)
 from mlgraph_cli.errors import InputError
 
 HEADS: dict[str, Callable[..., nn.Module]] = {
@@ -31,7 +39,42 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
     "gap": gap,
     "gmp": gmp,
     "mlgcn": mlgcn,
+    "video-cma": video_cma,
+    "video-gap": video_gap,
+    "video-gmp": video_gmp,
+    "video-frame-max": video_frame_max,
 }
+MODALITIES = ("image", "video")
+
+
+def head_modality(name: str) -> str:
+    """"image" or "video": what the registered head ``name`` reads."""
+    return HEADS[name].head_class.modality
+
+
+def heads_for(modality: str) -> list[str]:
+    """The names a user may pass for data of ``modality`` (video heads without their prefix)."""
+    names = [n for n in HEADS if head_modality(n) == modality]
+    return [n.removeprefix("video-") for n in names] if modality == "video" else names
+
+
+def resolve_head(name: str, modality: str, source: object = None) -> str:
+    """The registry entry for ``--head name`` on data of ``modality``: ``cma`` on video is
+    ``video-cma``. An unknown name, or a head of the other modality, is a one-line error naming
+    ``source`` (the features file) when given."""
+    for key in ((f"video-{name}", name) if modality == "video" else (name,)):
+        if key in HEADS and head_modality(key) == modality:
+            return key
+    choices = ", ".join(heads_for(modality))
+    if name not in HEADS and f"video-{name}" not in HEADS:
+        raise InputError(f"--head {name}: unknown head (choose one of: {choices})")
+    if modality == "video":
+        where = f"{source} holds" if source is not None else "these are"
+        raise InputError(f"--head {name}: not a head for video; {where} video features from `mlgraph import-yt8m` "
+                         f"(choose one of: {choices})")
+    where = f" ({source} holds image features)" if source is not None else ""
+    raise InputError(f"--head {name}: a head for video features from `mlgraph import-yt8m`, not for images{where} "
+                     f"(choose one of: {choices})")
 
 
 def build_head(name: str, *, in_channels: int | list[int], num_labels: int,
@@ -57,11 +100,14 @@ def build_head(name: str, *, in_channels: int | list[int], num_labels: int,
     if unknown:
         raise InputError(f"head {name!r} has no option {', '.join(unknown)} "
                          f"(its options: {', '.join(allowed) or 'none'})")
+    if factory.head_class.modality == "video":  # temporal heads take no adjacency
+        return factory(in_channels=in_channels, num_labels=num_labels, embeddings=embeddings, **options)
     return factory(in_channels=in_channels, num_labels=num_labels, embeddings=embeddings,
                    adjacency=adjacency, **options)
 
 
 __all__ = [
     "HEADS", "build_head", "Head", "CrossModalityAttention", "CrossModalityTransform", "MultiScaleCMA",
-    "GlobalPoolHead", "MLGCN", "normalize_adjacency",
+    "GlobalPoolHead", "MLGCN", "normalize_adjacency", "TemporalCMA", "TemporalPoolHead", "MODALITIES",
+    "head_modality", "heads_for", "resolve_head",
 ]

@@ -1,4 +1,4 @@
-"""Baseline heads that CMA must be measured against (DESIGN.md 1.4).
+"""Baseline heads that CMA must be measured against (docs/method.md).
 
 - GAP / GMP: global average or max pooling of the backbone map, then one linear layer.
   ML-GCN's README shows why both are needed: ResNet-101 reaches 77.3 mAP on COCO with GAP

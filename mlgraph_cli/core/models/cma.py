@@ -1,7 +1,7 @@
 """Cross-modality attention heads (CMA, MS-CMA).
 
 You, Guo, Cui, Zhuang, Wang. "Cross-Modality Attention with Semantic Graph Embedding for
-Multi-Label Classification", AAAI 2020 (DESIGN.md 1.3). Each label k has a frozen embedding
+Multi-Label Classification", AAAI 2020 (docs/method.md). Each label k has a frozen embedding
 e_k; the backbone map X (B, D, H, W) is projected into the embedding space by the
 cross-modality transform Z = phi(X), and the label's attention over locations is the
 ReLU-clipped cosine between Z(h, w) and e_k, normalised to sum to one (not a softmax):
@@ -153,7 +153,7 @@ class CrossModalityAttention(Head):
 
 
 class MultiScaleCMA(Head):
-    """MS-CMA: one CMA head per backbone stage, logits averaged (DESIGN.md 1.3).
+    """MS-CMA: one CMA head per backbone stage, logits averaged (docs/method.md).
 
     x: a list/tuple of maps [(B, D1, H1, W1), (B, D2, H2, W2), ...], one per ``in_channels``
     entry (e.g. ResNet res4 + res5, or the last two EfficientNet stages). Every stage has its

@@ -25,6 +25,8 @@ class Head(nn.Module):
     """
 
     name: str = ""
+    modality: str = "image"  # "image": maps (B, D, H, W); "video": frames (B, D, T) + a mask (B, T)
+    training_defaults: dict[str, Any] = {}  # TrainConfig values this head trains with unless set
     needs_embeddings: bool = False
     needs_adjacency: bool = False
     multi_scale: bool = False
@@ -60,7 +62,7 @@ def makes(head_class: type[Head]) -> Callable[[Callable], Callable]:
 def as_feature_map(x: torch.Tensor) -> torch.Tensor:
     """Accept (B, D, H, W) image maps, or (B, D, T) frame sequences as a (B, D, T, 1) map.
 
-    For video the T frames play the role of the H x W locations (DESIGN.md 1.3), so every head
+    For video the T frames play the role of the H x W locations (docs/method.md), so every head
     works on clips unchanged.
     """
     if x.dim() == 3:

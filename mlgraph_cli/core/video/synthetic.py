@@ -11,7 +11,8 @@ world, not the clips):
   times the label's unit prototype p_k. Label k is visible in one run of ``visible`` consecutive
   frames (uniform in the range), so a clip-level average dilutes it about T / visible times.
 
-Everything is numpy and seeded. Shapes: features (N, D, T_max) float32 zero-padded, mask (N, T_max)
+:func:`write_clips` writes clips as a video features file (the layout of ``mlgraph import-yt8m``),
+so benchmarks and tests train them through ``mlgraph train``. Everything is numpy and seeded. Shapes: features (N, D, T_max) float32 zero-padded, mask (N, T_max)
 bool, labels (N, C) int8, visible (N, C, T_max) bool (where each carried label is visible).
 """
 
@@ -93,3 +94,23 @@ def sample_clips(world: World, num_clips: int, *, frames: tuple[int, int], visib
         x[i, :, :t] = clip
         mask[i, :t] = True
     return Clips(features=x, mask=mask, labels=y, visible=vis)
+
+
+def write_clips(path, clips: Clips, label_names: list[str], *, prefix: str = "clip", batch: int = 256):
+    """Write ``clips`` as a video features file (the layout of ``mlgraph import-yt8m``), float16 as
+    stored there; returns the path. For benchmarks and tests that train through ``mlgraph train``."""
+    from pathlib import Path
+
+    from mlgraph_cli.core.video.features import VideoFeatureWriter
+
+    n, d, t = clips.features.shape
+    attrs = {"record_kind": "frame", "feature_layout": "generated", "label_class_ids": list(range(len(label_names)))}
+    writer = VideoFeatureWriter(path, channels=d, frames=t, plan=f"generated-{Path(path).name}", attrs=attrs,
+                                label_names=label_names)
+    lengths = clips.mask.sum(1).astype(np.int32)
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        ids = [f"{prefix}{i:05d}" for i in range(start, stop)]
+        writer.append_videos(clips.features[start:stop, :, :, None], lengths[start:stop], ids,
+                             [f"generated#{i}" for i in range(start, stop)], clips.labels[start:stop], stop)
+    return writer.finish()

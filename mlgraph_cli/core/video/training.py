@@ -1,7 +1,7 @@
-"""A small trainer for the temporal heads on in-memory frame features, and their inference.
+"""Video on the one training path: the probe start of temporal CMA, and inference on frames.
 
-``fit_video_head`` trains any head that takes ``head(x, mask)`` (core/video/heads.py) with BCE on
-logits and AdamW; ignored targets (-1) are left out of the loss. ``predict_videos`` gives
+Training itself is :class:`mlgraph_cli.core.training.Trainer` for images and video alike;
+:func:`probe_start` runs it on clip means before a temporal CMA run. ``predict_videos`` gives
 per-video probabilities; ``score_segments`` runs the head on each rated segment's frames alone
 (the frames outside the segment are masked), as YouTube-8M Segments is scored.
 
@@ -11,123 +11,63 @@ Arrays: features (N, D, T) float (a (N, D, T, 1) array works too), mask (N, T) b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
+from mlgraph_cli.core.classifier import Classifier
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.core.train_config import TrainConfig
 from mlgraph_cli.core.video.yt8m import SEGMENT_FRAMES
-
-
-@dataclass
-class VideoTrainConfig:
-    """Optimisation of :func:`fit_video_head`.
-
-    probe_epochs: for a head with ``init_from_probe`` (temporal CMA), first train a mean-pool
-    linear probe this many epochs and start the head from it (docs/video.md: without it the
-    ReLU-cosine attention often never finds the label's frames); 0 = start from random weights.
-
-    attention_lr: learning rate of the cross-modality transform (``head.cmt``), None = ``lr``.
-    The attention only learns through the normalised ReLU-cosine, whose gradient is small next
-    to the classifiers' (docs/video.md), so it may need its own rate.
-    """
-
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    attention_lr: float | None = None
-    weight_decay: float = 1e-4
-    probe_epochs: int = 10
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.probe_epochs < 0:
-            raise ValueError("epochs and batch_size must be at least 1, probe_epochs at least 0")
-        if self.lr <= 0 or (self.attention_lr is not None and self.attention_lr <= 0):
-            raise ValueError("learning rates must be positive")
-
-
-@dataclass
-class FitResult:
-    history: list[dict[str, Any]] = field(default_factory=list)  # per epoch: phase, epoch, loss (+ evaluate())
 
 
 def _frames(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    if t.dim() == 4:
-        t = t[..., 0]  # (N, D, T, 1) -> (N, D, T)
-    return t
+    return t[..., 0] if t.dim() == 4 else t  # (N, D, T, 1) -> (N, D, T)
 
 
-def _param_groups(head: nn.Module, config: VideoTrainConfig) -> list[dict[str, Any]]:
-    cmt = getattr(head, "cmt", None)
-    if cmt is None or config.attention_lr is None:
-        return [{"params": [p for p in head.parameters() if p.requires_grad]}]
-    cmt_ids = {id(p) for p in cmt.parameters()}
-    return [{"params": [p for p in head.parameters() if p.requires_grad and id(p) not in cmt_ids]},
-            {"params": [p for p in cmt.parameters() if p.requires_grad], "lr": config.attention_lr}]
+def probe_start(model: Classifier, train_set: Dataset, config: TrainConfig, device: torch.device,
+                progress: ProgressHook = NULL_PROGRESS) -> dict[str, Any] | None:
+    """Start a temporal CMA head from a mean-pool linear probe (docs/video.md).
 
-
-def fit_video_head(head: nn.Module, features: np.ndarray, mask: np.ndarray, labels: np.ndarray,
-                   config: VideoTrainConfig, *, evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
-                   progress: ProgressHook = NULL_PROGRESS) -> FitResult:
-    """Train ``head`` in place: BCE with logits over non-ignored targets, AdamW, shuffled batches.
-
-    ``evaluate(head)``, if given, runs after each epoch (head in eval mode) and its numbers join
-    the history. Deterministic for a seed on one machine and thread count.
+    Without it the ReLU-cosine attention of a random start often never finds a label's frames;
+    ``head.init_from_probe`` sets phi = E^+ V and the classifiers to the probe's. Mean pooling is
+    fixed, so each clip is pooled once (its mean real frame, (N, D) in memory instead of the
+    (N, D, T) frames) and a ``video-gap`` head is trained on the means by this same :class:`~mlgraph_cli.core.training.Trainer`
+    for ``config.probe_epochs`` epochs (its optimiser and schedule). Deterministic for a seed, so
+    every rank of a torchrun launch starts from the same head. Returns ``{"epochs", "loss",
+    "videos"}``, or None for a head without ``init_from_probe`` or 0 probe epochs.
     """
-    result = FitResult()
-    if config.probe_epochs and hasattr(head, "init_from_probe"):
-        from mlgraph_cli.core.video.heads import TemporalPoolHead
+    from mlgraph_cli.core.batches import TensorSet, eval_loader
+    from mlgraph_cli.core.models import build_head
+    from mlgraph_cli.core.models.temporal import as_frames, masked_mean
+    from mlgraph_cli.core.training import Trainer
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            probe = TemporalPoolHead(head.in_channels, head.num_labels, pool="mean")
-        probe_config = VideoTrainConfig(**{**config.__dict__, "epochs": config.probe_epochs, "probe_epochs": 0,
-                                           "attention_lr": None})
-        fitted = fit_video_head(probe, features, mask, labels, probe_config, progress=progress)
-        result.history += [{**entry, "phase": "probe"} for entry in fitted.history]
-        head.init_from_probe(probe.fc.weight.detach().cpu(), probe.fc.bias.detach().cpu())
-    device = torch.device(config.device)
-    x = _frames(features).float()
-    m = torch.as_tensor(np.asarray(mask), dtype=torch.bool)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
-    n = x.shape[0]
-    gen = torch.Generator().manual_seed(config.seed)
-    head.to(device)
-    opt = torch.optim.AdamW(_param_groups(head, config), lr=config.lr, weight_decay=config.weight_decay)
-    progress.start("Training", total=config.epochs, unit="epochs")
-    for epoch in range(config.epochs):
-        head.train()
-        order = torch.randperm(n, generator=gen)
-        total, seen = 0.0, 0
-        for start in range(0, n, config.batch_size):
-            idx = order[start:start + config.batch_size]
-            xb, mb, yb = x[idx].to(device), m[idx].to(device), y[idx].to(device)
-            logits = head(xb, mb)  # (B, C)
-            weight = (yb >= 0).float()  # ignored targets (-1) leave the loss
-            loss = F.binary_cross_entropy_with_logits(logits, yb.clamp_min(0), weight=weight, reduction="sum")
-            loss = loss / weight.sum().clamp_min(1.0)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-        entry = {"phase": "train", "epoch": epoch + 1, "loss": total / max(seen, 1)}
-        if evaluate is not None:
-            head.eval()
-            with torch.no_grad():
-                entry.update(evaluate(head))
-        result.history.append(entry)
-        progress.advance(1)
+    head = model.head
+    epochs = int(config.probe_epochs or 0)
+    if not hasattr(head, "init_from_probe") or epochs < 1:
+        return None
+    pooled, targets = [], []
+    progress.start("probe: pooling clips", total=len(train_set), unit="videos")
+    for batch in eval_loader(train_set, config.batch_size, config.workers):
+        frames, mask = as_frames(batch["x"], batch["mask"])  # (B, D, T), (B, T)
+        pooled.append(masked_mean(frames.float(), mask))  # (B, D)
+        targets.append(batch["y"])
+        progress.advance(len(batch["y"]))
     progress.stop()
-    head.eval()
-    return result
+    means = TensorSet(torch.cat(pooled)[:, :, None], torch.cat(targets))  # each clip as one frame, its mean
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        probe = build_head("video-gap", in_channels=head.in_channels, num_labels=head.num_labels)
+    probe_config = dataclasses.replace(config, epochs=epochs, warmup_epochs=0.0, patience=0)
+    fit = Trainer(Classifier(probe), means, None, config=probe_config, label_names=[], run_dir=None, device=device,
+                  progress=progress, label="probe").fit()
+    head.init_from_probe(probe.fc.weight.detach().cpu(), probe.fc.bias.detach().cpu())
+    return {"epochs": epochs, "loss": fit.last["train_loss"], "videos": len(means)}
 
 
 @torch.no_grad()

@@ -1,0 +1,135 @@
+"""``config.json`` of a run directory, typed: :class:`RunConfig` alone reads and writes it.
+
+What a run needs to be rebuilt and used (docs/train.md, "The run folder"): the head's config, the
+label names in the order of the head's outputs, the threshold, the modality ("image" or
+"video", from the training features file's schema), the backbone (for images), and where the data,
+embeddings and graph came from. Reading validates every value a consumer relies on, so a
+hand-edited file ends in one line naming the key, not in a traceback later.
+
+Weights are bound to their config: :meth:`RunConfig.digest` (labels, head config and the run's
+id) is stored in the metadata of ``best`` / ``last.safetensors`` and checked when a run is
+loaded, so reordered label names or another run's weights are refused instead of predicting with
+the wrong names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlgraph_cli.core.artifacts import check_schema, maker, read_json, write_json
+from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
+
+CONFIG = "config.json"
+SCHEMA = "mlgraph/run@1"
+MODALITIES = ("image", "video")
+INPUT_KINDS = ("features", "images")
+DIGEST_KEY = "config_digest"
+
+
+@dataclass
+class RunConfig:
+    """The contents of ``RUN/config.json``."""
+
+    labels: list[str]
+    head: dict[str, Any]
+    modality: str = "image"
+    threshold: float = 0.5
+    input: str = "features"
+    backbone: dict[str, Any] = field(default_factory=dict)
+    backbone_weights: str | None = None
+    backbone_trained: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+    embeddings: dict[str, Any] | None = None
+    graph: dict[str, Any] | None = None
+    probe: dict[str, Any] | None = None
+    weights: dict[str, str] = field(default_factory=lambda: {"best": "best.safetensors", "last": "last.safetensors"})
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema: str = SCHEMA
+
+    def digest(self) -> str:
+        """sha256 of the label names (in order), the head config and the run id: what weights belong to."""
+        text = json.dumps({"labels": self.labels, "head": self.head, "run_id": self.run_id}, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        doc = dataclasses.asdict(self)
+        if doc["probe"] is None:
+            del doc["probe"]
+        return doc
+
+    def write(self, run_dir: str | os.PathLike) -> Path:
+        path = Path(run_dir) / CONFIG
+        write_json(path, self.to_json())
+        return path
+
+    @classmethod
+    def read(cls, run_dir: str | os.PathLike) -> "RunConfig":
+        """Read and check ``RUN/config.json``; a folder without one is not a run."""
+        run = Path(run_dir)
+        fix = f"make a run with `{maker('run')}`"
+        if not run.exists():
+            raise input_error(run, "no such run directory", fix)
+        if not run.is_dir():
+            raise input_error(run, "not a run directory (expected a folder with config.json)", fix)
+        path = run / CONFIG
+        if not path.is_file():
+            raise input_error(run, "no config.json in this folder, so it is not a finished or started training run",
+                              fix)
+        data = read_json(path, fix=fix)
+        check_schema(path, data.get("schema") if isinstance(data, dict) else None, "run")
+        return cls.from_json(data, path)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: Path) -> "RunConfig":
+        """Validate a parsed config.json; any bad value is one line naming ``path`` and the key."""
+        def bad(key: str, what: str) -> MlgraphError:
+            return MlgraphError(f"{path}: \"{key}\" {what} (re-train with `{maker('run')}`, or restore the run's "
+                                f"own config.json)")
+
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        labels = values.get("labels")
+        if not isinstance(labels, list) or not labels or not all(isinstance(n, str) and n for n in labels):
+            raise bad("labels", "must be a non-empty list of label names")
+        if len(set(labels)) != len(labels):
+            raise bad("labels", "repeats a label name")
+        head = values.get("head")
+        if not isinstance(head, dict) or not isinstance(head.get("name"), str):
+            raise bad("head", "must be the head's config with its \"name\"")
+        values["modality"] = values.get("modality") or "image"  # runs from before video support
+        if values["modality"] not in MODALITIES:
+            raise bad("modality", f"must be one of {', '.join(MODALITIES)}, not {values['modality']!r}")
+        threshold = values.get("threshold", 0.5)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+            raise bad("threshold", f"must be a probability between 0 and 1, not {threshold!r}")
+        values["threshold"] = float(threshold)
+        if values.get("input", "features") not in INPUT_KINDS:
+            raise bad("input", f"must be one of {', '.join(INPUT_KINDS)}, not {values.get('input')!r}")
+        for key in ("backbone", "data", "weights", "provenance"):
+            if values.get(key) is None:
+                values.pop(key, None)
+            elif not isinstance(values[key], dict):
+                raise bad(key, "must be an object")
+        for key in ("embeddings", "graph", "probe"):
+            if values.get(key) is not None and not isinstance(values[key], dict):
+                raise bad(key, "must be an object or null")
+        if not isinstance(values.get("backbone_trained", False), bool):
+            raise bad("backbone_trained", "must be true or false")
+        values.setdefault("run_id", "")  # runs from before the digest: their weights carry none either
+        return cls(**values)
+
+    def check_weights(self, path: Path, metadata: dict[str, str]) -> None:
+        """Refuse weights whose stored digest is not this config's (reordered labels, another run)."""
+        stored = metadata.get(DIGEST_KEY)
+        if stored is not None and stored != self.digest():
+            raise MismatchError(f"{path}: these weights belong to another config than {path.parent / CONFIG} (its "
+                                f"labels, their order or its head differ, or the weights come from another run) "
+                                f"(use the run's own files, or re-train with `{maker('run')}`)")

@@ -1,0 +1,72 @@
+"""The shape of the training path: one trainer, one head registry, modules of a readable size,
+no stage importing another command's stage, a CLI module that only reads options and calls."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "mlgraph_cli"
+TRAINING_MODULES = [
+    "core/training.py", "core/classifier.py", "core/optim.py", "core/train_config.py", "core/train_data.py",
+    "core/run_config.py", "core/checkpoint.py", "core/batches.py", "core/video/training.py", "core/video/heads.py",
+    "core/models/__init__.py", "core/models/temporal.py", "core/models/cma.py", "core/models/baselines.py",
+    "stages/train.py", "stages/train_inputs.py", "stages/train_images.py", "cli/train.py",
+]
+# modules of one command may share its helpers; a stage never imports another command's stage
+OWN_HELPERS = {"train": {"train_inputs", "train_images"}, "train_inputs": {"train_images"}}
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("module", TRAINING_MODULES)
+def test_training_modules_stay_under_300_lines(module):
+    lines = len((PACKAGE / module).read_text(encoding="utf-8").splitlines())
+    assert lines <= 300, f"{module}: {lines} lines"
+
+
+@pytest.mark.parametrize("stage", ["train", "train_inputs", "train_images", "evaluate"])
+def test_stages_of_training_and_evaluation_import_no_other_stage(stage):
+    prefix = "mlgraph_cli.stages."
+    others = {name[len(prefix):].split(".")[0] for name in _imports(PACKAGE / "stages" / f"{stage}.py")
+              if name.startswith(prefix)}
+    assert others <= OWN_HELPERS.get(stage, set()), others
+
+
+def test_train_help_takes_its_defaults_from_the_dataclasses():
+    from mlgraph_cli.cli.train import _d, _dm
+
+    assert _d("batch_size") == "\\[default: 32]" and _d("head") == "\\[default: cma]"
+    assert _dm("epochs") == "\\[default: 20 on images, 40 on video]"
+    assert _dm("lr") == "\\[default: 0.001 on images, 0.01 on video]"
+
+
+def test_cli_train_imports_only_its_stage_and_common_helpers():
+    names = {n for n in _imports(PACKAGE / "cli" / "train.py") if n.startswith("mlgraph_cli.")}
+    allowed = ("mlgraph_cli.cli._common", "mlgraph_cli.stages.train", "mlgraph_cli.errors",
+               "mlgraph_cli.core.distributed", "mlgraph_cli.core.train_config")  # stages.train also covers stages.train_inputs (TrainInputs)
+    assert all(n.startswith(allowed) for n in names), sorted(names)
+    assert "mlgraph_cli.core.models" not in names and "mlgraph_cli.core.project" not in names
+
+
+def test_one_trainer_no_second_loop():
+    """The video benchmark and the probe start train through the Trainer; the old loop is gone."""
+    import mlgraph_cli.core.video.training as video_training
+
+    assert not hasattr(video_training, "fit_video_head")
+    bench = (PACKAGE.parent / "benchmarks" / "video_quality.py").read_text(encoding="utf-8")
+    assert "stages.train import train" in bench and "fit_video_head" not in bench
+    for module in TRAINING_MODULES:
+        text = (PACKAGE / module).read_text(encoding="utf-8")
+        assert 'hasattr(ff, "mask")' not in text and 'getattr(self.head, "multi_scale"' not in text, module
