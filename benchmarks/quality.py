@@ -162,7 +162,7 @@ def run_one(data: Path, config_name: str, seed: int, args: argparse.Namespace) -
     """Train and test one (config, seed); cached in the run folder under a key of every setting."""
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
-    from mlgraph_cli.stages.train_inputs import TrainInputs
+    from mlgraph_cli.stages.train.inputs import TrainInputs
 
     head, emb_kind = CONFIGS[config_name]
     cfg = train_config(head, seed, args)

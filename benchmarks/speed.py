@@ -181,7 +181,7 @@ def tiny_run(tmp: Path) -> Path:
     from mlgraph_cli.core.training import TrainConfig
     from mlgraph_cli.stages.extract import ExtractConfig, extract
     from mlgraph_cli.stages.train import train
-    from mlgraph_cli.stages.train_inputs import TrainInputs
+    from mlgraph_cli.stages.train.inputs import TrainInputs
 
     photos, labels = tmp / "tiny", ["cat", "dog", "sky", "tree"]
     extract_speed.make_photos(photos, 8, seed=1)

@@ -56,7 +56,7 @@ def run_epochs(features: Path, embeddings: Path, out: Path, cache: str, epochs: 
                workers: int) -> list[float]:
     from mlgraph_cli.core.training import TrainConfig
     from mlgraph_cli.stages.train import train
-    from mlgraph_cli.stages.train_inputs import TrainInputs
+    from mlgraph_cli.stages.train.inputs import TrainInputs
 
     config = TrainConfig(head="cma", epochs=epochs, batch_size=batch, cache=cache, workers=workers, val_fraction=0.0,
                          device="cpu")

@@ -86,7 +86,7 @@ def train_row(head: str, paths: dict[str, Path], run: Path, seed: int, overrides
     from mlgraph_cli.core.training import TrainConfig
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
-    from mlgraph_cli.stages.train_inputs import TrainInputs
+    from mlgraph_cli.stages.train.inputs import TrainInputs
 
     inputs = TrainInputs(features=paths["train"], val_features=paths["val"], embeddings=paths[embeddings])
     start = time.perf_counter()

@@ -148,7 +148,8 @@ def test_in_graph_normalisation_equals_the_runs_preprocessing(mean, std):
 
 def _fake_video_run(path: Path) -> Path:
     path.mkdir()
-    (path / "config.json").write_text(json.dumps({"schema": "mlgraph/run@1", "modality": "video", "labels": ["a"]}))
+    (path / "config.json").write_text(json.dumps({"schema": "mlgraph/run@1", "modality": "video", "labels": ["a"],
+                                                  "head": {"name": "video-cma"}}))
     return path
 
 

@@ -86,7 +86,7 @@ def test_resume_continues_exactly(cli, data, tmp_path):
     """4 epochs straight == 2 epochs, interrupted, + `--resume` for the other 2."""
     from mlgraph_cli.core.training import TrainConfig
     from mlgraph_cli.stages.train import train
-    from mlgraph_cli.stages.train_inputs import TrainInputs
+    from mlgraph_cli.stages.train.inputs import TrainInputs
 
     inputs = TrainInputs(features=data["features"], val_features=data["val"], embeddings=data["embeddings"])
     # dropout draws from the RNG, so the RNG state has to come back too

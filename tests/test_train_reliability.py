@@ -55,8 +55,7 @@ def test_nan_rows_stop_with_one_line_and_a_rerun_reuses_the_folder(cli, data, tm
     bad = trainkit.write_features(tmp_path / "bad.h5", d)
     run = tmp_path / "run"
     line = one_line_error(_train(cli, data, run, "--epochs", "2", features=bad))
-    assert line == (f"Error: {bad}: row 7 (img0007) holds NaN or infinite values (1 such rows in this batch) "
-                    "(make the file again with `mlgraph extract` or `mlgraph import-yt8m`)")
+    assert line == f"Error: {bad}: `features` holds NaN or infinite values (row 7; remake the file with `mlgraph extract`)"
     # the folder of a run that finished no epoch is reused by a plain re-run on good data
     result = _train(cli, data, run, "--epochs", "2")
     assert result.exit_code == 0, result.output
@@ -141,5 +140,5 @@ def test_label_values_outside_minus_one_zero_one_are_refused(cli, data, tmp_path
     d["y"][5, 2] = 7  # a scrambled byte in the labels
     bad = trainkit.write_features(tmp_path / "bad.h5", d)
     line = one_line_error(_train(cli, data, tmp_path / "run", features=bad))
-    assert line == (f"Error: {bad}: 1 label value(s) outside -1, 0, 1 (first: 7 for 'dog' of row 5) "
-                    "(re-extract it with `mlgraph extract IMAGES --annotations ANNOTATIONS`)")
+    assert line == (f"Error: {bad}: labels must be -1, 0 or 1, but row 5 holds 7 (1 row(s) affected; remake the file "
+                    "with `mlgraph extract`)")

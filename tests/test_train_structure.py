@@ -1,5 +1,5 @@
 """The shape of the training path: one trainer, one head registry, modules of a readable size,
-no stage importing another command's stage, a CLI module that only reads options and calls."""
+a CLI module that only reads options and calls (the stage layering itself: tests/test_structure.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,8 @@ TRAINING_MODULES = [
     "core/training.py", "core/classifier.py", "core/optim.py", "core/train_config.py", "core/train_data.py",
     "core/run_config.py", "core/checkpoint.py", "core/batches.py", "core/video/training.py", "core/video/heads.py",
     "core/models/__init__.py", "core/models/temporal.py", "core/models/cma.py", "core/models/baselines.py",
-    "stages/train.py", "stages/train_inputs.py", "stages/train_images.py", "cli/train.py",
+    "stages/train/__init__.py", "stages/train/inputs.py", "stages/train/images.py", "cli/train.py",
 ]
-# modules of one command may share its helpers; a stage never imports another command's stage
-OWN_HELPERS = {"train": {"train_inputs", "train_images"}, "train_inputs": {"train_images"}}
-
 
 def _imports(path: Path) -> set[str]:
     names = set()
@@ -36,14 +33,6 @@ def test_training_modules_stay_under_300_lines(module):
     assert lines <= 300, f"{module}: {lines} lines"
 
 
-@pytest.mark.parametrize("stage", ["train", "train_inputs", "train_images", "evaluate"])
-def test_stages_of_training_and_evaluation_import_no_other_stage(stage):
-    prefix = "mlgraph_cli.stages."
-    others = {name[len(prefix):].split(".")[0] for name in _imports(PACKAGE / "stages" / f"{stage}.py")
-              if name.startswith(prefix)}
-    assert others <= OWN_HELPERS.get(stage, set()), others
-
-
 def test_train_help_takes_its_defaults_from_the_dataclasses():
     from mlgraph_cli.cli.train import _d, _dm
 
@@ -55,7 +44,7 @@ def test_train_help_takes_its_defaults_from_the_dataclasses():
 def test_cli_train_imports_only_its_stage_and_common_helpers():
     names = {n for n in _imports(PACKAGE / "cli" / "train.py") if n.startswith("mlgraph_cli.")}
     allowed = ("mlgraph_cli.cli._common", "mlgraph_cli.stages.train", "mlgraph_cli.errors",
-               "mlgraph_cli.core.distributed", "mlgraph_cli.core.train_config")  # stages.train also covers stages.train_inputs (TrainInputs)
+               "mlgraph_cli.core.distributed", "mlgraph_cli.core.train_config")  # stages.train also covers stages.train.inputs (TrainInputs)
     assert all(n.startswith(allowed) for n in names), sorted(names)
     assert "mlgraph_cli.core.models" not in names and "mlgraph_cli.core.project" not in names
 

@@ -230,7 +230,7 @@ def test_resumed_video_run_matches_a_straight_one(chain, tmp_path):
     from mlgraph_cli.core.checkpoint import load_weights
     from mlgraph_cli.core.training import TrainConfig
     from mlgraph_cli.stages.train import TrainingInterrupted, resume_training, train
-    from mlgraph_cli.stages.train_inputs import TrainInputs
+    from mlgraph_cli.stages.train.inputs import TrainInputs
 
     inputs = TrainInputs(features=chain["train"], embeddings=chain["emb"])
     config = TrainConfig(head="cma", epochs=3, probe_epochs=1, batch_size=8, lr=0.01, val_fraction=0.25, device="cpu")

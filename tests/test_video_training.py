@@ -61,7 +61,7 @@ def test_the_one_trainer_fits_temporal_heads(clip_files, clips, name, tmp_path):
     from mlgraph_cli.core.training import TrainConfig
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
-    from mlgraph_cli.stages.train_inputs import TrainInputs
+    from mlgraph_cli.stages.train.inputs import TrainInputs
 
     inputs = TrainInputs(features=clip_files["train"], val_features=clip_files["test"],
                          embeddings=clip_files["embeddings"])
@@ -171,7 +171,7 @@ def test_defaults_come_from_the_schema_and_the_head(clip_files, tmp_path):
     image features keep the image defaults; a value given always wins."""
     import trainkit
     from mlgraph_cli.core.training import TrainConfig
-    from mlgraph_cli.stages.train_inputs import TrainInputs, resolved_config
+    from mlgraph_cli.stages.train.inputs import TrainInputs, resolved_config
 
     video = TrainInputs(features=clip_files["train"])
     cma = resolved_config(video, TrainConfig(head="cma"))

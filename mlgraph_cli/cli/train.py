@@ -152,7 +152,7 @@ def train(
     from mlgraph_cli.core.distributed import dist_info_from_env
     from mlgraph_cli.errors import MlgraphError
     from mlgraph_cli.stages.train import TrainingInterrupted, run_train
-    from mlgraph_cli.stages.train_inputs import TrainInputs
+    from mlgraph_cli.stages.train.inputs import TrainInputs
 
     overrides = dict(
         head=head.value if head else None, epochs=epochs, seed=seed, threshold=threshold, batch_size=batch_size,

@@ -24,7 +24,6 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
 from mlgraph_cli.core import distributed as dist_util
-from mlgraph_cli.errors import InputError
 
 
 def read_rows(features, rows: np.ndarray, name: str = "features") -> np.ndarray:
@@ -92,21 +91,11 @@ class FeatureSet(Dataset):
     def _shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.features.feature_shape if name == "features" else self.features.aux_shape)
 
-    def _finite(self, maps: torch.Tensor, pos: np.ndarray) -> torch.Tensor:
-        """NaN or infinite values (a damaged or hand-made file) stop training with one line."""
-        bad = ~torch.isfinite(maps.flatten(1)).all(1)  # (B,)
-        if bool(bad.any()):
-            row = int(self.rows[pos[int(bad.nonzero()[0, 0])]])
-            raise InputError(f"{self.path}: row {row} ({self.features.ids[row]}) holds NaN or infinite values "
-                             f"({int(bad.sum())} such rows in this batch) (make the file again with "
-                             f"`mlgraph extract` or `mlgraph import-yt8m`)")
-        return maps
-
     def __getitem__(self, positions: Sequence[int]) -> dict[str, Any]:
         pos = np.asarray(positions, dtype=np.int64)
         return {
-            "x": self._finite(self._maps(pos, "features"), pos),
-            "aux": self._finite(self._maps(pos, "features_aux"), pos) if self.aux else None,
+            "x": self._maps(pos, "features"),  # finite: checked as rows are read (core/feature_checks.py)
+            "aux": self._maps(pos, "features_aux") if self.aux else None,
             "y": self.targets[torch.from_numpy(pos)],
             "index": torch.from_numpy(pos),
             "mask": torch.from_numpy(self.features.mask(self.rows[pos])) if self.video else None,

@@ -12,7 +12,7 @@ rebuild their temporal head with ``build_head(**config["head"])`` and have no ba
 :class:`VideoPredictor` reads YouTube-8M TFRecords and scores each clip, and on request each of
 its 5-frame segments.
 
-Explanations: heads with attention (cma, ms-cma) show their attention maps a_k (DESIGN.md 1.3).
+Explanations: heads with attention (cma, ms-cma) show their attention maps a_k (docs/method.md, "CMA: cross-modality attention").
 Heads without (gap, gmp, mlgcn) show a class activation map instead: the head applied to each
 location's feature vector on its own, which for gap is exactly CAM (Zhou et al., CVPR 2016,
 w_k . X(h, w) + b_k) and for gmp / mlgcn the logit each location alone would give.

@@ -77,11 +77,7 @@ def open_labelled_features(path: Path, role: str = "features"):
         raise input_error(path, f"the features file holds no {what}", f"re-{fix} on {where}")
     if ff.labels is None or ff.label_names is None:
         raise input_error(path, f"the {role} file has no labels, so there is nothing to learn from", fix)
-    bad = ~np.isin(ff.labels, (-1, 0, 1))  # 1 positive, 0 negative, -1 ignored: anything else is damage
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise input_error(path, f"{int(bad.sum())} label value(s) outside -1, 0, 1 (first: {int(ff.labels[row, col])} "
-                          f"for {ff.label_names[col]!r} of row {row})", f"re-{fix}")
+    # Label values outside -1, 0, 1 are refused when the file is opened (core/feature_checks.py).
     return ff
 
 

@@ -83,12 +83,12 @@ def check_destination(output: str | os.PathLike) -> tuple[Path, Path]:
 def export(run_dir: str | os.PathLike, output: str | os.PathLike, config: ExportConfig) -> ExportResult:
     """Export ``run_dir``'s model (backbone + head, ``config.checkpoint`` weights) to ``output``."""
     from mlgraph_cli.core import export as onnx_export
-    from mlgraph_cli.core.checkpoint import CONFIG, read_run_config
+    from mlgraph_cli.core.checkpoint import CONFIG
+    from mlgraph_cli.core.run_config import RunConfig
     from mlgraph_cli.core.predict import load_run
 
     run = Path(run_dir)
-    run_config = read_run_config(run)
-    if run_config.get("modality") == "video":
+    if RunConfig.read(run).modality == "video":
         raise input_error(run / CONFIG, "a video run: its head reads frame features, not pixels, so it has no "
                                         "image graph to export", f"score clips with `mlgraph predict VIDEOS --model {run}`")
     dest, card = check_destination(output)

@@ -90,7 +90,7 @@ class Prepared:
     head_name: str  # the registry entry (``video-cma`` for ``--head cma`` on video)
     embeddings_info: dict[str, Any] | None
     graph_info: dict[str, Any] | None
-    probe: dict[str, Any] | None = None  # the probe start of a temporal CMA head (stages/train.py)
+    probe: dict[str, Any] | None = None  # the probe start of a temporal CMA head (stages/train/__init__.py)
 
 
 def data_modality(inputs: TrainInputs) -> str:
@@ -119,7 +119,7 @@ def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook
     name = resolve_head(config.head, data_modality(inputs), None if inputs.end_to_end else inputs.features)
     multi = HEADS[name].head_class.multi_scale
     if inputs.end_to_end:
-        from mlgraph_cli.stages.train_images import prepare_images
+        from mlgraph_cli.stages.train.images import prepare_images
 
         data = prepare_images(inputs, config, multi_scale=multi, device=device, progress=progress)
     else:

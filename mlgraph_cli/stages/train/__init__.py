@@ -35,8 +35,8 @@ from mlgraph_cli.core.run_config import RunConfig
 from mlgraph_cli.core.train_config import TrainConfig
 from mlgraph_cli.core.training import TrainResult
 from mlgraph_cli.errors import MismatchError, MlgraphError
-from mlgraph_cli.stages import train_inputs as inputs_mod
-from mlgraph_cli.stages.train_inputs import TrainInputs
+from mlgraph_cli.stages.train import inputs as inputs_mod
+from mlgraph_cli.stages.train.inputs import TrainInputs
 
 COMMAND = "mlgraph train"
 # Settings a resumed run may change: they decide where and how fast, not what is computed.
