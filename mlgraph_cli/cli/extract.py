@@ -67,8 +67,12 @@ def extract(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per forward pass. "
                                                       "Default: 32.", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Processes decoding and resizing "
-                                                   "images (0: the main process). Default: 2.",
+                                                   "images (0: the main process). Default: from the cores: 0 up to 4 "
+                                                   "on the CPU, one per 4 cores above; with a GPU one per core but one.",
                                                    show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch threads for the forward pass. "
+                                                   "Default: the cores not used by --workers (shared among the "
+                                                   "processes of a torchrun node).", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto (cuda if present, else cpu), cpu, "
                                                   "cuda, cuda:N. Default: auto.", show_default=False)] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Annotation format: coco|voc|nuswide|"
@@ -113,7 +117,7 @@ def extract(
             if format is None:
                 format = project.dataset.get("format") or None
     overrides = dict(backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
-                     batch_size=batch_size, workers=workers, device=device, format=format,
+                     batch_size=batch_size, workers=workers, threads=threads, device=device, format=format,
                      label_order=label_order, image_set=image_set, seed=seed, offline=offline or None)
     config = merge_config(ExtractConfig, project, "extract", overrides)
     dest = resolve_output(output, project, out_key, "features.h5")

@@ -37,7 +37,8 @@ class ExtractConfig:
     image_size: int | None = None  # None: the backbone's default (448 torchvision, 224 Lite0)
     layers: list[str] = field(default_factory=list)  # empty: the last stage; two: main + aux (MS-CMA)
     batch_size: int = 32
-    workers: int = 2  # DataLoader processes decoding and resizing; 0 = in the main process
+    workers: int | None = None  # DataLoader processes decoding and resizing; 0 = main process; None: by cores
+    threads: int | None = None  # torch threads for the forward pass; None: the cores left to this process
     device: str = "auto"
     seed: int = 0  # random init when weights = none
     format: str | None = None  # annotation format (auto-detected)
@@ -52,8 +53,10 @@ class ExtractConfig:
         self.layers = [str(x) for x in (self.layers or [])]
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if int(self.workers) < 0:
+        if self.workers is not None and int(self.workers) < 0:
             raise ValueError(f"workers must be 0 or more, got {self.workers}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
 
 
 @dataclass
@@ -88,6 +91,8 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     With ``annotations`` the images are the annotated ones (file names joined to the single
     ``images`` folder) and their labels are stored; without, every image found is used.
     """
+    import torch
+
     from mlgraph_cli.core.artifacts import h5_read_strings, provenance
     from mlgraph_cli.core.backbones import backbone_config, build_backbone
     from mlgraph_cli.core.device import resolve_device
@@ -101,6 +106,8 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
                                   progress=progress)
             if annotations else plan_folder(images))
     device = resolve_device(config.device)
+    config = resolve_parallelism(config, device.type)
+    torch.set_num_threads(int(config.threads))
     backbone = build_backbone(config.backbone, config.weights, config.layers, config.image_size, device,
                               seed=config.seed, offline=config.offline or None)
     bcfg = backbone_config(backbone)
@@ -163,6 +170,9 @@ def _run_batches(plan: ExtractPlan, start: int, backbone, writer, config: Extrac
     """Decode (workers) -> forward (here) -> append, batch by batch, from input ``start`` on."""
     import torch
 
+    # Channels-last: oneDNN's convolutions (CPU) and cuDNN's run up to 1.5x faster in this layout
+    # than in the default NCHW one; the batch is built in it (see _collate), so nothing is copied.
+    backbone = backbone.to(memory_format=torch.channels_last)
     loader = _loader(plan.paths[start:], backbone.preprocessor, config, device)
     progress.start(f"Extracting {backbone.name}", total=len(plan.paths) - start, unit="img")
     pause_at = int(os.environ.get(PAUSE_ROWS_ENV, "0") or 0)
@@ -172,7 +182,7 @@ def _run_batches(plan: ExtractPlan, start: int, backbone, writer, config: Extrac
             maps = {}
             if batch is not None:
                 out = backbone(batch.to(device, non_blocking=True))  # {name: (B, D, H, W)}
-                maps = {k: v.to(torch.float16).cpu().numpy() for k, v in out.items()}
+                maps = {k: v.to(torch.float16).contiguous().cpu().numpy() for k, v in out.items()}
             writer.append(
                 maps, [plan.ids[r] for r in kept], [plan.files[r] for r in kept],
                 plan.labels[kept] if plan.labels is not None else None,
@@ -219,7 +229,7 @@ def _collate(items):
     import torch
 
     kept = [(i, t) for i, t, _ in items if t is not None]
-    batch = torch.stack([t for _, t in kept]) if kept else None
+    batch = torch.stack([t for _, t in kept]).contiguous(memory_format=torch.channels_last) if kept else None
     return [i for i, _, _ in items], [i for i, _ in kept], batch, [(i, r) for i, t, r in items if t is None]
 
 
@@ -230,6 +240,29 @@ def _loader(paths: list[str], preprocess, config: ExtractConfig, device):
     return DataLoader(_Images(paths, preprocess, config.max_pixels), batch_size=int(config.batch_size),
                       shuffle=False, num_workers=workers, collate_fn=_collate,
                       pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
+
+
+def resolve_parallelism(config: ExtractConfig, device_type: str) -> ExtractConfig:
+    """Fill in ``workers`` and ``threads`` left to the default, from the cores this process may use.
+
+    On the CPU the forward pass is nearly all the work (decoding a 224 px JPEG costs about 1 %
+    of EfficientNet-Lite0's forward), so decoding workers only compete with torch's threads: none
+    up to 4 cores, then one per 4 cores. With a GPU the forward is fast and decoding is the work:
+    a worker per core but one. Processes of one node started together (torchrun's
+    ``LOCAL_WORLD_SIZE``) share the cores. Threads: the cores left after the workers.
+    """
+    from dataclasses import replace
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    cores = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+    workers = config.workers
+    if workers is None:
+        workers = min(8, max(0, cores - 1)) if device_type == "cuda" else (0 if cores <= 4 else min(8, cores // 4))
+    threads = config.threads if config.threads is not None else max(1, cores - (workers if device_type != "cuda" else 0))
+    return replace(config, workers=int(workers), threads=int(threads))
 
 
 def _pause_for_test() -> None:
