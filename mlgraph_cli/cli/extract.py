@@ -90,6 +90,10 @@ def extract(
         "--allow-outside-paths", help="Read annotation file names that leave the images folder (absolute, or "
                                       "climbing out with ..). Off by default: an annotation file may come from "
                                       "anyone, and only this flag, never mlgraph.toml, turns it on.")] = False,
+    shard: Annotated[Optional[str], typer.Option(
+        "--shard", help="I/N: extract only part I of N (0-based) into OUTPUT-stem.shard-I-of-N.h5, for job arrays; "
+                        "join the parts with `mlgraph merge`. Under torchrun each rank does this by itself.",
+        show_default=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List each skipped image on stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
 ) -> None:
@@ -99,6 +103,7 @@ def extract(
     Unreadable images are skipped and listed in OUTPUT.skipped.txt.
     """
     from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
+    from mlgraph_cli.core.shards import parse_shard
     from mlgraph_cli.errors import MlgraphError
     from mlgraph_cli.stages.extract import ExtractConfig, extract as run
 
@@ -124,7 +129,7 @@ def extract(
     progress = RichProgress(quiet=quiet)
     try:
         result = run(images, dest, config, annotations=annotations, allow_outside_paths=allow_outside_paths,
-                     progress=progress)
+                     progress=progress, shard=parse_shard(shard) if shard else None)
     finally:
         progress.stop()
     if not quiet:
