@@ -68,10 +68,16 @@ def make_scenes(folder: Path, images: int) -> Path:
     return folder / "images" / "train"
 
 
-def timed(cmd: list[str], cwd: Path) -> float:
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one fresh process."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def whole_process(images_dir: Path, out: Path, repeats: int, extra: list[str] | None = None) -> dict:
@@ -81,18 +87,20 @@ def whole_process(images_dir: Path, out: Path, repeats: int, extra: list[str] | 
     pairs = []
     for r in range(repeats):
         order = ("a", "b") if r % 2 == 0 else ("b", "a")
-        t = {}
+        t, cpu = {}, {}
         for side in order:
-            t[side] = timed(a_cmd if side == "a" else b_cmd, ROOT)
+            t[side], cpu[side] = timed(a_cmd if side == "a" else b_cmd, ROOT)
             if side == "a":
                 out.unlink()
         pairs.append({"mlgraph_s": round(t["a"], 3), "plain_s": round(t["b"], 3), "ratio": round(t["a"] / t["b"], 4),
+                      "mlgraph_cpu_s": round(cpu["a"], 2), "plain_cpu_s": round(cpu["b"], 2),
                       "first": order[0], "load_after": load()})
         print(f"  pair {r + 1}/{repeats}: mlgraph {t['a']:.2f} s, plain {t['b']:.2f} s, "
               f"ratio {t['a'] / t['b']:.3f}, load {load()}", flush=True)
     return {"pairs": pairs, "median_ratio": statistics.median(p["ratio"] for p in pairs),
             "median_mlgraph_s": statistics.median(p["mlgraph_s"] for p in pairs),
-            "median_plain_s": statistics.median(p["plain_s"] for p in pairs)}
+            "median_plain_s": statistics.median(p["plain_s"] for p in pairs),
+            "median_cpu_ratio": statistics.median(p["mlgraph_cpu_s"] / p["plain_cpu_s"] for p in pairs)}
 
 
 def main() -> None:
@@ -113,6 +121,7 @@ def main() -> None:
     for i, p in enumerate(m["pairs"], 1):
         print(f"| {i} ({p['first']} first) | {p['mlgraph_s']:.2f} | {p['plain_s']:.2f} | {p['ratio']:.3f} |")
     print(f"| median | {m['median_mlgraph_s']:.2f} | {m['median_plain_s']:.2f} | {m['median_ratio']:.3f} |")
+    print(f"CPU seconds, median ratio of the pairs: {m['median_cpu_ratio']:.3f}")
     report = {"benchmark": "extract_speed (whole processes)", "images": args.images, "image_size": 224,
               "backbone": "efficientnet-lite0", "batch_size": 32, "extra_flags": args.extra, "cpus": os.cpu_count(),
               "machine": platform.processor() or platform.machine(), "load_before": before, "load_after": load(),
