@@ -17,7 +17,7 @@ from conftest import one_line_error
 from mlgraph_cli.core.features import open_features, partial_path
 from mlgraph_cli.core.shards import parse_shard, shard_range
 from shardkit import assert_same_file
-from test_extract import FAST, make_images, write_coco
+from test_extract import FAST, make_images, run_until_killed, write_coco
 
 ROOT = Path(mlgraph_cli.__file__).resolve().parents[1]
 
@@ -83,6 +83,21 @@ def test_two_shards_merged_equal_one_process(cli, data, tmp_path):
     (moved / parts[1].name).unlink()
     with pytest.raises(Exception, match="not beside it"):
         open_features(moved / "virtual.h5")
+
+
+def test_a_killed_shard_resumes_and_the_merge_equals_one_process(cli, data, tmp_path):
+    out = tmp_path / "f.h5"
+    extra = ["--annotations", str(data["tmp"] / "ann.json"), "--shard", "1/2"]
+    run_until_killed(tmp_path, data["tmp"] / "imgs", out, 4, *extra)
+    part = out.with_name("f.shard-1-of-2.h5")
+    assert partial_path(part).exists() and not part.exists()
+    result = cli(*data["args"], "-o", out, "--shard", "1/2", "--verbose")
+    assert result.exit_code == 0, result.output
+    assert "Resuming" in result.output
+    parts = [out.with_name("f.shard-0-of-2.h5"), part]
+    result = cli(*data["args"], "-o", out, "--shard", "0/2")
+    assert result.exit_code == 0 and cli("merge", *parts, "-o", tmp_path / "m.h5").exit_code == 0
+    assert_same_file(data["single"], tmp_path / "m.h5")
 
 
 def test_a_finished_shard_is_not_extracted_again(cli, data, tmp_path):

@@ -138,6 +138,7 @@ def _extract(images, output, config: ExtractConfig, annotations, allow_outside_p
     device = resolve_device(config.device)
     if device.type == "cuda" and shard is not None and local_rank:  # torchrun: the GPU of this rank
         device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)  # pinned memory and kernels on this GPU, not all on GPU 0
     config = resolve_parallelism(config, device.type)
     torch.set_num_threads(int(config.threads))
     backbone = build_backbone(config.backbone, config.weights, config.layers, config.image_size, device,
