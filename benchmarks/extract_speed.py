@@ -1,14 +1,17 @@
-"""How much `mlgraph extract` costs over a bare forward pass of the same backbone on the same images.
+"""`mlgraph extract` against a plain script doing the same work, both measured as whole processes.
 
-The pipeline (decode JPEG + resize in DataLoader workers, forward, float16 HDF5 write) is timed
-by the extract stage itself (model building excluded); the bare forward runs the same batches of
-already-preprocessed tensors held in memory. Target: overhead under 15 % on EfficientNet-Lite0,
-224 px, 512 photo-sized (640 x 480) JPEGs. Both measurements alternate ``--repeats`` times and
-the best of each is compared (and, separately, each pipeline run with the bare run just before
-it), which damps the noise of a shared machine.
+A: ``python -m mlgraph_cli extract IMAGES -o OUT`` (defaults: EfficientNet-Lite0 with its packaged
+weights, 224 px, batch 32; workers and threads chosen from the core count), start-up included.
+B: benchmarks/plain_extract.py: imports torch, builds the same Lite0, decodes with PIL, stretches to
+224 and runs the forward in batches of 32, writing nothing.
 
-    python benchmarks/extract_speed.py                       # the target configuration
-    python benchmarks/extract_speed.py --workers 0 1 2       # compare worker counts
+The images are fashion-scenes made by ``mlgraph make-dataset`` (224 px JPEGs). A and B alternate
+(A B, B A, ...) ``--repeats`` times, so a change in the load of a shared machine hits both; the
+ratio reported is the median of the per-pair ratios. The 1-minute load average is recorded with
+every run. Target: ratio <= 1.1.
+
+    python benchmarks/extract_speed.py                 # 256 images, 5 pairs
+    python benchmarks/extract_speed.py --extra --workers 2 --threads 1    # A with other settings
 
 Prints a table and writes benchmarks/results/extract_speed.json.
 """
@@ -19,19 +22,25 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PY = sys.executable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def make_photos(folder: Path, n: int, size=(640, 480), seed: int = 0) -> None:
     """Photo-like JPEGs: smooth gradients, a few shapes and sensor-like noise (quality 90, ~50-100 KB)."""
+    import numpy as np
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(seed)
@@ -51,119 +60,72 @@ def make_photos(folder: Path, n: int, size=(640, 480), seed: int = 0) -> None:
         img.save(folder / f"photo{i:04d}.jpg", quality=90)
 
 
-def bare_forward(backbone, tensors, batch_size: int, device) -> float:
-    """Seconds to run every batch through the backbone (tensors already decoded and resized)."""
-    import torch
-
-    with torch.inference_mode():
-        t0 = time.perf_counter()
-        for s in range(0, len(tensors), batch_size):
-            out = backbone(tensors[s:s + batch_size].to(device))
-            for v in out.values():
-                v.cpu()  # the pipeline copies to host too; also synchronises a GPU
-        return time.perf_counter() - t0
+def make_scenes(folder: Path, images: int) -> Path:
+    """``images`` fashion-scenes at 224 px under ``folder``; returns the images folder."""
+    if not (folder / "images" / "train").is_dir():
+        subprocess.run([PY, "-m", "mlgraph_cli", "make-dataset", "fashion-scenes", str(folder), "--train", str(images),
+                        "--val", "0", "--test", "0", "--size", "224"], cwd=ROOT, check=True, capture_output=True)
+    return folder / "images" / "train"
 
 
-def prepare_photos(folder: Path, images: int, backbone_name: str, weights: str, image_size: int, batch_size: int,
-                   device):
-    """Make ``images`` JPEGs in ``folder`` (unless already there) and the bare-forward inputs.
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one fresh process."""
+    import resource
 
-    Returns (backbone, tensors (N, 3, S, S) preprocessed in memory, mean JPEG size in KB); the
-    backbone has run one warm-up batch (kernel selection), so the first timed run is not penalised.
-    """
-    import torch
-
-    from mlgraph_cli.core.backbones import build_backbone
-    from mlgraph_cli.core.images import list_images, load_image
-
-    if len(list_images(folder) if folder.is_dir() else []) != images:
-        make_photos(folder, images)
-    paths = list_images(folder)
-    mean_kb = float(np.mean([p.stat().st_size for p in paths]) / 1024)
-    backbone = build_backbone(backbone_name, weights, None, image_size, device)
-    tensors = torch.stack([backbone.preprocess(load_image(p)) for p in paths])  # untimed
-    bare_forward(backbone, tensors[:batch_size], batch_size, device)  # warm-up (kernel selection)
-    return backbone, tensors, mean_kb
-
-
-def pipeline_seconds(folder: Path, out: Path, cfg, expected_rows: int) -> tuple[float, float]:
-    """One `extract` stage run of ``folder`` into ``out`` (deleted after): (stage seconds, wall seconds).
-
-    Stage seconds are the stage's own timing (model building excluded); wall includes building it.
-    """
-    from mlgraph_cli.stages.extract import extract
-
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    result = extract([folder], out, cfg)
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
     wall = time.perf_counter() - t0
-    assert result.rows == expected_rows, result
-    out.unlink()
-    return result.seconds, wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def whole_process(images_dir: Path, out: Path, repeats: int, extra: list[str] | None = None) -> dict:
+    """``repeats`` alternated (mlgraph extract, plain script) pairs of whole-process wall times."""
+    a_cmd = [PY, "-m", "mlgraph_cli", "extract", str(images_dir), "-o", str(out), "-q", *(extra or [])]
+    b_cmd = [PY, str(HERE / "plain_extract.py"), str(images_dir)]
+    pairs = []
+    for r in range(repeats):
+        order = ("a", "b") if r % 2 == 0 else ("b", "a")
+        t, cpu = {}, {}
+        for side in order:
+            t[side], cpu[side] = timed(a_cmd if side == "a" else b_cmd, ROOT)
+            if side == "a":
+                out.unlink()
+        pairs.append({"mlgraph_s": round(t["a"], 3), "plain_s": round(t["b"], 3), "ratio": round(t["a"] / t["b"], 4),
+                      "mlgraph_cpu_s": round(cpu["a"], 2), "plain_cpu_s": round(cpu["b"], 2),
+                      "first": order[0], "load_after": load()})
+        print(f"  pair {r + 1}/{repeats}: mlgraph {t['a']:.2f} s, plain {t['b']:.2f} s, "
+              f"ratio {t['a'] / t['b']:.3f}, load {load()}", flush=True)
+    return {"pairs": pairs, "median_ratio": statistics.median(p["ratio"] for p in pairs),
+            "median_mlgraph_s": statistics.median(p["mlgraph_s"] for p in pairs),
+            "median_plain_s": statistics.median(p["plain_s"] for p in pairs),
+            "median_cpu_ratio": statistics.median(p["mlgraph_cpu_s"] / p["plain_cpu_s"] for p in pairs)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=512)
-    parser.add_argument("--backbone", default="efficientnet-lite0")
-    parser.add_argument("--weights", default="DEFAULT")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, nargs="+", default=[2])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--folder", type=Path, default=None, help="Keep the generated JPEGs here (default: a temp dir).")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "extract_speed.json")
-    args = parser.parse_args()
-
-    import torch
-
-    from mlgraph_cli.core.device import resolve_device
-    from mlgraph_cli.stages.extract import ExtractConfig
-
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--folder", type=Path, default=None, help="Keep the scenes here (default: a temp dir).")
+    ap.add_argument("--json", type=Path, default=HERE / "results" / "extract_speed.json")
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="More `mlgraph extract` flags (last).")
+    args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory(prefix="mlgraph-bench-")
-    folder = args.folder or Path(tmp.name) / "photos"
-    device = resolve_device(args.device)
-    backbone, tensors, mean_kb = prepare_photos(folder, args.images, args.backbone, args.weights, args.image_size,
-                                                args.batch_size, device)
-
-    rows = []
-    for workers in args.workers:
-        cfg = ExtractConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size,
-                            batch_size=args.batch_size, workers=workers, device=str(device))
-        bare, pipe, wall = [], [], []
-        for r in range(args.repeats):
-            bare.append(bare_forward(backbone, tensors, args.batch_size, device))
-            stage_s, wall_s = pipeline_seconds(folder, Path(tmp.name) / f"f{workers}-{r}.h5", cfg, args.images)
-            pipe.append(stage_s)
-            wall.append(wall_s)
-        best_bare, best_pipe = min(bare), min(pipe)
-        rows.append({
-            "workers": workers, "bare_forward_s": bare, "pipeline_s": pipe, "pipeline_wall_s": wall,
-            "bare_img_per_s": args.images / best_bare, "pipeline_img_per_s": args.images / best_pipe,
-            "overhead_pct": 100 * (best_pipe / best_bare - 1),
-            # Each pipeline run against the bare run just before it: robust to slow drifts in load.
-            "paired_overhead_pct": [100 * (p / b - 1) for b, p in zip(bare, pipe)],
-            "median_paired_overhead_pct": float(np.median([100 * (p / b - 1) for b, p in zip(bare, pipe)])),
-        })
-
-    print(f"\n{args.backbone} ({args.weights}), {args.image_size} px, {args.images} JPEGs "
-          f"({mean_kb:.0f} KB mean, 640x480), batch {args.batch_size}, device {device}, "
-          f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs")
-    print(f"{'workers':>7} | {'bare fwd s':>10} | {'pipeline s':>10} | {'bare img/s':>10} | {'pipe img/s':>10} | "
-          f"overhead (best/best) | overhead (median of pairs)")
-    for r in rows:
-        print(f"{r['workers']:>7} | {min(r['bare_forward_s']):>10.2f} | {min(r['pipeline_s']):>10.2f} | "
-              f"{r['bare_img_per_s']:>10.1f} | {r['pipeline_img_per_s']:>10.1f} | {r['overhead_pct']:>+18.1f} % | "
-              f"{r['median_paired_overhead_pct']:>+24.1f} %")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    report = {
-        "benchmark": "extract_speed", "backbone": args.backbone, "weights": args.weights,
-        "image_size": args.image_size, "images": args.images, "jpeg_mean_kb": round(float(mean_kb), 1),
-        "batch_size": args.batch_size, "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "load_avg_1min_at_end": load,
-        "target_overhead_pct": 15.0, "rows": rows,
-    }
+    images_dir = make_scenes(args.folder or Path(tmp.name) / "scenes", args.images)
+    before = load()
+    m = whole_process(images_dir, Path(tmp.name) / "features.h5", args.repeats, args.extra)
+    print(f"\n{args.images} fashion-scenes, 224 px, EfficientNet-Lite0, batch 32, {os.cpu_count()} CPUs, "
+          f"load {before} -> {load()}; extra flags: {' '.join(args.extra) or '(none)'}")
+    print("| run | mlgraph extract s | plain script s | ratio |\n|---|---|---|---|")
+    for i, p in enumerate(m["pairs"], 1):
+        print(f"| {i} ({p['first']} first) | {p['mlgraph_s']:.2f} | {p['plain_s']:.2f} | {p['ratio']:.3f} |")
+    print(f"| median | {m['median_mlgraph_s']:.2f} | {m['median_plain_s']:.2f} | {m['median_ratio']:.3f} |")
+    print(f"CPU seconds, median ratio of the pairs: {m['median_cpu_ratio']:.3f}")
+    report = {"benchmark": "extract_speed (whole processes)", "images": args.images, "image_size": 224,
+              "backbone": "efficientnet-lite0", "batch_size": 32, "extra_flags": args.extra, "cpus": os.cpu_count(),
+              "machine": platform.processor() or platform.machine(), "load_before": before, "load_after": load(),
+              "target_ratio": 1.1, **m}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json}")

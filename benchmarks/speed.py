@@ -2,11 +2,11 @@
 
 Each section reuses the measuring functions of a single-purpose benchmark script:
 
-  extract      pipeline time (decode + resize in DataLoader workers, forward, float16 HDF5 write) over a
-               bare forward of the same backbone on the same images held in memory; EfficientNet-Lite0,
-               224 px, 512 photo-sized JPEGs (extract_speed.py). Bare and pipeline runs alternate, and the
-               order inside each pair alternates too, so a slow drift in the machine's load hits both
-               sides; the value is the median of the per-pair ratios. Target <= 1.15.
+  extract      whole processes: `mlgraph extract` (start-up, decode, forward, float16 HDF5 write) over a
+               plain script doing the same decode and forward with nothing written (plain_extract.py);
+               EfficientNet-Lite0, 224 px, 256 fashion-scenes (extract_speed.py). The two alternate, the
+               order inside each pair alternates too, so a drift in the machine's load hits both sides;
+               the value is the median of the per-pair ratios. Target <= 1.1.
   train        epoch time of the cma head on cached features, read from HDF5 (--cache disk) over held in
                memory (--cache ram), and the head's images/s on the CPU, 1 torch thread (train_speed.py).
                Target <= 1.5.
@@ -70,59 +70,16 @@ def row(name: str, value: float, unit: str, target: float | None = None, op: str
 
 
 def extract_section(args, tmp: Path) -> tuple[list[dict], dict]:
-    import torch
-
-    from mlgraph_cli.core.device import resolve_device
-
-    device = resolve_device("cpu")
-    before, default_threads = load(), torch.get_num_threads()
-    backbone, tensors, mean_kb = extract_speed.prepare_photos(tmp / "photos", args.images, "efficientnet-lite0",
-                                                              "DEFAULT", 224, args.batch_size, device)
-    rows, by_threads = [], {}
-    try:
-        for threads in args.extract_threads:
-            # The stage runs its forward in this process, so the thread count applies to both sides.
-            torch.set_num_threads(threads)
-            r, by_threads[threads] = extract_pairs(args, tmp, backbone, tensors, device, threads)
-            rows += r
-    finally:
-        torch.set_num_threads(default_threads)
-    detail = {"images": args.images, "jpeg_mean_kb": round(mean_kb, 1), "batch_size": args.batch_size,
-              "workers": args.workers, "by_torch_threads": by_threads, "load_before": before, "load_after": load()}
-    return rows, detail
-
-
-def extract_pairs(args, tmp: Path, backbone, tensors, device, threads: int) -> tuple[list[dict], dict]:
-    """``args.repeats`` pairs of (bare forward, extract stage) on the same images, at ``threads`` torch threads."""
-    from mlgraph_cli.stages.extract import ExtractConfig
-
-    cfg = ExtractConfig(backbone="efficientnet-lite0", weights="DEFAULT", image_size=224,
-                        batch_size=args.batch_size, workers=args.workers, device="cpu")
-    before, pairs = load(), []
-    extract_speed.bare_forward(backbone, tensors[:args.batch_size], args.batch_size, device)  # warm-up at this count
-    for r in range(args.repeats):
-        out = tmp / f"features-{threads}-{r}.h5"
-        # Alternate which side runs first, so that neither always gets the warmer or quieter slot.
-        if r % 2 == 0:
-            bare = extract_speed.bare_forward(backbone, tensors, args.batch_size, device)
-            pipe, wall = extract_speed.pipeline_seconds(tmp / "photos", out, cfg, args.images)
-        else:
-            pipe, wall = extract_speed.pipeline_seconds(tmp / "photos", out, cfg, args.images)
-            bare = extract_speed.bare_forward(backbone, tensors, args.batch_size, device)
-        pairs.append({"bare_s": bare, "pipeline_s": pipe, "pipeline_wall_s": wall, "ratio": pipe / bare,
-                      "load_after": load()})
-        print(f"  extract, {threads} thread(s), pair {r + 1}/{args.repeats}: bare {bare:.1f} s, pipeline "
-              f"{pipe:.1f} s, ratio {pipe / bare:.3f}, load {load():.1f}", flush=True)
-    ratio = statistics.median(p["ratio"] for p in pairs)
-    best_bare, best_pipe = min(p["bare_s"] for p in pairs), min(p["pipeline_s"] for p in pairs)
-    detail = {"pairs": pairs, "median_pair_ratio": ratio, "best_over_best_ratio": best_pipe / best_bare,
-              "load_before": before, "load_after": load()}
-    spread = "pairs " + ", ".join(f"{p['ratio']:.2f}" for p in pairs) + f"; best/best {best_pipe / best_bare:.2f}"
-    rows = [row(f"extract: pipeline / bare forward time ({args.images} JPEGs, Lite0 224 px, {threads} thread(s))",
-                ratio, "x", 1.15, note=f"median of {len(pairs)} pairs ({spread}); load {before} -> {load()}"),
-            row(f"extract: pipeline images/s (best run, {threads} thread(s))", args.images / best_pipe, "img/s",
-                note=f"bare forward {args.images / best_bare:.1f} img/s; {args.workers} decode workers")]
-    return rows, detail
+    """Whole processes: `mlgraph extract` against benchmarks/plain_extract.py, alternated (extract_speed.py)."""
+    before = load()
+    images_dir = extract_speed.make_scenes(tmp / "scenes", args.images)
+    m = extract_speed.whole_process(images_dir, tmp / "features.h5", args.repeats)
+    spread = ", ".join(f"{p['ratio']:.2f}" for p in m["pairs"])
+    rows = [row(f"extract: whole process / plain script ({args.images} scenes, Lite0 224 px)", m["median_ratio"],
+                "x", 1.1, note=f"median of {len(m['pairs'])} alternated pairs ({spread}); load {before} -> {load()}"),
+            row("extract: whole-process images/s", args.images / m["median_mlgraph_s"], "img/s",
+                note=f"plain script {args.images / m['median_plain_s']:.1f} img/s")]
+    return rows, dict(m, images=args.images, load_before=before, load_after=load())
 
 
 def train_section(args, tmp: Path) -> tuple[list[dict], dict]:
@@ -274,12 +231,8 @@ def table(rows: list[dict]) -> str:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run (sizes given explicitly win)")
-    ap.add_argument("--images", type=int, help="extract: JPEGs (default 512; quick 32)")
-    ap.add_argument("--repeats", type=int, help="extract: bare/pipeline pairs (default 4; quick 2)")
-    ap.add_argument("--batch-size", type=int, default=32, help="extract batch")
-    ap.add_argument("--extract-threads", help="extract: torch thread counts to measure at, e.g. 2,1 (default: "
-                                              "torch's default, then 1 if that is more)")
-    ap.add_argument("--workers", type=int, default=2, help="extract DataLoader workers")
+    ap.add_argument("--images", type=int, help="extract: scenes (default 256; quick 32)")
+    ap.add_argument("--repeats", type=int, help="extract: alternated whole-process pairs (default 5; quick 2)")
     ap.add_argument("--train-images", type=int, help="train: cached feature maps (default 1024; quick 128)")
     ap.add_argument("--epochs", type=int, help="train: epochs per cache mode, first one not counted (default 3)")
     ap.add_argument("--graph-images", type=int, help="build-graph: annotated images (default 1,000,000; quick 20,000)")
@@ -289,19 +242,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--json", type=Path, help="results file (default benchmarks/results/speed.json; with --quick a "
                                                "file in the temp folder, so a smoke run never replaces the results)")
     args = ap.parse_args(argv)
-    defaults = dict(images=(512, 32), repeats=(4, 2), train_images=(1024, 128), epochs=(3, 2),
+    defaults = dict(images=(256, 32), repeats=(5, 2), train_images=(1024, 128), epochs=(3, 2),
                     graph_images=(1_000_000, 20_000), asge_sizes=("80,1000,4000", "80,200"), cold_repeats=(5, 2))
     for key, (full, quick) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
     if args.json is None:
         args.json = Path(tempfile.gettempdir()) / "mlgraph-speed-quick.json" if args.quick else RESULTS
-    if args.extract_threads is None:
-        import torch
-
-        n = torch.get_num_threads()
-        args.extract_threads = str(n) if n == 1 else f"{n},1"
-    args.extract_threads = [int(x) for x in str(args.extract_threads).split(",") if x]
     args.asge_sizes = [int(x) for x in str(args.asge_sizes).split(",") if x]
     args.only = [s for s in args.only.split(",") if s]
     unknown = set(args.only) - set(SECTIONS)

@@ -36,7 +36,7 @@ COMMANDS = (
     "build_graph",
     "embed", "inspect",
     "import_yt8m",
-    "extract",
+    "extract", "merge",
     "train", "evaluate", "predict", "export",
     "demo",
 )

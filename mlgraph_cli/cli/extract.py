@@ -67,8 +67,12 @@ def extract(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per forward pass. "
                                                       "Default: 32.", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Processes decoding and resizing "
-                                                   "images (0: the main process). Default: 2.",
+                                                   "images (0: the main process). Default: from the cores: 0 up to 4 "
+                                                   "on the CPU, one per 4 cores above; with a GPU one per core but one.",
                                                    show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch threads for the forward pass. "
+                                                   "Default: the cores not used by --workers (shared among the "
+                                                   "processes of a torchrun node).", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto (cuda if present, else cpu), cpu, "
                                                   "cuda, cuda:N. Default: auto.", show_default=False)] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Annotation format: coco|voc|nuswide|"
@@ -86,6 +90,10 @@ def extract(
         "--allow-outside-paths", help="Read annotation file names that leave the images folder (absolute, or "
                                       "climbing out with ..). Off by default: an annotation file may come from "
                                       "anyone, and only this flag, never mlgraph.toml, turns it on.")] = False,
+    shard: Annotated[Optional[str], typer.Option(
+        "--shard", help="I/N: extract only part I of N (0-based) into OUTPUT-stem.shard-I-of-N.h5, for job arrays; "
+                        "join the parts with `mlgraph merge`. Under torchrun each rank does this by itself.",
+        show_default=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List each skipped image on stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
 ) -> None:
@@ -95,6 +103,7 @@ def extract(
     Unreadable images are skipped and listed in OUTPUT.skipped.txt.
     """
     from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
+    from mlgraph_cli.core.shards import parse_shard
     from mlgraph_cli.errors import MlgraphError
     from mlgraph_cli.stages.extract import ExtractConfig, extract as run
 
@@ -113,14 +122,14 @@ def extract(
             if format is None:
                 format = project.dataset.get("format") or None
     overrides = dict(backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
-                     batch_size=batch_size, workers=workers, device=device, format=format,
+                     batch_size=batch_size, workers=workers, threads=threads, device=device, format=format,
                      label_order=label_order, image_set=image_set, seed=seed, offline=offline or None)
     config = merge_config(ExtractConfig, project, "extract", overrides)
     dest = resolve_output(output, project, out_key, "features.h5")
     progress = RichProgress(quiet=quiet)
     try:
         result = run(images, dest, config, annotations=annotations, allow_outside_paths=allow_outside_paths,
-                     progress=progress)
+                     progress=progress, shard=parse_shard(shard) if shard else None)
     finally:
         progress.stop()
     if not quiet:

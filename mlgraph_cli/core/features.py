@@ -37,6 +37,7 @@ import numpy as np
 from mlgraph_cli.core.artifacts import h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs, labels_digest, schema_tag
 from mlgraph_cli.core.feature_checks import (check_finite, check_free_space, check_labels, damaged, disk_errors,
                                              row_crcs, truncate_to_verified)
+from mlgraph_cli.core.shards import check_virtual_sources
 from mlgraph_cli.errors import InputError
 
 MAIN = "features"
@@ -222,6 +223,7 @@ class FeatureFile:
             self.feature_shape = tuple(f[MAIN].shape[1:])
             self.aux_shape = tuple(f[AUX].shape[1:]) if AUX in f else None
             self.skipped = h5_read_strings(f["skipped"]) if "skipped" in f else []
+            check_virtual_sources(self.path, f)  # a merge --virtual's shard files must be beside it
         self.maker = "mlgraph import-yt8m" if self.attrs.get("modality") == "video" else "mlgraph extract"
         if self.labels is not None:
             check_labels(self.path, self.labels, self.maker)

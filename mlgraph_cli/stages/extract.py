@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,6 +20,8 @@ from mlgraph_cli.core.extract_plan import (ExtractPlan, labels_sha, plan_folder,
                                           unique_skipped, write_skipped_report)
 from mlgraph_cli.core.images import SkippedImage, load_image
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.core.extract_workers import resolve_parallelism
+from mlgraph_cli.core.shards import finished_shard, read_done, take_shard
 from mlgraph_cli.errors import MlgraphError
 
 # Test hook (tests/test_extract.py): after this many rows are on disk, touch the file named by
@@ -37,7 +39,8 @@ class ExtractConfig:
     image_size: int | None = None  # None: the backbone's default (448 torchvision, 224 Lite0)
     layers: list[str] = field(default_factory=list)  # empty: the last stage; two: main + aux (MS-CMA)
     batch_size: int = 32
-    workers: int = 2  # DataLoader processes decoding and resizing; 0 = in the main process
+    workers: int | None = None  # DataLoader processes decoding and resizing; 0 = main process; None: by cores
+    threads: int | None = None  # torch threads for the forward pass; None: the cores left to this process
     device: str = "auto"
     seed: int = 0  # random init when weights = none
     format: str | None = None  # annotation format (auto-detected)
@@ -52,8 +55,10 @@ class ExtractConfig:
         self.layers = [str(x) for x in (self.layers or [])]
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if int(self.workers) < 0:
+        if self.workers is not None and int(self.workers) < 0:
             raise ValueError(f"workers must be 0 or more, got {self.workers}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
 
 
 @dataclass
@@ -73,6 +78,7 @@ class ExtractResult:
     seconds: float  # this run's extraction time (model building excluded)
     labels: int | None  # number of labels, None without annotations
     notes: list[str] = field(default_factory=list)
+    provenance: Any = None  # what the file's provenance attribute holds
 
     @property
     def images_per_s(self) -> float:
@@ -82,12 +88,41 @@ class ExtractResult:
 
 def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLike, config: ExtractConfig, *,
             annotations: str | os.PathLike | None = None, allow_outside_paths: bool = False,
-            progress: ProgressHook = NULL_PROGRESS) -> ExtractResult:
+            progress: ProgressHook = NULL_PROGRESS, shard: tuple[int, int] | None = None) -> ExtractResult:
     """Extract backbone maps of ``images`` (folder, files, globs, .txt lists) into ``output``.
 
     With ``annotations`` the images are the annotated ones (file names joined to the single
     ``images`` folder) and their labels are stored; without, every image found is used.
+    ``shard`` (I, N) writes only part I of N, to ``<output stem>.shard-I-of-N.h5`` (see
+    :mod:`mlgraph_cli.core.shards`). Under ``torchrun`` each rank writes the shard of its rank and
+    rank 0 merges them into ``output`` once all are there.
     """
+    from mlgraph_cli.core.distributed import dist_info_from_env
+    from mlgraph_cli.core.shards import merge_shards, shard_path, wait_for_shards
+
+    info = dist_info_from_env()
+    if shard is not None or not info.enabled:
+        return _extract(images, output, config, annotations, allow_outside_paths, progress, shard, 0)
+    n = info.world_size
+    result = _extract(images, output, config, annotations, allow_outside_paths, progress, (info.rank, n),
+                      info.local_rank)
+    if not info.is_main:
+        return result
+    paths = [shard_path(output, i, n) for i in range(n)]
+    wait_for_shards(paths, progress)
+    merged, rows = merge_shards(paths, output, extra_attrs={"provenance": result.provenance})
+    skipped = unique_skipped(read_done(merged)[0])
+    for p in paths:  # the merged file holds everything they held
+        p.unlink(missing_ok=True)
+        write_skipped_report(p, [])
+    return replace(result, output=merged, rows=rows, inputs=rows + len(skipped), skipped=skipped,
+                   skipped_report=write_skipped_report(Path(output), skipped))
+
+
+def _extract(images, output, config: ExtractConfig, annotations, allow_outside_paths: bool, progress: ProgressHook,
+             shard: tuple[int, int] | None, local_rank: int) -> ExtractResult:
+    import torch
+
     from mlgraph_cli.core.artifacts import h5_read_strings, provenance
     from mlgraph_cli.core.backbones import backbone_config, build_backbone
     from mlgraph_cli.core.device import resolve_device
@@ -101,6 +136,11 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
                                   progress=progress)
             if annotations else plan_folder(images))
     device = resolve_device(config.device)
+    if device.type == "cuda" and shard is not None and local_rank:  # torchrun: the GPU of this rank
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)  # pinned memory and kernels on this GPU, not all on GPU 0
+    config = resolve_parallelism(config, device.type)
+    torch.set_num_threads(int(config.threads))
     backbone = build_backbone(config.backbone, config.weights, config.layers, config.image_size, device,
                               seed=config.seed, offline=config.offline or None)
     bcfg = backbone_config(backbone)
@@ -116,6 +156,11 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     digest_attrs = dict(attrs, labels_sha=labels_sha(plan.labels), label_names=plan.label_names,
                         max_pixels=config.max_pixels)
     digest = plan_digest([f"{i}\t{f}" for i, f in zip(plan.ids, plan.files)], digest_attrs)
+    if shard is not None:  # this process's part of the plan, in a file of its own (core/shards.py)
+        plan, dest, digest, attrs = take_shard(plan, dest, digest, attrs, shard, int(config.batch_size))
+        if finished_shard(dest, digest):
+            progress.log(f"{dest}: this shard is already complete")
+            return _result(dest, plan, backbone, device, 0.0, *read_done(dest)[::-1], 0, {})
     writer = FeatureWriter(dest, shapes=dict(backbone.out_shapes), plan=digest, attrs=attrs,
                            label_names=plan.label_names)
     start = writer.inputs_done
@@ -132,7 +177,7 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
         seconds = time.perf_counter() - t0
         skipped = unique_skipped(h5_read_strings(writer.file["skipped"]))
         rows, inputs = writer.rows_done, writer.inputs_done
-        if rows == 0:  # a file of no images would only fail later, in train
+        if rows == 0 and shard is None:  # a file of no images would only fail later, in train
             writer.close()
             partial_path(dest).unlink(missing_ok=True)
             report = write_skipped_report(dest, skipped)
@@ -140,7 +185,8 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
                                "check the images, or pass the right folder)")
         params = dict(images=[os.fspath(p) for p in (images or [])], annotations=annotations,
                       output=dest, **{k: getattr(config, k) for k in config.__dataclass_fields__})
-        writer.finish({"provenance": provenance("mlgraph extract", params), "skipped_count": len(skipped)})
+        prov = provenance("mlgraph extract", params)
+        writer.finish({"provenance": prov, "skipped_count": len(skipped)})
     except KeyboardInterrupt:
         progress.stop()
         progress.log("Stopped; run the same command again to resume where it stopped")
@@ -150,12 +196,20 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
         raise _write_failed(exc, writer, len(plan.paths)) from None
     finally:
         writer.close()
-    report = write_skipped_report(dest, skipped)
-    return ExtractResult(output=dest, rows=rows, inputs=inputs, skipped=skipped, skipped_report=report,
-                         resumed_from=start, shapes=dict(backbone.out_shapes), backbone=backbone.name,
-                         weights=backbone.weights, layers=list(backbone.layers), image_size=backbone.image_size,
-                         device=str(device), seconds=seconds,
-                         labels=len(plan.label_names) if plan.label_names is not None else None, notes=plan.notes)
+    return _result(dest, plan, backbone, device, seconds, prov, [f"{x.path}\t{x.reason}" for x in skipped], start,
+                   {"rows": rows, "inputs": inputs})
+
+
+def _result(dest: Path, plan: ExtractPlan, backbone, device, seconds: float, prov, skipped_lines: list[str],
+            start: int, counts: dict[str, int]) -> ExtractResult:
+    skipped = unique_skipped(skipped_lines)
+    rows = counts.get("rows", len(plan.paths) - len(skipped))
+    return ExtractResult(output=dest, rows=rows, inputs=counts.get("inputs", len(plan.paths)), skipped=skipped,
+                         skipped_report=write_skipped_report(dest, skipped), resumed_from=start,
+                         shapes=dict(backbone.out_shapes), backbone=backbone.name, weights=backbone.weights,
+                         layers=list(backbone.layers), image_size=backbone.image_size, device=str(device),
+                         seconds=seconds, labels=len(plan.label_names) if plan.label_names is not None else None,
+                         notes=plan.notes, provenance=prov)
 
 
 def _run_batches(plan: ExtractPlan, start: int, backbone, writer, config: ExtractConfig, device,
@@ -163,6 +217,9 @@ def _run_batches(plan: ExtractPlan, start: int, backbone, writer, config: Extrac
     """Decode (workers) -> forward (here) -> append, batch by batch, from input ``start`` on."""
     import torch
 
+    # Channels-last: oneDNN's convolutions (CPU) and cuDNN's run up to 1.5x faster in this layout
+    # than in the default NCHW one; the batch is built in it (see _collate), so nothing is copied.
+    backbone = backbone.to(memory_format=torch.channels_last)
     loader = _loader(plan.paths[start:], backbone.preprocessor, config, device)
     progress.start(f"Extracting {backbone.name}", total=len(plan.paths) - start, unit="img")
     pause_at = int(os.environ.get(PAUSE_ROWS_ENV, "0") or 0)
@@ -172,7 +229,7 @@ def _run_batches(plan: ExtractPlan, start: int, backbone, writer, config: Extrac
             maps = {}
             if batch is not None:
                 out = backbone(batch.to(device, non_blocking=True))  # {name: (B, D, H, W)}
-                maps = {k: v.to(torch.float16).cpu().numpy() for k, v in out.items()}
+                maps = {k: v.to(torch.float16).contiguous().cpu().numpy() for k, v in out.items()}
             writer.append(
                 maps, [plan.ids[r] for r in kept], [plan.files[r] for r in kept],
                 plan.labels[kept] if plan.labels is not None else None,
@@ -219,7 +276,7 @@ def _collate(items):
     import torch
 
     kept = [(i, t) for i, t, _ in items if t is not None]
-    batch = torch.stack([t for _, t in kept]) if kept else None
+    batch = torch.stack([t for _, t in kept]).contiguous(memory_format=torch.channels_last) if kept else None
     return [i for i, _, _ in items], [i for i, _ in kept], batch, [(i, r) for i, t, r in items if t is None]
 
 

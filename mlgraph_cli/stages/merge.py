@@ -1,0 +1,36 @@
+"""Stage: the shard files of one sharded extraction -> the features file a single process writes.
+
+See :mod:`mlgraph_cli.core.shards` for what is checked (one plan, every shard once, all finished)
+and how the rows are laid out. The skipped-images report of the merged file is written beside it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+
+@dataclass
+class MergeResult:
+    output: Path
+    rows: int
+    shards: int
+    skipped: int
+    skipped_report: Path | None
+    virtual: bool
+
+
+def merge(shards: Sequence[str | os.PathLike], output: str | os.PathLike, *, virtual: bool = False) -> MergeResult:
+    """Merge ``shards`` (any order) into ``output``; with ``virtual`` the maps stay in the shards."""
+    from mlgraph_cli.core.extract_plan import unique_skipped, write_skipped_report
+    from mlgraph_cli.core.paths import check_output_not_input
+    from mlgraph_cli.core.shards import merge_shards, read_done
+
+    dest = Path(output)
+    check_output_not_input(dest, list(shards))
+    merged, rows = merge_shards(shards, dest, virtual=virtual)
+    skipped = unique_skipped(read_done(merged)[0])
+    return MergeResult(output=merged, rows=rows, shards=len(shards), skipped=len(skipped),
+                       skipped_report=write_skipped_report(merged, skipped), virtual=virtual)
