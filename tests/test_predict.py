@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import trainkit
 from conftest import one_line_error
+from mlgraph_cli.core.predict.explain import CAPTION
 
 LABELS = sorted(trainkit.SHAPES)
 
@@ -118,8 +119,9 @@ def test_explain_writes_one_png_per_image_with_a_panel_per_label(cli, trained, t
     assert result.exit_code == 0, result.output
     pngs = sorted(out.glob("*.png"))
     assert len(pngs) == 16
+    assert pngs[0].name == "scene000.png.png"  # the source's suffix kept
     with Image.open(pngs[0]) as im:
-        assert im.size == (2 * 256, 256 + 22)  # two panels of the 64 px image scaled to 256, caption strip
+        assert im.size == (2 * 256, 256 + CAPTION)  # two panels of the 64 px image scaled to 256, caption strip
 
 
 def test_explain_falls_back_to_class_activation_maps(cli, trained, tmp_path):
@@ -131,7 +133,7 @@ def test_explain_falls_back_to_class_activation_maps(cli, trained, tmp_path):
     result = cli("predict", trained["images"] / "scene001.png", "--model", trained["gap"], "--topk", "1",
                  "--threshold", "0", "--explain", out)
     assert result.exit_code == 0, result.output
-    assert (out / "scene001.png").is_file()
+    assert (out / "scene001.png.png").is_file()
     # for gap, the per-location logits average to the image logits (CAM is linear)
     head = load_run(trained["gap"]).model.head
     x = torch.randn(2, head.in_channels, 3, 3)
