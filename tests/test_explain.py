@@ -58,3 +58,15 @@ def test_names_keep_the_suffix_are_unique_and_avoid_inputs(tmp_path):
     names = [p.name for p in explain_names(paths, root, root, protected=[root / "photo.png.png"])]
     assert names == ["photo.jpg.png", "photo.png-2.png", "a__x.gif.png", "a__x.gif-2.png", "PHOTO.jpg-2.png"]
     assert all(Path(n).suffix == ".png" for n in names)
+
+
+def test_a_long_name_is_cut_and_the_score_kept():
+    from PIL import ImageDraw
+
+    from mlgraph_cli.core.predict.explain import fit
+
+    draw, font = ImageDraw.Draw(Image.new("RGB", (10, 10))), caption_font()
+    name = fit(draw, "a-rather-long-label-name-for-testing-captions", " 0.31 < 0.50", font, 248)
+    assert name.endswith("…") and len(name) < 40
+    assert draw.textlength(name + " 0.31 < 0.50", font=font) <= 248
+    assert fit(draw, "dress", " 0.60", font, 248) == "dress"

@@ -107,18 +107,19 @@ def explain_image(image, maps: np.ndarray, labels: Sequence[tuple[int, str, floa
             up = np.asarray(Image.fromarray(m).resize((pw, ph), Image.Resampling.BILINEAR))  # (ph, pw)
             panel = (1 - alpha) * base + alpha * colorize(up).astype(np.float32)
         sheet.paste(Image.fromarray(panel.round().clip(0, 255).astype(np.uint8)), (n * pw, 0))
-        text = fit(draw, caption_text(name, score, threshold, uniform), font, pw - 8)
+        text = caption_text(fit(draw, name, caption_text("", score, threshold, uniform), font, pw - 8), score,
+                            threshold, uniform)
         draw.text((n * pw + 4, ph + 3), text, fill=BELOW if score < threshold else "black", font=font)
     return sheet
 
 
-def fit(draw, text: str, font, width: int) -> str:
-    """``text`` cut with an ellipsis to fit ``width`` px."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while len(text) > 1 and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
+def fit(draw, name: str, rest: str, font, width: int) -> str:
+    """``name`` cut with an ellipsis so that ``name + rest`` fits ``width`` px (the score stays whole)."""
+    if draw.textlength(name + rest, font=font) <= width:
+        return name
+    while len(name) > 1 and draw.textlength(name + "…" + rest, font=font) > width:
+        name = name[:-1]
+    return name + "…"
 
 
 def explain_names(paths: Sequence[Path], root: Path | None, folder: Path, protected: Iterable[Path] = ()) -> list[Path]:
