@@ -347,3 +347,18 @@ def test_nothing_readable_is_an_error(cli, trained, tmp_path):
     line = one_line_error(cli("predict", folder, "--model", trained["run"], "--format", "jsonl"))
     assert line.startswith(f"Error: {folder / 'a.jpg'}: no readable image among the inputs (")
     assert "1 more skipped" in line
+
+
+def test_predict_on_images_imports_nothing_it_does_not_need(trained, tmp_path):
+    """Start-up is most of a one-image predict: annotation readers (and scipy behind them) stay out."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mlgraph_cli.cli.app import main\nsys.argv = ['mlgraph', 'predict', sys.argv[1], "
+            "'--model', sys.argv[2], '--format', 'jsonl', '-q']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('scipy', 'mlgraph_cli.core.annotations', 'h5py') if m in sys.modules))")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code, str(trained["images"] / "scene000.png"), str(trained["run"])],
+                         capture_output=True, text=True, cwd=root, env={"PYTHONPATH": str(root), "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]"

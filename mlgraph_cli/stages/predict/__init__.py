@@ -27,6 +27,9 @@ from mlgraph_cli.core.predict_config import TUNED, PredictConfig, auto_threads
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 
+# core.annotations' TFRECORD_MARK, spelt here: importing that package pulls scipy, a third of a
+# second of start-up that predict on images never needs.
+TFRECORD_MARK = ".tfrecord"
 IMAGE_FIX = ("folders are searched for .jpg, .jpeg, .png, .bmp, .gif, .webp, .tif files; pass image files, a folder, "
              "a glob or a .txt list")
 
@@ -212,8 +215,6 @@ def torch_threads(threads: int, items: int | None) -> Iterator[int]:
 
 def is_tfrecord_input(item: str | os.PathLike) -> bool:
     """A TFRecord file or quoted glob (``.tfrecord`` in the name), or a folder of such shards."""
-    from mlgraph_cli.core.annotations import TFRECORD_MARK
-
     p = Path(item)
     if p.is_dir():
         return any(TFRECORD_MARK in q.name for q in p.iterdir() if q.is_file())
