@@ -69,8 +69,9 @@ def predict(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Label images with a trained run: top labels and scores per image (per video, and per segment
-    with --segments, for a run trained on `mlgraph import-yt8m` features). Settings also come from
-    \\[predict] in mlgraph.toml."""
+    with --segments, for a run trained on `mlgraph import-yt8m` features).
+
+    Defaults below can be changed in a \\[predict] table of mlgraph.toml; flags win."""
     from mlgraph_cli.stages.predict import predict as run
 
     overrides = dict(topk=topk, threshold=threshold, format=format.value if format else None,
