@@ -231,6 +231,7 @@ def test_threads_are_set_for_the_run_and_given_back():
         assert n == 3 and torch.get_num_threads() == 3
     assert torch.get_num_threads() == before
     assert auto_threads(1, 16) == 1 and auto_threads(100, 2) == 2 and auto_threads(100, 64) == 4
+    assert auto_threads(100, 2, load=6.0) == 1 and auto_threads(100, 8, load=5.2) == 3  # busy cores left alone
 
 
 def test_predict_runs_no_probe_forward_pass(trained, monkeypatch):

@@ -64,8 +64,8 @@ def predict(
     device: Annotated[Optional[str], _opt("--device", help=f"auto, cpu, cuda, cuda:N. {_d('device')}")] = None,
     batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, help=f"Images per batch. {_d('batch_size')}")] = None,
     threads: Annotated[Optional[int], _opt(
-        "--threads", min=0, help=f"Torch CPU threads; 0 = automatic (1 for up to 4 images, else the cores, at most "
-                                 f"{MAX_AUTO_THREADS}). {_d('threads')}")] = None,
+        "--threads", min=0, help=f"Torch CPU threads; 0 = automatic (1 for up to 4 images, else the cores not busy with "
+                                 f"other work, at most {MAX_AUTO_THREADS}). {_d('threads')}")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Label images with a trained run: top labels and scores per image (per video, and per segment

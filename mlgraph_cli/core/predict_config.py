@@ -60,9 +60,13 @@ def parse_threshold(value: float | str | None) -> float | str | None:
     return number
 
 
-def auto_threads(images: int, cores: int) -> int:
-    """Torch threads when ``--threads`` is 0: one for a handful of images (start-up dominates and a
-    loaded machine's other cores are busy), else ``min(cores, MAX_AUTO_THREADS)``."""
+def auto_threads(images: int, cores: int, load: float = 0.0) -> int:
+    """Torch threads when ``--threads`` is 0: one for a handful of images (start-up dominates the
+    time), else the cores not busy with other work (``load``: the 1-minute load average), at
+    least 1 and at most ``min(cores, MAX_AUTO_THREADS)``. Threads beyond the idle cores make
+    torch's threads wait for each other: on a loaded 2-core machine 2 threads ran a one-image
+    predict 1.7x slower than 1 (docs/benchmarks-speed.md)."""
     if images <= 4:
         return 1
-    return max(1, min(cores, MAX_AUTO_THREADS))
+    idle = int(cores - load + 1)  # + 1: the load counts this process too, once it runs
+    return max(1, min(cores, MAX_AUTO_THREADS, idle))

@@ -204,7 +204,8 @@ def torch_threads(threads: int, items: int | None) -> Iterator[int]:
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = threads or auto_threads(items if items is not None else 1 << 30, cores)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    n = threads or auto_threads(items if items is not None else 1 << 30, cores, load)
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
