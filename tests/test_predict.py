@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import trainkit
 from conftest import one_line_error
+from mlgraph_cli.core.predict.explain import CAPTION
 
 LABELS = sorted(trainkit.SHAPES)
 
@@ -118,8 +119,9 @@ def test_explain_writes_one_png_per_image_with_a_panel_per_label(cli, trained, t
     assert result.exit_code == 0, result.output
     pngs = sorted(out.glob("*.png"))
     assert len(pngs) == 16
+    assert pngs[0].name == "scene000.png.png"  # the source's suffix kept
     with Image.open(pngs[0]) as im:
-        assert im.size == (2 * 256, 256 + 22)  # two panels of the 64 px image scaled to 256, caption strip
+        assert im.size == (2 * 256, 256 + CAPTION)  # two panels of the 64 px image scaled to 256, caption strip
 
 
 def test_explain_falls_back_to_class_activation_maps(cli, trained, tmp_path):
@@ -131,7 +133,7 @@ def test_explain_falls_back_to_class_activation_maps(cli, trained, tmp_path):
     result = cli("predict", trained["images"] / "scene001.png", "--model", trained["gap"], "--topk", "1",
                  "--threshold", "0", "--explain", out)
     assert result.exit_code == 0, result.output
-    assert (out / "scene001.png").is_file()
+    assert (out / "scene001.png.png").is_file()
     # for gap, the per-location logits average to the image logits (CAM is linear)
     head = load_run(trained["gap"]).model.head
     x = torch.randn(2, head.in_channels, 3, 3)
@@ -202,3 +204,162 @@ def test_bad_topk_and_format(cli, trained, tmp_path):
     line = one_line_error(cli("predict", trained["images"], "--model", trained["run"], "--format", "table",
                               "-o", tmp_path / "x.txt"))
     assert "--format table" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings: [predict] in mlgraph.toml, --threads, --threshold tuned
+
+def test_predict_table_of_the_project_sets_defaults_and_flags_win(cli, trained, tmp_path, monkeypatch):
+    (tmp_path / "mlgraph.toml").write_text("[predict]\ntopk = 1\nthreshold = 0.0\n")
+    monkeypatch.chdir(tmp_path)
+    args = ("predict", trained["images"] / "scene000.png", "--model", trained["run"], "--format", "jsonl")
+    assert len(json.loads(cli(*args).stdout)["labels"]) == 1
+    assert len(json.loads(cli(*args, "--topk", "2").stdout)["labels"]) == 2
+    (tmp_path / "mlgraph.toml").write_text("[predict]\ntopkk = 1\n")
+    line = one_line_error(cli(*args))
+    assert "unknown key(s) in [predict]: topkk" in line and "mlgraph.toml" in line
+
+
+def test_threads_are_set_for_the_run_and_given_back():
+    import torch
+
+    from mlgraph_cli.core.predict_config import auto_threads
+    from mlgraph_cli.stages.predict import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(3, 100) as n:
+        assert n == 3 and torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
+    assert auto_threads(1, 16) == 1 and auto_threads(100, 2) == 2 and auto_threads(100, 64) == 4
+    assert auto_threads(100, 2, load=6.0) == 1 and auto_threads(100, 8, load=5.2) == 3  # busy cores left alone
+
+
+def test_predict_runs_no_probe_forward_pass(trained, monkeypatch):
+    """The backbone's map shapes come from config.json: no blank image goes through it to learn them."""
+    from mlgraph_cli.core.backbones import build
+    from mlgraph_cli.core.predict import load_run
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("probe forward pass")
+
+    monkeypatch.setattr(build, "_probe", no_probe)
+    run = load_run(trained["run"], with_backbone=True)
+    assert run.model.backbone.out_shapes["features"][0] == run.model.head.in_channels
+
+
+def _with_thresholds(run: Path, dest: Path, thresholds, monkeypatch) -> Path:
+    """A copy of ``run`` whose config.json holds per-label thresholds."""
+    import dataclasses
+
+    from mlgraph_cli.core.run_config import RunConfig
+
+    shutil.copytree(run, dest)
+    config = json.loads((dest / "config.json").read_text())
+    config["thresholds"] = thresholds
+    (dest / "config.json").write_text(json.dumps(config))
+    if "thresholds" not in {f.name for f in dataclasses.fields(RunConfig)}:
+        # RunConfig gains the field in the evaluate branch; until then carry it as that branch will
+        plain = RunConfig.from_json.__func__
+
+        def from_json(cls, data, path):
+            cfg = plain(cls, data, path)
+            cfg.thresholds = data.get("thresholds")
+            return cfg
+
+        monkeypatch.setattr(RunConfig, "from_json", classmethod(from_json))
+    return dest
+
+
+def test_threshold_tuned_uses_the_runs_per_label_thresholds(cli, trained, tmp_path, monkeypatch):
+    base = cli("predict", trained["images"], "--model", trained["run"], "--threshold", "0", "--format", "jsonl")
+    scores = [{i["label"]: i["score"] for i in json.loads(line)["labels"]} for line in base.stdout.splitlines()]
+    names = sorted(scores[0])
+    config = json.loads((trained["run"] / "config.json").read_text())
+    # per label: the median score over the images, so each label is kept for some images and not others
+    cuts = [float(np.median([s[n] for s in scores])) for n in config["labels"]]
+    run = _with_thresholds(trained["run"], tmp_path / "tuned", cuts, monkeypatch)
+    result = cli("predict", trained["images"], "--model", run, "--threshold", "tuned", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    cut = dict(zip(config["labels"], cuts))
+    for line, s in zip(result.stdout.splitlines(), scores):
+        expected = {n for n in names if s[n] >= cut[n]}
+        assert {i["label"] for i in json.loads(line)["labels"]} == expected
+    assert "threshold tuned" in result.stderr
+
+
+def test_threshold_tuned_without_tuned_thresholds(cli, trained):
+    line = one_line_error(cli("predict", trained["images"], "--model", trained["run"], "--threshold", "tuned"))
+    assert line == (f"Error: {trained['run'] / 'config.json'}: has no tuned per-label thresholds for --threshold "
+                    "tuned (re-train with a validation split, or pass --threshold 0.5)")
+
+
+def test_threshold_that_is_neither_a_probability_nor_tuned(cli, trained):
+    line = one_line_error(cli("predict", trained["images"], "--model", trained["run"], "--threshold", "high"))
+    assert line == "Error: --threshold high: must be a probability between 0 and 1, or 'tuned'"
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs never destroy inputs; nothing readable is an error
+
+def test_explain_into_the_input_folder_keeps_every_input(cli, trained, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    src = trained["images"] / "scene000.png"
+    from PIL import Image
+
+    with Image.open(src) as im:
+        im.convert("RGB").save(folder / "photo.jpg")
+        im.save(folder / "anim.gif")
+        im.save(folder / "anim.webp")
+    shutil.copy(trained["images"] / "scene001.png", folder / "photo.png")
+    shutil.copy(trained["images"] / "scene002.png", folder / "photo.jpg.png")  # where photo.jpg's sheet would go
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    result = cli("predict", folder, "--model", trained["run"], "--explain", folder, "--threshold", "0", "--topk", "1")
+    assert result.exit_code == 0, result.output
+    assert all((folder / name).read_bytes() == data for name, data in before.items())  # no input touched
+    made = sorted(set(p.name for p in folder.iterdir()) - set(before))
+    # photo.jpg.png is itself an input, so its sheet is photo.jpg.png.png; photo.jpg's goes to photo.jpg-2.png
+    assert made == ["anim.gif.png", "anim.webp.png", "photo.jpg-2.png", "photo.jpg.png.png", "photo.png.png"]
+    assert "5 explanation PNG(s)" in result.stderr
+
+
+def test_explain_target_that_is_a_file(cli, trained, tmp_path):
+    target = tmp_path / "sheet.png"
+    target.write_bytes(b"x")
+    line = one_line_error(cli("predict", trained["images"], "--model", trained["run"], "--explain", target))
+    assert line == (f"Error: {target}: is a file, and --explain writes one PNG per image into a folder (pass a "
+                    "folder name to --explain)")
+
+
+def test_output_that_is_an_input(cli, trained, tmp_path):
+    image = tmp_path / "a.png"
+    shutil.copy(trained["images"] / "scene000.png", image)
+    before = image.read_bytes()
+    line = one_line_error(cli("predict", image, "--model", trained["run"], "-o", image, "--format", "jsonl"))
+    assert f"{image}: is also an input of this command" in line and "-o" in line
+    assert image.read_bytes() == before
+
+
+def test_nothing_readable_is_an_error(cli, trained, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"not a jpeg")
+    (folder / "b.png").write_bytes(b"not a png either")
+    line = one_line_error(cli("predict", folder, "--model", trained["run"], "--format", "jsonl"))
+    assert line.startswith(f"Error: {folder / 'a.jpg'}: no readable image among the inputs (")
+    assert "1 more skipped" in line
+
+
+def test_predict_on_images_imports_nothing_it_does_not_need(trained, tmp_path):
+    """Start-up is most of a one-image predict: annotation readers (and scipy behind them) stay out."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mlgraph_cli.cli.app import main\nsys.argv = ['mlgraph', 'predict', sys.argv[1], "
+            "'--model', sys.argv[2], '--format', 'jsonl', '-q']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('scipy', 'mlgraph_cli.core.annotations', 'h5py') if m in sys.modules))")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code, str(trained["images"] / "scene000.png"), str(trained["run"])],
+                         capture_output=True, text=True, cwd=root, env={"PYTHONPATH": str(root), "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]"

@@ -9,9 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import (
-    Checkpoint, CheckpointOption, RichProgress, err, handle_errors, load_project, out, summary,
-)
+from mlgraph_cli.cli._common import Checkpoint, RichProgress, err, handle_errors, load_project, out, summary
+from mlgraph_cli.core.predict_config import MAX_AUTO_THREADS, PredictConfig  # plain dataclass: no torch
 
 EPILOG = "Example: mlgraph predict photos/ --model runs/train/exp --topk 5 --format jsonl -o predictions.jsonl"
 
@@ -22,52 +21,66 @@ class Format(str, Enum):
     csv = "csv"
 
 
+def _d(name: str) -> str:
+    """``[default: X]`` from PredictConfig (escaped for rich markup), so help never repeats a default by hand."""
+    value = PredictConfig.__dataclass_fields__[name].default
+    return f"\\[default: {value}]"
+
+
+def _opt(*names: str, help: str, **kw):
+    return typer.Option(*names, help=help, show_default=False, **kw)
+
+
 def predict(
     inputs: Annotated[list[str], typer.Argument(
         help="Image files, folders (searched recursively for image suffixes), globs, or .txt lists of paths; for "
              "a video run, YouTube-8M TFRecords (files, quoted globs, folders of shards).",
         show_default=False)],
     *,
-    model: Annotated[Optional[Path], typer.Option(
+    model: Annotated[Optional[Path], _opt(
         "--model", help="Run folder from `mlgraph train`. Default: the most recent run (\\[artifacts] runs, or "
-                        "runs/train).", show_default=False)] = None,
-    topk: Annotated[Optional[int], typer.Option(
-        "--topk", help="List at most K labels per image. Default: all that pass --threshold.",
-        show_default=False)] = None,
-    threshold: Annotated[Optional[float], typer.Option(
-        "--threshold", help="List labels scoring at least this (as well as being in the top K). Default: the "
-                            "run's threshold (0.5); 0 lists the top K whatever their score.",
-        show_default=False)] = None,
-    format: Annotated[Optional[Format], typer.Option(
+                        "runs/train).")] = None,
+    topk: Annotated[Optional[int], _opt(
+        "--topk", help="List at most K labels per image. Default: all that pass --threshold.")] = None,
+    threshold: Annotated[Optional[str], _opt(
+        "--threshold", help="List labels scoring at least this (as well as being in the top K): a probability "
+                            "(0 lists the top K whatever their score), or 'tuned' for the run's per-label "
+                            "thresholds chosen on validation. Default: the run's threshold.")] = None,
+    format: Annotated[Optional[Format], _opt(
         "--format", help="table (terminal), jsonl or csv. Default: table, or from -o's suffix "
-                         "(.csv -> csv, else jsonl).", show_default=False)] = None,
-    output: Annotated[Optional[str], typer.Option(
-        "-o", "--output", help="Write jsonl/csv here ('-' = stdout).", show_default=False)] = None,
-    explain: Annotated[Optional[Path], typer.Option(
-        "--explain", help="Write one PNG per image into this folder: each listed label's attention map (cma, "
-                          "ms-cma) or class activation map (gap, gmp, mlgcn) over the image.",
-        show_default=False)] = None,
-    segments: Annotated[bool, typer.Option(
-        "--segments", help="Videos: also list the top labels of every 5-frame segment (frames s to s+4).")] = False,
-    checkpoint: CheckpointOption = Checkpoint.best,
-    image_size: Annotated[Optional[int], typer.Option(
-        "--image-size", help="Input side in px instead of the run's (the heads take any map size).",
-        show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 16,
+                         "(.csv -> csv, else jsonl).")] = None,
+    output: Annotated[Optional[str], _opt(
+        "-o", "--output", help="Write jsonl/csv here ('-' = stdout); never one of the inputs.")] = None,
+    explain: Annotated[Optional[Path], _opt(
+        "--explain", help="Write one PNG per image into this folder (photo.jpg -> photo.jpg.png): each listed "
+                          "label's attention map (cma, ms-cma) or class activation map (gap, gmp, mlgcn) over "
+                          "the image.")] = None,
+    segments: Annotated[Optional[bool], _opt(
+        "--segments", help="Videos: also list the top labels of every 5-frame segment (frames s to s+4).")] = None,
+    checkpoint: Annotated[Optional[Checkpoint], _opt(
+        "--checkpoint", help=f"Weights of the best validation epoch, or of the last. {_d('checkpoint')}")] = None,
+    image_size: Annotated[Optional[int], _opt(
+        "--image-size", help="Input side in px instead of the run's (the heads take any map size).")] = None,
+    device: Annotated[Optional[str], _opt("--device", help=f"auto, cpu, cuda, cuda:N. {_d('device')}")] = None,
+    batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, help=f"Images per batch. {_d('batch_size')}")] = None,
+    threads: Annotated[Optional[int], _opt(
+        "--threads", min=0, help=f"Torch CPU threads; 0 = automatic (1 for up to 4 images, else the cores not busy with "
+                                 f"other work, at most {MAX_AUTO_THREADS}). {_d('threads')}")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Label images with a trained run: top labels and scores per image (per video, and per segment
-    with --segments, for a run trained on `mlgraph import-yt8m` features)."""
-    from mlgraph_cli.stages.predict import find_run, predict as run
+    with --segments, for a run trained on `mlgraph import-yt8m` features).
 
-    project = load_project()
-    run_dir = find_run(model, project.artifact("runs") if project is not None else None)
+    Defaults below can be changed in a \\[predict] table of mlgraph.toml; flags win."""
+    from mlgraph_cli.stages.predict import predict as run
+
+    overrides = dict(topk=topk, threshold=threshold, format=format.value if format else None,
+                     checkpoint=checkpoint.value if checkpoint else None, device=device, batch_size=batch_size,
+                     image_size=image_size, segments=segments, threads=threads)
     progress = RichProgress(quiet=quiet)
     try:
-        result = run(inputs, run_dir, topk=topk, threshold=threshold, format=format.value if format else None,
-                     output=output, explain=explain, checkpoint=checkpoint.value, device=device,
-                     batch_size=batch_size, image_size=image_size, segments=segments, progress=progress)
+        result = run(inputs, model=model, overrides=overrides, project=load_project(), output=output,
+                     explain=explain, progress=progress)
     finally:
         progress.stop()
     video = result.modality == "video"

@@ -167,13 +167,14 @@ def _family_body(name: str, weights: str, layers: list[str], image_size: int | N
 
 def build_backbone(name: str, weights: str = "none", layers: Sequence[str] | None = None,
                    image_size: int | None = None, device: Any = "cpu", *, seed: int = 0,
-                   offline: bool | None = None) -> Backbone:
+                   offline: bool | None = None, out_shapes: dict[str, Any] | None = None) -> Backbone:
     """Build a backbone in eval mode on ``device``, cut at ``layers`` (default: its last stage).
 
     ``weights``: ``none`` (random init from ``seed``), a weights name, or a state-dict file.
     ``image_size``: square input side in px (default 448 for torchvision CNNs, 224 for Lite0,
     timm's pretrained input size for ``timm/...``). ``offline``: never download weights (None:
-    read ``MLGRAPH_OFFLINE`` / ``HF_HUB_OFFLINE``).
+    read ``MLGRAPH_OFFLINE`` / ``HF_HUB_OFFLINE``). ``out_shapes``: the map shapes recorded for
+    this very config, which saves the blank forward pass that otherwise learns them.
     Raises :class:`MlgraphError` for an unknown name, weights or layer, or a size too small.
     """
     name = canonical_name(name)
@@ -190,7 +191,8 @@ def build_backbone(name: str, weights: str = "none", layers: Sequence[str] | Non
     backbone = Backbone(body, name=name, weights=resolved, layers=layers, image_size=size,
                         preprocessor=Preprocess(size=size, mean=tuple(mean), std=tuple(std)), init_seed=seed)
     backbone.to(dev).eval()
-    backbone.out_shapes = _probe(backbone, dev)
+    backbone.out_shapes = ({k: tuple(int(d) for d in v) for k, v in out_shapes.items()} if out_shapes
+                           else _probe(backbone, dev))
     return backbone
 
 
@@ -251,16 +253,19 @@ def backbone_config(backbone: Backbone) -> dict[str, Any]:
     }
 
 
-def backbone_from_config(config: dict[str, Any], device: Any = "cpu", *, load_weights: bool = True) -> Backbone:
+def backbone_from_config(config: dict[str, Any], device: Any = "cpu", *, load_weights: bool = True,
+                         probe: bool = True) -> Backbone:
     """Rebuild a backbone from :func:`backbone_config`'s dict (a features file's or a run's).
 
     ``load_weights=False`` builds the architecture with its seeded random init, for callers that
     load their own (fine-tuned) state dict next. Preprocessing is taken from the dict as stored.
+    ``probe=False`` trusts the dict's ``out_shapes`` (when it has them) instead of a forward pass.
     """
     try:
         weights = config["weights"] if load_weights else "none"
         backbone = build_backbone(config["name"], weights, config.get("layers"), config.get("image_size"),
-                                  device, seed=int(config.get("init_seed", 0)))
+                                  device, seed=int(config.get("init_seed", 0)),
+                                  out_shapes=None if probe else config.get("out_shapes"))
         if config.get("preprocessing"):
             backbone.preprocessor = Preprocess.from_dict(config["preprocessing"])
     except KeyError as exc:

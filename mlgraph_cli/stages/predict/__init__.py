@@ -1,0 +1,222 @@
+"""Stage: label images with a trained run; optionally draw where the model looked.
+
+Output rows are ``{"image": "<path>", "labels": [{"label": "<name>", "score": <0..1>}, ...]}``,
+highest score first; a label is listed when it is among the ``topk`` best *and* its score
+reaches the threshold (the run's unless given; ``"tuned"``: the run's per-label thresholds).
+Unreadable files are skipped and reported; when no input at all can be read it is an error.
+
+A video run (trained on ``mlgraph import-yt8m`` features) labels YouTube-8M TFRecords instead:
+``{"video": "<id>", "labels": [...]}`` per video and, with ``segments``, ``"segments": [{"start": s,
+"labels": [...]}, ...]`` for each 5-frame window (frames s to s + 4) of the clip. Corrupt records
+are skipped and reported as unreadable images are.
+
+Settings: :class:`PredictConfig` defaults, then the project's ``[predict]`` table, then the
+caller's ``overrides``; the run is ``model``, else the project's latest, else ``./runs/train``'s.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from mlgraph_cli.core.artifacts import atomic_output, atomic_write_text, maker
+from mlgraph_cli.core.predict_config import TUNED, PredictConfig, auto_threads
+from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
+
+# core.annotations' TFRECORD_MARK, spelt here: importing that package pulls scipy, a third of a
+# second of start-up that predict on images never needs.
+TFRECORD_MARK = ".tfrecord"
+IMAGE_FIX = ("folders are searched for .jpg, .jpeg, .png, .bmp, .gif, .webp, .tif files; pass image files, a folder, "
+             "a glob or a .txt list")
+
+
+@dataclass
+class PredictResult:
+    rows: list[dict[str, Any]]
+    skipped: list[tuple[str, str]]  # (path, reason)
+    run_dir: Path
+    checkpoint: str
+    threshold: float | str  # a probability, or "tuned" (per label)
+    output: Path | None  # where jsonl/csv went (None: stdout or table)
+    format: str
+    explained: list[Path] = field(default_factory=list)
+    modality: str = "image"  # "video": rows are videos (and their segments)
+    threads: int = 0  # torch CPU threads used
+
+
+def find_run(model: str | os.PathLike | None, runs_root: str | os.PathLike | None) -> Path:
+    """``--model`` if given, else the most recent run under ``runs_root`` (the project's runs
+    folder) or ``./runs/train``."""
+    from mlgraph_cli.core.checkpoint import latest_run
+
+    if model is not None:
+        return Path(model)
+    roots = [Path(runs_root)] if runs_root is not None else []
+    roots.append(Path("runs/train"))
+    for root in roots:
+        found = latest_run(root)
+        if found is not None:
+            return found
+    raise MlgraphError(f"no trained run found under {roots[0]} "
+                       f"(train one with `{maker('run')}`, or pass --model RUN_DIR)")
+
+
+def resolve_config(overrides: dict[str, Any] | None, project=None) -> PredictConfig:
+    """PredictConfig defaults, then ``[predict]`` of ``project``, then ``overrides`` (None = not given)."""
+    from mlgraph_cli.core.project import merge_config
+
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        PredictConfig(**given)  # a bad flag is named as the flag, not as a [predict] setting
+    except ValueError as exc:
+        raise MlgraphError(str(exc)) from None
+    return merge_config(PredictConfig, project, "predict", given)
+
+
+def output_format(format: str | None, output: str | os.PathLike | None) -> str:
+    """The format to write: as given, else from ``-o``'s suffix (``.csv`` -> csv, else jsonl), else a table."""
+    if format is not None:
+        if format == "table" and output is not None and os.fspath(output) != "-":
+            raise MlgraphError("--format table prints to the terminal (use --format jsonl or csv with -o FILE)")
+        return format
+    if output is None:
+        return "table"
+    return "csv" if os.fspath(output).lower().endswith(".csv") else "jsonl"
+
+
+def predict(inputs: Sequence[str | os.PathLike], *, model: str | os.PathLike | None = None,
+            config: PredictConfig | None = None, overrides: dict[str, Any] | None = None, project=None,
+            output: str | os.PathLike | None = None, explain: str | os.PathLike | None = None,
+            progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
+    """Score every image of ``inputs`` (files, folders, globs, .txt lists) with a run; for a video
+    run, every video of ``inputs`` (TFRecord files, quoted globs, folders of shards). ``config``
+    given is used as is; else it is resolved from ``overrides`` and ``project``."""
+    from mlgraph_cli.core.images import list_images
+    from mlgraph_cli.core.paths import check_output_not_input
+    from mlgraph_cli.core.run_config import RunConfig
+
+    cfg = config if config is not None else resolve_config(overrides, project)
+    run_dir = find_run(model, project.artifact("runs") if project is not None else None)
+    fmt = output_format(cfg.format, output)
+    if any(is_tfrecord_input(i) for i in inputs):
+        from mlgraph_cli.stages.predict.videos import predict_videos
+
+        return predict_videos(inputs, run_dir, cfg, fmt=fmt, output=output, explain=explain, progress=progress)
+    if cfg.segments:
+        raise MlgraphError("--segments scores the 5-frame segments of videos (pass YouTube-8M TFRecords and a video "
+                           "run, or drop --segments)")
+    shown = ", ".join(os.fspath(i) for i in inputs)
+    paths = list_images(list(inputs))
+    if not paths:
+        raise MlgraphError(f"{shown}: no images found ({IMAGE_FIX})")
+    if output is not None:
+        check_output_not_input(output, paths)
+    explain_dir = Path(explain) if explain is not None else None
+    if explain_dir is not None and explain_dir.exists() and not explain_dir.is_dir():
+        raise input_error(explain_dir, "is a file, and --explain writes one PNG per image into a folder",
+                          "pass a folder name to --explain")
+    if RunConfig.read(run_dir).modality == "video":
+        raise MismatchError(f"{shown}: images, but {Path(run_dir) / 'config.json'} is a video run (pass YouTube-8M "
+                            f"TFRecords: `mlgraph predict videos.tfrecord --model {run_dir}`)")
+    with torch_threads(cfg.threads, len(paths)) as threads:
+        rows, skipped, explained, run = _score_images(paths, run_dir, cfg, explain_dir, progress)
+    if not rows:
+        raise none_readable(skipped, "image", IMAGE_FIX)
+    out_path = write_rows(rows, fmt, output, video=False)
+    return PredictResult(rows=rows, skipped=skipped, run_dir=Path(run_dir), checkpoint=cfg.checkpoint,
+                         threshold=shown_threshold(cfg, run), output=out_path, format=fmt, explained=explained,
+                         threads=threads)
+
+
+def _score_images(paths: list[Path], run_dir: Path, cfg: PredictConfig, explain_dir: Path | None,
+                  progress: ProgressHook):
+    from mlgraph_cli.core.device import resolve_device
+    from mlgraph_cli.core.images import common_root
+    from mlgraph_cli.core.predict import Predictor, explain_image, explain_names, load_run, select_labels
+
+    dev = resolve_device(cfg.device)
+    run = load_run(run_dir, cfg.checkpoint, device=dev, with_backbone=True, image_size=cfg.image_size)
+    cuts = label_thresholds(cfg, run)
+    predictor = Predictor(run, dev, batch_size=cfg.batch_size)
+    dests = iter(explain_names(paths, common_root(paths), explain_dir, protected=paths) if explain_dir else ())
+    by_path = dict(zip(paths, dests)) if explain_dir is not None else {}
+    rows, explained = [], []
+    for item in predictor(paths, explain=explain_dir is not None, progress=progress):
+        chosen = select_labels(item.scores, run.label_names, topk=cfg.topk, threshold=cuts)
+        rows.append({"image": os.fspath(item.path),
+                     "labels": [{"label": name, "score": round(score, 6)} for name, score in chosen]})
+        if explain_dir is not None:
+            # Panels for the listed labels; the best label alone (marked as under its threshold) when none passes.
+            shown = chosen or select_labels(item.scores, run.label_names, topk=1, threshold=0.0)
+            index = {n: i for i, n in enumerate(run.label_names)}
+            sheet = explain_image(item.image, item.maps, [(index[n], n, s, float(cuts[index[n]])) for n, s in shown])
+            dest = by_path[item.path]
+            with atomic_output(dest) as tmp:
+                sheet.save(tmp, format="PNG")
+            explained.append(dest)
+    return rows, [(s.path, s.reason) for s in predictor.skipped], explained, run
+
+
+def label_thresholds(cfg: PredictConfig, run) -> list[float]:
+    """One threshold per label (label order): the flag's, the run's tuned ones, or the run's own."""
+    if cfg.threshold == TUNED:
+        if not run.thresholds:
+            raise input_error(run.run_dir / "config.json", "has no tuned per-label thresholds for --threshold tuned",
+                              "re-train with a validation split, or pass --threshold 0.5")
+        if len(run.thresholds) != len(run.label_names):
+            raise input_error(run.run_dir / "config.json", f"{len(run.thresholds)} thresholds for "
+                              f"{len(run.label_names)} labels", f"re-train with `{maker('run')}`")
+        return list(run.thresholds)
+    t = run.threshold if cfg.threshold is None else float(cfg.threshold)
+    return [t] * len(run.label_names)
+
+
+def shown_threshold(cfg: PredictConfig, run) -> float | str:
+    return TUNED if cfg.threshold == TUNED else (run.threshold if cfg.threshold is None else float(cfg.threshold))
+
+
+def none_readable(skipped: list[tuple[str, str]], item: str, fix: str) -> MlgraphError:
+    """The one-line error for inputs of which not one could be read: the first reason, and a count."""
+    where, reason = skipped[0]
+    more = f"; {len(skipped) - 1} more skipped" if len(skipped) > 1 else ""
+    return input_error(where, f"no readable {item} among the inputs ({reason}{more})", fix)
+
+
+def write_rows(rows: list[dict[str, Any]], fmt: str, output: str | os.PathLike | None, *, video: bool) -> Path | None:
+    """Write jsonl / csv to ``output`` (or stdout); return the file written, if any."""
+    from mlgraph_cli.core.predict.output import to_csv, to_jsonl, to_video_csv
+
+    if fmt == "table":
+        return None
+    text = to_jsonl(rows) if fmt == "jsonl" else (to_video_csv(rows) if video else to_csv(rows))
+    atomic_write_text(output if output is not None else "-", text)
+    return Path(output) if output is not None and os.fspath(output) != "-" else None
+
+
+@contextmanager
+def torch_threads(threads: int, items: int | None) -> Iterator[int]:
+    """Run the block with ``threads`` torch CPU threads (0: :func:`auto_threads` for ``items``,
+    None = unknown), and give the process its own count back afterwards."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    n = threads or auto_threads(items if items is not None else 1 << 30, cores, load)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
+def is_tfrecord_input(item: str | os.PathLike) -> bool:
+    """A TFRecord file or quoted glob (``.tfrecord`` in the name), or a folder of such shards."""
+    p = Path(item)
+    if p.is_dir():
+        return any(TFRECORD_MARK in q.name for q in p.iterdir() if q.is_file())
+    return TFRECORD_MARK in p.name

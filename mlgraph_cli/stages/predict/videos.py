@@ -1,0 +1,62 @@
+"""The video half of ``mlgraph predict``: label the clips of YouTube-8M TFRecords with a video run
+(rows as described in the package docstring)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from mlgraph_cli.core.predict_config import PredictConfig
+from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
+from mlgraph_cli.stages.predict import PredictResult, is_tfrecord_input, label_thresholds, shown_threshold
+from mlgraph_cli.stages.predict import torch_threads, write_rows
+
+
+def predict_videos(inputs: Sequence[str | os.PathLike], run_dir: Path, cfg: PredictConfig, *, fmt: str,
+                   output: str | os.PathLike | None, explain: str | os.PathLike | None = None,
+                   progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
+    """Label the videos of YouTube-8M TFRecords with a video run."""
+    from mlgraph_cli.core.device import resolve_device
+    from mlgraph_cli.core.paths import check_output_not_input
+    from mlgraph_cli.core.predict import VideoPredictor, load_run, select_labels
+    from mlgraph_cli.core.run_config import RunConfig
+    from mlgraph_cli.core.video.yt8m import RECORDS_FIX, expand_inputs
+
+    run_config = RunConfig.read(run_dir)
+    if run_config.modality != "video":
+        first = next(os.fspath(i) for i in inputs if is_tfrecord_input(i))
+        raise MismatchError(f"{first}: YouTube-8M TFRecords, but {Path(run_dir) / 'config.json'} is an image run "
+                            f"(pass images, or a run trained on features from `mlgraph import-yt8m`)")
+    for flag, value in (("--explain", explain), ("--image-size", cfg.image_size)):
+        if value is not None:
+            raise MlgraphError(f"{flag}: for image runs only; {run_dir} is a video run (drop {flag})")
+    files = expand_inputs(inputs)
+    if output is not None:
+        check_output_not_input(output, files)
+    with torch_threads(cfg.threads, None) as threads:
+        dev = resolve_device(cfg.device)
+        run = load_run(run_dir, cfg.checkpoint, device=dev)
+        cuts = label_thresholds(cfg, run)
+        predictor = VideoPredictor(run, dev, batch_size=cfg.batch_size, max_frames=run_config.data.get("frames"))
+
+        def listed(scores) -> list[dict[str, Any]]:
+            return [{"label": name, "score": round(score, 6)}
+                    for name, score in select_labels(scores, run.label_names, topk=cfg.topk, threshold=cuts)]
+
+        rows = []
+        for item in predictor(files, segments=cfg.segments, progress=progress):
+            row: dict[str, Any] = {"video": item.id, "labels": listed(item.scores)}
+            if cfg.segments:
+                row["segments"] = [{"start": int(s), "labels": listed(sc)}
+                                   for s, sc in zip(item.segment_starts, item.segment_scores)]
+            rows.append(row)
+    skipped = [(s.path, s.reason) for s in predictor.skipped]
+    if not rows:
+        where, reason = skipped[0] if skipped else (os.fspath(files[0]), "the file has no records")
+        raise input_error(where, f"no readable YouTube-8M record ({reason})", RECORDS_FIX)
+    out_path = write_rows(rows, fmt, output, video=True)
+    return PredictResult(rows=rows, skipped=skipped, run_dir=Path(run_dir), checkpoint=cfg.checkpoint,
+                         threshold=shown_threshold(cfg, run), output=out_path, format=fmt, modality="video",
+                         threads=threads)
