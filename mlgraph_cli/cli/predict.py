@@ -48,7 +48,10 @@ def predict(
                           "ms-cma) or class activation map (gap, gmp, mlgcn) over the image.",
         show_default=False)] = None,
     segments: Annotated[bool, typer.Option(
-        "--segments", help="Videos: also list the top labels of every 5-frame segment (frames s to s+4).")] = False,
+        "--segments", help="Videos: also list the top labels of every 5-frame segment (frames s to s+4); video "
+                           "files: of every --segment-seconds window, with start and end times.")] = False,
+    segment_seconds: Annotated[float, typer.Option(
+        "--segment-seconds", min=0.001, help="Video files: segment length in seconds for --segments.")] = 5.0,
     checkpoint: CheckpointOption = Checkpoint.best,
     image_size: Annotated[Optional[int], typer.Option(
         "--image-size", help="Input side in px instead of the run's (the heads take any map size).",
@@ -67,7 +70,8 @@ def predict(
     try:
         result = run(inputs, run_dir, topk=topk, threshold=threshold, format=format.value if format else None,
                      output=output, explain=explain, checkpoint=checkpoint.value, device=device,
-                     batch_size=batch_size, image_size=image_size, segments=segments, progress=progress)
+                     batch_size=batch_size, image_size=image_size, segments=segments,
+                     segment_seconds=segment_seconds, progress=progress)
     finally:
         progress.stop()
     video = result.modality == "video"
@@ -110,7 +114,8 @@ def video_table(rows):
     for row in rows:
         table.add_row(row["video"], shown(row["labels"]))
         for seg in row.get("segments", []):
-            table.add_row(f"  {row['video']} @ {seg['start']}", shown(seg["labels"]))
+            span = f"{seg['start']}-{seg['end']}s" if "end" in seg else seg["start"]  # video files: seconds
+            table.add_row(f"  {row['video']} @ {span}", shown(seg["labels"]))
     return table
 
 

@@ -45,6 +45,10 @@ class ExtractConfig:
     image_set: str | None = None  # VOC image set / NUS-WIDE split of the annotations
     max_pixels: int | None = None  # decompression-bomb limit (default: PIL's, ~89 Mpx)
     offline: bool = False  # never download weights (also MLGRAPH_OFFLINE=1 or HF_HUB_OFFLINE=1)
+    # video files only (core/video/clips.py): frames per second, or N frames per clip; at most max_frames
+    fps: float = 1.0
+    frames: int | None = None
+    max_frames: int = 300
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, str):
@@ -94,6 +98,11 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     from mlgraph_cli.core.features import FeatureWriter, partial_path, plan_digest
     from mlgraph_cli.core.paths import check_output_not_input
 
+    from mlgraph_cli.core.video.clip_extract import extract_clips, wants_clips
+
+    if wants_clips(images, annotations):  # video files (issue 12): per-frame vectors, core/video/clip_extract.py
+        return extract_clips(images, output, config, annotations=annotations,
+                             allow_outside_paths=allow_outside_paths, progress=progress)
     dest = Path(output)
     check_output_not_input(dest, [annotations, *(images or [])])
     plan = (plan_with_annotations(images, Path(annotations), format=config.format, label_order=config.label_order,

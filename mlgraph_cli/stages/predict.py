@@ -75,7 +75,7 @@ def predict(inputs: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *, 
             threshold: float | None = None, format: str | None = None, output: str | os.PathLike | None = None,
             explain: str | os.PathLike | None = None, checkpoint: str = "best", device: str = "auto",
             batch_size: int = 16, image_size: int | None = None, segments: bool = False,
-            progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
+            segment_seconds: float = 5.0, progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
     """Score every image of ``inputs`` (files, folders, globs, .txt lists) with ``run_dir``; for a
     video run, every video of ``inputs`` (TFRecord files, quoted globs, folders of shards)."""
     from mlgraph_cli.core.run_config import RunConfig
@@ -86,6 +86,13 @@ def predict(inputs: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *, 
 
     check_prediction_options(topk, threshold)
     fmt = output_format(format, output)
+    from mlgraph_cli.core.video.clip_predict import clip_inputs
+
+    clips = clip_inputs(inputs)
+    if clips is not None:  # video files (issue 12): core/video/clip_explain.py
+        return _predict_clips(clips, run_dir, topk=topk, threshold=threshold, fmt=fmt, output=output, explain=explain,
+                              checkpoint=checkpoint, device=device, batch_size=batch_size,
+                              segment_seconds=segment_seconds if segments else None, progress=progress)
     records = [os.fspath(i) for i in inputs if is_tfrecord_input(i)]
     if records:
         return predict_videos(inputs, run_dir, topk=topk, threshold=threshold, fmt=fmt, output=output,
@@ -228,3 +235,23 @@ def to_video_csv(rows: list[dict[str, Any]]) -> str:
             for rank, item in enumerate(labels, start=1):
                 writer.writerow([row["video"], start, rank, item["label"], f"{item['score']:.6f}"])
     return buf.getvalue()
+
+
+def _predict_clips(clips, run_dir, *, topk, threshold, fmt, output, explain, checkpoint, device, batch_size,
+                   segment_seconds, progress) -> PredictResult:
+    """Video files (MP4, MKV, ...) with a run trained on `mlgraph extract CLIPS/` features."""
+    from mlgraph_cli.core.video.clip_explain import predict_clip_files
+    from mlgraph_cli.core.video.clip_predict import to_clip_csv
+
+    rows, skipped, explained, t = predict_clip_files(
+        clips, run_dir, topk=topk, threshold=threshold, checkpoint=checkpoint, device=device, batch_size=batch_size,
+        segment_seconds=segment_seconds, explain=explain, progress=progress)
+    if not rows:
+        where, reason = skipped[0]
+        raise input_error(where, f"no readable video file ({reason})", "pass MP4/MKV/WebM/AVI/MOV files that play")
+    out_path = None
+    if fmt != "table":
+        atomic_write_text(output if output is not None else "-", to_jsonl(rows) if fmt == "jsonl" else to_clip_csv(rows))
+        out_path = Path(output) if output is not None and os.fspath(output) != "-" else None
+    return PredictResult(rows=rows, skipped=skipped, run_dir=Path(run_dir), checkpoint=checkpoint, threshold=t,
+                         output=out_path, format=fmt, explained=explained, modality="video")
