@@ -222,6 +222,16 @@ def test_extract_resumes_after_an_interruption(clips, tmp_path, monkeypatch):
     assert fresh.resumed_from == 0 and a["ids"] == b["ids"] and np.array_equal(a["features"], b["features"])
 
 
+def test_jsonl_annotations_label_the_clips(clips, tmp_path):
+    from mlgraph_cli.core.video.features import load_video_features
+
+    ann = tmp_path / "labels.jsonl"
+    ann.write_text('{"image": "c0.mp4", "labels": ["red"]}\n{"image": "c3.mp4", "labels": ["blue", "red"]}\n')
+    _ok("extract", clips, "--annotations", ann, "-o", tmp_path / "f.h5", "--frames", "2", *EXTRACT)
+    data = load_video_features(tmp_path / "f.h5")
+    assert data["ids"] == ["c0.mp4", "c3.mp4"] and data["labels"].tolist() == [[0, 1], [1, 1]]
+
+
 def test_missing_pyav_is_one_line(clips, tmp_path, monkeypatch):
     import builtins
 
@@ -277,6 +287,8 @@ def test_predict_explain_writes_png_strips(run, clips, tmp_path):
         im.verify()
     with Image.open(tmp_path / "why" / "c0.mp4.png") as im:  # 8 thumbnails in each of 2 label rows
         assert im.width > 8 * 32 and im.height > 2 * 64
+    _ok("predict", clips, "--model", run, "--topk", "2", "--threshold", "0", "-o", tmp_path / "plain.jsonl")
+    assert (tmp_path / "p.jsonl").read_text() == (tmp_path / "plain.jsonl").read_text()  # --explain changes no score
 
 
 def test_predict_skips_an_unreadable_clip_and_refuses_an_image_run(run, clips, tmp_path):

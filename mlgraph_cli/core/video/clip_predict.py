@@ -101,12 +101,11 @@ def score_clips(paths: Sequence[Path], run, device, *, sampling: Sampling, segme
             yield info
             continue
         times = sampling.times(info.duration)
-        got = read_frames(path, times, size=None if explain else (size, size))
+        got = read_frames(path, times, size=(size, size))  # scaled by the decoder, as `mlgraph extract` does
         if isinstance(got, SkippedImage):
             yield got
             continue
-        pictures, times = got
-        small = pictures if not explain else np.stack([_resize(p, size, size) for p in pictures])
+        small, times = got
         x = torch.from_numpy(frame_vectors(backbone, small, device, batch_size).T.copy())[None]  # (1, D, T)
         x = x.half().float()  # the precision the features file stores
         with torch.no_grad():
@@ -121,6 +120,8 @@ def score_clips(paths: Sequence[Path], run, device, *, sampling: Sampling, segme
                         item.segments.append((round(float(start), 3), round(float(end), 3), seg))
             if explain:
                 item.attention = frame_weights(head, x.to(device)).cpu().numpy()[0]  # (C, T)
+                full = read_frames(path, times)  # the same frames again, at their own size and shape
+                pictures = full[0] if not isinstance(full, SkippedImage) and len(full[0]) == len(times) else small
                 h = thumb
                 w = max(1, round(pictures.shape[2] * h / pictures.shape[1]))
                 item.thumbnails = np.stack([_resize(p, w, h) for p in pictures])
