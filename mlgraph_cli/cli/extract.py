@@ -99,8 +99,11 @@ def extract(
 ) -> None:
     """Extract backbone feature maps (and labels) of a set of images into an HDF5 features file.
 
+    Video files (.mp4, .mkv, .webm, .avi, .mov) instead of images: sampled frames (--fps, --frames,
+    --max-frames) become one pooled vector each, stored as `mlgraph import-yt8m` stores clips.
+
     Resumable: run the same command again after an interruption and it continues where it stopped.
-    Unreadable images are skipped and listed in OUTPUT.skipped.txt.
+    Unreadable images (and clips) are skipped and listed in OUTPUT.skipped.txt.
     """
     from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
     from mlgraph_cli.errors import MlgraphError

@@ -25,7 +25,8 @@ class Format(str, Enum):
 def predict(
     inputs: Annotated[list[str], typer.Argument(
         help="Image files, folders (searched recursively for image suffixes), globs, or .txt lists of paths; for "
-             "a video run, YouTube-8M TFRecords (files, quoted globs, folders of shards).",
+             "a video run, video files (.mp4, .mkv, ...) or YouTube-8M TFRecords (files, quoted globs, folders of "
+             "shards).",
         show_default=False)],
     *,
     model: Annotated[Optional[Path], typer.Option(
