@@ -84,6 +84,14 @@ def extract(
                                                      "NUS-WIDE split of the annotations.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random init seed for --weights none. Default: 0.",
                                                 show_default=False)] = None,
+    fps: Annotated[Optional[float], typer.Option(
+        "--fps", min=0.0, help="Video files: frames sampled per second of clip. Default: 1.", show_default=False)] = None,
+    frames: Annotated[Optional[int], typer.Option(
+        "--frames", min=1, help="Video files: this many frames spread over each clip, instead of --fps.",
+        show_default=False)] = None,
+    max_frames: Annotated[Optional[int], typer.Option(
+        "--max-frames", min=1, help="Video files: at most this many frames per clip (more are spread over the "
+                                    "whole clip instead). Default: 300.", show_default=False)] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Never download weights (also MLGRAPH_OFFLINE=1 or "
                                                            "HF_HUB_OFFLINE=1); a missing file is an error.")] = False,
     allow_outside_paths: Annotated[bool, typer.Option(
@@ -99,8 +107,11 @@ def extract(
 ) -> None:
     """Extract backbone feature maps (and labels) of a set of images into an HDF5 features file.
 
+    Video files (.mp4, .mkv, .webm, .avi, .mov) instead of images: sampled frames (--fps, --frames,
+    --max-frames) become one pooled vector each, stored as `mlgraph import-yt8m` stores clips.
+
     Resumable: run the same command again after an interruption and it continues where it stopped.
-    Unreadable images are skipped and listed in OUTPUT.skipped.txt.
+    Unreadable images (and clips) are skipped and listed in OUTPUT.skipped.txt.
     """
     from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
     from mlgraph_cli.core.shards import parse_shard
@@ -123,7 +134,8 @@ def extract(
                 format = project.dataset.get("format") or None
     overrides = dict(backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
                      batch_size=batch_size, workers=workers, threads=threads, device=device, format=format,
-                     label_order=label_order, image_set=image_set, seed=seed, offline=offline or None)
+                     label_order=label_order, image_set=image_set, seed=seed, offline=offline or None,
+                     fps=fps, frames=frames, max_frames=max_frames)
     config = merge_config(ExtractConfig, project, "extract", overrides)
     dest = resolve_output(output, project, out_key, "features.h5")
     progress = RichProgress(quiet=quiet)
@@ -138,6 +150,15 @@ def extract(
     if verbose:
         for s in result.skipped:
             progress.log(f"skipped {s.path}: {s.reason}")
+    if getattr(result, "modality", "image") == "video":  # video files (core/video/clip_extract.py)
+        summary(f"Wrote {result.output}: {result.rows:,} clips{', %d labels' % result.labels if result.labels else ''}"
+                f"; {result.shapes['features'][0]} features x {result.shapes['features'][1]} frames ({result.backbone}, "
+                f"{result.image_size} px, {result.device}); {result.frames_per_s:,.1f} frames/s"
+                f"{', resumed after %d' % result.resumed_from if result.resumed_from else ''}.")
+        if result.skipped:
+            summary(f"Skipped {len(result.skipped):,} clip(s), listed in {result.skipped_report}"
+                    + ("" if verbose else " (--verbose lists them here)") + ".")
+        return
     shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in result.shapes.items())
     labels = f", {result.labels} labels" if result.labels is not None else ", no labels"
     resumed = f", resumed after {result.resumed_from:,}" if result.resumed_from else ""

@@ -34,7 +34,8 @@ def _opt(*names: str, help: str, **kw):
 def predict(
     inputs: Annotated[list[str], typer.Argument(
         help="Image files, folders (searched recursively for image suffixes), globs, or .txt lists of paths; for "
-             "a video run, YouTube-8M TFRecords (files, quoted globs, folders of shards).",
+             "a video run, video files (.mp4, .mkv, ...) or YouTube-8M TFRecords (files, quoted globs, folders of "
+             "shards).",
         show_default=False)],
     *,
     model: Annotated[Optional[Path], _opt(
@@ -56,7 +57,11 @@ def predict(
                           "label's attention map (cma, ms-cma) or class activation map (gap, gmp, mlgcn) over "
                           "the image.")] = None,
     segments: Annotated[Optional[bool], _opt(
-        "--segments", help="Videos: also list the top labels of every 5-frame segment (frames s to s+4).")] = None,
+        "--segments", help="Videos: also list the top labels of every 5-frame segment (frames s to s+4); video "
+                           "files: of every --segment-seconds window, with start and end times.")] = None,
+    segment_seconds: Annotated[Optional[float], _opt(
+        "--segment-seconds", min=0.001, help=f"Video files: window length in seconds for --segments. "
+                                             f"{_d('segment_seconds')}")] = None,
     checkpoint: Annotated[Optional[Checkpoint], _opt(
         "--checkpoint", help=f"Weights of the best validation epoch, or of the last. {_d('checkpoint')}")] = None,
     image_size: Annotated[Optional[int], _opt(
@@ -76,7 +81,7 @@ def predict(
 
     overrides = dict(topk=topk, threshold=threshold, format=format.value if format else None,
                      checkpoint=checkpoint.value if checkpoint else None, device=device, batch_size=batch_size,
-                     image_size=image_size, segments=segments, threads=threads)
+                     image_size=image_size, segments=segments, segment_seconds=segment_seconds, threads=threads)
     progress = RichProgress(quiet=quiet)
     try:
         result = run(inputs, model=model, overrides=overrides, project=load_project(), output=output,
@@ -123,7 +128,8 @@ def video_table(rows):
     for row in rows:
         table.add_row(row["video"], shown(row["labels"]))
         for seg in row.get("segments", []):
-            table.add_row(f"  {row['video']} @ {seg['start']}", shown(seg["labels"]))
+            span = f"{seg['start']}-{seg['end']}s" if "end" in seg else seg["start"]  # video files: seconds
+            table.add_row(f"  {row['video']} @ {span}", shown(seg["labels"]))
     return table
 
 

@@ -41,7 +41,8 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def list_images(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+def list_images(inputs: str | os.PathLike | Iterable[str | os.PathLike],
+                suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
     """Expand files, folders (recursive), globs and list files into image paths.
 
     - a folder: every file below it with an image suffix, hidden files and folders left out,
@@ -51,6 +52,7 @@ def list_images(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list
       relative paths taken from the list file's folder;
     - any other file: itself (a non-image is skipped later by :func:`load_image`, with a reason).
 
+    ``suffixes``: what a folder is searched for (video files: core/video/clips.py's VIDEO_SUFFIXES).
     Order is the order of ``inputs``; a path named twice is kept once. A missing path is an
     :class:`InputError`; an input that yields no images is not (the caller decides).
     """
@@ -59,7 +61,7 @@ def list_images(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     out: list[Path] = []
     seen: set[str] = set()
     for item in inputs:
-        for path in _expand(item):
+        for path in _expand(item, suffixes):
             key = os.path.normpath(os.fspath(path))
             if key not in seen:
                 seen.add(key)
@@ -67,13 +69,13 @@ def list_images(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     return out
 
 
-def _expand(item: str | os.PathLike) -> list[Path]:
+def _expand(item: str | os.PathLike, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
     text = os.fspath(item)
     if is_url(text):  # checked on the text: Path() would fold "//" and report a missing file
         raise input_error(text, "URLs are not supported", URL_FIX)
     path = Path(text)
     if path.is_dir():
-        return _walk(path)
+        return _walk(path, suffixes)
     if path.is_file():
         if path.suffix.lower() in LIST_SUFFIXES:
             return _read_list(path)
@@ -83,11 +85,11 @@ def _expand(item: str | os.PathLike) -> list[Path]:
     raise input_error(path, "no such file or folder", "pass an image file, a folder, a glob or a .txt list")
 
 
-def _walk(folder: Path) -> list[Path]:
+def _walk(folder: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(Path(root) / f for f in files if not f.startswith(".") and is_image_path(f))
+        found.extend(Path(root) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in suffixes)
     # Sort on the relative POSIX path so the order does not depend on the file system.
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 

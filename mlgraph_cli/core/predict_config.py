@@ -19,7 +19,8 @@ class PredictConfig:
     """How to score: which labels to list, where to run, and how.
 
     ``threshold``: a probability, ``"tuned"`` (the run's per-label thresholds), or None (the
-    run's single threshold). ``format``: None picks from ``-o``'s suffix. ``threads``: torch CPU
+    run's single threshold). ``format``: None picks from ``-o``'s suffix. ``segments``: also score
+5-frame segments (YouTube-8M) or ``segment_seconds`` windows (video files). ``threads``: torch CPU
     threads, 0 = automatic (see :func:`auto_threads`).
     """
 
@@ -31,6 +32,7 @@ class PredictConfig:
     batch_size: int = 16
     image_size: int | None = None
     segments: bool = False
+    segment_seconds: float = 5.0
     threads: int = 0
 
     def __post_init__(self) -> None:
@@ -43,6 +45,9 @@ class PredictConfig:
             raise ValueError(f"--checkpoint {self.checkpoint}: choose one of {', '.join(CHECKPOINTS)}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"--batch-size {self.batch_size}: must be at least 1")
+        if isinstance(self.segment_seconds, bool) or not isinstance(self.segment_seconds, (int, float)) \
+                or not self.segment_seconds > 0:
+            raise ValueError(f"--segment-seconds {self.segment_seconds}: must be a positive number of seconds")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             raise ValueError(f"--threads {self.threads}: must be 0 (automatic) or a number of threads")
 

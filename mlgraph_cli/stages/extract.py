@@ -18,9 +18,9 @@ from typing import Any, Sequence
 
 from mlgraph_cli.core.extract_plan import (ExtractPlan, labels_sha, plan_folder, plan_with_annotations,
                                           unique_skipped, write_skipped_report)
-from mlgraph_cli.core.images import SkippedImage, load_image
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
-from mlgraph_cli.core.extract_workers import resolve_parallelism
+from mlgraph_cli.core.extract_workers import image_loader, resolve_parallelism
+from mlgraph_cli.core.images import SkippedImage
 from mlgraph_cli.core.shards import finished_shard, read_done, take_shard
 from mlgraph_cli.errors import MlgraphError
 
@@ -48,6 +48,9 @@ class ExtractConfig:
     image_set: str | None = None  # VOC image set / NUS-WIDE split of the annotations
     max_pixels: int | None = None  # decompression-bomb limit (default: PIL's, ~89 Mpx)
     offline: bool = False  # never download weights (also MLGRAPH_OFFLINE=1 or HF_HUB_OFFLINE=1)
+    fps: float = 1.0  # video files (core/video/clips.py): frames per second sampled,
+    frames: int | None = None  # or this many frames spread over each clip,
+    max_frames: int = 300  # and at most this many
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, str):
@@ -99,8 +102,14 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     """
     from mlgraph_cli.core.distributed import dist_info_from_env
     from mlgraph_cli.core.shards import merge_shards, shard_path, wait_for_shards
+    from mlgraph_cli.core.video.clip_extract import extract_clips, wants_clips
 
     info = dist_info_from_env()
+    if wants_clips(images, annotations):  # video files: per-frame vectors (core/video/clip_extract.py)
+        if shard is not None or info.enabled:
+            raise MlgraphError("video files are extracted in one process (drop --shard, or run without torchrun)")
+        return extract_clips(images, output, config, annotations=annotations,
+                             allow_outside_paths=allow_outside_paths, progress=progress)
     if shard is not None or not info.enabled:
         return _extract(images, output, config, annotations, allow_outside_paths, progress, shard, 0)
     n = info.world_size
@@ -220,7 +229,7 @@ def _run_batches(plan: ExtractPlan, start: int, backbone, writer, config: Extrac
     # Channels-last: oneDNN's convolutions (CPU) and cuDNN's run up to 1.5x faster in this layout
     # than in the default NCHW one; the batch is built in it (see _collate), so nothing is copied.
     backbone = backbone.to(memory_format=torch.channels_last)
-    loader = _loader(plan.paths[start:], backbone.preprocessor, config, device)
+    loader = image_loader(plan.paths[start:], backbone.preprocessor, config, device)
     progress.start(f"Extracting {backbone.name}", total=len(plan.paths) - start, unit="img")
     pause_at = int(os.environ.get(PAUSE_ROWS_ENV, "0") or 0)
     with torch.inference_mode():
@@ -250,43 +259,6 @@ def _write_failed(exc: OSError, writer, total: int) -> MlgraphError:
            else "fix the disk")
     return MlgraphError(f"{writer.path}: {text}; {writer.rows_done:,} of {total:,} images are written and kept ({fix} "
                         f"and run the same command again to resume, or delete {writer.path} to start over)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Decoding in workers
-
-class _Images:
-    """Dataset: position -> (position, (3, S, S) tensor or None, skip reason or None)."""
-
-    def __init__(self, paths: list[str], preprocess, max_pixels: int | None) -> None:
-        self.paths, self.preprocess, self.max_pixels = paths, preprocess, max_pixels
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        image = load_image(self.paths[i], max_pixels=self.max_pixels)
-        if isinstance(image, SkippedImage):
-            return i, None, image.reason
-        return i, self.preprocess(image), None
-
-
-def _collate(items):
-    """(positions, positions kept, (B, 3, S, S) tensor or None, [(position, reason)])."""
-    import torch
-
-    kept = [(i, t) for i, t, _ in items if t is not None]
-    batch = torch.stack([t for _, t in kept]).contiguous(memory_format=torch.channels_last) if kept else None
-    return [i for i, _, _ in items], [i for i, _ in kept], batch, [(i, r) for i, t, r in items if t is None]
-
-
-def _loader(paths: list[str], preprocess, config: ExtractConfig, device):
-    from torch.utils.data import DataLoader
-
-    workers = int(config.workers)
-    return DataLoader(_Images(paths, preprocess, config.max_pixels), batch_size=int(config.batch_size),
-                      shuffle=False, num_workers=workers, collate_fn=_collate,
-                      pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
 
 
 def _pause_for_test() -> None:

@@ -102,6 +102,13 @@ def predict(inputs: Sequence[str | os.PathLike], *, model: str | os.PathLike | N
     cfg = config if config is not None else resolve_config(overrides, project)
     run_dir = find_run(model, project.artifact("runs") if project is not None else None)
     fmt = output_format(cfg.format, output)
+    from mlgraph_cli.core.video.clip_predict import clip_inputs
+
+    clips = clip_inputs(inputs)
+    if clips is not None:  # video files (MP4, MKV, ...): core/video/clip_predict.py
+        from mlgraph_cli.stages.predict.videos import predict_clips
+
+        return predict_clips(clips, run_dir, cfg, fmt=fmt, output=output, explain=explain, progress=progress)
     if any(is_tfrecord_input(i) for i in inputs):
         from mlgraph_cli.stages.predict.videos import predict_videos
 
@@ -186,13 +193,17 @@ def none_readable(skipped: list[tuple[str, str]], item: str, fix: str) -> Mlgrap
     return input_error(where, f"no readable {item} among the inputs ({reason}{more})", fix)
 
 
-def write_rows(rows: list[dict[str, Any]], fmt: str, output: str | os.PathLike | None, *, video: bool) -> Path | None:
-    """Write jsonl / csv to ``output`` (or stdout); return the file written, if any."""
+def write_rows(rows: list[dict[str, Any]], fmt: str, output: str | os.PathLike | None, *, video: bool,
+               clips: bool = False) -> Path | None:
+    """Write jsonl / csv to ``output`` (or stdout); return the file written, if any. ``clips``: rows
+    of video files, whose segments have start and end times in seconds."""
     from mlgraph_cli.core.predict.output import to_csv, to_jsonl, to_video_csv
+    from mlgraph_cli.core.video.clip_predict import to_clip_csv
 
     if fmt == "table":
         return None
-    text = to_jsonl(rows) if fmt == "jsonl" else (to_video_csv(rows) if video else to_csv(rows))
+    csv_rows = to_clip_csv if clips else (to_video_csv if video else to_csv)
+    text = to_jsonl(rows) if fmt == "jsonl" else csv_rows(rows)
     atomic_write_text(output if output is not None else "-", text)
     return Path(output) if output is not None and os.fspath(output) != "-" else None
 

@@ -1,5 +1,5 @@
-"""The video half of ``mlgraph predict``: label the clips of YouTube-8M TFRecords with a video run
-(rows as described in the package docstring)."""
+"""The video half of ``mlgraph predict``: label the clips of YouTube-8M TFRecords, or video files
+(MP4, MKV, ...), with a video run (rows as described in the package docstring)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 from mlgraph_cli.stages.predict import PredictResult, is_tfrecord_input, label_thresholds, shown_threshold
 from mlgraph_cli.stages.predict import torch_threads, write_rows
+
+CLIP_FIX = "pass MP4/MKV/WebM/AVI/MOV files that play"
 
 
 def predict_videos(inputs: Sequence[str | os.PathLike], run_dir: Path, cfg: PredictConfig, *, fmt: str,
@@ -59,4 +61,32 @@ def predict_videos(inputs: Sequence[str | os.PathLike], run_dir: Path, cfg: Pred
     out_path = write_rows(rows, fmt, output, video=True)
     return PredictResult(rows=rows, skipped=skipped, run_dir=Path(run_dir), checkpoint=cfg.checkpoint,
                          threshold=shown_threshold(cfg, run), output=out_path, format=fmt, modality="video",
+                         threads=threads)
+
+
+
+def predict_clips(clips: Sequence[Path], run_dir: Path, cfg: PredictConfig, *, fmt: str,
+                  output: str | os.PathLike | None, explain: str | os.PathLike | None = None,
+                  progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
+    """Label video files with a run trained on `mlgraph extract CLIPS/` features: per clip, and per
+    ``cfg.segment_seconds`` window with ``cfg.segments``."""
+    from mlgraph_cli.core.paths import check_output_not_input
+    from mlgraph_cli.core.run_config import RunConfig
+    from mlgraph_cli.core.video.clip_explain import predict_clip_files
+    from mlgraph_cli.stages.predict import label_thresholds
+
+    if output is not None:
+        check_output_not_input(output, clips)
+    with torch_threads(cfg.threads, len(clips)) as threads:
+        rows, skipped, explained, _ = predict_clip_files(
+            clips, run_dir, topk=cfg.topk, threshold=lambda run: label_thresholds(cfg, run),
+            checkpoint=cfg.checkpoint, device=cfg.device, batch_size=cfg.batch_size,
+            segment_seconds=cfg.segment_seconds if cfg.segments else None, explain=explain, progress=progress)
+    if not rows:
+        where, reason = skipped[0]
+        raise input_error(where, f"no readable video file ({reason})", CLIP_FIX)
+    out_path = write_rows(rows, fmt, output, video=True, clips=True)
+    threshold = cfg.threshold if cfg.threshold is not None else RunConfig.read(run_dir).threshold
+    return PredictResult(rows=rows, skipped=skipped, run_dir=Path(run_dir), checkpoint=cfg.checkpoint,
+                         threshold=threshold, output=out_path, format=fmt, explained=explained, modality="video",
                          threads=threads)

@@ -1,0 +1,173 @@
+"""Video files end to end: generated MP4 clips -> `mlgraph extract` -> `mlgraph train` -> test once.
+
+Clips (mlgraph_cli/core/datasets/clips.py, written with PyAV): 96 px frames, 20 frames at 4 fps,
+1-3 Fashion-MNIST items per clip (10 labels, half the clips drawn from 4 co-occurring groups),
+each item on screen for only 3-5 consecutive frames, over a drifting texture with 3 moving
+coloured squares on every frame. Train / validation / test clips take their items from disjoint
+photographs of the packaged subset. Every split is extracted by `stages.extract.extract` (the
+function behind `mlgraph extract`) with EfficientNet-Lite0 and its packaged ImageNet weights
+(offline), one global-average-pooled 1280-d vector per frame at --fps 4; label embeddings are ASGE
+on the training labels' graph (`cond-mean`, the `mlgraph embed` default); every head is trained
+by `stages.train.train` (`mlgraph train`, its defaults) with the validation file choosing the
+checkpoint, and the test file is scored once by `stages.evaluate.evaluate`. A second test set
+(``test2``, another generator seed, items from the same t10k photographs as ``test``) is scored
+once too, as a check on how much a 100-clip test set moves the numbers.
+
+    .venv/bin/python benchmarks/video_files_quality.py                 # 3 seeds, all heads
+    .venv/bin/python benchmarks/video_files_quality.py --seeds 0 --heads cma gap --work /tmp/vf
+    .venv/bin/python benchmarks/video_files_quality.py --heads cma-mean-branch \
+        -o benchmarks/results/video_files_quality_mean_branch.json     # the setting chosen on validation
+
+Prints a table and writes benchmarks/results/video_files_quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SIZES = {"train": 300, "val": 100, "test": 100, "test2": 100}
+DATA_SEEDS = {"train": 11, "val": 12, "test": 13, "test2": 14}
+POOLS = {"train": "train", "val": "val", "test": "test", "test2": "test"}  # test2: a second, independent test set
+IMAGE_SIZE = 96
+FPS = 4.0
+HEADS = {
+    "cma": "temporal CMA (ASGE embeddings)",
+    "gap": "mean pooling + linear",
+    "gmp": "max pooling + linear",
+    "frame-max": "frame level: per-frame linear, max over time",
+    "cma-mean-branch": "temporal CMA + mean-pool branch (mean_branch, chosen on validation)",
+}
+HEAD_OPTIONS = {"cma-mean-branch": ("cma", {"mean_branch": True})}  # rows that are a head with options
+
+
+def make_data(work: Path, progress) -> dict[str, Path]:
+    """Clips, their features files and the embeddings; kept in ``work`` and reused when present."""
+    from mlgraph_cli.core.annotations import load_annotations
+    from mlgraph_cli.core.datasets.clips import ClipWorld, fashion_clips
+    from mlgraph_cli.core.embeddings import LabelEmbeddings, asge_embeddings, write_embeddings
+    from mlgraph_cli.core.graph import adjacency, build_label_graph
+    from mlgraph_cli.stages.extract import ExtractConfig, extract
+
+    world = ClipWorld(size=IMAGE_SIZE, frames=20, fps=FPS)
+    paths: dict[str, Path] = {}
+    timing = {}
+    for split, n in SIZES.items():
+        folder = work / split
+        if not (folder / "labels.csv").is_file():
+            fashion_clips(folder, n, seed=DATA_SEEDS[split], world=world, pool=POOLS[split])
+        out = work / f"{split}.h5"
+        if not out.is_file():
+            t0 = time.perf_counter()
+            config = ExtractConfig(backbone="efficientnet-lite0", weights="DEFAULT", image_size=IMAGE_SIZE, fps=FPS,
+                                   workers=0, batch_size=32, device="cpu", offline=True)
+            r = extract([folder], out, config, annotations=folder / "labels.csv", progress=progress)
+            timing[split] = {"clips": r.rows, "frames": r.frames, "seconds": time.perf_counter() - t0}
+            print(f"  extracted {split}: {r.rows} clips, {r.frames} frames, {r.frames_per_s:.1f} frames/s",
+                  file=sys.stderr, flush=True)
+        paths[split] = out
+    ann = load_annotations(work / "train" / "labels.csv")
+    names = list(ann.labels)
+    vectors, _ = asge_embeddings(adjacency(build_label_graph(ann.dense(), names), "cond-mean"), seed=0)
+    paths["embeddings"] = work / "embeddings.h5"
+    write_embeddings(paths["embeddings"], LabelEmbeddings(labels=names, vectors=vectors, attrs={"method": "asge"}))
+    paths["timing"] = timing
+    return paths
+
+
+def train_row(head: str, paths: dict, run: Path, seed: int) -> dict:
+    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.stages.evaluate import evaluate
+    from mlgraph_cli.stages.train import train
+    from mlgraph_cli.stages.train.inputs import TrainInputs
+
+    inputs = TrainInputs(features=paths["train"], val_features=paths["val"], embeddings=paths["embeddings"])
+    start = time.perf_counter()
+    name, options = HEAD_OPTIONS.get(head, (head, {}))
+    result = train(inputs, TrainConfig(head=name, seed=seed, device="cpu", head_options=options), run_dir=run,
+                   force=True)
+    seconds = time.perf_counter() - start
+    report = evaluate(run, features=paths["test"], device="cpu", output=run / "test.json").metrics
+    second = evaluate(run, features=paths["test2"], device="cpu", output=run / "test2.json").metrics
+    return {"head": head, "seed": seed, "mAP": report["mAP"], "GAP@20": report["GAP@20"], "test2_mAP": second["mAP"],
+            "val_mAP": result.best_map, "best_epoch": result.best_epoch, "seconds": seconds}
+
+
+def summarise(runs: list[dict]) -> dict:
+    print("\nVideo files (generated MP4 clips; test mAP / GAP@20, mean ± sample std over seeds)")
+    summary = {}
+    for head, text in HEADS.items():
+        mine = [r for r in runs if r["head"] == head]
+        if not mine:
+            continue
+        stats = {k: (float(np.mean([r[k] for r in mine])),
+                     float(np.std([r[k] for r in mine], ddof=1)) if len(mine) > 1 else 0.0)
+                 for k in ("mAP", "GAP@20", "val_mAP", "test2_mAP")}
+        summary[head] = {"description": text, "seeds": len(mine),
+                         **{f"{k}_mean": v[0] for k, v in stats.items()}, **{f"{k}_std": v[1] for k, v in stats.items()}}
+        print(f"  {text:<48} {stats['mAP'][0]:6.1f} ± {stats['mAP'][1]:3.1f}  {stats['GAP@20'][0]:6.1f} ± "
+              f"{stats['GAP@20'][1]:3.1f}  (val {stats['val_mAP'][0]:.1f}, second test set "
+              f"{stats['test2_mAP'][0]:.1f} ± {stats['test2_mAP'][1]:.1f})")
+    if "cma" in summary and "gap" in summary:
+        gain = summary["cma"]["mAP_mean"] - summary["gap"]["mAP_mean"]
+        summary["cma_minus_gap_mAP"] = gain
+        print(f"  temporal CMA - mean pooling: {gain:+.1f} mAP")
+    return summary
+
+
+def main() -> None:
+    import tempfile
+
+    import torch
+
+    from mlgraph_cli.core.progress import NULL_PROGRESS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--heads", nargs="+", default=[h for h in HEADS if h not in HEAD_OPTIONS], choices=list(HEADS))
+    parser.add_argument("--work", type=Path, help="keep clips and features here (reused on the next run)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "results" / "video_files_quality.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tmp = None
+    if args.work is None:
+        tmp = tempfile.TemporaryDirectory(prefix="video-files-")
+        args.work = Path(tmp.name)
+    args.work.mkdir(parents=True, exist_ok=True)
+    paths = make_data(args.work, NULL_PROGRESS)
+    runs = []
+    for head in args.heads:
+        for seed in args.seeds:
+            out = train_row(head, paths, args.work / "runs" / f"{head}-{seed}", seed)
+            runs.append(out)
+            print(f"  {head:<10} seed {seed}: test mAP {out['mAP']:5.1f}  val mAP {out['val_mAP']:5.1f}  "
+                  f"best epoch {out['best_epoch']}", file=sys.stderr, flush=True)
+    payload = {
+        "benchmark": "video_files_quality",
+        "command": "python benchmarks/video_files_quality.py " + " ".join(sys.argv[1:]),
+        "data": {"sizes": SIZES, "data_seeds": DATA_SEEDS, "frame_px": IMAGE_SIZE, "frames_per_clip": 20, "fps": FPS,
+                 "items_on_screen_frames": [3, 5], "labels": 10, "source": "Fashion-MNIST packaged subset"},
+        "extraction": {"path": "stages.extract.extract (mlgraph extract)", "backbone": "efficientnet-lite0",
+                       "weights": "IMAGENET1K (packaged)", "image_size": IMAGE_SIZE, "fps": FPS,
+                       "timing": paths["timing"]},
+        "training": {"path": "stages.train.train (mlgraph train), defaults", "seeds": args.seeds},
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
+        "summary": summarise(runs), "runs": runs,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
