@@ -65,7 +65,7 @@ def test_stdout_json_threshold_last_checkpoint_and_per_label(cli, run):
     assert doc["threshold"] == 0.3 and doc["checkpoint"] == "last"
     expected = _expected(run["run"], run["val"], "last", 0.3)
     assert doc["CP"] == pytest.approx(expected["CP"]) and doc["OF1"] == pytest.approx(expected["OF1"])
-    assert "AP per label" in result.stderr and "fish" in result.stderr
+    assert "per label" in result.stderr and "fish" in result.stderr and "positives" in result.stderr
 
 
 def test_project_defaults_run_and_features(cli, run, tmp_path, monkeypatch):
