@@ -116,17 +116,17 @@ def evaluate(run_dir: str | os.PathLike, config: EvaluateConfig | None = None, *
         "run": os.fspath(Path(run_dir).resolve()), "checkpoint": config.checkpoint, "epoch": run.epoch,
         "head": run.head_name, "data": os.fspath(data.resolve()), "skipped_images": len(skipped),
         "provenance": provenance(COMMAND, {"run": run_dir, "data": data, "threshold": config.threshold or fixed,
-                                           "checkpoint": config.checkpoint, "top_k_segments": extra.get("segment_top_k")}),
+                                           "checkpoint": config.checkpoint,
+                                           "top_k_segments": extra.get("segment_top_k")}),
     }
     out = Path(output) if output is not None else Path(run_dir) / f"eval-{data.stem}.json"
     to_stdout = os.fspath(out) == "-"
     result = EvaluateResult(metrics=doc, output=None if to_stdout else out, run_dir=Path(run_dir), data=data,
                             checkpoint=config.checkpoint, skipped=skipped, config=config)
-    if config.plots and (plots is not None or not to_stdout):
+    if config.plots and (plots is not None or not to_stdout):  # none for stdout unless a folder is named
         stem = f"eval-{data.stem}" if to_stdout else out.stem
-        folder = Path(plots) if plots is not None else out.parent
         doc["plots"], result.plots, result.warnings = evaluation_plots(scores, targets, run.label_names, rows,
-                                                                       folder, stem)
+                                                                       Path(plots or out.parent), stem)
     atomic_write_text(out, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     return result
 
@@ -138,10 +138,9 @@ def _find_run(run_dir: str | os.PathLike | None, project) -> Path:
     if run_dir is not None:
         return Path(run_dir)
     roots = ([project.artifact("runs")] if project is not None else []) + [Path("runs/train")]
-    for root in roots:
-        found = latest_run(root)
-        if found is not None:
-            return found
+    found = next((run for run in map(latest_run, roots) if run is not None), None)
+    if found is not None:
+        return found
     raise MlgraphError(f"no trained run found under {roots[0]} (train one with `{maker('run')}`, or pass RUN_DIR)")
 
 
