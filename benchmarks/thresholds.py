@@ -67,7 +67,8 @@ def run_seed(data: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     if not (run_dir / "curves.png").exists():
         train(TrainInputs(features=art / "features.h5", val_features=art / "val-features.h5",
                           embeddings=art / "embeddings.h5"),
-              TrainConfig(head=args.head, seed=seed, cache="ram", device="cpu"), run_dir=run_dir, force=True)
+              TrainConfig(head=args.head, seed=seed, cache="ram", device="cpu", epochs=args.epochs), run_dir=run_dir,
+              force=True)
     seconds = time.perf_counter() - t0
     out: dict[str, Any] = {"seed": seed, "run": str(run_dir), "train_seconds": round(seconds, 1)}
     for split, name in (("val", "val-features"), ("test", "test-features")):
@@ -105,6 +106,7 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--head", default="cma")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the head's default schedule")
     args = parser.parse_args()
     data = prepare(args)
     runs = [run_seed(data, seed, args) for seed in args.seeds]
@@ -114,7 +116,7 @@ def main() -> None:
     doc = {"benchmark": "benchmarks/thresholds.py", "date": time.strftime("%Y-%m-%d"),
            "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
            "protocol": {"train": args.train, "val": args.val, "test": args.test, "head": args.head,
-                        "seeds": args.seeds, "backbone": "efficientnet-lite0 224 px", "embeddings": "asge"},
+                        "seeds": args.seeds, "epochs": args.epochs, "backbone": "efficientnet-lite0 224 px", "embeddings": "asge"},
            "runs": runs, "test_CF1_gain": {"mean": mean_std(cf1)[0], "std": mean_std(cf1)[1], "min": min(cf1)},
            "target": "tuned thresholds do not lower test CF1 below the 0.5 figure", "pass": min(cf1) >= 0.0,
            "table": text}

@@ -87,9 +87,8 @@ def evaluate(
     where = "stdout" if result.output is None else str(result.output)
     pngs = f" and {', '.join(p.name for p in result.plots)}" if result.plots else ""
     segments = f", {m['segments']['rated']:,} rated segments" if "segments" in m else ""
-    summary(f"{result.run_dir} ({result.checkpoint}, epoch {m['epoch']}) on {result.data.name} "
-            f"({split.get('name', 'held-out')}): {m['num_images']:,} {_items(m)}{segments}, threshold "
-            f"{_threshold(m)}{note}{skipped} -> {where}{pngs}")
+    summary(f"{result.run_dir} ({result.checkpoint}, epoch {m['epoch']}) on {result.data.name}: "
+            f"{m['num_images']:,} {_items(m)}{segments}, threshold {_threshold(m)}{note}{skipped} -> {where}{pngs}")
 
 
 def _items(m: dict[str, Any]) -> str:
