@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "thresholds.json"
 GLOVE = ROOT / "mlgraph_cli" / "data" / "vectors" / "glove-6b-50d-fashion.txt"
 KEYS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
+sys.path.insert(0, str(ROOT))  # this checkout's mlgraph_cli, whatever is installed
 
 
 def mlgraph(*args: str, cwd: Path) -> None:
