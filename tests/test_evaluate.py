@@ -65,7 +65,7 @@ def test_stdout_json_threshold_last_checkpoint_and_per_label(cli, run):
     assert doc["threshold"] == 0.3 and doc["checkpoint"] == "last"
     expected = _expected(run["run"], run["val"], "last", 0.3)
     assert doc["CP"] == pytest.approx(expected["CP"]) and doc["OF1"] == pytest.approx(expected["OF1"])
-    assert "AP per label" in result.stderr and "fish" in result.stderr
+    assert "per label" in result.stderr and "fish" in result.stderr and "positives" in result.stderr
 
 
 def test_project_defaults_run_and_features(cli, run, tmp_path, monkeypatch):
@@ -127,3 +127,122 @@ def test_reordered_labels_are_aligned(cli, run, tmp_path):
     result = cli("evaluate", run["run"], "--features", path, "-o", "-")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["mAP"] == pytest.approx(_expected(run["run"], run["val"])["mAP"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Tuned thresholds, plots, the split, [evaluate]
+
+def _is_png(path):
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.verify()
+        return img.format == "PNG"
+
+
+def test_tuned_thresholds_are_used_and_both_figures_shown(cli, run):
+    from mlgraph_cli.core.metrics import multilabel_metrics
+
+    config = json.loads((run["run"] / "config.json").read_text())
+    result = cli("evaluate", run["run"], "--features", run["val"], "-o", "-", "--threshold", "tuned")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["threshold_mode"] == "tuned" and doc["threshold"] == pytest.approx(config["thresholds"])
+    fixed, tuned = doc["thresholds"]["fixed"], doc["thresholds"]["tuned"]
+    assert fixed["threshold"] == 0.5 and tuned["thresholds"] == pytest.approx(config["thresholds"])
+    # the tuned block is the report at the per-label thresholds, the fixed one at 0.5
+    import torch
+
+    from mlgraph_cli.core.features import open_features
+    from mlgraph_cli.core.predict import load_run
+
+    loaded, ff = load_run(run["run"]), open_features(run["val"])
+    with torch.no_grad():
+        scores = torch.sigmoid(loaded.model(torch.from_numpy(ff.read(slice(None))))).numpy()
+    at_tuned = multilabel_metrics(scores, ff.labels, threshold=config["thresholds"])
+    for key in ("CP", "CR", "CF1", "OP", "OR", "OF1"):
+        assert doc[key] == pytest.approx(at_tuned[key]) and tuned[key] == pytest.approx(at_tuned[key])
+        assert fixed[key] == pytest.approx(_expected(run["run"], run["val"])[key])
+    assert [r["threshold"] for r in doc["per_label"]] == pytest.approx(config["thresholds"])
+    # on its own validation data, tuned CF1 is at least the 0.5 figure (it was chosen there)
+    assert tuned["CF1"] >= fixed["CF1"]
+    assert "tuned" in result.stderr and "at 0.5" in result.stderr
+
+
+def test_per_label_rows_hold_p_r_f1_and_positives(cli, run):
+    result = cli("evaluate", run["run"], "--features", run["val"], "-o", "-")
+    doc = json.loads(result.stdout)
+    y = json.loads(json.dumps(trainkit.planted(32, seed=1)["y"].tolist()))
+    for k, row in enumerate(doc["per_label"]):
+        assert row["label"] == trainkit.LABELS[k] and row["positives"] == sum(r[k] == 1 for r in y)
+        assert row["ap"] == pytest.approx(doc["per_label_ap"][row["label"]])
+        p, r = row["precision"], row["recall"]
+        if p is not None and p + r > 0:
+            assert row["f1"] == pytest.approx(2 * p * r / (p + r))
+
+
+def test_plots_beside_the_json_and_none_for_stdout_unless_asked(cli, run, tmp_path):
+    out = tmp_path / "m" / "metrics.json"
+    out.parent.mkdir()
+    result = cli("evaluate", run["run"], "--features", run["val"], "-o", out)
+    assert result.exit_code == 0, result.output
+    for name in ("metrics.pr.png", "metrics.labels.png"):
+        assert _is_png(out.parent / name), name
+    assert json.loads(out.read_text())["plots"]["pr"] == str((out.parent / "metrics.pr.png").resolve())
+    result = cli("evaluate", run["run"], "--features", run["val"], "-o", "-")
+    assert "plots" not in json.loads(result.stdout) and not list(run["run"].glob("eval-*.png"))
+    result = cli("evaluate", run["run"], "--features", run["val"], "-o", "-", "--plots", tmp_path / "figs")
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["eval-val.labels.png", "eval-val.pr.png"]
+    result = cli("evaluate", run["run"], "--features", run["val"], "-o", tmp_path / "n.json", "--no-plots")
+    assert result.exit_code == 0 and not list(tmp_path.glob("n.*.png"))
+
+
+def test_the_split_is_named_and_its_own_validation_is_called_optimistic(cli, run, tmp_path):
+    result = cli("evaluate", run["run"], "--features", run["val"], "-o", "-")
+    split = json.loads(result.stdout)["split"]
+    assert split["name"] == "validation" and split["optimistic"]
+    assert "note: val.h5: the validation split chose the best epoch" in result.stderr
+    assert "(validation)" in result.stderr
+    test = trainkit.write_features(tmp_path / "test.h5", trainkit.planted(24, seed=7))
+    result = cli("evaluate", run["run"], "--features", test, "-o", "-")
+    split = json.loads(result.stdout)["split"]
+    assert split == {"name": "held-out", "optimistic": False, "note": None}
+    assert "note:" not in result.stderr
+    result = cli("evaluate", run["run"], "--features", run["features"], "-o", "-")
+    assert json.loads(result.stdout)["split"]["name"] == "training"
+
+
+def test_evaluate_table_in_the_project_file(cli, run, tmp_path, monkeypatch):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "mlgraph.toml").write_text('[dataset]\n\n[evaluate]\nthreshold = "tuned"\nplots = false\n'
+                                          'checkpoint = "last"\n')
+    monkeypatch.chdir(project)
+    result = cli("evaluate", run["run"], "--features", run["val"], "-o", tmp_path / "p.json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert doc["threshold_mode"] == "tuned" and doc["checkpoint"] == "last" and "plots" not in doc
+    result = cli("evaluate", run["run"], "--features", run["val"], "-o", "-", "--threshold", "0.4")
+    assert json.loads(result.stdout)["threshold"] == 0.4  # a flag wins over the file
+    (project / "mlgraph.toml").write_text("[dataset]\n\n[evaluate]\nthreshods = 0.3\n")
+    line = one_line_error(cli("evaluate", run["run"], "--features", run["val"]))
+    assert "unknown key(s) in [evaluate]: threshods" in line
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1.5", "--threshold 1.5: must be a probability between 0 and 1, or 'tuned'"),
+    ("high", "--threshold high: not a number (pass a probability such as 0.5, or 'tuned'"),
+])
+def test_bad_threshold(cli, run, value, message):
+    line = one_line_error(cli("evaluate", run["run"], "--features", run["val"], "--threshold", value))
+    assert message in line
+
+
+def test_library_call_gets_what_the_command_gets(run, tmp_path):
+    from mlgraph_cli.core.evaluate_config import EvaluateConfig
+    from mlgraph_cli.stages.evaluate import evaluate, run_evaluate
+
+    a = run_evaluate(run["run"], features=run["val"], output=tmp_path / "a.json", overrides={"threshold": "tuned"})
+    b = evaluate(run["run"], EvaluateConfig(threshold="tuned"), features=run["val"], output=tmp_path / "b.json")
+    assert a.metrics["CF1"] == b.metrics["CF1"] and a.config == b.config
+    assert [p.name for p in a.plots] == ["a.pr.png", "a.labels.png"]

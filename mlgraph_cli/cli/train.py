@@ -189,8 +189,13 @@ def train(
     start = f" (resumed after epoch {result.start_epoch})" if result.start_epoch else ""
     early = " (stopped early)" if result.stopped_early else ""
     plural = "s" if result.epochs_done != 1 else ""
-    summary(f"Trained {result.epochs_done} epoch{plural}{start}{early}: {best} -> {result.run_dir} "
-            f"(best.safetensors, last.safetensors, metrics.jsonl)")
+    files = "best.safetensors, last.safetensors, metrics.jsonl" + (", curves.png" if result.curves else "")
+    tuned = ""
+    if result.thresholds is not None:
+        t = result.thresholds
+        kept = f", {len(t.fallback)} kept {t.global_threshold:g}" if t.fallback else ""
+        tuned = f"; per-label thresholds {min(t.thresholds):.2f}-{max(t.thresholds):.2f} (best val F1{kept})"
+    summary(f"Trained {result.epochs_done} epoch{plural}{start}{early}: {best}{tuned} -> {result.run_dir} ({files})")
 
 
 def register(app: typer.Typer) -> None:

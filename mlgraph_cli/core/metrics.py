@@ -127,19 +127,20 @@ def _pct(value: float | None) -> float | None:
     return None if value is None or np.isnan(value) else 100.0 * float(value)
 
 
-def multilabel_metrics(scores: np.ndarray, targets: np.ndarray, *, threshold: float = 0.5,
+def multilabel_metrics(scores: np.ndarray, targets: np.ndarray, *, threshold: float | Sequence[float] = 0.5,
                        label_names: Sequence[str] | None = None, topk: int = 3) -> dict[str, Any]:
     """The standard multi-label report, on the 0-100 scale (docs/metrics.md).
 
     scores (N, C): probabilities in [0, 1] (:func:`sigmoid` of logits). targets (N, C):
-    1 / 0 / -1 (ignore). A label is predicted when its score >= ``threshold``; the
+    1 / 0 / -1 (ignore). A label is predicted when its score >= ``threshold`` (one value, or one
+    per label in column order: tuned thresholds, core/thresholds.py); the
     ``top{topk}`` variants also require it to be among the image's ``topk`` highest scores
     (ranked over all labels, ignored ones included; equal scores keep label order).
 
     Keys: mAP (mean AP over labels with at least one positive), CP, CR, CF1, OP, OR, OF1,
     ``top{topk}`` (dict of the same six), per_label_ap (name -> AP, None without positives),
     labels_without_positives ({"count", "names"}: left out of mAP, CP and CR), num_images,
-    num_labels, threshold, topk. A value that cannot be defined (no positives at all) is None.
+    num_labels, threshold (a float, or the list of per-label thresholds), topk. A value that cannot be defined (no positives at all) is None.
     """
     s, t = _check(scores, targets, probabilities=True)
     n, c = s.shape
@@ -148,9 +149,12 @@ def multilabel_metrics(scores: np.ndarray, targets: np.ndarray, *, threshold: fl
         raise ValueError(f"{len(names)} label names for {c} score columns")
     if topk < 1:
         raise ValueError(f"topk must be at least 1, got {topk}")
+    cut = np.asarray(threshold, dtype=np.float64)
+    if cut.ndim > 1 or (cut.ndim == 1 and len(cut) != c):
+        raise ValueError(f"{cut.size} thresholds for {c} score columns")
     ap = average_precision(s, t)  # (C,), NaN without positives
     scored = ~np.isnan(ap)  # labels with at least one positive
-    predicted = s >= threshold  # (N, C)
+    predicted = s >= cut  # (N, C); a (C,) cut applies per column
     top = np.zeros_like(predicted)
     ranks = np.argsort(-s, axis=1, kind="stable")[:, :topk]  # (N, k) label indices, best first
     np.put_along_axis(top, ranks, True, axis=1)
@@ -160,7 +164,35 @@ def multilabel_metrics(scores: np.ndarray, targets: np.ndarray, *, threshold: fl
     report["per_label_ap"] = {name: _pct(v) for name, v in zip(names, ap.tolist())}
     missing = [name for name, ok in zip(names, scored) if not ok]
     report["labels_without_positives"] = {"count": len(missing), "names": missing}
-    report.update(num_images=int(n), num_labels=int(c), threshold=float(threshold), topk=int(topk))
+    report.update(num_images=int(n), num_labels=int(c), threshold=float(cut) if cut.ndim == 0 else cut.tolist(), topk=int(topk))
+    return report
+
+
+def threshold_comparison(scores: np.ndarray, targets: np.ndarray, *, fixed: float,
+                         tuned: Sequence[float] | None, topk: int = 3) -> dict[str, Any]:
+    """CP, CR, CF1, OP, OR, OF1 (0-100) and their ``top{topk}`` variants at one global threshold
+    and at per-label thresholds, side by side: ``{"fixed": {...}, "tuned": {...} or None}``.
+
+    scores (N, C) probabilities, targets (N, C) 1 / 0 / -1; ``tuned`` (C,) in column order
+    (core/thresholds.py), or None when the run has none. Same definitions as
+    :func:`multilabel_metrics`; the "tuned" block also lists its ``thresholds``."""
+    s, t = _check(scores, targets, probabilities=True)
+    scored = (t == 1).any(axis=0)  # labels with a positive: the ones CP / CR average over
+    top = np.zeros(s.shape, dtype=bool)
+    np.put_along_axis(top, np.argsort(-s, axis=1, kind="stable")[:, :topk], True, axis=1)
+
+    def block(cut: np.ndarray) -> dict[str, Any]:
+        predicted = s >= cut
+        out: dict[str, Any] = {k: _pct(v) for k, v in _prf(predicted, t, scored).items()}
+        out[f"top{topk}"] = {k: _pct(v) for k, v in _prf(predicted & top, t, scored).items()}
+        return out
+
+    report: dict[str, Any] = {"fixed": {"threshold": float(fixed), **block(np.float64(fixed))}, "tuned": None}
+    if tuned is not None:
+        cut = np.asarray(tuned, dtype=np.float64)
+        if cut.shape != (s.shape[1],):
+            raise ValueError(f"{cut.size} tuned thresholds for {s.shape[1]} score columns")
+        report["tuned"] = {"thresholds": cut.tolist(), **block(cut)}
     return report
 
 

@@ -242,3 +242,24 @@ def per_label_chart(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) 
     axes[0].set_yticks(y, names, fontsize=font)
     axes[0].set_ylim(len(rows) - 0.5, -0.5)  # best AP on top
     return _save(fig, path)
+
+
+def evaluation_plots(scores: Any, targets: Any, labels: Sequence[str], rows: Sequence[Mapping[str, Any]],
+                     folder: str | os.PathLike, stem: str) -> tuple[dict[str, str], list[Path], list[str]]:
+    """What ``mlgraph evaluate`` draws: ``folder/<stem>.pr.png`` (:func:`precision_recall_curves`)
+    and ``folder/<stem>.labels.png`` (:func:`per_label_chart` of ``rows``). A figure that fails
+    is a warning, not an error: the metrics are the result. Returns (kind -> absolute path, the
+    paths written, the warnings)."""
+    written: dict[str, str] = {}
+    paths: list[Path] = []
+    warnings: list[str] = []
+    for key, draw in (("pr", lambda p: precision_recall_curves(scores, targets, labels, p)),
+                      ("labels", lambda p: per_label_chart(rows, p))):
+        path = Path(folder) / f"{stem}.{key}.png"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            paths.append(draw(path))
+            written[key] = os.fspath(path.resolve())
+        except Exception as exc:  # a figure is a view of the metrics, never a reason to lose them
+            warnings.append(f"{path} not written ({type(exc).__name__}: {exc})")
+    return written, paths, warnings

@@ -1,7 +1,8 @@
 """``config.json`` of a run directory, typed: :class:`RunConfig` alone reads and writes it.
 
 What a run needs to be rebuilt and used (docs/train.md, "The run folder"): the head's config, the
-label names in the order of the head's outputs, the threshold, the modality ("image" or
+label names in the order of the head's outputs, the threshold (and the per-label thresholds tuned
+on the validation split, core/thresholds.py), the modality ("image" or
 "video", from the training features file's schema), the backbone (for images), and where the data,
 embeddings and graph came from. Reading validates every value a consumer relies on, so a
 hand-edited file ends in one line naming the key, not in a traceback later.
@@ -41,6 +42,7 @@ class RunConfig:
     head: dict[str, Any]
     modality: str = "image"
     threshold: float = 0.5
+    thresholds: list[float] | None = None  # one per label (label order), best F1 on validation; None: not tuned
     input: str = "features"
     backbone: dict[str, Any] = field(default_factory=dict)
     backbone_weights: str | None = None
@@ -111,6 +113,7 @@ class RunConfig:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
             raise bad("threshold", f"must be a probability between 0 and 1, not {threshold!r}")
         values["threshold"] = float(threshold)
+        values["thresholds"] = _thresholds(values.get("thresholds"), len(labels), bad)
         if values.get("input", "features") not in INPUT_KINDS:
             raise bad("input", f"must be one of {', '.join(INPUT_KINDS)}, not {values.get('input')!r}")
         for key in ("backbone", "data", "weights", "provenance"):
@@ -126,6 +129,35 @@ class RunConfig:
         values.setdefault("run_id", "")  # runs from before the digest: their weights carry none either
         return cls(**values)
 
+    def label_thresholds(self, run_dir: str | os.PathLike) -> list[float]:
+        """The tuned per-label thresholds (label order); a run without them is one line saying why."""
+        if self.thresholds is None:
+            raise MlgraphError(f"{Path(run_dir) / CONFIG}: no tuned thresholds (the run had no validation split, or "
+                               f"was trained before they existed) (re-train with a validation split, e.g. `mlgraph "
+                               f"train --val-features F.h5`, or pass --threshold 0.5)")
+        return list(self.thresholds)
+
+    def data_split(self, path: str | os.PathLike) -> str | None:
+        """Which of this run's own data ``path`` is: ``"validation"`` (the file that chose the best
+        epoch and the tuned thresholds), ``"training"`` (the training file or annotations; with an
+        automatic split it holds the validation rows too), or None (data the run never saw)."""
+        val = self.data.get("val") if isinstance(self.data.get("val"), dict) else {}
+        if val.get("source") == "file" and _same_file(path, val.get("path")):
+            return "validation"
+        if any(_same_file(path, self.data.get(key)) for key in ("features", "annotations")):
+            return "training"
+        return None
+
+    def split_report(self, path: str | os.PathLike) -> dict[str, Any]:
+        """What evaluating on ``path`` means: ``{"name", "optimistic", "note"}``; the run's own
+        validation or training data gives optimistic figures (:meth:`data_split`)."""
+        name = self.data_split(path)
+        note = {"validation": "the validation split chose the best epoch and the tuned thresholds, so these figures "
+                              "are optimistic; score a held-out test set for a fair figure",
+                "training": "the run's training data (with an automatic split, its validation rows too): these "
+                            "figures are optimistic"}.get(name or "")
+        return {"name": name or "held-out", "optimistic": note is not None, "note": note}
+
     def check_weights(self, path: Path, metadata: dict[str, str]) -> None:
         """Refuse weights whose stored digest is not this config's (reordered labels, another run)."""
         stored = metadata.get(DIGEST_KEY)
@@ -133,3 +165,25 @@ class RunConfig:
             raise MismatchError(f"{path}: these weights belong to another config than {path.parent / CONFIG} (its "
                                 f"labels, their order or its head differ, or the weights come from another run) "
                                 f"(use the run's own files, or re-train with `{maker('run')}`)")
+
+
+def _thresholds(value: Any, count: int, bad) -> list[float] | None:
+    """``thresholds``: null, or one probability in (0, 1) per label."""
+    if value is None:
+        return None
+    ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not ok or len(value) != count:
+        raise bad("thresholds", f"must be null or a list of {count} numbers, one per label")
+    outside = [v for v in value if not 0.0 < v < 1.0]
+    if outside:
+        raise bad("thresholds", f"must be probabilities between 0 and 1, not {outside[0]!r}")
+    return [float(v) for v in value]
+
+
+def _same_file(path: str | os.PathLike, other: Any) -> bool:
+    if not isinstance(other, str) or not other:
+        return False
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # moved or deleted since training: compare the names
+        return os.path.abspath(path) == os.path.abspath(other)

@@ -64,6 +64,9 @@ class TrainResult:
     last: dict[str, Any]
     is_main: bool
     stopped_early: bool = False
+    thresholds: Any = None  # core.thresholds.TunedThresholds once the train stage has tuned them
+    curves: Path | None = None  # RUN/curves.png when drawn
+    validation_note: str | None = None  # the validation split's size and labels without positives
 
 
 class Trainer:

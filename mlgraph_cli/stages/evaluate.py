@@ -1,26 +1,25 @@
-"""Stage: score a trained run on labelled data and report the metrics (``mlgraph/metrics@1``).
+"""Stage: score a trained run on labelled data and report the metrics (``mlgraph/metrics@1``),
+at the run's global threshold and at its tuned per-label thresholds, with plots beside the JSON.
 
-The data is a features file made with the run's own backbone settings (the fast path), or, for
-any run, annotated images that go through the run's backbone (needed when the backbone was
-fine-tuned end to end, since cached features no longer match it).
-
-A video run (``mlgraph import-yt8m`` features) is scored on a video features file: the usual
-multi-label report, plus YouTube-8M's ``GAP@20``; when the file holds Segments ratings, each rated
-segment is scored on its 5 frames alone and ``segment_MAP@K`` is the MAP@K over the rated
-segments only (core/video/metrics.py; K = 100,000 as in the Kaggle challenge).
+The data is a features file made with the run's own backbone settings, or annotated images that go
+through the run's backbone (needed when it was fine-tuned end to end). A video run is scored on video
+features: the usual report, plus ``GAP@20``, and with Segments ratings ``segment_MAP@K`` over the
+rated segments, each scored on its 5 frames alone (core/video/metrics.py; K = 100,000 as on Kaggle).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mlgraph_cli.core.artifacts import atomic_write_text, maker, provenance, schema_tag
+from mlgraph_cli.core.evaluate_config import TUNED, EvaluateConfig
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 
@@ -41,36 +40,62 @@ class EvaluateResult:
     data: Path
     checkpoint: str
     skipped: list[str]
+    config: EvaluateConfig = field(default_factory=EvaluateConfig)
+    plots: list[Path] = field(default_factory=list)  # PNGs written beside the JSON (or in --plots DIR)
+    warnings: list[str] = field(default_factory=list)  # plots that could not be drawn
 
 
-def evaluate(run_dir: str | os.PathLike, *, features: str | os.PathLike | None = None,
-             images: str | os.PathLike | None = None, annotations: str | os.PathLike | None = None,
-             output: str | os.PathLike | None = None, threshold: float | None = None, checkpoint: str = "best",
-             device: str = "auto", batch_size: int = 64, top_k_segments: int | None = None,
-             progress: ProgressHook = NULL_PROGRESS) -> EvaluateResult:
+def run_evaluate(run_dir: str | os.PathLike | None = None, *, features: str | os.PathLike | None = None,
+                 images: str | os.PathLike | None = None, annotations: str | os.PathLike | None = None,
+                 output: str | os.PathLike | None = None, plots: str | os.PathLike | None = None,
+                 overrides: dict[str, Any] | None = None, project=None,
+                 progress: ProgressHook = NULL_PROGRESS) -> EvaluateResult:
+    """``mlgraph evaluate`` as one call: ``EvaluateConfig`` defaults, then the project's
+    ``[evaluate]``, then ``overrides`` (flags; None = not given). Without ``run_dir`` the latest
+    run under the project's runs folder (or runs/train); without data, the project's
+    test_features if it exists, else its val_features."""
+    from mlgraph_cli.core.project import merge_config
+
+    config = merge_config(EvaluateConfig, project, "evaluate", overrides or {})
+    run_path = _find_run(run_dir, project)
+    if features is None and images is None and annotations is None and project is not None:
+        features = next((project.artifact(k) for k in ("test_features", "val_features")
+                         if project.artifact(k).is_file()), None)
+    return evaluate(run_path, config, features=features, images=images, annotations=annotations, output=output,
+                    plots=plots, progress=progress)
+
+
+def evaluate(run_dir: str | os.PathLike, config: EvaluateConfig | None = None, *,
+             features: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
+             annotations: str | os.PathLike | None = None, output: str | os.PathLike | None = None,
+             plots: str | os.PathLike | None = None, progress: ProgressHook = NULL_PROGRESS,
+             **settings: Any) -> EvaluateResult:
     """Evaluate ``run_dir`` on ``features`` (or ``images`` + ``annotations``); write the metrics JSON
-    to ``output`` (default ``RUN/eval-<data name>.json``; ``-`` = stdout). ``top_k_segments``: K of
-    a video run's segment MAP@K (default 100,000)."""
-    from mlgraph_cli.core.run_config import RunConfig
+    to ``output`` (default ``RUN/eval-<data name>.json``; ``-`` = stdout) and, unless
+    ``config.plots`` is off, ``<output stem>.pr.png`` and ``<output stem>.labels.png`` beside it
+    (in ``plots`` when given; none for stdout without ``plots``). ``settings``: EvaluateConfig
+    fields that replace ``config``'s (``device="cpu"``)."""
     from mlgraph_cli.core.device import resolve_device
-    from mlgraph_cli.core.metrics import multilabel_metrics
+    from mlgraph_cli.core.metrics import multilabel_metrics, threshold_comparison
+    from mlgraph_cli.core.plots import evaluation_plots, per_label_rows
     from mlgraph_cli.core.predict import load_run
+    from mlgraph_cli.core.run_config import RunConfig
 
-    if threshold is not None and not 0.0 < threshold < 1.0:
-        raise MlgraphError(f"--threshold {threshold}: must be a probability between 0 and 1")
-    if top_k_segments is not None and top_k_segments < 1:
-        raise MlgraphError(f"--top-k-segments {top_k_segments}: must be at least 1")
-    dev = resolve_device(device)
+    config = dataclasses.replace(config or EvaluateConfig(), **settings).checked()
+    dev = resolve_device(config.device)
     on_images = images is not None or annotations is not None
-    video = RunConfig.read(run_dir).modality == "video"
+    saved = RunConfig.read(run_dir)
+    video = saved.modality == "video"
     if video and on_images:
         raise MismatchError(f"{Path(run_dir) / 'config.json'}: a video run, but --images/--annotations give images "
                             f"(evaluate it on {VIDEO_FIX}: `{COMMAND} {run_dir} --features F.h5`)")
-    run = load_run(run_dir, checkpoint, device=dev, with_backbone=on_images)
-    t = threshold if threshold is not None else run.threshold
+    tuned = config.threshold == TUNED
+    fixed = config.threshold if isinstance(config.threshold, float) else saved.threshold
+    cut: float | list[float] = saved.label_thresholds(Path(run_dir)) if tuned else fixed
+    run = load_run(run_dir, config.checkpoint, device=dev, with_backbone=on_images)
     extra: dict[str, Any] = {}
     if on_images:
-        scores, targets, data, skipped = _score_images(run, images, annotations, dev, batch_size, progress)
+        scores, targets, data, skipped = _score_images(run, images, annotations, dev, config.batch_size, progress)
     else:
         if features is None:
             what = "`mlgraph import-yt8m`" if video else f"`{maker('features')}`, or --images DIR --annotations ANN"
@@ -78,22 +103,45 @@ def evaluate(run_dir: str | os.PathLike, *, features: str | os.PathLike | None =
         data, skipped = Path(features), []
         check_modality(run, data)
         if video:
-            scores, targets, extra = _score_videos(run, data, dev, batch_size, top_k_segments, progress)
+            scores, targets, extra = _score_videos(run, data, dev, config.batch_size, config.top_k_segments, progress)
         else:
-            scores, targets, data = _score_features(run, data, dev, batch_size, progress)
-    metrics = multilabel_metrics(scores, targets, threshold=t, label_names=run.label_names)
+            scores, targets, data = _score_features(run, data, dev, config.batch_size, progress)
+    metrics = multilabel_metrics(scores, targets, threshold=cut, label_names=run.label_names)
+    rows = [{**row, "threshold": t} for row, t in zip(per_label_rows(scores, targets, run.label_names, cut),
+                                                       np.broadcast_to(cut, len(run.label_names)).tolist())]
     doc = {
-        "schema": schema_tag("metrics"), **metrics, **extra,
-        "run": os.fspath(Path(run_dir).resolve()), "checkpoint": checkpoint, "epoch": run.epoch,
+        "schema": schema_tag("metrics"), **metrics, **extra, "threshold_mode": TUNED if tuned else "fixed",
+        "thresholds": threshold_comparison(scores, targets, fixed=fixed, tuned=saved.thresholds),
+        "per_label": rows, "split": saved.split_report(data),
+        "run": os.fspath(Path(run_dir).resolve()), "checkpoint": config.checkpoint, "epoch": run.epoch,
         "head": run.head_name, "data": os.fspath(data.resolve()), "skipped_images": len(skipped),
-        "provenance": provenance(COMMAND, {"run": run_dir, "data": data, "threshold": t, "checkpoint": checkpoint,
-                                           **({"top_k_segments": extra["segment_top_k"]}
-                                              if "segment_top_k" in extra else {})}),
+        "provenance": provenance(COMMAND, {"run": run_dir, "data": data, "threshold": config.threshold or fixed,
+                                           "checkpoint": config.checkpoint,
+                                           "top_k_segments": extra.get("segment_top_k")}),
     }
     out = Path(output) if output is not None else Path(run_dir) / f"eval-{data.stem}.json"
+    to_stdout = os.fspath(out) == "-"
+    result = EvaluateResult(metrics=doc, output=None if to_stdout else out, run_dir=Path(run_dir), data=data,
+                            checkpoint=config.checkpoint, skipped=skipped, config=config)
+    if config.plots and (plots is not None or not to_stdout):  # none for stdout unless a folder is named
+        stem = f"eval-{data.stem}" if to_stdout else out.stem
+        doc["plots"], result.plots, result.warnings = evaluation_plots(scores, targets, run.label_names, rows,
+                                                                       Path(plots or out.parent), stem)
     atomic_write_text(out, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    return EvaluateResult(metrics=doc, output=None if os.fspath(out) == "-" else out, run_dir=Path(run_dir),
-                          data=data, checkpoint=checkpoint, skipped=skipped)
+    return result
+
+
+def _find_run(run_dir: str | os.PathLike | None, project) -> Path:
+    """``run_dir``, else the latest run under the project's runs folder, then ./runs/train."""
+    from mlgraph_cli.core.checkpoint import latest_run
+
+    if run_dir is not None:
+        return Path(run_dir)
+    roots = ([project.artifact("runs")] if project is not None else []) + [Path("runs/train")]
+    found = next((run for run in map(latest_run, roots) if run is not None), None)
+    if found is not None:
+        return found
+    raise MlgraphError(f"no trained run found under {roots[0]} (train one with `{maker('run')}`, or pass RUN_DIR)")
 
 
 def check_modality(run, path: Path) -> None:

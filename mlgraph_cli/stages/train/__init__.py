@@ -35,6 +35,7 @@ from mlgraph_cli.core.run_config import RunConfig
 from mlgraph_cli.core.train_config import TrainConfig
 from mlgraph_cli.core.training import TrainResult
 from mlgraph_cli.errors import MismatchError, MlgraphError
+from mlgraph_cli.stages.train import finish
 from mlgraph_cli.stages.train import inputs as inputs_mod
 from mlgraph_cli.stages.train.inputs import TrainInputs
 
@@ -173,13 +174,21 @@ def _fit(prepared, config, run_dir, device, dist, progress, on_epoch_end, resume
             raise MismatchError(f"{Path(run_dir) / ckpt.RESUME}: this checkpoint does not fit a {config.head!r} "
                                 f"head on these features ({first[:160]}) (start a new run with `{COMMAND}`)") from None
     data = prepared.data
+    note = finish.validation_note(data) if dist.is_main else None
+    if note is not None:
+        progress.log(note)
     trainer = Trainer(prepared.model, data.train_set, data.val_set if dist.is_main else None,
                       config=config, label_names=data.label_names, run_dir=run_dir, device=device, dist=dist,
                       progress=progress if dist.is_main else NULL_PROGRESS, on_epoch_end=on_epoch_end,
                       weights_digest=digest)
     try:
         with _sigterm_as_interrupt():
-            return trainer.fit(resume=resume)
+            result = trainer.fit(resume=resume)
+            if dist.is_main:  # per-label thresholds and curves.png (stages/train/finish.py)
+                result.validation_note = note
+                result.thresholds = finish.tune_run_thresholds(prepared, config, Path(run_dir), device)
+                result.curves = finish.draw_curves(Path(run_dir), progress)
+            return result
     except KeyboardInterrupt:
         raise TrainingInterrupted(Path(run_dir)) from None
 
@@ -213,7 +222,7 @@ def _pick_run_dir(run_dir, runs_root, name, force: bool) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if force or run_dir is not None:  # files of an overwritten run that this one might not rewrite
         for stale in (ckpt.METRICS, ckpt.RESUME, ckpt.SPLIT, ckpt.BACKBONE_WEIGHTS, "best.safetensors",
-                      "last.safetensors"):
+                      "last.safetensors", finish.CURVES):
             (out / stale).unlink(missing_ok=True)
     return out
 

@@ -1,0 +1,75 @@
+"""What the train stage adds around the Trainer (rank 0 only): a note on the validation split
+before training, and at the end the per-label thresholds and ``curves.png`` (docs/train.md).
+
+- The note: how many validation images there are and which labels have no positive among them
+  (their AP is left out of val mAP, so a tiny automatic split can read "val mAP 100.00").
+- Thresholds: the ``best`` weights score the validation split once more and each label gets the
+  threshold of its best F1 there (core/thresholds.py); config.json records them as ``thresholds``.
+  No validation split: ``thresholds`` stays null.
+- ``curves.png``: losses, val mAP and learning rate from metrics.jsonl (core/plots.py). A
+  plotting failure never loses the run: it becomes a warning and the run stays as it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+import numpy as np
+
+from mlgraph_cli.core import checkpoint as ckpt
+from mlgraph_cli.core.progress import ProgressHook
+from mlgraph_cli.core.run_config import RunConfig
+from mlgraph_cli.core.thresholds import TunedThresholds
+
+CURVES = "curves.png"
+
+
+def validation_note(data) -> str | None:
+    """One line on the validation split: its size and its labels without positives (None: no split)."""
+    val = data.val_set
+    if val is None or len(val) == 0:
+        return "validation: none (no --val-features and --val-fraction 0): best = last epoch, no tuned thresholds"
+    targets = np.asarray(val.targets)  # (N, C) 1 / 0 / -1
+    missing = [name for name, k in zip(data.label_names, range(targets.shape[1])) if not (targets[:, k] == 1).any()]
+    source = (data.data_info.get("val") or {}).get("source")
+    where = "held out of the training file" if source == "split" else "from the validation file"
+    line = f"validation: {len(val):,} image(s) {where}"
+    if missing:
+        shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
+        line += (f"; {len(missing)} of {len(data.label_names)} labels have no positive there ({shown}): "
+                 "val mAP leaves them out and they keep the global threshold")
+    if len(val) < 20:
+        line += "; too few images for a reliable val mAP (pass --val-features, or a larger --val-fraction)"
+    return line
+
+
+def tune_run_thresholds(prepared, config, run_dir: Path, device) -> TunedThresholds | None:
+    """Score the validation split with ``best`` weights, choose per-label thresholds, write them
+    into ``run_dir/config.json``. None when there is no validation split."""
+    from mlgraph_cli.core.batches import eval_loader
+    from mlgraph_cli.core.classifier import score
+    from mlgraph_cli.core.thresholds import tune_thresholds
+
+    val = prepared.data.val_set
+    if val is None or len(val) == 0:
+        return None
+    state, _ = ckpt.load_weights(ckpt.weights_path(run_dir, "best"), fix="re-train the run")
+    model = prepared.model
+    model.load_state_dict(state)
+    scores, targets, _ = score(model, eval_loader(val, config.batch_size, config.workers), device)
+    tuned = tune_thresholds(scores, targets, default=config.threshold)
+    saved = RunConfig.read(run_dir)
+    saved.thresholds = tuned.thresholds
+    saved.write(run_dir)
+    return tuned
+
+
+def draw_curves(run_dir: Path, progress: ProgressHook) -> Path | None:
+    """``run_dir/curves.png`` from metrics.jsonl; a failure is a warning, not a lost run."""
+    from mlgraph_cli.core.plots import training_curves
+
+    try:
+        return training_curves(ckpt.read_metrics(run_dir), run_dir / CURVES)
+    except Exception as exc:  # a plot is a view of the run; the weights and metrics are what matter
+        progress.log(f"warning: {run_dir / CURVES} not written ({type(exc).__name__}: {exc}); the run is complete")
+        return None
+
