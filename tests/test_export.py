@@ -119,14 +119,12 @@ def test_export_never_touches_the_run_files(exported):
     assert set(after) - set(exported["before"]) == {"model.onnx", "model.json"}
 
 
-def test_per_label_thresholds_are_read_as_a_mapping_or_a_list():
+def test_per_label_thresholds_go_on_the_card_by_label():
     from mlgraph_cli.core.export import per_label_thresholds
 
     labels = ["a", "b"]
-    assert per_label_thresholds({"thresholds": {"a": 0.3, "b": 0.7}}, labels) == {"a": 0.3, "b": 0.7}
     assert per_label_thresholds({"thresholds": [0.2, 0.6]}, labels) == {"a": 0.2, "b": 0.6}
-    assert per_label_thresholds({"thresholds": {"values": {"a": 0.4}}}, labels) == {"a": 0.4}
-    assert per_label_thresholds({"threshold": 0.5}, labels) is None
+    assert per_label_thresholds({"thresholds": None, "threshold": 0.5}, labels) is None
 
 
 @pytest.mark.parametrize("mean,std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])

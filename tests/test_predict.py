@@ -247,26 +247,12 @@ def test_predict_runs_no_probe_forward_pass(trained, monkeypatch):
     assert run.model.backbone.out_shapes["features"][0] == run.model.head.in_channels
 
 
-def _with_thresholds(run: Path, dest: Path, thresholds, monkeypatch) -> Path:
-    """A copy of ``run`` whose config.json holds per-label thresholds."""
-    import dataclasses
-
-    from mlgraph_cli.core.run_config import RunConfig
-
+def _with_thresholds(run: Path, dest: Path, thresholds) -> Path:
+    """A copy of ``run`` whose config.json holds these per-label thresholds (None: none chosen)."""
     shutil.copytree(run, dest)
     config = json.loads((dest / "config.json").read_text())
     config["thresholds"] = thresholds
     (dest / "config.json").write_text(json.dumps(config))
-    if "thresholds" not in {f.name for f in dataclasses.fields(RunConfig)}:
-        # RunConfig gains the field in the evaluate branch; until then carry it as that branch will
-        plain = RunConfig.from_json.__func__
-
-        def from_json(cls, data, path):
-            cfg = plain(cls, data, path)
-            cfg.thresholds = data.get("thresholds")
-            return cfg
-
-        monkeypatch.setattr(RunConfig, "from_json", classmethod(from_json))
     return dest
 
 
@@ -277,7 +263,7 @@ def test_threshold_tuned_uses_the_runs_per_label_thresholds(cli, trained, tmp_pa
     config = json.loads((trained["run"] / "config.json").read_text())
     # per label: the median score over the images, so each label is kept for some images and not others
     cuts = [float(np.median([s[n] for s in scores])) for n in config["labels"]]
-    run = _with_thresholds(trained["run"], tmp_path / "tuned", cuts, monkeypatch)
+    run = _with_thresholds(trained["run"], tmp_path / "tuned", cuts)
     result = cli("predict", trained["images"], "--model", run, "--threshold", "tuned", "--format", "jsonl")
     assert result.exit_code == 0, result.output
     cut = dict(zip(config["labels"], cuts))
@@ -287,10 +273,12 @@ def test_threshold_tuned_uses_the_runs_per_label_thresholds(cli, trained, tmp_pa
     assert "threshold tuned" in result.stderr
 
 
-def test_threshold_tuned_without_tuned_thresholds(cli, trained):
-    line = one_line_error(cli("predict", trained["images"], "--model", trained["run"], "--threshold", "tuned"))
-    assert line == (f"Error: {trained['run'] / 'config.json'}: has no tuned per-label thresholds for --threshold "
-                    "tuned (re-train with a validation split, or pass --threshold 0.5)")
+def test_threshold_tuned_without_tuned_thresholds(cli, trained, tmp_path):
+    run = _with_thresholds(trained["run"], tmp_path / "untuned", None)  # a run that had no validation split
+    line = one_line_error(cli("predict", trained["images"], "--model", run, "--threshold", "tuned"))
+    assert line == (f"Error: {run / 'config.json'}: no tuned thresholds (the run had no validation split, or was "
+                    "trained before they existed) (re-train with a validation split, e.g. `mlgraph train "
+                    "--val-features F.h5`, or pass --threshold 0.5)")
 
 
 def test_threshold_that_is_neither_a_probability_nor_tuned(cli, trained):

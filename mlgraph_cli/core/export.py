@@ -129,16 +129,10 @@ def onnx_input(image: Any, size: int) -> np.ndarray:
 
 
 def per_label_thresholds(config: dict[str, Any], labels: list[str]) -> dict[str, float] | None:
-    """The run's per-label thresholds (``thresholds`` in config.json: a label -> value mapping or a
-    list in label order), or None when the run has none."""
+    """The run's per-label thresholds as label -> value (``thresholds`` in config.json, a list in
+    label order checked by RunConfig), or None when the run has none."""
     found = config.get("thresholds")
-    if isinstance(found, dict) and isinstance(found.get("values"), (dict, list)):
-        found = found["values"]  # a nested {"method": ..., "values": ...} record
-    if isinstance(found, dict):
-        return {name: float(found[name]) for name in labels if name in found} or None
-    if isinstance(found, list) and len(found) == len(labels):
-        return {name: float(t) for name, t in zip(labels, found)}
-    return None
+    return None if found is None else {name: float(t) for name, t in zip(labels, found)}
 
 
 def exporter_name() -> str:

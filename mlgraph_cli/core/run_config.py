@@ -131,11 +131,7 @@ class RunConfig:
 
     def label_thresholds(self, run_dir: str | os.PathLike) -> list[float]:
         """The tuned per-label thresholds (label order); a run without them is one line saying why."""
-        if self.thresholds is None:
-            raise MlgraphError(f"{Path(run_dir) / CONFIG}: no tuned thresholds (the run had no validation split, or "
-                               f"was trained before they existed) (re-train with a validation split, e.g. `mlgraph "
-                               f"train --val-features F.h5`, or pass --threshold 0.5)")
-        return list(self.thresholds)
+        return tuned_thresholds(self.thresholds, run_dir)
 
     def data_split(self, path: str | os.PathLike) -> str | None:
         """Which of this run's own data ``path`` is: ``"validation"`` (the file that chose the best
@@ -187,3 +183,13 @@ def _same_file(path: str | os.PathLike, other: Any) -> bool:
         return os.path.samefile(path, other)
     except OSError:  # moved or deleted since training: compare the names
         return os.path.abspath(path) == os.path.abspath(other)
+
+
+def tuned_thresholds(thresholds: list[float] | None, run_dir: str | os.PathLike) -> list[float]:
+    """``thresholds`` (a run's tuned per-label thresholds, label order), or the one-line error for a
+    run that has none (``--threshold tuned`` in evaluate and predict)."""
+    if thresholds is None:
+        raise MlgraphError(f"{Path(run_dir) / CONFIG}: no tuned thresholds (the run had no validation split, or "
+                           f"was trained before they existed) (re-train with a validation split, e.g. `mlgraph "
+                           f"train --val-features F.h5`, or pass --threshold 0.5)")
+    return [float(t) for t in thresholds]

@@ -74,13 +74,7 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", *, device: Any = "
     epoch = int(meta["epoch"]) if str(meta.get("epoch", "")).isdigit() else None
     return LoadedRun(run_dir=run, config=config, model=model, label_names=list(config["labels"]),
                      threshold=float(config.get("threshold", 0.5)), checkpoint=which, epoch=epoch,
-                     thresholds=_tuned(run_config))
-
-
-def _tuned(run_config) -> list[float] | None:
-    """The run's per-label thresholds; runs (and versions) that chose none have no such field."""
-    values = getattr(run_config, "thresholds", None)
-    return None if values is None else [float(v) for v in values]
+                     thresholds=run_config.thresholds)
 
 
 def _build_head(run: Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path):

@@ -170,14 +170,10 @@ def _score_images(paths: list[Path], run_dir: Path, cfg: PredictConfig, explain_
 
 def label_thresholds(cfg: PredictConfig, run) -> list[float]:
     """One threshold per label (label order): the flag's, the run's tuned ones, or the run's own."""
-    if cfg.threshold == TUNED:
-        if not run.thresholds:
-            raise input_error(run.run_dir / "config.json", "has no tuned per-label thresholds for --threshold tuned",
-                              "re-train with a validation split, or pass --threshold 0.5")
-        if len(run.thresholds) != len(run.label_names):
-            raise input_error(run.run_dir / "config.json", f"{len(run.thresholds)} thresholds for "
-                              f"{len(run.label_names)} labels", f"re-train with `{maker('run')}`")
-        return list(run.thresholds)
+    if cfg.threshold == TUNED:  # their count was checked when config.json was read (RunConfig)
+        from mlgraph_cli.core.run_config import tuned_thresholds
+
+        return tuned_thresholds(run.thresholds, run.run_dir)
     t = run.threshold if cfg.threshold is None else float(cfg.threshold)
     return [t] * len(run.label_names)
 
