@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's mlgraph_cli, whatever the environment installed
 RESULTS = ROOT / "benchmarks" / "results"
 GLOVE = ROOT / "mlgraph_cli" / "data" / "vectors" / "glove-6b-50d-fashion.txt"
 SPLITS = (("train", "features"), ("val", "val-features"), ("test", "test-features"))
