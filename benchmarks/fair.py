@@ -275,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     print("\n" + rare_table(work))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "fair.json").write_text(json.dumps({"summary": rows, "settings": vars(args)}, indent=1) + "\n")
+    runs = [json.loads(p.read_text()) for p in sorted((work / "results").glob("*.json"))]
+    (RESULTS / "fair.json").write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "summary": rows,
+                                                   "settings": vars(args), "runs": runs}, indent=1) + "\n")
     return 0
 
 
