@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlgraph_cli.core.annotations import FORMATS, LABEL_ORDERS, detect_format, load_annotations, load_label_stats
 from mlgraph_cli.core.artifacts import provenance
@@ -74,6 +75,27 @@ class BuildGraphResult:
     @property
     def num_edges(self) -> int:
         return self.graph.num_edges
+
+
+def run_build_graph(annotations: str | os.PathLike | None, output: str | os.PathLike | None,
+                    overrides: dict[str, Any], *, project=None,
+                    progress: ProgressHook = NULL_PROGRESS) -> BuildGraphResult:
+    """``mlgraph build-graph`` as one call. ``annotations`` / ``output``: the paths given (None = not
+    given: the project's ``[dataset] annotations`` and ``[artifacts] graph``, or graph.json);
+    ``overrides``: BuildGraphConfig values from flags (None = not given); ``project``: the folder's
+    project (core.project) or None. Defaults, then ``[build-graph]``, then the flags."""
+    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
+
+    source = resolve_input(annotations, project, dataset="annotations", what="annotations",
+                           fix="e.g. `mlgraph build-graph train.json`")
+    overrides = dict(overrides)
+    if annotations is None and project is not None and overrides.get("format") is None \
+            and "format" not in project.section("build-graph"):
+        # The project's [dataset] format describes its own annotations, not a file given on the command line.
+        overrides["format"] = project.dataset.get("format") or None
+    config = merge_config(BuildGraphConfig, project, "build-graph", overrides)
+    dest = resolve_output(output, project, "graph", "graph.json")
+    return build_graph(source, dest, config, progress=progress)
 
 
 def build_graph(annotations: str | os.PathLike, output: str | os.PathLike, config: BuildGraphConfig, *,
