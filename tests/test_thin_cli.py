@@ -41,3 +41,26 @@ def test_build_graph_stage_entry_matches_the_command(cli, tmp_path, monkeypatch)
     assert by_library.labels == by_command.labels == ["person", "dog", "cat"]
     assert (by_library.cooccurrence != by_command.cooccurrence).nnz == 0
     assert by_library.meta["format"] == "coco"
+
+
+def test_extract_stage_entry_matches_the_command(cli, tmp_path, monkeypatch):
+    import numpy as np
+
+    from mlgraph_cli.stages.extract import run_extract
+    from test_extract import LABELS, make_images, read
+    from test_extract import write_coco as write_coco_for
+
+    names = make_images(tmp_path / "imgs", n=3)
+    y = write_coco_for(tmp_path / "ann.json", names)
+    (tmp_path / "mlgraph.toml").write_text(
+        '[dataset]\nimages = "imgs"\nannotations = "ann.json"\n\n'
+        '[extract]\nbackbone = "resnet18"\nweights = "none"\nimage_size = 64\nworkers = 0\nbatch_size = 4\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli("extract", "-o", "by-command.h5").exit_code == 0
+    result = run_extract(None, None, {"image_size": 32}, project=load_project(tmp_path / "mlgraph.toml"))
+    assert result.output == (tmp_path / "artifacts" / "features.h5").resolve()
+    assert result.image_size == 32 and result.backbone == "resnet18"  # a flag over [extract]
+    f, feats = read(tmp_path / "artifacts" / "features.h5")
+    assert np.array_equal(f.labels, y) and f.label_names == LABELS
+    command, _ = read(tmp_path / "by-command.h5")
+    assert np.array_equal(command.labels, f.labels) and feats.shape == (3, 512, 1, 1)
