@@ -9,6 +9,7 @@ from mlgraph_cli.cli._common import default_help
 from mlgraph_cli.core.graph import read_graph
 from mlgraph_cli.core.project import load_project
 from test_annotations import write_coco
+from test_yt8m_import import shards  # noqa: F401 (a fixture)
 
 
 @dataclass
@@ -64,3 +65,22 @@ def test_extract_stage_entry_matches_the_command(cli, tmp_path, monkeypatch):
     assert np.array_equal(f.labels, y) and f.label_names == LABELS
     command, _ = read(tmp_path / "by-command.h5")
     assert np.array_equal(command.labels, f.labels) and feats.shape == (3, 512, 1, 1)
+
+
+def test_import_yt8m_stage_entry_matches_the_command(cli, shards, monkeypatch):
+    import numpy as np
+
+    from mlgraph_cli.core.video.features import load_video_features
+    from mlgraph_cli.stages.import_yt8m import run_import_yt8m
+
+    (shards / "mlgraph.toml").write_text('[import-yt8m]\nmax_frames = 5\nvocabulary = "vocabulary.csv"\n')
+    monkeypatch.chdir(shards)
+    assert cli("import-yt8m", "train0000.tfrecord", "-o", "by-command.h5").exit_code == 0
+    result = run_import_yt8m(["train0000.tfrecord"], None, {"batch_size": 1},
+                             project=load_project(shards / "mlgraph.toml"))
+    assert result.output == str((shards / "artifacts" / "features.h5").resolve())
+    assert (result.config.max_frames, result.config.batch_size) == (5, 1)  # [import-yt8m], then the flag
+    by_library = load_video_features(result.output)
+    by_command = load_video_features(shards / "by-command.h5")
+    assert by_library["label_names"] == by_command["label_names"] and by_library["label_names"][0] == "Game"
+    assert np.array_equal(by_library["features"], by_command["features"])
