@@ -84,3 +84,16 @@ def test_import_yt8m_stage_entry_matches_the_command(cli, shards, monkeypatch):
     by_command = load_video_features(shards / "by-command.h5")
     assert by_library["label_names"] == by_command["label_names"] and by_library["label_names"][0] == "Game"
     assert np.array_equal(by_library["features"], by_command["features"])
+
+
+def test_make_dataset_stage_entry_matches_the_command(cli, tmp_path):
+    from mlgraph_cli.stages.make_dataset import run_make_dataset
+    from test_make_dataset import files_of
+
+    args = ("--train", "2", "--val", "1", "--test", "0", "--size", "64", "--seed", "3")
+    assert cli("make-dataset", "fashion-scenes", tmp_path / "a", *args).exit_code == 0
+    result = run_make_dataset("fashion-scenes", tmp_path / "b",
+                              dict(train=2, val=1, test=0, size=64, seed=3))
+    assert result.size == 64 and result.images == {"train": 2, "val": 1, "test": 0}
+    a, b = files_of(tmp_path / "a"), files_of(tmp_path / "b")
+    assert a.keys() == b.keys() and all(a[k] == b[k] for k in a if k.endswith(".jpg"))
