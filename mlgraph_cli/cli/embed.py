@@ -69,6 +69,10 @@ def embed(
     weighting: Annotated[Optional[Weighting], typer.Option(
         "--weighting", help="ASGE pair weights w_ij: uniform (default) or balanced (edges and non-edges half "
                             "each).", show_default=False)] = None,
+    self_weight: Annotated[Optional[float], typer.Option(
+        "--self-weight", min=0.0, help="ASGE target A + lambda I at unit diagonal: co-occurring labels get "
+                                       "cosine A_ij / (1 + lambda), so their attention maps stay apart (default 0).",
+        show_default=False)] = None,
     trust_pickle: Annotated[bool, typer.Option(
         "--trust-pickle", help="Allow a gensim .kv file (a pickle, which runs code when loaded) as --init. Only "
                                "for files you made; never taken from mlgraph.toml.")] = False,
@@ -85,7 +89,8 @@ def embed(
                            fix="make one with `mlgraph build-graph`")
     config = merge_config(EmbedConfig, project, "embed", dict(
         method=choice_value(method), adjacency=choice_value(adjacency), tau=tau, dim=dim, seed=seed,
-        oov=choice_value(oov), steps=steps, lr=lr, weighting=choice_value(weighting)))
+        oov=choice_value(oov), steps=steps, lr=lr, weighting=choice_value(weighting),
+        self_weight=self_weight))
     vectors = init if init is not None else (project.dataset_path("vectors") if project is not None else None)
     dest = resolve_output(output, project, "embeddings", "embeddings.h5")
     progress = RichProgress(quiet=quiet)

@@ -28,7 +28,8 @@ class EmbedConfig:
     """Options of ``mlgraph embed`` (defaults, then the project's ``[embed]``, then flags).
 
     adjacency/tau/p: the target adjacency (core/graph.py kinds; tau for binary and mlgcn, p for
-    mlgcn). dim: None picks the method's natural width (DEFAULT_DIM; the vectors' for ``word``;
+    mlgcn). self_weight: lambda of the ASGE target A + lambda I (core/graph/adjacency.py
+    ``keep_apart``; 0 = A as it is). dim: None picks the method's natural width (DEFAULT_DIM; the vectors' for ``word``;
     C for ``onehot``). steps/lr/hidden/weighting/threads: the ASGE fit. walks_per_label/
     walk_length/window/epochs: DeepWalk. oov: ``error`` or ``random`` for labels missing from
     the word vectors.
@@ -45,6 +46,7 @@ class EmbedConfig:
     lr: float = 0.01
     hidden: int = 256
     weighting: str = "uniform"
+    self_weight: float = 0.0
     threads: int = 1
     walks_per_label: int = 10
     walk_length: int = 40
@@ -67,6 +69,8 @@ class EmbedConfig:
             raise ValueError("dim must be at least 1")
         if not self.lr > 0:
             raise ValueError("lr must be positive")
+        if not float(self.self_weight) >= 0:
+            raise ValueError("self_weight must be 0 or more")
 
     def adjacency_params(self) -> dict[str, float]:
         """The parameters the chosen adjacency kind takes (recorded in the output)."""
@@ -153,6 +157,10 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
     target = adjacency(graph, config.adjacency, **params) if method in ("asge", "deepwalk", "spectral") else None
     fit: dict[str, Any] = {}
     if method == "asge":
+        if config.self_weight:
+            from mlgraph_cli.core.graph import keep_apart
+
+            target = keep_apart(target, config.self_weight)
         out, fit = E.asge_embeddings(target, vectors, dim=dim, hidden=config.hidden, steps=config.steps,
                                      lr=config.lr, seed=config.seed, weighting=config.weighting,
                                      threads=config.threads, progress=progress)
@@ -174,7 +182,9 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
     graph_file = Path(graph_path)
     attrs = {
         "method": method,
-        "adjacency": {"kind": config.adjacency, "params": params} if target is not None else None,
+        "adjacency": ({"kind": config.adjacency, "params": params,
+                       **({"self_weight": float(config.self_weight)} if method == "asge" and config.self_weight else {})}
+                      if target is not None else None),
         "graph": {"path": os.fspath(graph_file.resolve()), "labels_digest": labels_digest(labels),
                   "file_digest": file_digest(graph_file)},
         "seed": config.seed,

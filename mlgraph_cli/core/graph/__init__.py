@@ -10,9 +10,9 @@ from the counts), ``files`` (node-link JSON and GraphML, and the checks a file r
 must pass). Import everything from here; the submodules are not a public interface.
 """
 
-from mlgraph_cli.core.graph.adjacency import ADJACENCIES, adjacency
+from mlgraph_cli.core.graph.adjacency import ADJACENCIES, adjacency, keep_apart
 from mlgraph_cli.core.graph.counts import LabelGraph, build_label_graph
 from mlgraph_cli.core.graph.files import check_counts, check_labels, read_graph, write_graph
 
-__all__ = ["ADJACENCIES", "LabelGraph", "adjacency", "build_label_graph", "check_counts", "check_labels",
+__all__ = ["ADJACENCIES", "LabelGraph", "adjacency", "build_label_graph", "keep_apart", "check_counts", "check_labels",
            "read_graph", "write_graph"]

@@ -78,6 +78,24 @@ ADJACENCIES: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
+def keep_apart(a: np.ndarray, self_weight: float) -> np.ndarray:
+    """The ASGE target A + lambda I rescaled to a unit diagonal: off-diagonal A_ij / (1 + lambda).
+
+    Cosine similarity has a unit diagonal, so adding lambda I to a target only matters once the
+    matrix is read as a Gram matrix: (A + (1 + lambda) I) / (1 + lambda) asks the embeddings of
+    co-occurring labels to be less alike (lambda = 0 is A itself, lambda -> infinity orthogonal,
+    one-hot-like vectors) while keeping the order of the pairs, so neighbours still rank first.
+    It is also positive semi-definite once 1 + lambda >= -(smallest eigenvalue of A), so an
+    exact fit exists at any dimension >= C. (C, C) in, (C, C) float64 out, zero diagonal.
+    """
+    lam = float(self_weight)
+    if not lam >= 0.0:
+        raise InputError(f"self weight {self_weight!r} is not valid (lambda >= 0: 0 keeps the adjacency as it is)")
+    out = np.asarray(a, dtype=np.float64) / (1.0 + lam)
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
 def adjacency(graph: LabelGraph, kind: str = "cond-mean", **params: Any) -> np.ndarray:
     """A dense (C, C) adjacency derived from ``graph``; see :data:`ADJACENCIES` for the kinds."""
     try:

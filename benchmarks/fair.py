@@ -1,0 +1,285 @@
+"""A fair table: every head on the same maps, over data seeds x training seeds (docs/benchmarks.md).
+
+fashion-scenes projects made with `mlgraph make-dataset fashion-scenes --seed 100 + d` (one per
+data seed d), `mlgraph build-graph`, and one `mlgraph extract --layer stage5 --layer head` per
+split: `head` (1280 x 7 x 7) is the map every one-map head reads, `stage5` (112 x 14 x 14) the
+finer one. The baselines see the finer map too (a copy of the file with `stage5` as its map), so
+MS-CMA's advantage of attention over 14 x 14 is not confused with seeing a map the others never
+get. Label embeddings come from the embed stage with the settings of a plain `mlgraph embed`
+(ASGE, cond-mean, 300-d, one-hot inputs, seeded with the training seed), or the variant named.
+
+Every run trains through `stages.train.train` (the code of `mlgraph train`, its defaults), keeps its
+best validation epoch, and is scored on test once (`stages.evaluate`); choices are made on the
+validation column. One JSON per run under --work, so an interrupted study keeps what it did.
+
+    python benchmarks/fair.py --prepare-only                  # data, graphs, features, stage5 copies
+    python benchmarks/fair.py --configs gap@head,cma@head --data-seeds 0 --seeds 0
+    python benchmarks/fair.py --report                        # the table from the runs done so far
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's mlgraph_cli, whatever the environment installed
+RESULTS = ROOT / "benchmarks" / "results"
+GLOVE = ROOT / "mlgraph_cli" / "data" / "vectors" / "glove-6b-50d-fashion.txt"
+SPLITS = (("train", "features"), ("val", "val-features"), ("test", "test-features"))
+NOGAP = {"gap_branch": False}
+
+# name -> (head, map, embeddings, head options). map: "head" (7 x 7), "stage5" (14 x 14) or
+# "both" (ms-cma). embeddings: "asge" (plain `mlgraph embed`), "asge-lam<L>" (--self-weight L),
+# "onehot", "word" (GloVe, the GCN input of mlgcn as in Chen et al.), or None.
+CONFIGS: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {
+    "gap@head": ("gap", "head", None, {}),
+    "gap@stage5": ("gap", "stage5", None, {}),
+    "gmp@head": ("gmp", "head", None, {}),
+    "gmp@stage5": ("gmp", "stage5", None, {}),
+    "mlgcn@head": ("mlgcn", "head", "word", {}),
+    "mlgcn@stage5": ("mlgcn", "stage5", "word", {}),
+    "cma@head": ("cma", "head", "asge", {}),
+    "cma-nogap@head": ("cma", "head", "asge", NOGAP),
+    "cma-onehot@head": ("cma", "head", "onehot", {}),
+    "cma-onehot-nogap@head": ("cma", "head", "onehot", NOGAP),
+    "cma-lam1@head": ("cma", "head", "asge-lam1", {}),
+    "cma-lam3@head": ("cma", "head", "asge-lam3", {}),
+    "cma-nogap@stage5": ("cma", "stage5", "asge", NOGAP),
+    "ms-cma": ("ms-cma", "both", "asge", {}),
+    "ms-cma-nogap": ("ms-cma", "both", "asge", NOGAP),
+    "ms-cma-onehot-nogap": ("ms-cma", "both", "onehot", NOGAP),
+}
+# The low-data regime: the same heads trained on a subset where RARE labels keep RARE_IMAGES
+# training images each (validation and test unchanged); their test AP is reported apart.
+RARE = ("shirt", "sneaker", "bag")
+RARE_IMAGES = 15
+for _name in ("gap@head", "cma@head", "cma-onehot@head", "cma-lam1@head", "cma-lam3@head"):
+    CONFIGS[_name + "+rare"] = CONFIGS[_name]
+
+
+def mlgraph(*args: str, cwd: Path) -> None:
+    print("$ mlgraph " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "mlgraph_cli", *args], cwd=cwd, check=True)
+
+
+def project(work: Path, data_seed: int) -> Path:
+    return work / f"data-s{data_seed}"
+
+
+def prepare(work: Path, data_seed: int, args: argparse.Namespace) -> Path:
+    """The project of one data seed: dataset, graph, two-stage features, and stage5-only copies."""
+    data = project(work, data_seed)
+    if not (data / "mlgraph.toml").exists():
+        mlgraph("make-dataset", "fashion-scenes", str(data), "--train", str(args.train), "--val", str(args.val),
+                "--test", str(args.test), "--seed", str(100 + data_seed), cwd=ROOT)
+    if not (data / "artifacts" / "graph.json").exists():
+        mlgraph("build-graph", cwd=data)
+    for split, name in SPLITS:
+        if not (data / "artifacts" / f"{name}.h5").exists():
+            mlgraph("extract", "--split", split, "--layer", "stage5", "--layer", "head", "-q", cwd=data)
+        src = data / "artifacts" / f"{name}.h5"  # the finer map as the only map:
+        copy_rows(src, data / "artifacts" / f"stage5-{name}.h5", None, features_aux="features")
+    rare_subset(data / "artifacts")
+    return data
+
+
+def copy_rows(src: Path, dst: Path, rows, **renames: str) -> None:
+    """A features file holding only ``rows`` of ``src`` (sorted indices; None: all), datasets renamed as given."""
+    import h5py
+    import numpy as np
+
+    if dst.exists():
+        return
+    tmp = dst.with_name(dst.name + ".partial")
+    with h5py.File(src, "r") as f, h5py.File(tmp, "w") as g:
+        n = len(f["ids"])
+        rows = np.arange(n) if rows is None else np.asarray(rows)
+        for key in f:
+            if key in renames.values() and key not in renames:
+                continue
+            ds = f[key]
+            name = renames.get(key, key)
+            if isinstance(ds, h5py.Dataset) and ds.shape and ds.shape[0] == n and key != "label_names":
+                g.create_dataset(name, data=ds[rows], chunks=True, fletcher32=ds.fletcher32)
+            else:
+                f.copy(ds, g, name=name)
+        for k, v in f.attrs.items():
+            g.attrs[k] = v
+        for k in ("rows_done", "inputs_done"):
+            if k in g.attrs:
+                g.attrs[k] = len(rows)
+    tmp.rename(dst)
+
+
+def rare_subset(art: Path) -> None:
+    """features with RARE labels cut to RARE_IMAGES training images each (seeded by the data)."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(art / "features.h5", "r") as f:
+        names = [x.decode() if isinstance(x, bytes) else str(x) for x in f["label_names"][:]]
+        y = f["labels"][:] > 0
+    cols = [names.index(r) for r in RARE]
+    keep = ~y[:, cols].any(axis=1)
+    rng = np.random.default_rng(0)
+    for c in cols:
+        keep[rng.choice(np.flatnonzero(y[:, c]), RARE_IMAGES, replace=False)] = True
+    copy_rows(art / "features.h5", art / "rare-features.h5", np.flatnonzero(keep))
+
+
+def embeddings(data: Path, kind: str, seed: int) -> Path:
+    """The embeddings file of ``kind`` for one training seed, made by the embed stage."""
+    from mlgraph_cli.stages.embed import EmbedConfig, embed
+
+    path = data / "artifacts" / "emb" / f"{kind}-s{seed}.h5"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "word":
+        config, init = EmbedConfig(method="word", seed=seed), GLOVE
+    elif kind == "onehot":
+        config, init = EmbedConfig(method="onehot", seed=seed), None
+    else:  # "asge" or "asge-lam<L>": a plain `mlgraph embed [--self-weight L]` of this project
+        lam = float(kind.split("-lam", 1)[1]) if "-lam" in kind else 0.0
+        config, init = EmbedConfig(seed=seed, self_weight=lam), None
+    embed(data / "artifacts" / "graph.json", path, config, init=init, command="benchmarks/fair.py")
+    return path
+
+
+def run_one(work: Path, name: str, data_seed: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.stages.evaluate import evaluate
+    from mlgraph_cli.stages.train import train
+    from mlgraph_cli.stages.train.inputs import TrainInputs
+
+    head, layer, emb_kind, options = CONFIGS[name]
+    out = work / "results" / f"{name}-d{data_seed}-s{seed}.json"
+    if out.exists():
+        return json.loads(out.read_text())
+    data = project(work, data_seed)
+    art = data / "artifacts"
+    prefix = "stage5-" if layer == "stage5" else ""
+    train_file = art / ("rare-features.h5" if name.endswith("+rare") else f"{prefix}features.h5")
+    emb = embeddings(data, emb_kind, seed) if emb_kind else None
+    cfg = TrainConfig(head=head, seed=seed, cache="ram", workers=0, device="cpu", head_options=dict(options))
+    run_dir = work / "runs" / f"{name}-d{data_seed}-s{seed}"
+    t0 = time.perf_counter()
+    result = train(TrainInputs(features=train_file, val_features=art / f"{prefix}val-features.h5",
+                               embeddings=emb, graph=art / "graph.json" if head == "mlgcn" else None),
+                   cfg, run_dir=run_dir, force=True)
+    seconds = time.perf_counter() - t0
+    metrics = evaluate(run_dir, features=art / f"{prefix}test-features.h5", checkpoint="best", device="cpu").metrics
+    row = {"config": name, "data_seed": data_seed, "seed": seed, "best_epoch": result.best_epoch,
+           "val_mAP": result.best_map, "test": {k: metrics[k] for k in ("mAP", "CF1", "OF1")},
+           "test_ap": metrics.get("per_label_ap", {}), "train_seconds": round(seconds, 1)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".partial")
+    tmp.write_text(json.dumps(row, indent=1) + "\n")
+    tmp.rename(out)
+    return row
+
+
+def summary(work: Path) -> list[dict[str, Any]]:
+    runs = [json.loads(p.read_text()) for p in sorted((work / "results").glob("*.json"))]
+    rows = []
+    for name in CONFIGS:
+        mine = [r for r in runs if r["config"] == name]
+        if not mine:
+            continue
+        row: dict[str, Any] = {"config": name, "runs": len(mine),
+                               "data_seeds": sorted({r["data_seed"] for r in mine})}
+        for key, values in (("val", [r["val_mAP"] for r in mine]), ("mAP", [r["test"]["mAP"] for r in mine]),
+                            ("CF1", [r["test"]["CF1"] for r in mine]), ("OF1", [r["test"]["OF1"] for r in mine])):
+            row[key] = statistics.fmean(values)
+            row[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        row["seconds"] = statistics.fmean(r["train_seconds"] for r in mine)
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| config | head | map | embeddings | GAP branch | val mAP | test mAP | test CF1 | test OF1 | runs | s / run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        head, layer, emb, options = CONFIGS[r["config"]]
+        branch = "-" if head not in ("cma", "ms-cma") else ("no" if options.get("gap_branch") is False else "yes")
+        cells = " | ".join(f"{r[k]:.2f} ± {r[k + '_std']:.2f}" for k in ("val", "mAP", "CF1", "OF1"))
+        where = {"head": "7 x 7", "stage5": "14 x 14", "both": "both"}[layer]
+        lines.append(f"| {r['config']} | {head} | {where} | {emb or '-'} | {branch} | {cells} | {r['runs']} "
+                     f"| {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def rare_table(work: Path) -> str:
+    """Test AP of the RARE labels and of the others, per config trained on the rare subset (and the
+    same config on the full training set, where RARE labels have their usual 100+ images)."""
+    runs = [json.loads(p.read_text()) for p in sorted((work / "results").glob("*.json"))]
+    lines = ["| config | training set | AP of the rare labels | AP of the other labels | mAP | runs |",
+             "|---|---|---|---|---|---|"]
+    for name in [n for n in CONFIGS if n.endswith("+rare")]:
+        for full in (name, name.removesuffix("+rare")):
+            rare_runs = {(r["data_seed"], r["seed"]) for r in runs if r["config"] == name}
+            mine = [r for r in runs if r["config"] == full and (r["data_seed"], r["seed"]) in rare_runs]
+            if not mine:
+                continue
+            ap = [[v for k, v in r["test_ap"].items() if (k in RARE) == want and v is not None] for r in mine
+                  for want in (True, False)]
+            rare, other = [statistics.fmean(a) for a in ap[0::2]], [statistics.fmean(a) for a in ap[1::2]]
+            maps = [r["test"]["mAP"] for r in mine]
+            cells = [f"{statistics.fmean(v):.2f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.2f}"
+                     for v in (rare, other, maps)]
+            which = f"{RARE_IMAGES} images per rare label" if full == name else "full"
+            lines.append(f"| {full} | {which} | " + " | ".join(cells) + f" | {len(mine)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", default="/tmp/mlgraph-fair", help="data, features, runs and one JSON per run")
+    p.add_argument("--train", type=int, default=600)
+    p.add_argument("--val", type=int, default=200)
+    p.add_argument("--test", type=int, default=400)
+    p.add_argument("--data-seeds", default="0,1,2")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds")
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--prepare-only", action="store_true")
+    p.add_argument("--report", action="store_true", help="print the table of the runs done; train nothing")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    configs = args.configs.split(",")
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown:
+        p.error(f"unknown config(s) {', '.join(unknown)}")
+    if not args.report:
+        for d in (int(s) for s in args.data_seeds.split(",")):
+            prepare(work, d, args)
+            if args.prepare_only:
+                continue
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for name in configs:
+                    r = run_one(work, name, d, seed, args)
+                    print(f"{name:24s} d{d} s{seed}: val {r['val_mAP']:.2f} test {r['test']['mAP']:.2f} "
+                          f"({r['train_seconds']:.0f} s)", flush=True)
+    rows = summary(work)
+    print(table(rows))
+    print("\n" + rare_table(work))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    runs = [json.loads(p.read_text()) for p in sorted((work / "results").glob("*.json"))]
+    (RESULTS / "fair.json").write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "summary": rows,
+                                                   "settings": vars(args), "runs": runs}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
