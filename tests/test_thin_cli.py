@@ -9,6 +9,7 @@ from mlgraph_cli.cli._common import default_help
 from mlgraph_cli.core.graph import read_graph
 from mlgraph_cli.core.project import load_project
 from test_annotations import write_coco
+from test_embed import graph_file  # noqa: F401 (a fixture)
 from test_yt8m_import import shards  # noqa: F401 (a fixture)
 
 
@@ -97,3 +98,35 @@ def test_make_dataset_stage_entry_matches_the_command(cli, tmp_path):
     assert result.size == 64 and result.images == {"train": 2, "val": 1, "test": 0}
     a, b = files_of(tmp_path / "a"), files_of(tmp_path / "b")
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a if k.endswith(".jpg"))
+
+
+def test_embed_and_inspect_stage_entries_match_the_commands(cli, tmp_path, graph_file, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from mlgraph_cli.core.embeddings import read_embeddings
+    from mlgraph_cli.stages.embed import run_embed, run_inspect
+    from test_embed import LABELS, vectors_for
+
+    vectors = vectors_for(tmp_path, LABELS)
+    assert cli("init", tmp_path, "--vectors", vectors.name).exit_code == 0
+    (tmp_path / "artifacts").mkdir()
+    graph_file.rename(tmp_path / "artifacts" / "graph.json")
+    with open(tmp_path / "mlgraph.toml", "a") as fh:
+        fh.write('\n[embed]\ndim = 8\nsteps = 40\nadjacency = "binary"\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli("embed", "--seed", "2", "-o", "by-command.h5").exit_code == 0
+    project = load_project(tmp_path / "mlgraph.toml")
+    result, config, source = run_embed(None, None, {"seed": 2}, project=project)
+    assert source == (tmp_path / "artifacts" / "graph.json").resolve()
+    assert (config.dim, config.steps, config.adjacency, config.seed) == (8, 40, "binary", 2)
+    by_library = read_embeddings(result.path)
+    by_command = read_embeddings(tmp_path / "by-command.h5")
+    assert result.path == (tmp_path / "artifacts" / "embeddings.h5").resolve()
+    assert by_library.attrs["init"] == by_command.attrs["init"] == str(tmp_path / vectors.name)
+    assert np.array_equal(by_library.vectors, by_command.vectors)
+    report = run_inspect(None, None, {"topk": 2}, project=project)
+    said = json.loads(cli("inspect", "--json", "--topk", "2").stdout)
+    assert report["embeddings"] == said["embeddings"] and report["reference"] == said["reference"]
+    assert report["map"] == said["map"] and len(report["nearest"]["label0"]) == 2
