@@ -130,3 +130,15 @@ def test_embed_and_inspect_stage_entries_match_the_commands(cli, tmp_path, graph
     said = json.loads(cli("inspect", "--json", "--topk", "2").stdout)
     assert report["embeddings"] == said["embeddings"] and report["reference"] == said["reference"]
     assert report["map"] == said["map"] and len(report["nearest"]["label0"]) == 2
+
+
+def test_init_stage_entry_matches_the_command(cli, tmp_path):
+    from mlgraph_cli.stages.init import init_project
+
+    dataset = dict(annotations="ann/train.json", format="coco", images="img", val_annotations=None)
+    assert cli("init", tmp_path / "a", "--annotations", "ann/train.json", "--format", "coco",
+               "--images", "img").exit_code == 0
+    path = init_project(tmp_path / "b", dataset)
+    assert path == tmp_path / "b" / "mlgraph.toml"
+    assert path.read_text() == (tmp_path / "a" / "mlgraph.toml").read_text()
+    assert load_project(path).dataset == {"annotations": "ann/train.json", "format": "coco", "images": "img"}
