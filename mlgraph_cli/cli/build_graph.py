@@ -8,9 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, handle_errors, is_stdout, load_project, summary
+from mlgraph_cli.cli._common import RichProgress, default_help, handle_errors, is_stdout, load_project, summary
+from mlgraph_cli.core.build_graph_config import BuildGraphConfig  # a plain dataclass: no numpy
 
 EPILOG = "Example: mlgraph build-graph annotations/instances_train2014.json -o graph.json --format coco"
+
+
+def _d(name: str) -> str:
+    return default_help(BuildGraphConfig, name)
 
 
 class Format(str, Enum):
@@ -44,13 +49,13 @@ def build_graph(
         "--format", help="Annotation format (auto-detected when left out; yt8m for names with .tfrecord).",
         show_default=False)] = None,
     label_order: Annotated[Optional[LabelOrder], typer.Option(
-        "--label-order", help="name: sorted by name (default); id: the dataset's own order (COCO category ids, "
-                              "first appearance in CSV/JSONL).", show_default=False)] = None,
+        "--label-order", help="name: sorted by name; id: the dataset's own order (COCO category ids, "
+                              f"first appearance in CSV/JSONL). {_d('label_order')}", show_default=False)] = None,
     split: Annotated[Optional[str], typer.Option(
         "--split", help="VOC image set (default trainval); NUS-WIDE all|train|test (default train when "
                         "TrainTestLabels exists).", show_default=False)] = None,
     min_count: Annotated[Optional[int], typer.Option(
-        "--min-count", min=0, help="Drop labels carried by fewer than N images.", show_default=False)] = None,
+        "--min-count", min=0, help=f"Drop labels carried by fewer than N images. {_d('min_count')}", show_default=False)] = None,
     delimiter: Annotated[Optional[str], typer.Option(
         "--delimiter", help="CSV column delimiter (default: ',' or tab for .tsv).", show_default=False)] = None,
     label_delimiter: Annotated[Optional[str], typer.Option(
