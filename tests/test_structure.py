@@ -2,7 +2,8 @@
 
 - imports point one way: cli -> stages -> core; core never imports cli, stages, typer or rich;
   no stage imports another stage (shared helpers live in core); a cli module imports only
-  ``app`` and ``_common`` of the cli package;
+  ``app`` and ``_common`` of the cli package; project resolution lives in the stages, so no cli
+  module but ``_common`` (which finds the folder's project) imports ``mlgraph_cli.core.project``;
 - no module of the package above 300 lines;
 - no file of the package or docs/ cites notes the repository does not hold;
 - every module parses as Python 3.10 (the lowest version pyproject.toml promises).
@@ -22,6 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "mlgraph_cli"
 MAX_LINES = 300
+PROJECT_MODULE = "mlgraph_cli.core.project"  # mlgraph.toml: read by the stages, found by cli/_common.py
 UNHELD_NOTES = ("DESIGN.md", "REFERENCE.md")  # design notes outside the repository
 # "DESIGN.md", "REFERENCE.md", and the short forms "DESIGN 1.3" / "REFERENCE section 2".
 CITATION = re.compile(r"\b(DESIGN|REFERENCE)(\.md\b|\s+(section\s+)?\d)")
@@ -85,6 +87,9 @@ def layer_violations(root: Path = ROOT) -> set[tuple[str, str]]:
             elif name.startswith("mlgraph_cli.cli.") and target.startswith("mlgraph_cli.cli."):
                 if target.split(".")[2] not in ("app", "_common"):
                     bad.add((where, target))
+            elif name.startswith("mlgraph_cli.cli.") and name != "mlgraph_cli.cli._common" \
+                    and (target == PROJECT_MODULE or target.startswith(PROJECT_MODULE + ".")):
+                bad.add((where, target))  # the stages resolve mlgraph.toml, paths and defaults
     return bad
 
 
@@ -102,6 +107,9 @@ def test_the_import_walk_catches_what_it_must(tmp_path):
         "stages/y.py": "from mlgraph_cli.core.a import f\n",
         "cli/p.py": "from mlgraph_cli.cli.q import h\nfrom mlgraph_cli.cli._common import out\n",
         "cli/q.py": "from mlgraph_cli.cli import app\n",
+        "cli/r.py": "def f():\n    from mlgraph_cli.core.project import merge_config\n",
+        "cli/_common.py": "def f():\n    from mlgraph_cli.core.project import find_project\n",
+        "core/project.py": "",
     }
     for name, text in {"__init__.py": "", "core/__init__.py": "", "stages/__init__.py": "", "cli/__init__.py": "",
                        **files}.items():
@@ -111,6 +119,8 @@ def test_the_import_walk_catches_what_it_must(tmp_path):
         ("mlgraph_cli/core/a.py", "rich.table"), ("mlgraph_cli/core/b.py", "mlgraph_cli.stages"),
         ("mlgraph_cli/core/b.py", "mlgraph_cli.stages.embed"), ("mlgraph_cli/stages/x.py", "mlgraph_cli.stages.y"),
         ("mlgraph_cli/cli/p.py", "mlgraph_cli.cli.q"), ("mlgraph_cli/cli/p.py", "mlgraph_cli.cli.q.h"),
+        ("mlgraph_cli/cli/r.py", "mlgraph_cli.core.project"),
+        ("mlgraph_cli/cli/r.py", "mlgraph_cli.core.project.merge_config"),
     }
 
 

@@ -185,6 +185,13 @@ def summary(message: str) -> None:
     err.print(message, highlight=False)
 
 
+def default_help(cls: type, name: str) -> str:
+    """``[default: X]`` from a config dataclass field (escaped for rich markup), so help never
+    repeats a default by hand. Floats print in ``:g`` form (0.001, 5)."""
+    value = cls.__dataclass_fields__[name].default
+    return f"\\[default: {value:g}]" if isinstance(value, float) else f"\\[default: {value}]"
+
+
 def load_project():
     """The project of the current folder, or None (imported here so commands stay light)."""
     from mlgraph_cli.core.project import find_project

@@ -8,9 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, handle_errors, is_stdout, load_project, summary
+from mlgraph_cli.cli._common import RichProgress, default_help, handle_errors, is_stdout, load_project, summary
+from mlgraph_cli.core.build_graph_config import BuildGraphConfig  # a plain dataclass: no numpy
 
 EPILOG = "Example: mlgraph build-graph annotations/instances_train2014.json -o graph.json --format coco"
+
+
+def _d(name: str) -> str:
+    return default_help(BuildGraphConfig, name)
 
 
 class Format(str, Enum):
@@ -44,13 +49,13 @@ def build_graph(
         "--format", help="Annotation format (auto-detected when left out; yt8m for names with .tfrecord).",
         show_default=False)] = None,
     label_order: Annotated[Optional[LabelOrder], typer.Option(
-        "--label-order", help="name: sorted by name (default); id: the dataset's own order (COCO category ids, "
-                              "first appearance in CSV/JSONL).", show_default=False)] = None,
+        "--label-order", help="name: sorted by name; id: the dataset's own order (COCO category ids, "
+                              f"first appearance in CSV/JSONL). {_d('label_order')}", show_default=False)] = None,
     split: Annotated[Optional[str], typer.Option(
         "--split", help="VOC image set (default trainval); NUS-WIDE all|train|test (default train when "
                         "TrainTestLabels exists).", show_default=False)] = None,
     min_count: Annotated[Optional[int], typer.Option(
-        "--min-count", min=0, help="Drop labels carried by fewer than N images.", show_default=False)] = None,
+        "--min-count", min=0, help=f"Drop labels carried by fewer than N images. {_d('min_count')}", show_default=False)] = None,
     delimiter: Annotated[Optional[str], typer.Option(
         "--delimiter", help="CSV column delimiter (default: ',' or tab for .tsv).", show_default=False)] = None,
     label_delimiter: Annotated[Optional[str], typer.Option(
@@ -69,35 +74,25 @@ def build_graph(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
 ) -> None:
     """Count label co-occurrences (n_i, M_ij) in training annotations and write the label graph."""
-    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
-    from mlgraph_cli.stages.build_graph import BuildGraphConfig, build_graph as run
+    from mlgraph_cli.stages.build_graph import run_build_graph
 
-    project = load_project()
-    source = resolve_input(annotations, project, dataset="annotations", what="annotations",
-                           fix="e.g. `mlgraph build-graph train.json`")
     overrides = dict(format=format.value if format else None, label_order=label_order.value if label_order else None,
                      split=split, min_count=min_count, delimiter=delimiter, label_delimiter=label_delimiter,
                      classes=classes, vocabulary=vocabulary, segment_classes=segment_classes)
-    if annotations is None and project is not None and overrides["format"] is None \
-            and "format" not in project.section("build-graph"):
-        # The project's [dataset] format describes its own annotations, not a file given on the command line.
-        overrides["format"] = project.dataset.get("format") or None
-    config = merge_config(BuildGraphConfig, project, "build-graph", overrides)
-    dest = resolve_output(output, project, "graph", "graph.json")
     progress = RichProgress(quiet=quiet)
     try:
-        result = run(source, dest, config, progress=progress)
+        result = run_build_graph(annotations, output, overrides, project=load_project(), progress=progress)
     finally:
         progress.stop()
     if not quiet:
         for note in result.notes:
             progress.log(f"note: {note}")
     names = list(result.dropped)
-    dropped = (f"dropped {len(names)} label(s) under --min-count {config.min_count}: " + ", ".join(names[:10])
+    dropped = (f"dropped {len(names)} label(s) under --min-count {result.graph.meta['min_count']}: " + ", ".join(names[:10])
                + (", ..." if len(names) > 10 else "")) if names else "no labels dropped"
     item = "video" if result.format == "yt8m" else "image"
     unlabeled = "" if result.unlabeled is None else f"{_count(result.unlabeled, 'unlabeled ' + item)}; "
-    where = "stdout" if is_stdout(dest) else str(dest)
+    where = "stdout" if is_stdout(result.output) else result.output
     summary(f"Label graph ({result.format}): {_count(result.num_labels, 'label')}, "
             f"{_count(result.num_images, item)}, {_count(result.num_edges, 'edge')}; {unlabeled}{dropped} "
             f"-> {where}")

@@ -8,9 +8,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import Adjacency, RichProgress, choice_value, handle_errors, load_project, print_report, summary
+from mlgraph_cli.cli._common import (Adjacency, RichProgress, choice_value, default_help, handle_errors, load_project,
+                                     print_report, summary)
+from mlgraph_cli.core.embed_config import DEFAULT_DIM, EmbedConfig  # plain dataclasses: no torch
 
 EPILOG = "Example: mlgraph embed graph.json -o embeddings.h5 --method asge --init glove.6B.300d.txt --seed 0"
+
+
+def _d(name: str) -> str:
+    return default_help(EmbedConfig, name)
 
 
 class Method(str, Enum):
@@ -42,36 +48,39 @@ def embed(
         "-o", "--output", help="Embeddings file (HDF5). Default: \\[artifacts] embeddings, or embeddings.h5.",
         show_default=False)] = None,
     method: Annotated[Optional[Method], typer.Option(
-        "--method", help="asge (default): fit cosine similarity to the adjacency; word: the word vectors as they "
-                         "are; deepwalk, spectral: graph baselines; onehot: the identity.", show_default=False)] = None,
+        "--method", help="asge: fit cosine similarity to the adjacency; word: the word vectors as they "
+                         "are; deepwalk, spectral: graph baselines; onehot: the identity. "
+                         f"{_d('method')}", show_default=False)] = None,
     init: Annotated[Optional[str], typer.Option(
         "--init", help="Word vectors: word2vec text/binary (.bin), GloVe text, gensim .kv; 'onehot' for one-hot "
                        "inputs. Default: \\[dataset] vectors of mlgraph.toml, else one-hot.",
         show_default=False)] = None,
     dim: Annotated[Optional[int], typer.Option(
-        "--dim", min=1, help="Embedding width (asge, deepwalk, spectral; default 300). word and onehot keep "
-                             "their own.", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (default 0): same seed, same bytes.",
+        "--dim", min=1, help="Embedding width (asge, deepwalk, spectral). word and onehot keep "
+                             f"their own. \\[default: {DEFAULT_DIM}]", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help=f"Seed: same seed, same bytes. {_d('seed')}",
                                                 show_default=False)] = None,
     adjacency: Annotated[Optional[Adjacency], typer.Option(
-        "--adjacency", help="Target adjacency derived from the graph (default cond-mean: (P(j|i) + P(i|j)) / 2).",
+        "--adjacency", help="Target adjacency derived from the graph (cond-mean: (P(j|i) + P(i|j)) / 2). "
+                         f"{_d('adjacency')}",
         show_default=False)] = None,
     tau: Annotated[Optional[float], typer.Option(
-        "--tau", help="Threshold on P(j|i) for --adjacency binary and mlgcn (default 0.4).",
+        "--tau", help=f"Threshold on P(j|i) for --adjacency binary and mlgcn. {_d('tau')}",
         show_default=False)] = None,
     oov: Annotated[Optional[Oov], typer.Option(
-        "--oov", help="Labels missing from the vectors: error (default) or random (seeded random vectors, "
-                      "with a warning).", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="ASGE optimiser steps (default 500).",
+        "--oov", help="Labels missing from the vectors: error or random (seeded random vectors, "
+                      f"with a warning). {_d('oov')}", show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help=f"ASGE optimiser steps. {_d('steps')}",
                                                  show_default=False)] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="ASGE learning rate (Adam, default 0.01).",
+    lr: Annotated[Optional[float], typer.Option("--lr", help=f"ASGE learning rate (Adam). {_d('lr')}",
                                                 show_default=False)] = None,
     weighting: Annotated[Optional[Weighting], typer.Option(
-        "--weighting", help="ASGE pair weights w_ij: uniform (default) or balanced (edges and non-edges half "
-                            "each).", show_default=False)] = None,
+        "--weighting", help="ASGE pair weights w_ij: uniform or balanced (edges and non-edges half "
+                            f"each). {_d('weighting')}", show_default=False)] = None,
     self_weight: Annotated[Optional[float], typer.Option(
         "--self-weight", min=0.0, help="ASGE target A + lambda I at unit diagonal: co-occurring labels get "
-                                       "cosine A_ij / (1 + lambda), so their attention maps stay apart (default 0).",
+                                       "cosine A_ij / (1 + lambda), so their attention maps stay apart. "
+                                       f"{_d('self_weight')}",
         show_default=False)] = None,
     trust_pickle: Annotated[bool, typer.Option(
         "--trust-pickle", help="Allow a gensim .kv file (a pickle, which runs code when loaded) as --init. Only "
@@ -81,23 +90,15 @@ def embed(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
 ) -> None:
     """Learn label embeddings whose cosine similarity follows the label graph (ASGE), or a baseline."""
-    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
-    from mlgraph_cli.stages.embed import EmbedConfig, ReportConfig, embed as run, inspect_embeddings
+    from mlgraph_cli.stages.embed import ReportConfig, inspect_embeddings, run_embed
 
-    project = load_project()
-    source = resolve_input(graph, project, artifact="graph", what="label graph",
-                           fix="make one with `mlgraph build-graph`")
-    config = merge_config(EmbedConfig, project, "embed", dict(
-        method=choice_value(method), adjacency=choice_value(adjacency), tau=tau, dim=dim, seed=seed,
-        oov=choice_value(oov), steps=steps, lr=lr, weighting=choice_value(weighting),
-        self_weight=self_weight))
-    vectors = init if init is not None else (project.dataset_path("vectors") if project is not None else None)
-    dest = resolve_output(output, project, "embeddings", "embeddings.h5")
+    overrides = dict(method=choice_value(method), adjacency=choice_value(adjacency), tau=tau, dim=dim, seed=seed,
+                     oov=choice_value(oov), steps=steps, lr=lr, weighting=choice_value(weighting),
+                     self_weight=self_weight)
     progress = RichProgress(quiet=quiet)
     try:
-        # Trust covers only a file named on this command line, never one named by a project file.
-        result = run(source, dest, config, init=vectors, trust_pickle=trust_pickle and init is not None,
-                     progress=progress)
+        result, config, source = run_embed(graph, output, overrides, init=init, trust_pickle=trust_pickle,
+                                           project=load_project(), progress=progress)
     finally:
         progress.stop()
     fit = result.fit

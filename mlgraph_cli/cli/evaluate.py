@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import Checkpoint, RichProgress, err, handle_errors, is_stdout, load_project, out, summary
+from mlgraph_cli.cli._common import default_help, Checkpoint, RichProgress, err, handle_errors, is_stdout, load_project, out, summary
 from mlgraph_cli.core.evaluate_config import EvaluateConfig  # a plain dataclass: no torch
 
 EPILOG = "Example: mlgraph evaluate runs/train/exp --features test-features.h5 -o metrics.json --per-label"
@@ -15,8 +15,7 @@ ROWS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
 
 
 def _d(name: str) -> str:
-    """``[default: X]`` from EvaluateConfig (escaped for rich markup): help never repeats a default by hand."""
-    return f"\\[default: {EvaluateConfig.__dataclass_fields__[name].default}]"
+    return default_help(EvaluateConfig, name)
 
 
 def _opt(*names: str, help: str, **kw):

@@ -7,10 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, handle_errors, load_project, summary
+from mlgraph_cli.cli._common import RichProgress, default_help, handle_errors, load_project, summary
+from mlgraph_cli.core.extract_config import ExtractConfig  # a plain dataclass: no torch
 
 EPILOG = ("Example: mlgraph extract images/ --annotations annotations.json -o features.h5 "
           "--backbone resnet18 --weights none --image-size 64")
+
+
+def _d(name: str) -> str:
+    return default_help(ExtractConfig, name)
 
 
 class Split(str, Enum):
@@ -19,14 +24,6 @@ class Split(str, Enum):
     train = "train"
     val = "val"
     test = "test"
-
-
-# split -> ([dataset] images key, [dataset] annotations key, [artifacts] key)
-_SPLIT_KEYS = {
-    "train": ("images", "annotations", "features"),
-    "val": ("val_images", "val_annotations", "val_features"),
-    "test": ("test_images", "test_annotations", "test_features"),
-}
 
 
 def extract(
@@ -48,13 +45,15 @@ def extract(
         "--split", help="In a project: which \\[dataset] images/annotations to read and which \\[artifacts] "
                         "file to write.")] = Split.train,
     backbone: Annotated[Optional[str], typer.Option(
-        "--backbone", "-b", help="efficientnet-lite0 (default; ImageNet weights ship with it) or a torchvision "
-                                 "CNN: resnet50, resnet101 (the paper's), convnext_tiny, ...; timm/NAME with timm installed.",
+        "--backbone", "-b", help="efficientnet-lite0 (ImageNet weights ship with it) or a torchvision "
+                                 "CNN: resnet50, resnet101 (the paper's), convnext_tiny, ...; timm/NAME with timm installed. "
+                                 f"{_d('backbone')}",
         show_default=False)] = None,
     weights: Annotated[Optional[str], typer.Option(
-        "--weights", "-w", help="DEFAULT (default), a torchvision weights name (IMAGENET1K_V2 or "
+        "--weights", "-w", help="DEFAULT, a torchvision weights name (IMAGENET1K_V2 or "
                                 "ResNet101_Weights.IMAGENET1K_V2; downloaded into $TORCH_HOME/hub/checkpoints "
-                                "unless --offline), a state-dict file (.pth/.safetensors), or none (random).",
+                                "unless --offline), a state-dict file (.pth/.safetensors), or none (random). "
+                                f"{_d('weights')}",
         show_default=False)] = None,
     image_size: Annotated[Optional[int], typer.Option(
         "--image-size", min=1, help="Square input side in px; the whole image is resized (no crop). "
@@ -65,7 +64,7 @@ def extract(
                               "stem, stage1..stage7, head). Twice: the deeper one is `features`, the other "
                               "`features_aux` (for --head ms-cma).", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per forward pass. "
-                                                      "Default: 32.", show_default=False)] = None,
+                                                      f"{_d('batch_size')}", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Processes decoding and resizing "
                                                    "images (0: the main process). Default: from the cores: 0 up to 4 "
                                                    "on the CPU, one per 4 cores above; with a GPU one per core but one.",
@@ -74,24 +73,24 @@ def extract(
                                                    "Default: the cores not used by --workers (shared among the "
                                                    "processes of a torchrun node).", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto (cuda if present, else cpu), cpu, "
-                                                  "cuda, cuda:N. Default: auto.", show_default=False)] = None,
+                                                  f"cuda, cuda:N. {_d('device')}", show_default=False)] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Annotation format: coco|voc|nuswide|"
                                                   "openimages|csv|jsonl (auto-detected when left out).",
                                                   show_default=False)] = None,
-    label_order: Annotated[Optional[str], typer.Option("--label-order", help="name (default) or id: must match "
-                                                       "`mlgraph build-graph --label-order`.", show_default=False)] = None,
+    label_order: Annotated[Optional[str], typer.Option("--label-order", help="name or id: must match "
+                                                       f"`mlgraph build-graph --label-order`. {_d('label_order')}", show_default=False)] = None,
     image_set: Annotated[Optional[str], typer.Option("--image-set", help="VOC image set (default trainval) or "
                                                      "NUS-WIDE split of the annotations.", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random init seed for --weights none. Default: 0.",
+    seed: Annotated[Optional[int], typer.Option("--seed", help=f"Random init seed for --weights none. {_d('seed')}",
                                                 show_default=False)] = None,
     fps: Annotated[Optional[float], typer.Option(
-        "--fps", min=0.0, help="Video files: frames sampled per second of clip. Default: 1.", show_default=False)] = None,
+        "--fps", min=0.0, help=f"Video files: frames sampled per second of clip. {_d('fps')}", show_default=False)] = None,
     frames: Annotated[Optional[int], typer.Option(
         "--frames", min=1, help="Video files: this many frames spread over each clip, instead of --fps.",
         show_default=False)] = None,
     max_frames: Annotated[Optional[int], typer.Option(
         "--max-frames", min=1, help="Video files: at most this many frames per clip (more are spread over the "
-                                    "whole clip instead). Default: 300.", show_default=False)] = None,
+                                    f"whole clip instead). {_d('max_frames')}", show_default=False)] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Never download weights (also MLGRAPH_OFFLINE=1 or "
                                                            "HF_HUB_OFFLINE=1); a missing file is an error.")] = False,
     allow_outside_paths: Annotated[bool, typer.Option(
@@ -113,35 +112,22 @@ def extract(
     Resumable: run the same command again after an interruption and it continues where it stopped.
     Unreadable images (and clips) are skipped and listed in OUTPUT.skipped.txt.
     """
-    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
-    from mlgraph_cli.core.shards import parse_shard
     from mlgraph_cli.errors import MlgraphError
-    from mlgraph_cli.stages.extract import ExtractConfig, extract as run
+    from mlgraph_cli.stages.extract import run_extract
 
     if images and images_option:
         raise MlgraphError("give the images folder once: as IMAGES or as --images, not both")
     if images_option:
         images = [images_option]
-    project = load_project()
-    img_key, ann_key, out_key = _SPLIT_KEYS[split.value]
-    if not images and project is not None:
-        # Paths left out come from the project: its images and, with them, its annotations.
-        images = [str(resolve_input(None, project, dataset=img_key, what=f"{img_key} folder",
-                                    fix="e.g. `mlgraph extract images/`"))]
-        if annotations is None and project.dataset_path(ann_key) is not None:
-            annotations = str(project.dataset_path(ann_key))
-            if format is None:
-                format = project.dataset.get("format") or None
     overrides = dict(backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
                      batch_size=batch_size, workers=workers, threads=threads, device=device, format=format,
                      label_order=label_order, image_set=image_set, seed=seed, offline=offline or None,
                      fps=fps, frames=frames, max_frames=max_frames)
-    config = merge_config(ExtractConfig, project, "extract", overrides)
-    dest = resolve_output(output, project, out_key, "features.h5")
     progress = RichProgress(quiet=quiet)
     try:
-        result = run(images, dest, config, annotations=annotations, allow_outside_paths=allow_outside_paths,
-                     progress=progress, shard=parse_shard(shard) if shard else None)
+        result = run_extract(images, output, overrides, annotations=annotations, split=split.value,
+                             project=load_project(), allow_outside_paths=allow_outside_paths, shard=shard,
+                             progress=progress)
     finally:
         progress.stop()
     if not quiet:

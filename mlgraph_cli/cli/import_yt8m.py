@@ -6,10 +6,15 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, handle_errors, load_project, summary
+from mlgraph_cli.cli._common import RichProgress, default_help, handle_errors, load_project, summary
+from mlgraph_cli.core.import_yt8m_config import ImportYt8mConfig  # a plain dataclass: no numpy
 
 EPILOG = ("Example: mlgraph import-yt8m 'frame/train*.tfrecord' -o features.h5 "
           "--vocabulary vocabulary.csv --max-frames 300")
+
+
+def _d(name: str) -> str:
+    return default_help(ImportYt8mConfig, name)
 
 
 def import_yt8m(
@@ -29,27 +34,24 @@ def import_yt8m(
                                   "Segments) as label columns.", show_default=False)] = None,
     max_frames: Annotated[Optional[int], typer.Option(
         "--max-frames", min=1, help="Frames kept per video (T); shorter videos are padded and masked. "
-                                    "Default 300.", show_default=False)] = None,
+                                    f"{_d('max_frames')}", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", min=1, help="Videos written per batch. Default 64.", show_default=False)] = None,
+        "--batch-size", min=1, help=f"Videos written per batch. {_d('batch_size')}", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no per-record notes.")] = False,
 ) -> None:
     """Read YouTube-8M TFRecords (checksums verified; corrupt records reported and skipped) into a
     features file: frames dequantised to (N, 1152, T, 1) float16 with per-video lengths, labels, and
     Segments ratings when present."""
-    from mlgraph_cli.core.project import merge_config, resolve_output
-    from mlgraph_cli.stages.import_yt8m import ImportYt8mConfig, import_yt8m as run
+    from mlgraph_cli.stages.import_yt8m import run_import_yt8m
 
-    project = load_project()
-    config = merge_config(ImportYt8mConfig, project, "import-yt8m",
-                          dict(vocabulary=vocabulary, segment_classes=segment_classes, max_frames=max_frames,
-                               batch_size=batch_size))
-    dest = resolve_output(output, project, "features", "features.h5")
+    overrides = dict(vocabulary=vocabulary, segment_classes=segment_classes, max_frames=max_frames,
+                     batch_size=batch_size)
     progress = RichProgress(quiet=quiet)
     try:
-        result = run(records, dest, config, progress=progress)
+        result = run_import_yt8m(records, output, overrides, project=load_project(), progress=progress)
     finally:
         progress.stop()
+    config = result.config
     notes = []
     if result.bad_records:
         first = result.bad_records[0]

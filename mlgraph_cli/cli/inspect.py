@@ -9,9 +9,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import Adjacency, choice_value, handle_errors, load_project, print_report
+from mlgraph_cli.cli._common import Adjacency, choice_value, default_help, handle_errors, load_project, print_report
+from mlgraph_cli.core.embed_config import ReportConfig  # a plain dataclass: no torch
 
 EPILOG = "Example: mlgraph inspect embeddings.h5 --graph graph.json --topk 5"
+
+
+def _d(name: str) -> str:
+    return default_help(ReportConfig, name)
 
 
 def inspect(
@@ -23,30 +28,25 @@ def inspect(
         "--graph", help="Label graph to measure against. Default: the graph recorded in the embeddings file "
                         "if it still exists, else \\[artifacts] graph.", show_default=False)] = None,
     neighbours: Annotated[Optional[Adjacency], typer.Option(
-        "--neighbours", help="Adjacency that defines the true neighbours (default binary: max(P(j|i), P(i|j)) "
-                             ">= tau).", show_default=False)] = None,
+        "--neighbours", help="Adjacency that defines the true neighbours (binary: max(P(j|i), P(i|j)) "
+                             f">= tau). {_d('neighbours')}", show_default=False)] = None,
     tau: Annotated[Optional[float], typer.Option(
-        "--tau", help="tau of --neighbours binary/mlgcn (default 0.4, ML-GCN's).", show_default=False)] = None,
+        "--tau", help=f"tau of --neighbours binary/mlgcn (0.4 is ML-GCN's). {_d('tau')}", show_default=False)] = None,
     min_weight: Annotated[Optional[float], typer.Option(
-        "--min-weight", help="A neighbour's adjacency must exceed this (default 0).", show_default=False)] = None,
+        "--min-weight", help=f"A neighbour's adjacency must exceed this. {_d('min_weight')}", show_default=False)] = None,
     reference: Annotated[Optional[Adjacency], typer.Option(
         "--reference", help="Adjacency correlated with cosine (default: the one the embeddings were fitted to, "
                             "else cond-mean).", show_default=False)] = None,
-    topk: Annotated[int, typer.Option("--topk", min=0, help="Nearest labels listed per label.")] = 5,
+    topk: Annotated[int, typer.Option("--topk", min=0, help="Nearest labels listed per label.")] = ReportConfig.topk,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Labels in the table (0: all).")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON on stdout.")] = False,
 ) -> None:
     """Rank each label's graph neighbours by embedding cosine: mean AP, correlations, nearest labels."""
-    from mlgraph_cli.core.project import resolve_input
-    from mlgraph_cli.stages.embed import ReportConfig, inspect_embeddings
+    from mlgraph_cli.stages.embed import run_inspect
 
-    project = load_project()
-    source = resolve_input(embeddings, project, artifact="embeddings", what="embeddings file",
-                           fix="make one with `mlgraph embed`")
-    given = dict(neighbours=choice_value(neighbours), tau=tau, min_weight=min_weight, reference=choice_value(reference))
-    config = ReportConfig(topk=topk, **{k: v for k, v in given.items() if v is not None})
-    report = inspect_embeddings(source, graph, config,
-                                project_graph=project.artifact("graph") if project is not None else None)
+    given = dict(neighbours=choice_value(neighbours), tau=tau, min_weight=min_weight, reference=choice_value(reference),
+                 topk=topk)
+    report = run_inspect(embeddings, graph, given, project=load_project())
     if as_json:
         typer.echo(json.dumps(_finite(report), indent=2, ensure_ascii=False))
     else:

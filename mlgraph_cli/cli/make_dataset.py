@@ -37,18 +37,13 @@ def make_dataset(
         "mlgraph.toml)."))] = False,
 ) -> None:
     """Make a multi-label image set (JPEG images + COCO instances JSON per split) with no network."""
-    from mlgraph_cli.core.datasets.fashion_scenes import FashionScenesConfig
-    from mlgraph_cli.core.project import merge_config
-    from mlgraph_cli.stages.make_dataset import make_dataset as run_stage
+    from mlgraph_cli.stages.make_dataset import run_make_dataset
 
-    # make-dataset creates a project rather than reading one, so defaults come from the dataclass
-    config = merge_config(FashionScenesConfig, None, "make-dataset",
-                          dict(train=train, val=val, test=test, size=size, seed=seed))
-    result = run_stage(name, out, config, source=source, force=force, overwrite_all=overwrite_all,
-                       progress=RichProgress())
+    result = run_make_dataset(name, out, dict(train=train, val=val, test=test, size=size, seed=seed), source=source,
+                              force=force, overwrite_all=overwrite_all, progress=RichProgress())
     counts = ", ".join(f"{split} {n}" for split, n in result.images.items() if n)
     items = sum(result.items.values())
-    summary(f"Made {name} in {out}: {counts} scenes ({items} items, {config.size} px) from {result.source}.")
+    summary(f"Made {name} in {out}: {counts} scenes ({items} items, {result.size} px) from {result.source}.")
     summary(f"Labels ({len(result.labels)}): {', '.join(result.labels)}.")
     summary(f"Images in {out / 'images'}/<split>/, COCO annotations in {out / 'annotations'}/<split>.json; "
             f"{result.project_file} makes it a project: cd {out} && mlgraph build-graph")

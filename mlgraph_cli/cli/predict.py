@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import Checkpoint, RichProgress, err, handle_errors, load_project, out, summary
+from mlgraph_cli.cli._common import default_help, Checkpoint, RichProgress, err, handle_errors, load_project, out, summary
 from mlgraph_cli.core.predict_config import MAX_AUTO_THREADS, PredictConfig  # plain dataclass: no torch
 
 EPILOG = "Example: mlgraph predict photos/ --model runs/train/exp --topk 5 --format jsonl -o predictions.jsonl"
@@ -22,9 +22,7 @@ class Format(str, Enum):
 
 
 def _d(name: str) -> str:
-    """``[default: X]`` from PredictConfig (escaped for rich markup), so help never repeats a default by hand."""
-    value = PredictConfig.__dataclass_fields__[name].default
-    return f"\\[default: {value}]"
+    return default_help(PredictConfig, name)
 
 
 def _opt(*names: str, help: str, **kw):

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, err, handle_errors, load_project, summary
+from mlgraph_cli.cli._common import default_help, RichProgress, err, handle_errors, load_project, summary
 from mlgraph_cli.core.train_config import MODALITY_DEFAULTS, TrainConfig  # plain dataclasses: no torch
 
 EPILOG = ("Example: mlgraph train --features features.h5 --embeddings embeddings.h5 --head cma --epochs 20 "
@@ -45,9 +45,7 @@ class Cache(str, Enum):
 
 
 def _d(name: str) -> str:
-    """``[default: X]`` from TrainConfig (escaped for rich markup), so help never repeats a default by hand."""
-    value = TrainConfig.__dataclass_fields__[name].default
-    return f"\\[default: {value:g}]" if isinstance(value, float) else f"\\[default: {value}]"
+    return default_help(TrainConfig, name)
 
 
 def _dm(name: str) -> str:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mlgraph_cli.core.annotations import FORMATS, LABEL_ORDERS, detect_format, load_annotations, load_label_stats
+from mlgraph_cli.core.annotations import FORMATS, detect_format, load_annotations, load_label_stats
 from mlgraph_cli.core.artifacts import provenance
+from mlgraph_cli.core.build_graph_config import EXTRA_FORMATS, BuildGraphConfig  # noqa: F401 (re-exported)
 from mlgraph_cli.core.graph import LabelGraph, build_label_graph, write_graph
 from mlgraph_cli.core.paths import check_output_not_input
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
@@ -24,32 +26,9 @@ from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph build-graph"
 # The annotation formats, plus YouTube-8M TFRecords (read by core/video/yt8m.py).
-GRAPH_FORMATS = (*FORMATS, "yt8m")
+GRAPH_FORMATS = (*FORMATS, *EXTRA_FORMATS)
 # A co-occurrence graph needs at least one possible pair of labels.
 MIN_LABELS = 2
-
-
-@dataclass
-class BuildGraphConfig:
-    """Options of ``mlgraph build-graph`` (and the project's ``[build-graph]`` table)."""
-
-    format: str | None = None  # one of GRAPH_FORMATS; None = detect
-    label_order: str = "name"  # "name" (sorted) | "id" (the dataset's own order)
-    split: str | None = None  # VOC image set (default trainval) / NUS-WIDE all|train|test
-    min_count: int = 0  # drop labels carried by fewer images
-    delimiter: str | None = None  # CSV column delimiter (default: sniffed , or tab)
-    label_delimiter: str | None = None  # CSV label delimiter (default ;)
-    classes: str | None = None  # Open Images class descriptions / NUS-WIDE concept list
-    vocabulary: str | None = None  # yt8m: vocabulary.csv (label names; its classes are the columns)
-    segment_classes: str | None = None  # yt8m: segment_label_ids.csv (only these classes)
-
-    def __post_init__(self) -> None:
-        if self.format is not None and self.format not in GRAPH_FORMATS:
-            raise ValueError(f"format must be one of {', '.join(GRAPH_FORMATS)}, not {self.format!r}")
-        if self.label_order not in LABEL_ORDERS:
-            raise ValueError(f"label_order must be one of {', '.join(LABEL_ORDERS)}, not {self.label_order!r}")
-        if not isinstance(self.min_count, int) or self.min_count < 0:
-            raise ValueError(f"min_count must be a whole number >= 0, not {self.min_count!r}")
 
 
 @dataclass
@@ -74,6 +53,27 @@ class BuildGraphResult:
     @property
     def num_edges(self) -> int:
         return self.graph.num_edges
+
+
+def run_build_graph(annotations: str | os.PathLike | None, output: str | os.PathLike | None,
+                    overrides: dict[str, Any], *, project=None,
+                    progress: ProgressHook = NULL_PROGRESS) -> BuildGraphResult:
+    """``mlgraph build-graph`` as one call. ``annotations`` / ``output``: the paths given (None = not
+    given: the project's ``[dataset] annotations`` and ``[artifacts] graph``, or graph.json);
+    ``overrides``: BuildGraphConfig values from flags (None = not given); ``project``: the folder's
+    project (core.project) or None. Defaults, then ``[build-graph]``, then the flags."""
+    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
+
+    source = resolve_input(annotations, project, dataset="annotations", what="annotations",
+                           fix="e.g. `mlgraph build-graph train.json`")
+    overrides = dict(overrides)
+    if annotations is None and project is not None and overrides.get("format") is None \
+            and "format" not in project.section("build-graph"):
+        # The project's [dataset] format describes its own annotations, not a file given on the command line.
+        overrides["format"] = project.dataset.get("format") or None
+    config = merge_config(BuildGraphConfig, project, "build-graph", overrides)
+    dest = resolve_output(output, project, "graph", "graph.json")
+    return build_graph(source, dest, config, progress=progress)
 
 
 def build_graph(annotations: str | os.PathLike, output: str | os.PathLike, config: BuildGraphConfig, *,

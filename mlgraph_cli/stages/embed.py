@@ -7,82 +7,19 @@ file's cosine similarities rank a graph's neighbours (docs/embed.md, "Report").
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlgraph_cli.core.embed_config import (DEFAULT_DIM, METHODS, EmbedConfig,  # noqa: F401 (METHODS, the configs: re-exported)
+                                          ReportConfig, params_for)
 from mlgraph_cli.core.artifacts import file_digest, labels_digest, maker, provenance
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MlgraphError
 
-METHODS = ("asge", "word", "deepwalk", "spectral", "onehot")
-DEFAULT_DIM = 300  # width of ASGE / DeepWalk / spectral embeddings unless --dim says otherwise
 ONEHOT_INIT = ("onehot", "none")  # --init values that mean "no word vectors"
-
-
-@dataclass
-class EmbedConfig:
-    """Options of ``mlgraph embed`` (defaults, then the project's ``[embed]``, then flags).
-
-    adjacency/tau/p: the target adjacency (core/graph.py kinds; tau for binary and mlgcn, p for
-    mlgcn). self_weight: lambda of the ASGE target A + lambda I (core/graph/adjacency.py
-    ``keep_apart``; 0 = A as it is). dim: None picks the method's natural width (DEFAULT_DIM; the vectors' for ``word``;
-    C for ``onehot``). steps/lr/hidden/weighting/threads: the ASGE fit. walks_per_label/
-    walk_length/window/epochs: DeepWalk. oov: ``error`` or ``random`` for labels missing from
-    the word vectors.
-    """
-
-    method: str = "asge"
-    adjacency: str = "cond-mean"
-    tau: float = 0.4
-    p: float = 0.2
-    dim: int | None = None
-    seed: int = 0
-    oov: str = "error"
-    steps: int = 500
-    lr: float = 0.01
-    hidden: int = 256
-    weighting: str = "uniform"
-    self_weight: float = 0.0
-    threads: int = 1
-    walks_per_label: int = 10
-    walk_length: int = 40
-    window: int = 5
-    epochs: int = 5
-
-    def __post_init__(self) -> None:
-        from mlgraph_cli.core.embeddings import WEIGHTINGS
-        from mlgraph_cli.core.graph import ADJACENCIES
-        from mlgraph_cli.core.wordvectors import OOV_POLICIES
-
-        for name, value, choices in (("method", self.method, METHODS), ("adjacency", self.adjacency, ADJACENCIES),
-                                     ("oov", self.oov, OOV_POLICIES), ("weighting", self.weighting, WEIGHTINGS)):
-            if value not in choices:
-                raise ValueError(f"unknown {name} {value!r} (choose one of: {', '.join(choices)})")
-        for name in ("steps", "hidden", "threads", "walks_per_label", "walk_length", "window", "epochs"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.dim is not None and int(self.dim) < 1:
-            raise ValueError("dim must be at least 1")
-        if not self.lr > 0:
-            raise ValueError("lr must be positive")
-        if not float(self.self_weight) >= 0:
-            raise ValueError("self_weight must be 0 or more")
-
-    def adjacency_params(self) -> dict[str, float]:
-        """The parameters the chosen adjacency kind takes (recorded in the output)."""
-        return _params_for(self.adjacency, tau=self.tau, p=self.p)
-
-
-def _params_for(kind: str, **candidates: float) -> dict[str, float]:
-    """The subset of ``candidates`` that adjacency ``kind`` takes (tau for binary, tau and p for mlgcn)."""
-    from mlgraph_cli.core.graph import ADJACENCIES
-
-    accepted = inspect.signature(ADJACENCIES[kind]).parameters
-    return {k: v for k, v in candidates.items() if k in accepted}
 
 
 @dataclass
@@ -204,33 +141,6 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
 # ---------------------------------------------------------------------------------------------
 # Report
 
-@dataclass
-class ReportConfig:
-    """What ``mlgraph inspect`` and ``mlgraph embed --report`` measure against.
-
-    neighbours/tau/min_weight: label j is a neighbour of i when the ``neighbours`` adjacency
-    (computed with ``tau``) exceeds ``min_weight``; the default, ``binary`` at tau 0.4, is
-    ML-GCN's graph: max(P(j|i), P(i|j)) >= 0.4. reference: the continuous adjacency for the
-    correlations (None: the one the embeddings were fitted to, else cond-mean). topk: nearest
-    labels listed per label.
-    """
-
-    neighbours: str = "binary"
-    tau: float = 0.4
-    min_weight: float = 0.0
-    reference: str | None = None
-    topk: int = 5
-
-    def __post_init__(self) -> None:
-        from mlgraph_cli.core.graph import ADJACENCIES
-
-        for name, value in (("neighbours", self.neighbours), ("reference", self.reference)):
-            if value is not None and value not in ADJACENCIES:
-                raise ValueError(f"unknown {name} adjacency {value!r} (choose one of: {', '.join(ADJACENCIES)})")
-        if self.topk < 0:
-            raise ValueError("topk must be 0 or more")
-
-
 def inspect_embeddings(embeddings_path: str | os.PathLike, graph_path: str | os.PathLike | None = None,
                        config: ReportConfig | None = None, *,
                        project_graph: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -259,7 +169,7 @@ def inspect_embeddings(embeddings_path: str | os.PathLike, graph_path: str | os.
     fitted = emb.attrs.get("adjacency") or {}
     ref_kind = config.reference or fitted.get("kind") or "cond-mean"
     ref_params = dict(fitted.get("params") or {}) if ref_kind == fitted.get("kind") else {}
-    nb_params = _params_for(config.neighbours, tau=config.tau)
+    nb_params = params_for(config.neighbours, tau=config.tau)
     neighbours = adjacency(graph, config.neighbours, **nb_params) > config.min_weight
     reference = adjacency(graph, ref_kind, **ref_params)
     result = neighbour_ranking(emb.vectors, neighbours, reference, topk=config.topk, labels=emb.labels)
@@ -273,3 +183,39 @@ def inspect_embeddings(embeddings_path: str | os.PathLike, graph_path: str | os.
         "reference": {"kind": ref_kind, "params": ref_params},
         **result,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands as one call each: the project and every default resolved here
+
+def run_embed(graph: str | os.PathLike | None, output: str | os.PathLike | None, overrides: dict[str, Any], *,
+              init: str | os.PathLike | None = None, trust_pickle: bool = False, project=None,
+              progress: ProgressHook = NULL_PROGRESS) -> tuple[EmbedResult, EmbedConfig, Path]:
+    """``mlgraph embed``: paths left out (None) come from ``project`` (``[artifacts] graph`` /
+    ``embeddings``, ``[dataset] vectors``); ``overrides`` (None = not given) go over ``[embed]``.
+    ``trust_pickle`` covers only an ``init`` given here, never the project's vectors. Returns the
+    result, the settings used and the graph read."""
+    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
+
+    source = resolve_input(graph, project, artifact="graph", what="label graph",
+                           fix="make one with `mlgraph build-graph`")
+    config = merge_config(EmbedConfig, project, "embed", overrides)
+    vectors = init if init is not None else (project.dataset_path("vectors") if project is not None else None)
+    dest = resolve_output(output, project, "embeddings", "embeddings.h5")
+    result = embed(source, dest, config, init=vectors, trust_pickle=trust_pickle and init is not None,
+                   progress=progress)
+    return result, config, source
+
+
+def run_inspect(embeddings: str | os.PathLike | None, graph: str | os.PathLike | None, overrides: dict[str, Any],
+                *, project=None) -> dict[str, Any]:
+    """``mlgraph inspect``: ``embeddings`` None is the project's ``[artifacts] embeddings``; the graph
+    falls back to ``[artifacts] graph``; ``overrides``: ReportConfig values (None = not given)."""
+    from mlgraph_cli.core.project import resolve_input
+
+    source = resolve_input(embeddings, project, artifact="embeddings", what="embeddings file",
+                           fix="make one with `mlgraph embed`")
+    config = ReportConfig(**{k: v for k, v in overrides.items() if v is not None})
+    return inspect_embeddings(source, graph, config,
+                              project_graph=project.artifact("graph") if project is not None else None)
+

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from mlgraph_cli.core.extract_config import ExtractConfig
 from mlgraph_cli.core.extract_plan import (ExtractPlan, labels_sha, plan_folder, plan_with_annotations,
                                           unique_skipped, write_skipped_report)
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
@@ -28,40 +29,6 @@ from mlgraph_cli.errors import MlgraphError
 # the second variable and wait to be killed, so a kill lands at a known point.
 PAUSE_ROWS_ENV = "MLGRAPH_EXTRACT_PAUSE_AFTER_ROWS"
 PAUSE_FILE_ENV = "MLGRAPH_EXTRACT_PAUSE_FILE"
-
-
-@dataclass
-class ExtractConfig:
-    """Settings of ``mlgraph extract`` (defaults, then ``[extract]`` of mlgraph.toml, then flags)."""
-
-    backbone: str = "efficientnet-lite0"
-    weights: str = "DEFAULT"  # torchvision enum name, IMAGENET1K for Lite0, a state-dict file, or none
-    image_size: int | None = None  # None: the backbone's default (448 torchvision, 224 Lite0)
-    layers: list[str] = field(default_factory=list)  # empty: the last stage; two: main + aux (MS-CMA)
-    batch_size: int = 32
-    workers: int | None = None  # DataLoader processes decoding and resizing; 0 = main process; None: by cores
-    threads: int | None = None  # torch threads for the forward pass; None: the cores left to this process
-    device: str = "auto"
-    seed: int = 0  # random init when weights = none
-    format: str | None = None  # annotation format (auto-detected)
-    label_order: str = "name"  # as `mlgraph build-graph --label-order`
-    image_set: str | None = None  # VOC image set / NUS-WIDE split of the annotations
-    max_pixels: int | None = None  # decompression-bomb limit (default: PIL's, ~89 Mpx)
-    offline: bool = False  # never download weights (also MLGRAPH_OFFLINE=1 or HF_HUB_OFFLINE=1)
-    fps: float = 1.0  # video files (core/video/clips.py): frames per second sampled,
-    frames: int | None = None  # or this many frames spread over each clip,
-    max_frames: int = 300  # and at most this many
-
-    def __post_init__(self) -> None:
-        if isinstance(self.layers, str):
-            self.layers = [self.layers]
-        self.layers = [str(x) for x in (self.layers or [])]
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.workers is not None and int(self.workers) < 0:
-            raise ValueError(f"workers must be 0 or more, got {self.workers}")
-        if self.threads is not None and int(self.threads) < 1:
-            raise ValueError(f"threads must be at least 1, got {self.threads}")
 
 
 @dataclass
@@ -87,6 +54,37 @@ class ExtractResult:
     def images_per_s(self) -> float:
         done = self.inputs - self.resumed_from
         return done / self.seconds if self.seconds > 0 else 0.0
+
+
+# split -> ([dataset] images key, [dataset] annotations key, [artifacts] key)
+SPLIT_KEYS = {"train": ("images", "annotations", "features"),
+              "val": ("val_images", "val_annotations", "val_features"),
+              "test": ("test_images", "test_annotations", "test_features")}
+
+
+def run_extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLike | None,
+                overrides: dict[str, Any], *, annotations: str | os.PathLike | None = None, split: str = "train",
+                project=None, allow_outside_paths: bool = False, shard: str | None = None,
+                progress: ProgressHook = NULL_PROGRESS) -> ExtractResult:
+    """``mlgraph extract`` as one call. Paths left out (None) come from ``project`` (its ``split``
+    images and, with them, its annotations and format; ``[artifacts]`` features, or features.h5);
+    ``overrides``: ExtractConfig values from flags (None = not given), over ``[extract]``."""
+    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
+    from mlgraph_cli.core.shards import parse_shard
+
+    img_key, ann_key, out_key = SPLIT_KEYS[split]
+    overrides = dict(overrides)
+    if not images and project is not None:
+        images = [str(resolve_input(None, project, dataset=img_key, what=f"{img_key} folder",
+                                    fix="e.g. `mlgraph extract images/`"))]
+        if annotations is None and project.dataset_path(ann_key) is not None:
+            annotations = str(project.dataset_path(ann_key))
+            if overrides.get("format") is None:
+                overrides["format"] = project.dataset.get("format") or None
+    config = merge_config(ExtractConfig, project, "extract", overrides)
+    dest = resolve_output(output, project, out_key, "features.h5")
+    return extract(images, dest, config, annotations=annotations, allow_outside_paths=allow_outside_paths,
+                   progress=progress, shard=parse_shard(shard) if shard else None)
 
 
 def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLike, config: ExtractConfig, *,

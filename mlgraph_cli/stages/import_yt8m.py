@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from mlgraph_cli.core.artifacts import provenance
 from mlgraph_cli.core.features import plan_digest
+from mlgraph_cli.core.import_yt8m_config import ImportYt8mConfig
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.video.features import VideoFeatureWriter
 from mlgraph_cli.core.video.tfrecord import BadRecord
@@ -26,22 +27,6 @@ from mlgraph_cli.core.video.yt8m import (FEATURE_DIM, QUANT_MAX, QUANT_MIN, RECO
 from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph import-yt8m"
-
-
-@dataclass
-class ImportYt8mConfig:
-    """Options of ``mlgraph import-yt8m`` (and the project's ``[import-yt8m]`` table)."""
-
-    vocabulary: str | None = None  # vocabulary.csv: label names, columns = its classes
-    segment_classes: str | None = None  # segment_label_ids.csv: keep only these classes as columns
-    max_frames: int = 300  # T: longer videos are cut (YouTube-8M videos have at most 300 seconds)
-    batch_size: int = 64  # videos per write
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.max_frames, int) or self.max_frames < 1:
-            raise ValueError(f"max_frames must be a whole number >= 1, not {self.max_frames!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a whole number >= 1, not {self.batch_size!r}")
 
 
 @dataclass
@@ -59,6 +44,7 @@ class ImportYt8mResult:
     dropped_labels: int = 0  # video labels outside the label columns
     dropped_segments: int = 0  # segment ratings outside the label columns
     resumed: bool = False
+    config: ImportYt8mConfig | None = None  # the settings used (defaults, [import-yt8m], flags)
 
 
 def _scan(files: list[Path], progress: ProgressHook) -> tuple[str, int, set[int]]:
@@ -91,6 +77,18 @@ def _scan(files: list[Path], progress: ProgressHook) -> tuple[str, int, set[int]
     return kind or "frame", records, seen
 
 
+def run_import_yt8m(inputs: Sequence[str | os.PathLike], output: str | os.PathLike | None, overrides: dict[str, Any],
+                    *, project=None, progress: ProgressHook = NULL_PROGRESS) -> ImportYt8mResult:
+    """``mlgraph import-yt8m`` as one call. ``output`` None: the project's ``[artifacts] features``, or
+    features.h5; ``overrides``: ImportYt8mConfig values from flags (None = not given), over
+    ``[import-yt8m]`` of ``project`` (core.project, or None)."""
+    from mlgraph_cli.core.project import merge_config, resolve_output
+
+    config = merge_config(ImportYt8mConfig, project, "import-yt8m", overrides)
+    dest = resolve_output(output, project, "features", "features.h5")
+    return import_yt8m(inputs, dest, config, progress=progress)
+
+
 def import_yt8m(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, config: ImportYt8mConfig, *,
                 progress: ProgressHook = NULL_PROGRESS) -> ImportYt8mResult:
     """Read the TFRecords named by ``inputs`` (paths, globs, folders) into the features file ``output``."""
@@ -115,7 +113,7 @@ def import_yt8m(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, 
     writer = VideoFeatureWriter(dest, channels=FEATURE_DIM, frames=frames, plan=plan, attrs=attrs,
                                 label_names=space.names)
     result = ImportYt8mResult(output=str(dest), kind=kind, videos=0, frames=frames, num_labels=len(space),
-                              segments=0, resumed=writer.resumed)
+                              segments=0, resumed=writer.resumed, config=config)
     try:
         _convert(files, writer, space, frames, config.batch_size, total, result, progress)
         result.videos = writer.rows_done

@@ -23,6 +23,7 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlgraph_cli.core.datasets import DATASETS
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
@@ -46,6 +47,7 @@ class MakeDatasetResult:
     labels: list[str]
     project_file: Path
     source: str
+    size: int = 0  # canvas side in px
 
 
 def _check_config(config) -> None:
@@ -156,6 +158,20 @@ def _write_manifest(folder: Path) -> None:
     (folder / MANIFEST).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def run_make_dataset(name: str, out: str | os.PathLike, overrides: dict[str, Any], *,
+                     source: str | os.PathLike | None = None, force: bool = False, overwrite_all: bool = False,
+                     progress: ProgressHook = NULL_PROGRESS) -> MakeDatasetResult:
+    """``mlgraph make-dataset`` as one call. ``overrides``: FashionScenesConfig values from flags
+    (train, val, test, size, seed; None = not given). make-dataset creates a project rather than
+    reading one, so the defaults are the dataclass's alone."""
+    from mlgraph_cli.core.datasets.fashion_scenes import FashionScenesConfig
+    from mlgraph_cli.core.project import merge_config
+
+    config = merge_config(FashionScenesConfig, None, "make-dataset", overrides)
+    return make_dataset(name, out, config, source=source, force=force, overwrite_all=overwrite_all,
+                        progress=progress)
+
+
 def make_dataset(name: str, out: str | os.PathLike, config=None, *, source: str | os.PathLike | None = None,
                  force: bool = False, overwrite_all: bool = False,
                  progress: ProgressHook = NULL_PROGRESS) -> MakeDatasetResult:
@@ -206,7 +222,7 @@ def make_dataset(name: str, out: str | os.PathLike, config=None, *, source: str 
     splits = card["splits"]
     return MakeDatasetResult(
         out=out, images={s: v["images"] for s, v in splits.items()}, items={s: v["items"] for s, v in splits.items()},
-        labels=list(LABELS), project_file=out / PROJECT_FILE, source=photos.description,
+        labels=list(LABELS), project_file=out / PROJECT_FILE, source=photos.description, size=config.size,
     )
 
 
