@@ -168,7 +168,12 @@ def test_a_long_error_to_a_pipe_stays_one_line(cli, tmp_path):
     assert str(deep) in line and len(line) > 200
 
 
-def test_shell_completion_script_is_printed(cli):
+def test_shell_completion_script_is_printed(cli, monkeypatch):
+    # typer asks shellingham which shell runs it; a test run with no shell above it (CI, nohup) has
+    # none, so the test names it
+    import typer.completion
+
+    monkeypatch.setattr(typer.completion, "_get_shell_name", lambda: "bash")
     result = cli("--show-completion", "bash")
     assert result.exit_code == 0, result.output
     assert "_mlgraph_completion" in result.stdout and "_MLGRAPH_COMPLETE" in result.stdout
