@@ -34,6 +34,15 @@ class Head(nn.Module):
     def _remember(self, **config: Any) -> None:
         self._config = {"name": self.name, **config}
 
+    def _linear_classifier(self, in_channels: int, num_labels: int, dropout: float) -> None:
+        """What every pooling + linear head holds (image or video): its sizes, dropout, one
+        ``nn.Linear(D, C)``, and the config that rebuilds it (the pool is told by its name)."""
+        check_option(0.0 <= float(dropout) < 1.0, self.name, "dropout", dropout, "a probability in [0, 1)")
+        self.in_channels, self.num_labels = int(in_channels), int(num_labels)
+        self.dropout = nn.Dropout(float(dropout))
+        self.fc = nn.Linear(in_channels, num_labels)
+        self._remember(in_channels=self.in_channels, num_labels=self.num_labels, dropout=float(dropout))
+
     @property
     def config(self) -> dict[str, Any]:
         """A JSON-able dict: ``build_head(**head.config, embeddings=..., adjacency=...)`` rebuilds it."""

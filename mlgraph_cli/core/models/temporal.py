@@ -237,13 +237,9 @@ class TemporalPoolHead(Head):
     def __init__(self, in_channels: int, num_labels: int, *, pool: str = "mean", dropout: float = 0.0) -> None:
         super().__init__()
         check_option(pool in self.POOLS, "video-gap", "pool", pool, " or ".join(self.POOLS))
-        check_option(0.0 <= float(dropout) < 1.0, "video-gap", "dropout", dropout, "a probability in [0, 1)")
         self.name = self.POOLS[pool]
         self.pool = pool
-        self.in_channels, self.num_labels = int(in_channels), int(num_labels)
-        self.dropout = nn.Dropout(float(dropout))
-        self.fc = nn.Linear(in_channels, num_labels)
-        self._remember(in_channels=self.in_channels, num_labels=self.num_labels, dropout=float(dropout))
+        self._linear_classifier(in_channels, num_labels, dropout)
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
