@@ -174,7 +174,7 @@ def _same_frame_layout(path: Path, ff, vpath: Path, vf) -> None:
 
 def _aligned_targets(ff, names: list[str], path: Path, reference: Path) -> np.ndarray:
     """``ff``'s labels with columns in the order of ``names`` (same set required)."""
-    _same_label_set(list(ff.label_names), names, path, reference,
+    check_same_label_set(list(ff.label_names), names, path, reference,
                     f"extract both from annotations with the same labels: `{maker('features')}`")
     if list(ff.label_names) == names:
         return ff.labels
@@ -182,7 +182,7 @@ def _aligned_targets(ff, names: list[str], path: Path, reference: Path) -> np.nd
     return ff.labels[:, [index[n] for n in names]]
 
 
-def _same_label_set(found: list[str], expected: list[str], path: Path, reference: Path, fix: str) -> None:
+def check_same_label_set(found: list[str], expected: list[str], path: Path, reference: Path, fix: str) -> None:
     if sorted(found) == sorted(expected) and len(set(found)) == len(found):
         return
     only_here = [n for n in found if n not in set(expected)]

@@ -24,10 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlgraph_cli.core.models.common import (Head, as_feature_map, check_channels, check_option, label_buffer,
-                                            makes)
-
-COLLAPSE_MODES = ("uniform", "zero")
+from mlgraph_cli.core.models.common import (Head, as_feature_map, check_attention_options, check_channels,
+                                            check_option, label_buffer, makes)
 
 
 class CrossModalityTransform(nn.Module):
@@ -84,10 +82,7 @@ class CrossModalityAttention(Head):
         super().__init__()
         check_option(isinstance(cmt_layers, int) and cmt_layers >= 1, self.name, "cmt_layers", cmt_layers,
                      "1 = a single 1x1 projection, 2 = projection, BN, ReLU, projection")
-        check_option(isinstance(hidden, int) and hidden >= 1, self.name, "hidden", hidden, "a positive width")
-        check_option(0.0 <= float(dropout) < 1.0, self.name, "dropout", dropout, "a probability in [0, 1)")
-        check_option(float(eps) > 0, self.name, "eps", eps, "a small positive number")
-        check_option(collapse in COLLAPSE_MODES, self.name, "collapse", collapse, " or ".join(COLLAPSE_MODES))
+        check_attention_options(self.name, hidden=hidden, dropout=dropout, eps=eps, collapse=collapse)
         e = label_buffer(embeddings, num_labels, embedding_dim, self.name)
         self.register_buffer("embeddings", e)  # (C, d), frozen
         self.in_channels, self.num_labels = int(in_channels), int(num_labels)

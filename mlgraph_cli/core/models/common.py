@@ -121,3 +121,16 @@ def check_option(ok: bool, head: str, option: str, value: Any, expected: str) ->
     """Raise a one-line :class:`InputError` for a bad head option (they come from config files)."""
     if not ok:
         raise InputError(f"head {head!r}: option {option} = {value!r} is not valid ({expected})")
+
+
+# What a label does when none of the locations (or frames) has a positive cosine with it: attend
+# to all alike ("uniform") or see nothing ("zero"). Shared by CMA and temporal CMA.
+COLLAPSE_MODES = ("uniform", "zero")
+
+
+def check_attention_options(head: str, *, hidden: Any, dropout: Any, eps: Any, collapse: Any) -> None:
+    """The options CMA and temporal CMA share, each checked with a one-line error naming ``head``."""
+    check_option(isinstance(hidden, int) and hidden >= 1, head, "hidden", hidden, "a positive width")
+    check_option(0.0 <= float(dropout) < 1.0, head, "dropout", dropout, "a probability in [0, 1)")
+    check_option(float(eps) > 0, head, "eps", eps, "a small positive number")
+    check_option(collapse in COLLAPSE_MODES, head, "collapse", collapse, " or ".join(COLLAPSE_MODES))

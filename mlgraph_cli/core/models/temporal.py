@@ -29,9 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlgraph_cli.core.models.common import Head, check_channels, check_option, label_buffer, makes
-
-COLLAPSE_MODES = ("uniform", "zero")
+from mlgraph_cli.core.models.common import (Head, check_attention_options, check_channels, check_option,
+                                            label_buffer, makes)
 
 
 def as_frames(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,11 +135,8 @@ class TemporalCMA(Head):
         super().__init__()
         check_option(isinstance(cmt_layers, int) and cmt_layers >= 1, self.name, "cmt_layers", cmt_layers,
                      "1 = one linear map per frame, 2 = linear, BN, ReLU, linear")
-        check_option(isinstance(hidden, int) and hidden >= 1, self.name, "hidden", hidden, "a positive width")
         check_option(-1.0 <= float(delta) < 1.0, self.name, "delta", delta, "a cosine margin in [-1, 1)")
-        check_option(0.0 <= float(dropout) < 1.0, self.name, "dropout", dropout, "a probability in [0, 1)")
-        check_option(float(eps) > 0, self.name, "eps", eps, "a small positive number")
-        check_option(collapse in COLLAPSE_MODES, self.name, "collapse", collapse, " or ".join(COLLAPSE_MODES))
+        check_attention_options(self.name, hidden=hidden, dropout=dropout, eps=eps, collapse=collapse)
         e = label_buffer(embeddings, num_labels, embedding_dim, self.name)
         self.register_buffer("embeddings", e)  # (C, d), frozen
         self.in_channels, self.num_labels = int(in_channels), int(num_labels)

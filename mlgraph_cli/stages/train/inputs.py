@@ -20,7 +20,7 @@ import numpy as np
 
 from mlgraph_cli.core.artifacts import file_digest, labels_digest, maker
 from mlgraph_cli.core.progress import ProgressHook
-from mlgraph_cli.core.train_data import TrainingData, _same_label_set, features_modality
+from mlgraph_cli.core.train_data import TrainingData, check_same_label_set, features_modality
 from mlgraph_cli.errors import InputError, MismatchError, MlgraphError, input_error
 
 
@@ -162,7 +162,7 @@ def _embeddings(path: Path | None, names: list[str], source: Path, head: str):
         raise input_error(p, f"no such file (head {head} needs label embeddings)",
                           f"make them with `{maker('embeddings')}`")
     emb = read_embeddings(p)
-    _same_label_set(emb.labels, names, p, source,
+    check_same_label_set(emb.labels, names, p, source,
                     f"make the embeddings from this dataset's graph: `{maker('graph')} ANNOTATIONS` "
                     f"then `{maker('embeddings')}`")
     emb = emb.aligned_to(names, source=p)
@@ -179,7 +179,7 @@ def _adjacency(path: Path | None, names: list[str], source: Path, config):
                            f"(make one with `{maker('graph')} ANNOTATIONS` and pass --graph)")
     p = Path(path)
     graph = read_graph(p)
-    _same_label_set(graph.labels, names, p, source,
+    check_same_label_set(graph.labels, names, p, source,
                     f"build the graph from this dataset's annotations with `{maker('graph')}`")
     try:
         a = adjacency(graph, config.adjacency, **dict(config.adjacency_params or {}))
