@@ -52,6 +52,13 @@ CONFIGS: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {
     "cma-lam1@head": ("cma", "head", "asge-lam1", {}),
     "cma-lam3@head": ("cma", "head", "asge-lam3", {}),
     "cma-nogap@stage5": ("cma", "stage5", "asge", NOGAP),
+    # the graph as a prior the head may move away from, and a per-label attention sharpness
+    "cma-tune@head": ("cma", "head", "asge", {"tune_embeddings": True}),
+    "cma-tune-a0.1@head": ("cma", "head", "asge", {"tune_embeddings": True, "anchor": 0.1}),
+    "cma-tune-a10@head": ("cma", "head", "asge", {"tune_embeddings": True, "anchor": 10.0}),
+    "cma-onehot-tune@head": ("cma", "head", "onehot", {"tune_embeddings": True}),
+    "cma-sharp@head": ("cma", "head", "asge", {"sharpen": True}),
+    "cma-sharp-tune@head": ("cma", "head", "asge", {"sharpen": True, "tune_embeddings": True}),
     "ms-cma": ("ms-cma", "both", "asge", {}),
     "ms-cma-nogap": ("ms-cma", "both", "asge", NOGAP),
     "ms-cma-onehot-nogap": ("ms-cma", "both", "onehot", NOGAP),

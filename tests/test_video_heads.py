@@ -26,7 +26,8 @@ def _head(name, **options):
 
 
 HEADS = [("video-cma", {}), ("video-cma", {"cmt_layers": 2, "hidden": 8, "norm": True, "center": False}),
-         ("video-cma", {"mean_branch": False, "delta": 0.2, "collapse": "zero"}), ("video-gap", {}), ("video-gmp", {})]
+         ("video-cma", {"mean_branch": False, "delta": 0.2, "collapse": "zero"}),
+         ("video-cma", {"sharpen": True}), ("video-gap", {}), ("video-gmp", {})]
 
 
 @pytest.mark.parametrize("name, options", HEADS)
@@ -45,7 +46,7 @@ def test_padded_frames_do_not_change_outputs(name, options, train):
         torch.testing.assert_close(head(x[1:2, :, :4], mask[1:2, :4]), y1[1:2])
 
 
-@pytest.mark.parametrize("options", [{}, {"collapse": "zero", "delta": 0.5}])
+@pytest.mark.parametrize("options", [{}, {"collapse": "zero", "delta": 0.5}, {"sharpen": True}])
 def test_attention_sums_to_one_over_real_frames_only(options):
     head = _head("video-cma", **options).eval()
     x, mask = _batch(1)
@@ -113,3 +114,15 @@ def test_head_errors():
         build_video_head("video-cma", in_channels=D, num_labels=C)
     with pytest.raises(InputError, match="option delta = 1.5 is not valid"):
         build_video_head("video-cma", in_channels=D, num_labels=C, embeddings=torch.randn(C, E), delta=1.5)
+
+
+def test_sharpen_concentrates_temporal_attention_and_never_attends_padding():
+    x, mask = _batch()
+    plain, sharp = _head("video-cma"), _head("video-cma", sharpen=True)
+    sharp.load_state_dict(plain.state_dict(), strict=False)
+    assert torch.allclose(sharp.attention(x, mask), plain.attention(x, mask), atol=1e-6)
+    with torch.no_grad():
+        sharp.sharpness.fill_(1.5)
+    a0, a1 = plain.attention(x, mask), sharp.attention(x, mask)
+    assert (a1[~mask.unsqueeze(1).expand_as(a1)] == 0).all()
+    assert (a1.max(-1).values >= a0.max(-1).values - 1e-6).all()

@@ -183,6 +183,9 @@ class Trainer:
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.amp):
                 logits = net(x, aux, mask)
             loss = masked_bce(logits, y)
+            extra = self.model.head.penalty()  # a head's own regulariser, if it has one
+            if extra is not None:
+                loss = loss + extra
             if not torch.isfinite(loss):
                 self._diverged(epoch, float(loss.detach()))
             optimizer.zero_grad(set_to_none=True)

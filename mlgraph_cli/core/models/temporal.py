@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlgraph_cli.core.models.common import (Head, check_attention_options, check_channels, check_option,
-                                            label_buffer, makes)
+                                            label_buffer, makes, sharpened)
 
 
 def as_frames(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,6 +122,8 @@ class TemporalCMA(Head):
     s_k(t) = ReLU(cos - delta). mean_branch: add masked mean-pool + linear to the logits.
     dropout: on the frame features before the classifiers. eps, collapse: as in the image CMA
     (core/models/cma.py): "uniform" attends evenly over real frames when every s_k(t) is 0.
+    sharpen: a learned exponent per label, a_k(t) proportional to s_k(t) ** g_k (g_k = 1 at the
+    start), as in the image CMA: lets a label's attention settle on the few frames that show it.
     """
 
     name = "video-cma"
@@ -131,15 +133,17 @@ class TemporalCMA(Head):
     def __init__(self, in_channels: int, num_labels: int, embeddings: torch.Tensor | None = None, *,
                  embedding_dim: int | None = None, cmt_layers: int = 1, hidden: int = 512, center: bool = True,
                  norm: bool = False, delta: float = 0.0, mean_branch: bool = False, dropout: float = 0.0,
-                 eps: float = 1e-6, collapse: str = "uniform") -> None:
+                 eps: float = 1e-6, collapse: str = "uniform", sharpen: bool = False) -> None:
         super().__init__()
         check_option(isinstance(cmt_layers, int) and cmt_layers >= 1, self.name, "cmt_layers", cmt_layers,
                      "1 = one linear map per frame, 2 = linear, BN, ReLU, linear")
         check_option(-1.0 <= float(delta) < 1.0, self.name, "delta", delta, "a cosine margin in [-1, 1)")
         check_attention_options(self.name, hidden=hidden, dropout=dropout, eps=eps, collapse=collapse)
+        check_option(isinstance(sharpen, bool), self.name, "sharpen", sharpen, "true or false")
         e = label_buffer(embeddings, num_labels, embedding_dim, self.name)
         self.register_buffer("embeddings", e)  # (C, d), frozen
         self.in_channels, self.num_labels = int(in_channels), int(num_labels)
+        self.sharpness = nn.Parameter(torch.zeros(num_labels)) if sharpen else None  # log g_k, (C,)
         self.center, self.delta, self.eps, self.collapse = bool(center), float(delta), float(eps), collapse
         self.cmt = TemporalTransform(in_channels, e.shape[1], layers=cmt_layers, hidden=hidden)
         self.norm = MaskedBatchNorm(e.shape[1]) if norm else None
@@ -151,7 +155,7 @@ class TemporalCMA(Head):
         self._remember(in_channels=self.in_channels, num_labels=self.num_labels, embedding_dim=int(e.shape[1]),
                        cmt_layers=cmt_layers, hidden=hidden, center=self.center, norm=bool(norm),
                        delta=self.delta, mean_branch=bool(mean_branch), dropout=float(dropout), eps=self.eps,
-                       collapse=collapse)
+                       collapse=collapse, sharpen=bool(sharpen))
 
     @torch.no_grad()
     def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
@@ -193,7 +197,7 @@ class TemporalCMA(Head):
         z = F.normalize(z, dim=1)  # unit vector per frame
         e = F.normalize(self.embeddings, dim=1)  # (C, d)
         s = F.relu(torch.einsum("cd,bdt->bct", e, z) - self.delta)  # (B, C, T)
-        return s * mask.unsqueeze(1).to(s.dtype)
+        return sharpened(s, self.sharpness) * mask.unsqueeze(1).to(s.dtype)
 
     def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """a_k(t), (B, C, T) float32: sums to one over the real frames, zero at padded ones
