@@ -63,6 +63,18 @@ CONFIGS: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {
     "ms-cma-nogap": ("ms-cma", "both", "asge", NOGAP),
     "ms-cma-onehot-nogap": ("ms-cma", "both", "onehot", NOGAP),
 }
+# Rows that also change a training setting of `mlgraph train` (the head's own defaults stay otherwise).
+TRAINING: dict[str, dict[str, Any]] = {
+    "cma-wd0.05@head": {"weight_decay": 0.05},
+    "cma-lr3e-4@head": {"lr": 3e-4},
+    "cma-probe@head": {"probe_epochs": 20},
+    "cma-probe-onehot@head": {"probe_epochs": 20},
+}
+CONFIGS["cma-probe@head"] = CONFIGS["cma@head"]
+CONFIGS["cma-probe-onehot@head"] = CONFIGS["cma-onehot@head"]
+CONFIGS["cma-wd0.05@head"] = CONFIGS["cma@head"]
+CONFIGS["cma-lr3e-4@head"] = CONFIGS["cma@head"]
+CONFIGS["cma-do0.5@head"] = ("cma", "head", "asge", {"dropout": 0.5})
 # The low-data regime: the same heads trained on a subset where RARE labels keep RARE_IMAGES
 # training images each (validation and test unchanged); their test AP is reported apart.
 RARE = ("shirt", "sneaker", "bag")
@@ -175,7 +187,8 @@ def run_one(work: Path, name: str, data_seed: int, seed: int, args: argparse.Nam
     prefix = "stage5-" if layer == "stage5" else ""
     train_file = art / ("rare-features.h5" if name.endswith("+rare") else f"{prefix}features.h5")
     emb = embeddings(data, emb_kind, seed) if emb_kind else None
-    cfg = TrainConfig(head=head, seed=seed, cache="ram", workers=0, device="cpu", head_options=dict(options))
+    cfg = TrainConfig(head=head, seed=seed, cache="ram", workers=0, device="cpu", head_options=dict(options),
+                      **TRAINING.get(name.removesuffix("+rare"), {}))
     run_dir = work / "runs" / f"{name}-d{data_seed}-s{seed}"
     t0 = time.perf_counter()
     result = train(TrainInputs(features=train_file, val_features=art / f"{prefix}val-features.h5",

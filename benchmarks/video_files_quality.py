@@ -6,7 +6,8 @@ each item on screen for only 3-5 consecutive frames, over a drifting texture wit
 coloured squares on every frame. Train / validation / test clips take their items from disjoint
 photographs of the packaged subset. Every split is extracted by `stages.extract.extract` (the
 function behind `mlgraph extract`) with EfficientNet-Lite0 and its packaged ImageNet weights
-(offline), one global-average-pooled 1280-d vector per frame at --fps 4; label embeddings are ASGE
+(offline) at its default input size (224 px, as `mlgraph extract` runs it), one
+global-average-pooled 1280-d vector per frame at --fps 4; label embeddings are ASGE
 on the training labels' graph (`cond-mean`, the `mlgraph embed` default); every head is trained
 by `stages.train.train` (`mlgraph train`, its defaults) with the validation file choosing the
 checkpoint, and the test file is scored once by `stages.evaluate.evaluate`. A second test set
@@ -35,19 +36,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SIZES = {"train": 300, "val": 100, "test": 100, "test2": 100}
+SIZES = {"train": 300, "val": 300, "test": 300, "test2": 300}
 DATA_SEEDS = {"train": 11, "val": 12, "test": 13, "test2": 14}
 POOLS = {"train": "train", "val": "val", "test": "test", "test2": "test"}  # test2: a second, independent test set
-IMAGE_SIZE = 96
+FRAME_PX = 96  # the clips' frame size; extraction resizes frames to the backbone's default input
+EXTRACT_SIZE = None  # None: the backbone's default (224 px for Lite0), what `mlgraph extract` does
 FPS = 4.0
 HEADS = {
     "cma": "temporal CMA (ASGE embeddings)",
     "gap": "mean pooling + linear",
     "gmp": "max pooling + linear",
     "frame-max": "frame level: per-frame linear, max over time",
-    "cma-mean-branch": "temporal CMA + mean-pool branch (mean_branch, chosen on validation)",
+    "cma-mean-branch": "temporal CMA + mean-pool branch (head option mean_branch)",
+    "cma-sharpen": "temporal CMA, learned per-label sharpness (head option sharpen)",
 }
-HEAD_OPTIONS = {"cma-mean-branch": ("cma", {"mean_branch": True})}  # rows that are a head with options
+HEAD_OPTIONS = {"cma-mean-branch": ("cma", {"mean_branch": True}), "cma-sharpen": ("cma", {"sharpen": True})}
 
 
 def make_data(work: Path, progress) -> dict[str, Path]:
@@ -58,7 +61,7 @@ def make_data(work: Path, progress) -> dict[str, Path]:
     from mlgraph_cli.core.graph import adjacency, build_label_graph
     from mlgraph_cli.stages.extract import ExtractConfig, extract
 
-    world = ClipWorld(size=IMAGE_SIZE, frames=20, fps=FPS)
+    world = ClipWorld(size=FRAME_PX, frames=20, fps=FPS)
     paths: dict[str, Path] = {}
     timing = {}
     for split, n in SIZES.items():
@@ -68,7 +71,7 @@ def make_data(work: Path, progress) -> dict[str, Path]:
         out = work / f"{split}.h5"
         if not out.is_file():
             t0 = time.perf_counter()
-            config = ExtractConfig(backbone="efficientnet-lite0", weights="DEFAULT", image_size=IMAGE_SIZE, fps=FPS,
+            config = ExtractConfig(backbone="efficientnet-lite0", weights="DEFAULT", image_size=EXTRACT_SIZE, fps=FPS,
                                    workers=0, batch_size=32, device="cpu", offline=True)
             r = extract([folder], out, config, annotations=folder / "labels.csv", progress=progress)
             timing[split] = {"clips": r.rows, "frames": r.frames, "seconds": time.perf_counter() - t0}
@@ -133,7 +136,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--heads", nargs="+", default=[h for h in HEADS if h not in HEAD_OPTIONS], choices=list(HEADS))
+    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
     parser.add_argument("--work", type=Path, help="keep clips and features here (reused on the next run)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "results" / "video_files_quality.json")
@@ -155,10 +158,10 @@ def main() -> None:
     payload = {
         "benchmark": "video_files_quality",
         "command": "python benchmarks/video_files_quality.py " + " ".join(sys.argv[1:]),
-        "data": {"sizes": SIZES, "data_seeds": DATA_SEEDS, "frame_px": IMAGE_SIZE, "frames_per_clip": 20, "fps": FPS,
+        "data": {"sizes": SIZES, "data_seeds": DATA_SEEDS, "frame_px": FRAME_PX, "frames_per_clip": 20, "fps": FPS,
                  "items_on_screen_frames": [3, 5], "labels": 10, "source": "Fashion-MNIST packaged subset"},
         "extraction": {"path": "stages.extract.extract (mlgraph extract)", "backbone": "efficientnet-lite0",
-                       "weights": "IMAGENET1K (packaged)", "image_size": IMAGE_SIZE, "fps": FPS,
+                       "weights": "IMAGENET1K (packaged)", "image_size": EXTRACT_SIZE or 224, "fps": FPS,
                        "timing": paths["timing"]},
         "training": {"path": "stages.train.train (mlgraph train), defaults", "seeds": args.seeds},
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},

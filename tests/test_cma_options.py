@@ -108,3 +108,36 @@ def test_the_trainer_adds_the_heads_penalty(tmp_path):
     free, held = _embedding_move(tmp_path, 0.0), _embedding_move(tmp_path, 100.0)
     assert free > 0
     assert held < free / 2  # a strong anchor keeps the graph's embeddings
+
+
+def test_init_from_probe_makes_each_locations_cosine_read_the_probe():
+    head = _cma()
+    v, b = torch.randn(C, D), torch.randn(C)
+    head.init_from_probe(v, b)
+    x = torch.randn(B, D, H, W)
+    dots = torch.einsum("cd,bdhw->bchw", F.normalize(head.embeddings, dim=1), head.cmt(x))
+    torch.testing.assert_close(dots, torch.einsum("cd,bdhw->bchw", v, x), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(head.weight, v)
+    assert float(head.gap.weight.abs().sum()) == 0  # the first logits are the probe's, pooled by attention
+    with pytest.raises(ValueError, match="cmt_layers = 1"):
+        _cma(cmt_layers=2).init_from_probe(v, b)
+
+
+@pytest.mark.parametrize("head,probed", [("cma", True), ("gap", False)])
+def test_image_runs_start_from_a_probe_when_asked(tmp_path, head, probed):
+    import json
+
+    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.stages.train import train
+    from mlgraph_cli.stages.train.inputs import TrainInputs
+
+    data = trainkit.toy_dataset(tmp_path / "data", n_train=64, n_val=32)
+    inputs = TrainInputs(features=data["features"], val_features=data["val"], embeddings=data["embeddings"])
+    config = TrainConfig(head=head, epochs=2, probe_epochs=3, batch_size=16, lr=0.05, device="cpu")
+    result = train(inputs, config, run_dir=tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert ("probe" in saved) == probed  # only a head with init_from_probe starts from one
+    if probed:
+        assert saved["probe"] == {"epochs": 3, "loss": pytest.approx(saved["probe"]["loss"]), "images": 64}
+        assert 0 < saved["probe"]["loss"] < 0.7
+    assert result.best_map > 50

@@ -82,7 +82,7 @@ def test_the_one_trainer_fits_temporal_heads(clip_files, clips, name, tmp_path):
 def test_probe_start_trains_a_mean_pool_probe_with_the_trainer(clips):
     from mlgraph_cli.core.classifier import Classifier
     from mlgraph_cli.core.training import TrainConfig
-    from mlgraph_cli.core.video.training import probe_start
+    from mlgraph_cli.core.probe import probe_start
 
     train, _ = clips
     torch.manual_seed(0)

@@ -112,9 +112,10 @@ def train(
                                                panel=HELP_PANEL_OPT)] = None,
     amp: Annotated[Optional[bool], _opt("--amp/--no-amp", help="Mixed precision (CUDA only). \\[default: on for "
                                         "CUDA]", panel=HELP_PANEL_OPT)] = None,
-    probe_epochs: Annotated[Optional[int], _opt("--probe-epochs", min=0, help="Video cma only: epochs of the "
+    probe_epochs: Annotated[Optional[int], _opt("--probe-epochs", min=0, help="cma only: epochs of the "
                                                 "mean-pool probe the head starts from, before --epochs. "
-                                                f"\\[default: {MODALITY_DEFAULTS['video']['probe_epochs']}]",
+                                                f"\\[default: {MODALITY_DEFAULTS['video']['probe_epochs']} "
+                                                f"on video, {MODALITY_DEFAULTS['image']['probe_epochs']} on images]",
                                                 panel=HELP_PANEL_OPT)] = None,
     patience: Annotated[Optional[int], _opt("--patience", min=0, help="Stop when validation mAP has not improved "
                                             f"for this many epochs; 0 = never. {_dm('patience')}",

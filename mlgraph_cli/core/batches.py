@@ -103,8 +103,9 @@ class FeatureSet(Dataset):
 
 
 class TensorSet(Dataset):
-    """In-memory rows batched like :class:`FeatureSet`: x (N, D, T) with every frame real (the
-    probe start of core/video/training.py trains on clip means, T = 1), targets (N, C) int8."""
+    """In-memory rows batched like :class:`FeatureSet`: x (N, D, T) with every frame real, or
+    (N, D, H, W) maps (the probe start of core/probe.py trains on pooled clips, T = 1, or pooled
+    maps, H = W = 1), targets (N, C) int8."""
 
     def __init__(self, x: torch.Tensor, targets: torch.Tensor) -> None:
         self.x, self.targets = x, targets.to(torch.int8)

@@ -19,7 +19,7 @@ Choices, and why:
   epoch stays on disk.
 - Video: batches carry the mask of real frames and a temporal head (``head.modality ==
   "video"``) is called as ``head(x, mask)``. Temporal CMA starts from a mean-pool linear probe
-  (``core.video.training.probe_start``, docs/video.md), trained by this same Trainer.
+  (``core.probe.probe_start``, docs/video.md), trained by this same Trainer.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ runs this function; rank 0 alone writes.
 Video features (``mlgraph import-yt8m``) use the same Trainer, so run folders, ``--resume`` and
 metrics.jsonl work as for images. The features file's schema decides the modality once; unset
 epochs / lr / probe epochs then take that modality's defaults (``TrainConfig.for_modality``). A
-new temporal CMA run first trains a mean-pool probe and starts the head from it
-(``core.video.training.probe_start``); a resumed run never repeats it, its weights are in
+new temporal CMA run (and an image CMA run given ``probe_epochs``) first trains a mean-pool
+probe and starts the head from it (``core.probe.probe_start``); a resumed run never repeats it, its weights are in
 ``resume.pt``. config.json (``core.run_config.RunConfig``) records the modality and the probe.
 
 :func:`run_train` is what ``mlgraph train`` calls: the project file, the ``[train]`` table and
@@ -82,8 +82,8 @@ def train(inputs: TrainInputs, config: TrainConfig, *, run_dir: str | os.PathLik
     try:
         prepared = inputs_mod.prepare(inputs, config, device=device, dist=dist, progress=progress)
         out = _choose_run_dir(run_dir, runs_root, name, force, dist)
-        if prepared.data.modality == "video":
-            from mlgraph_cli.core.video.training import probe_start
+        if config.probe_epochs:
+            from mlgraph_cli.core.probe import probe_start
 
             with _sigterm_as_interrupt():
                 prepared.probe = probe_start(prepared.model, prepared.data.train_set, config, device,
@@ -236,7 +236,7 @@ def _run_config(inputs: TrainInputs, config: TrainConfig, prepared) -> RunConfig
         threshold=config.threshold, input=data.input_kind, backbone=data.backbone_config,
         backbone_weights=ckpt.BACKBONE_WEIGHTS if data.backbone_state is not None else None,
         backbone_trained=data.input_kind == "images", data=data.data_info, embeddings=prepared.embeddings_info,
-        graph=prepared.graph_info, probe=prepared.probe if data.modality == "video" else None,
+        graph=prepared.graph_info, probe=prepared.probe,
         provenance=provenance(COMMAND, _params(inputs, config)))
 
 

@@ -90,7 +90,7 @@ class Prepared:
     head_name: str  # the registry entry (``video-cma`` for ``--head cma`` on video)
     embeddings_info: dict[str, Any] | None
     graph_info: dict[str, Any] | None
-    probe: dict[str, Any] | None = None  # the probe start of a temporal CMA head (stages/train/__init__.py)
+    probe: dict[str, Any] | None = None  # the probe start of a CMA head (core/probe.py)
 
 
 def data_modality(inputs: TrainInputs) -> str:
