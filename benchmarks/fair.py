@@ -69,7 +69,15 @@ TRAINING: dict[str, dict[str, Any]] = {
     "cma-lr3e-4@head": {"lr": 3e-4},
     "cma-probe@head": {"probe_epochs": 20},
     "cma-probe-onehot@head": {"probe_epochs": 20},
+    "cma-probe-sharp@head": {"probe_epochs": 20},
+    "cma-probe-tune@head": {"probe_epochs": 20},
+    "cma-probe-lam1@head": {"probe_epochs": 20},
+    "cma-probe-lam3@head": {"probe_epochs": 20},
 }
+CONFIGS["cma-probe-lam1@head"] = CONFIGS["cma-lam1@head"]
+CONFIGS["cma-probe-lam3@head"] = CONFIGS["cma-lam3@head"]
+CONFIGS["cma-probe-sharp@head"] = ("cma", "head", "asge", {"sharpen": True})
+CONFIGS["cma-probe-tune@head"] = ("cma", "head", "asge", {"tune_embeddings": True})
 CONFIGS["cma-probe@head"] = CONFIGS["cma@head"]
 CONFIGS["cma-probe-onehot@head"] = CONFIGS["cma-onehot@head"]
 CONFIGS["cma-wd0.05@head"] = CONFIGS["cma@head"]
@@ -79,7 +87,8 @@ CONFIGS["cma-do0.5@head"] = ("cma", "head", "asge", {"dropout": 0.5})
 # training images each (validation and test unchanged); their test AP is reported apart.
 RARE = ("shirt", "sneaker", "bag")
 RARE_IMAGES = 15
-for _name in ("gap@head", "cma@head", "cma-onehot@head", "cma-lam1@head", "cma-lam3@head"):
+for _name in ("gap@head", "cma@head", "cma-onehot@head", "cma-lam1@head", "cma-lam3@head", "cma-probe@head",
+              "cma-probe-onehot@head"):
     CONFIGS[_name + "+rare"] = CONFIGS[_name]
 
 

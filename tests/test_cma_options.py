@@ -141,3 +141,19 @@ def test_image_runs_start_from_a_probe_when_asked(tmp_path, head, probed):
         assert saved["probe"] == {"epochs": 3, "loss": pytest.approx(saved["probe"]["loss"]), "images": 64}
         assert 0 < saved["probe"]["loss"] < 0.7
     assert result.best_map > 50
+
+
+@pytest.mark.parametrize("options,probe_epochs", [({}, 20), ({"cmt_layers": 2}, None)])
+def test_image_cma_starts_from_a_probe_by_default_when_its_transform_is_linear(tmp_path, options, probe_epochs):
+    import json
+
+    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.stages.train import train
+    from mlgraph_cli.stages.train.inputs import TrainInputs
+
+    data = trainkit.toy_dataset(tmp_path / "data", n_train=48, n_val=16)
+    inputs = TrainInputs(features=data["features"], val_features=data["val"], embeddings=data["embeddings"])
+    train(inputs, TrainConfig(head="cma", epochs=1, batch_size=16, device="cpu", head_options=options),
+          run_dir=tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved.get("probe", {}).get("epochs") == probe_epochs

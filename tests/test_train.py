@@ -320,7 +320,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cli, data, tmp_path,
 
     monkeypatch.setattr(training, "_epoch_line", interrupt_after_first)
     run = tmp_path / "run"
-    result = _train(cli, data, run, "--epochs", "2")
+    result = _train(cli, data, run, "--epochs", "2", "--probe-epochs", "0")  # the fault is timed by epoch 1
     assert result.exit_code == 130
     assert f"continue with `mlgraph train --resume {run}`" in result.stderr
     monkeypatch.setattr(training, "_epoch_line", real)

@@ -37,7 +37,7 @@ def test_sigterm_is_ctrl_c_the_run_keeps_its_epoch_and_resumes(cli, data, tmp_pa
 
     monkeypatch.setattr(training, "_epoch_line", terminate_after_first)
     run = tmp_path / "run"
-    result = _train(cli, data, run, "--epochs", "3")
+    result = _train(cli, data, run, "--epochs", "3", "--probe-epochs", "0")  # the fault is timed by epoch 1
     assert result.exit_code == 130, result.output
     assert result.stderr.strip().splitlines()[-1] == (
         f"Interrupted: {run} keeps its last finished epoch; continue with `mlgraph train --resume {run}`")
@@ -76,7 +76,7 @@ def test_a_diverging_loss_is_one_line_naming_the_epoch(cli, data, tmp_path, monk
 
     monkeypatch.setattr(training, "masked_bce", diverge_in_epoch_two)
     run = tmp_path / "run"
-    result = _train(cli, data, run, "--epochs", "3", "-q")
+    result = _train(cli, data, run, "--epochs", "3", "--probe-epochs", "0", "-q")  # batches counted from epoch 1
     assert result.exit_code == 1 and "Traceback" not in result.output
     line = result.stderr.strip().splitlines()[-1]  # after the line of epoch 1
     assert line == (f"Error: {run}: the training loss became inf in epoch 2 (training diverged; the run keeps "
@@ -142,3 +142,25 @@ def test_label_values_outside_minus_one_zero_one_are_refused(cli, data, tmp_path
     line = one_line_error(_train(cli, data, tmp_path / "run", features=bad))
     assert line == (f"Error: {bad}: labels must be -1, 0 or 1, but row 5 holds 7 (1 row(s) affected; remake the file "
                     "with `mlgraph extract`)")
+
+
+def test_ctrl_c_during_the_probe_start_is_exit_130_and_the_folder_is_reused(cli, data, tmp_path, monkeypatch):
+    from mlgraph_cli.core import training
+
+    real = training._epoch_line
+
+    def interrupt_in_probe(row, epochs, label="epoch"):
+        if label == "probe":
+            raise KeyboardInterrupt
+        return real(row, epochs, label)
+
+    monkeypatch.setattr(training, "_epoch_line", interrupt_in_probe)
+    run = tmp_path / "run"
+    result = _train(cli, data, run, "--epochs", "2", "--probe-epochs", "2")
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("Interrupted")
+    assert not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip()
+    monkeypatch.setattr(training, "_epoch_line", real)
+    result = _train(cli, data, run, "--epochs", "2", "--probe-epochs", "2")  # no --force: no epoch was kept
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["probe"]["epochs"] == 2

@@ -10,7 +10,8 @@ it is an option measured in benchmarks/fair.py (docs/benchmarks.md).
 
 Pooling is fixed, so each example is pooled once ((N, D) in memory) and the probe trains on the
 pooled vectors. Deterministic for a seed, so every rank of a torchrun launch starts from the
-same head. Heads end to end on images (a backbone in the model) get no probe.
+same head. Heads end to end on images (a backbone in the model), and heads whose transform is
+not one linear map (``cmt_layers`` > 1), get no probe.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def probe_start(model: Classifier, train_set: Dataset, config: TrainConfig, devi
                 progress: ProgressHook = NULL_PROGRESS) -> dict[str, Any] | None:
     """Train a pooling + linear probe and start ``model.head`` from it.
 
-    Returns ``{"epochs", "loss", "examples"}`` (what config.json records), or None for a head
-    without ``init_from_probe``, a model with a backbone, or 0 probe epochs.
+    Returns ``{"epochs", "loss", "images" or "videos"}`` (what config.json records), or None for
+    a head without a linear transform to start (no ``init_from_probe``, or ``cmt_layers`` > 1), a
+    model with a backbone, or 0 probe epochs.
     """
     from mlgraph_cli.core.batches import TensorSet, eval_loader
     from mlgraph_cli.core.models import build_head
@@ -50,7 +52,8 @@ def probe_start(model: Classifier, train_set: Dataset, config: TrainConfig, devi
 
     head = model.head
     epochs = int(config.probe_epochs or 0)
-    if not hasattr(head, "init_from_probe") or epochs < 1 or getattr(model, "backbone", None) is not None:
+    if (not getattr(head, "accepts_probe", False) or epochs < 1
+            or getattr(model, "backbone", None) is not None):
         return None
     video = head.modality == "video"
     pooled, targets = [], []

@@ -83,6 +83,9 @@ class CrossModalityAttention(Head):
 
     name = "cma"
     needs_embeddings = True
+    # The probe start (core/probe.py): chosen on the validation splits of benchmarks/fair.py,
+    # where it lifted cma from below GAP to above it (docs/benchmarks.md).
+    training_defaults = {"probe_epochs": 20}
 
     def __init__(self, in_channels: int, num_labels: int, embeddings: torch.Tensor | None = None, *,
                  embedding_dim: int | None = None, cmt_layers: int = 1, hidden: int = 512,
@@ -122,6 +125,11 @@ class CrossModalityAttention(Head):
         x = as_feature_map(x)
         check_channels(x, self.in_channels, self.name)
         return x.to(self.weight.dtype)
+
+    @property
+    def accepts_probe(self) -> bool:
+        """Whether :meth:`init_from_probe` can start this head (its transform is linear)."""
+        return len(self.cmt.net) == 1
 
     @torch.no_grad()
     def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> None:

@@ -157,6 +157,11 @@ class TemporalCMA(Head):
                        delta=self.delta, mean_branch=bool(mean_branch), dropout=float(dropout), eps=self.eps,
                        collapse=collapse, sharpen=bool(sharpen))
 
+    @property
+    def accepts_probe(self) -> bool:
+        """Whether :meth:`init_from_probe` can start this head (its transform is linear)."""
+        return len(self.cmt.linears) == 1
+
     @torch.no_grad()
     def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """Start phi and the classifiers from a linear probe over the clip (e.g. a trained ``video-gap``).
