@@ -63,7 +63,9 @@ CONFIGS: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {
     "ms-cma-nogap": ("ms-cma", "both", "asge", NOGAP),
     "ms-cma-onehot-nogap": ("ms-cma", "both", "onehot", NOGAP),
 }
-# Rows that also change a training setting of `mlgraph train` (the head's own defaults stay otherwise).
+# Rows that also change a training setting of `mlgraph train`. Every other row trains with
+# probe_epochs = 0: they were measured before the probe start became the default of cma and
+# ms-cma (a row's name fixes what it ran, so an interrupted study resumes the same runs).
 TRAINING: dict[str, dict[str, Any]] = {
     "cma-wd0.05@head": {"weight_decay": 0.05},
     "cma-lr3e-4@head": {"lr": 3e-4},
@@ -73,7 +75,9 @@ TRAINING: dict[str, dict[str, Any]] = {
     "cma-probe-tune@head": {"probe_epochs": 20},
     "cma-probe-lam1@head": {"probe_epochs": 20},
     "cma-probe-lam3@head": {"probe_epochs": 20},
+    "ms-cma-probe": {"probe_epochs": 20},
 }
+CONFIGS["ms-cma-probe"] = CONFIGS["ms-cma"]
 CONFIGS["cma-probe-lam1@head"] = CONFIGS["cma-lam1@head"]
 CONFIGS["cma-probe-lam3@head"] = CONFIGS["cma-lam3@head"]
 CONFIGS["cma-probe-sharp@head"] = ("cma", "head", "asge", {"sharpen": True})
@@ -197,7 +201,7 @@ def run_one(work: Path, name: str, data_seed: int, seed: int, args: argparse.Nam
     train_file = art / ("rare-features.h5" if name.endswith("+rare") else f"{prefix}features.h5")
     emb = embeddings(data, emb_kind, seed) if emb_kind else None
     cfg = TrainConfig(head=head, seed=seed, cache="ram", workers=0, device="cpu", head_options=dict(options),
-                      **TRAINING.get(name.removesuffix("+rare"), {}))
+                      **{"probe_epochs": 0, **TRAINING.get(name.removesuffix("+rare"), {})})
     run_dir = work / "runs" / f"{name}-d{data_seed}-s{seed}"
     t0 = time.perf_counter()
     result = train(TrainInputs(features=train_file, val_features=art / f"{prefix}val-features.h5",

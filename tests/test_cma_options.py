@@ -157,3 +157,32 @@ def test_image_cma_starts_from_a_probe_by_default_when_its_transform_is_linear(t
           run_dir=tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved.get("probe", {}).get("epochs") == probe_epochs
+
+
+def test_ms_cma_starts_each_stage_from_its_block_of_one_probe():
+    head = build_head("ms-cma", in_channels=[D, D // 2], num_labels=C, embeddings=torch.randn(C, E))
+    v, b = torch.randn(C, D + D // 2), torch.randn(C)
+    head.init_from_probe(v, b)
+    torch.testing.assert_close(head.branches[0].weight, 2 * v[:, :D])  # two stages, logits averaged
+    torch.testing.assert_close(head.branches[1].weight, 2 * v[:, D:])
+    torch.testing.assert_close(head.branches[1].bias, b)
+    with pytest.raises(ValueError, match="stages"):
+        head.init_from_probe(torch.randn(C, D), b)
+
+
+def test_ms_cma_run_records_its_probe(tmp_path):
+    import json
+
+    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.stages.train import train
+    from mlgraph_cli.stages.train.inputs import TrainInputs
+
+    d = tmp_path / "d"
+    d.mkdir()
+    feats = trainkit.write_features(d / "f.h5", trainkit.planted(48, aux=True))
+    val = trainkit.write_features(d / "v.h5", trainkit.planted(24, aux=True, seed=1))
+    inputs = TrainInputs(features=feats, val_features=val, embeddings=trainkit.write_embeddings(d / "e.h5"))
+    train(inputs, TrainConfig(head="ms-cma", epochs=1, probe_epochs=2, batch_size=16, device="cpu"),
+          run_dir=tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["probe"]["epochs"] == 2 and saved["probe"]["images"] == 48

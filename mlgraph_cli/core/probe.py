@@ -27,11 +27,14 @@ from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.train_config import TrainConfig
 
 
-def _pooled(x: torch.Tensor, mask: torch.Tensor | None, video: bool) -> torch.Tensor:
-    """(B, D) means: over a clip's real frames (video), or over every location of a map."""
+def _pooled(x, mask: torch.Tensor | None, video: bool) -> torch.Tensor:
+    """(B, D) means: over a clip's real frames (video), or over every location of a map; the
+    maps of a multi-scale head (a list) are pooled each and concatenated, in the head's order."""
     from mlgraph_cli.core.models.common import as_feature_map
     from mlgraph_cli.core.models.temporal import as_frames, masked_mean
 
+    if isinstance(x, (list, tuple)):
+        return torch.cat([_pooled(m, mask, video) for m in x], dim=1)
     if video:
         frames, mask = as_frames(x, mask)  # (B, D, T), (B, T)
         return masked_mean(frames.float(), mask)
@@ -60,7 +63,7 @@ def probe_start(model: Classifier, train_set: Dataset, config: TrainConfig, devi
     progress.start("probe: pooling " + ("clips" if video else "maps"), total=len(train_set),
                    unit="videos" if video else "images")
     for batch in eval_loader(train_set, config.batch_size, config.workers):
-        pooled.append(_pooled(batch["x"], batch.get("mask"), video))
+        pooled.append(_pooled(model.head_input(batch["x"], batch.get("aux")), batch.get("mask"), video))
         targets.append(batch["y"])
         progress.advance(len(batch["y"]))
     progress.stop()
@@ -68,8 +71,8 @@ def probe_start(model: Classifier, train_set: Dataset, config: TrainConfig, devi
     means = TensorSet(means if video else means[..., None], torch.cat(targets))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        probe = build_head("video-gap" if video else "gap", in_channels=head.in_channels,
-                           num_labels=head.num_labels)
+        width = sum(head.in_channels) if isinstance(head.in_channels, (list, tuple)) else head.in_channels
+        probe = build_head("video-gap" if video else "gap", in_channels=width, num_labels=head.num_labels)
     probe_config = dataclasses.replace(config, epochs=epochs, warmup_epochs=0.0, patience=0)
     fit = Trainer(Classifier(probe), means, None, config=probe_config, label_names=[], run_dir=None, device=device,
                   progress=progress, label="probe").fit()

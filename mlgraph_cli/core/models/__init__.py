@@ -9,7 +9,7 @@ to logits (B, C), and exposes ``config`` (plain JSON), ``needs_embeddings``,
     again = build_head(**head.config)        # embeddings come back with load_state_dict
     again.load_state_dict(head.state_dict())
 
-Heads: ``cma`` and ``ms-cma`` (You et al., AAAI 2020; core/models/cma.py), ``gap``, ``gmp``
+Heads: ``cma`` and ``ms-cma`` (You et al., AAAI 2020; core/models/cma.py, core/models/ms_cma.py), ``gap``, ``gmp``
 and ``mlgcn`` (Chen et al., CVPR 2019; core/models/baselines.py) over image maps, and their
 temporal kin over video frames (core/models/temporal.py): ``video-cma``, ``video-gap``,
 ``video-gmp`` and the frame-level reference ``video-frame-max``, called as ``head(x, mask)``.
@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from mlgraph_cli.core.models.baselines import MLGCN, GlobalPoolHead, gap, gmp, mlgcn, normalize_adjacency
-from mlgraph_cli.core.models.cma import CrossModalityAttention, CrossModalityTransform, MultiScaleCMA, cma, ms_cma
+from mlgraph_cli.core.models.cma import CrossModalityAttention, CrossModalityTransform, cma
+from mlgraph_cli.core.models.ms_cma import MultiScaleCMA, ms_cma
 from mlgraph_cli.core.models.common import Head
 from mlgraph_cli.core.models.temporal import (TemporalCMA, TemporalPoolHead, video_cma, video_frame_max, video_gap,
                                               video_gmp)
