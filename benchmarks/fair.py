@@ -76,8 +76,12 @@ TRAINING: dict[str, dict[str, Any]] = {
     "cma-probe-lam1@head": {"probe_epochs": 20},
     "cma-probe-lam3@head": {"probe_epochs": 20},
     "ms-cma-probe": {"probe_epochs": 20},
+    "ms-cma-probe-lam3": {"probe_epochs": 20},
+    "ms-cma-probe-onehot": {"probe_epochs": 20},
 }
 CONFIGS["ms-cma-probe"] = CONFIGS["ms-cma"]
+CONFIGS["ms-cma-probe-lam3"] = ("ms-cma", "both", "asge-lam3", {})
+CONFIGS["ms-cma-probe-onehot"] = ("ms-cma", "both", "onehot", {})
 CONFIGS["cma-probe-lam1@head"] = CONFIGS["cma-lam1@head"]
 CONFIGS["cma-probe-lam3@head"] = CONFIGS["cma-lam3@head"]
 CONFIGS["cma-probe-sharp@head"] = ("cma", "head", "asge", {"sharpen": True})
@@ -92,7 +96,7 @@ CONFIGS["cma-do0.5@head"] = ("cma", "head", "asge", {"dropout": 0.5})
 RARE = ("shirt", "sneaker", "bag")
 RARE_IMAGES = 15
 for _name in ("gap@head", "cma@head", "cma-onehot@head", "cma-lam1@head", "cma-lam3@head", "cma-probe@head",
-              "cma-probe-onehot@head"):
+              "cma-probe-onehot@head", "cma-probe-lam3@head"):
     CONFIGS[_name + "+rare"] = CONFIGS[_name]
 
 
@@ -238,14 +242,17 @@ def summary(work: Path) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| config | head | map | embeddings | GAP branch | val mAP | test mAP | test CF1 | test OF1 | runs | s / run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| config | head | map | embeddings | GAP branch | probe start | val mAP | test mAP | test CF1 | test OF1 "
+             "| runs | s / run |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         head, layer, emb, options = CONFIGS[r["config"]]
-        branch = "-" if head not in ("cma", "ms-cma") else ("no" if options.get("gap_branch") is False else "yes")
+        attends = head in ("cma", "ms-cma")
+        branch = "-" if not attends else ("no" if options.get("gap_branch") is False else "yes")
+        probe = TRAINING.get(r["config"].removesuffix("+rare"), {}).get("probe_epochs", 0)
+        probe = "-" if not attends else (f"{probe} epochs" if probe else "no")
         cells = " | ".join(f"{r[k]:.2f} ± {r[k + '_std']:.2f}" for k in ("val", "mAP", "CF1", "OF1"))
         where = {"head": "7 x 7", "stage5": "14 x 14", "both": "both"}[layer]
-        lines.append(f"| {r['config']} | {head} | {where} | {emb or '-'} | {branch} | {cells} | {r['runs']} "
+        lines.append(f"| {r['config']} | {head} | {where} | {emb or '-'} | {branch} | {probe} | {cells} | {r['runs']} "
                      f"| {r['seconds']:.0f} |")
     return "\n".join(lines)
 

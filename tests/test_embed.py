@@ -52,7 +52,7 @@ def test_default_asge_with_one_hot_inputs(cli, tmp_path, graph_file):
     assert emb.labels == LABELS and emb.vectors.shape == (12, 16)
     a = emb.attrs
     assert a["schema"] == "mlgraph/embeddings@1" and a["method"] == "asge" and a["init"] == "onehot"
-    assert a["adjacency"] == {"kind": "cond-mean", "params": {}} and a["seed"] == 0
+    assert a["adjacency"] == {"kind": "cond-mean", "params": {}, "self_weight": 3.0} and a["seed"] == 0
     assert a["graph"]["path"] == str(graph_file.resolve()) and len(a["graph"]["file_digest"]) == 64
     assert a["fit"]["steps"] == 60 and a["fit"]["weighting"] == "uniform"
     assert a["provenance"]["command"] == "mlgraph embed" and a["provenance"]["params"]["dim"] == 16
@@ -154,7 +154,7 @@ def test_project_folder_no_arguments(cli, tmp_path, graph_file, monkeypatch):
     assert result.exit_code == 0, result.output
     emb = read_embeddings(tmp_path / "artifacts" / "embeddings.h5")
     assert emb.dimension == 8 and emb.attrs["init"] == str(tmp_path / vectors.name)
-    assert emb.attrs["adjacency"] == {"kind": "binary", "params": {"tau": 0.4}} and emb.attrs["fit"]["steps"] == 40
+    assert emb.attrs["adjacency"] == {"kind": "binary", "params": {"tau": 0.4}, "self_weight": 3.0} and emb.attrs["fit"]["steps"] == 40
     # a flag wins over the project; --init onehot overrides [dataset] vectors
     assert cli("embed", "--init", "onehot", "--dim", "4").exit_code == 0
     emb = read_embeddings(tmp_path / "artifacts" / "embeddings.h5")

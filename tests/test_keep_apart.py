@@ -43,7 +43,7 @@ def test_embed_self_weight_lowers_neighbour_cosines(cli, tmp_path):
     graph = tmp_path / "graph.json"
     write_graph(planted_graph(), graph)
     plain, apart = tmp_path / "plain.h5", tmp_path / "apart.h5"
-    for out, extra in ((plain, ()), (apart, ("--self-weight", "3"))):
+    for out, extra in ((plain, ("--self-weight", "0")), (apart, ())):  # the default is 3
         result = cli("embed", graph, "-o", out, "--dim", "16", "--steps", "200", *extra)
         assert result.exit_code == 0, result.output
     off = ~np.eye(12, dtype=bool)

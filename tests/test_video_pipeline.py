@@ -133,7 +133,7 @@ def test_train_writes_a_video_run(chain):
     config = json.loads((run / "config.json").read_text())
     assert config["modality"] == "video" and config["labels"] == list(CLASSES.values())
     head = config["head"]
-    assert head["name"] == "video-cma" and head["in_channels"] == 1152 and head["mean_branch"] is False
+    assert head["name"] == "video-cma" and head["in_channels"] == 1152 and head["mean_branch"] is True
     assert build_video_head(**head).num_labels == 4  # config.json alone rebuilds the head
     assert config["probe"]["epochs"] == 2 and config["probe"]["videos"] == 24
     assert config["data"]["frames"] == 10 and config["data"]["record_kind"] == "frame"

@@ -16,7 +16,7 @@ class EmbedConfig:
 
     adjacency/tau/p: the target adjacency (core/graph.py kinds; tau for binary and mlgcn, p for
     mlgcn). self_weight: lambda of the ASGE target A + lambda I (core/graph/adjacency.py
-    ``keep_apart``; 0 = A as it is). dim: None picks the method's natural width (DEFAULT_DIM; the vectors' for ``word``;
+    ``keep_apart``; 0 = A as it is, the paper's target). dim: None picks the method's natural width (DEFAULT_DIM; the vectors' for ``word``;
     C for ``onehot``). steps/lr/hidden/weighting/threads: the ASGE fit. walks_per_label/
     walk_length/window/epochs: DeepWalk. oov: ``error`` or ``random`` for labels missing from
     the word vectors.
@@ -33,7 +33,7 @@ class EmbedConfig:
     lr: float = 0.01
     hidden: int = 256
     weighting: str = "uniform"
-    self_weight: float = 0.0
+    self_weight: float = 3.0  # chosen on validation with CMA (docs/benchmarks.md, "A fair comparison")
     threads: int = 1
     walks_per_label: int = 10
     walk_length: int = 40

@@ -119,7 +119,9 @@ class TemporalCMA(Head):
     embeddings: (C, d) label embeddings, frozen (a buffer, saved with the state dict).
     cmt_layers / hidden: depth and hidden width of phi. center: phi sees x_t minus the clip's mean
     frame. norm: masked batch norm of z before the cosine. delta: the margin of
-    s_k(t) = ReLU(cos - delta). mean_branch: add masked mean-pool + linear to the logits.
+    s_k(t) = ReLU(cos - delta). mean_branch: add masked mean-pool + linear to the logits (default
+    on, like the image CMA's GAP branch: chosen on the validation clips of
+    benchmarks/video_files_quality.py, docs/video.md).
     dropout: on the frame features before the classifiers. eps, collapse: as in the image CMA
     (core/models/cma.py): "uniform" attends evenly over real frames when every s_k(t) is 0.
     sharpen: a learned exponent per label, a_k(t) proportional to s_k(t) ** g_k (g_k = 1 at the
@@ -132,7 +134,7 @@ class TemporalCMA(Head):
 
     def __init__(self, in_channels: int, num_labels: int, embeddings: torch.Tensor | None = None, *,
                  embedding_dim: int | None = None, cmt_layers: int = 1, hidden: int = 512, center: bool = True,
-                 norm: bool = False, delta: float = 0.0, mean_branch: bool = False, dropout: float = 0.0,
+                 norm: bool = False, delta: float = 0.0, mean_branch: bool = True, dropout: float = 0.0,
                  eps: float = 1e-6, collapse: str = "uniform", sharpen: bool = False) -> None:
         super().__init__()
         check_option(isinstance(cmt_layers, int) and cmt_layers >= 1, self.name, "cmt_layers", cmt_layers,
@@ -171,8 +173,8 @@ class TemporalCMA(Head):
         so that <e_k, z_t> = <v_k, x_t>: from the first step the cosine of frame t with label k
         measures the probe's evidence for k in that frame, and (E^+ rather than E^T) labels whose
         embeddings are close because they co-occur do not borrow each other's evidence. The
-        classifiers start as the probe's (w_k = v_k, b_k = b_k), so with uniform attention the head
-        would be the probe. Needs ``cmt_layers = 1`` (phi linear).
+        classifiers start as the probe's (w_k = v_k, b_k = b_k) and the mean-pool branch at zero, so
+        with uniform attention the head would be the probe. Needs ``cmt_layers = 1`` (phi linear).
         """
         if len(self.cmt.linears) != 1:
             raise ValueError("init_from_probe needs a linear cross-modality transform (cmt_layers = 1)")
@@ -188,6 +190,9 @@ class TemporalCMA(Head):
         linear.bias.zero_()
         self.weight.copy_(w)
         self.bias.copy_(b)
+        if self.mean_fc is not None:  # the first logits are the probe's, pooled by the attention
+            self.mean_fc.weight.zero_()
+            self.mean_fc.bias.zero_()
 
     def similarity(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """s_k(t) = ReLU(cos(z_t, e_k) - delta), zero at padded frames: (B, C, T) float32."""
