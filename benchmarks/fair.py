@@ -312,7 +312,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name:24s} d{d} s{seed}: val {r['val_mAP']:.2f} test {r['test']['mAP']:.2f} "
                           f"({r['train_seconds']:.0f} s)", flush=True)
     rows = summary(work)
-    print(table(rows))
+    full = max((r["runs"] for r in rows), default=0)
+    print(f"Every data seed x every training seed ({full} runs a row):")
+    print(table([r for r in rows if r["runs"] == full and not r["config"].endswith("+rare")]))
+    print("\nScreened on fewer runs (training seed 0 on each data seed, unless the runs column says more):")
+    print(table([r for r in rows if r["runs"] < full and not r["config"].endswith("+rare")]))
     print("\n" + rare_table(work))
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs = [json.loads(p.read_text()) for p in sorted((work / "results").glob("*.json"))]
