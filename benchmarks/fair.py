@@ -78,7 +78,11 @@ TRAINING: dict[str, dict[str, Any]] = {
     "ms-cma-probe": {"probe_epochs": 20},
     "ms-cma-probe-lam3": {"probe_epochs": 20},
     "ms-cma-probe-onehot": {"probe_epochs": 20},
+    "cma-probe-lam3-nogap@head": {"probe_epochs": 20},
+    "ms-cma-probe-lam3-nogap": {"probe_epochs": 20},
 }
+CONFIGS["cma-probe-lam3-nogap@head"] = ("cma", "head", "asge-lam3", NOGAP)
+CONFIGS["ms-cma-probe-lam3-nogap"] = ("ms-cma", "both", "asge-lam3", NOGAP)
 CONFIGS["ms-cma-probe"] = CONFIGS["ms-cma"]
 CONFIGS["ms-cma-probe-lam3"] = ("ms-cma", "both", "asge-lam3", {})
 CONFIGS["ms-cma-probe-onehot"] = ("ms-cma", "both", "onehot", {})
