@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -106,7 +107,8 @@ for _name in ("gap@head", "cma@head", "cma-onehot@head", "cma-lam1@head", "cma-l
 
 def mlgraph(*args: str, cwd: Path) -> None:
     print("$ mlgraph " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "mlgraph_cli", *args], cwd=cwd, check=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-m", "mlgraph_cli", *args], cwd=cwd, check=True, env=env)  # this checkout's
 
 
 def project(work: Path, data_seed: int) -> Path:

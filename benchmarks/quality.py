@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's mlgraph_cli, whatever the environment installed
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks-quality.md"
 GLOVE = ROOT / "mlgraph_cli" / "data" / "vectors" / "glove-6b-50d-fashion.txt"
@@ -62,10 +63,11 @@ LAYERS = ("stage5", "head")
 
 
 def mlgraph(*args: str, cwd: Path) -> None:
-    """Run the installed CLI (the same commands a user types), failing loudly."""
+    """Run this checkout's CLI (the same commands a user types), failing loudly."""
     cmd = [sys.executable, "-m", "mlgraph_cli", *args]
     print("$ mlgraph " + " ".join(args), flush=True)
-    subprocess.run(cmd, cwd=cwd, check=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    subprocess.run(cmd, cwd=cwd, check=True, env=env)
 
 
 # ---------------------------------------------------------------------------------------------
