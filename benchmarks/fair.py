@@ -15,6 +15,8 @@ validation column. One JSON per run under --work, so an interrupted study keeps 
     python benchmarks/fair.py --prepare-only                  # data, graphs, features, stage5 copies
     python benchmarks/fair.py --configs gap@head,cma@head --data-seeds 0 --seeds 0
     python benchmarks/fair.py --report                        # the table from the runs done so far
+    python benchmarks/fair.py --work /tmp/fair3k --train 3000 --val 500 --test 1500 --data-seeds 0 \
+        --configs gap@head,cma-probe-lam3@head -o benchmarks/results/fair-3000.json   # more images
 """
 
 from __future__ import annotations
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--prepare-only", action="store_true")
     p.add_argument("--report", action="store_true", help="print the table of the runs done; train nothing")
+    p.add_argument("-o", "--output", type=Path, default=RESULTS / "fair.json", help="the JSON of the runs in --work")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -324,10 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\nScreened on fewer runs (training seed 0 on each data seed, unless the runs column says more):")
     print(table([r for r in rows if r["runs"] < full and not r["config"].endswith("+rare")]))
     print("\n" + rare_table(work))
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     runs = [json.loads(p.read_text()) for p in sorted((work / "results").glob("*.json"))]
-    (RESULTS / "fair.json").write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "summary": rows,
-                                                   "settings": vars(args), "runs": runs}, indent=1) + "\n")
+    args.output.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "summary": rows,
+                                        "settings": settings, "runs": runs}, indent=1) + "\n")
     return 0
 
 
