@@ -94,6 +94,8 @@ def test_probe_start_trains_a_mean_pool_probe_with_the_trainer(clips):
     assert not torch.allclose(head.weight, start)  # the classifiers are now the trained probe's
     assert probe_start(Classifier(head), _Masked(train), TrainConfig(probe_epochs=0).for_modality("video"),
                        torch.device("cpu")) is None
+    deep = build_video_head("cma", in_channels=16, num_labels=6, embeddings=torch.randn(6, 8), cmt_layers=2)
+    assert probe_start(Classifier(deep), _Masked(train), config, torch.device("cpu")) is None  # no linear phi
 
 
 class _Masked(torch.utils.data.Dataset):
