@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlgraph_cli.core.models.common import (Head, as_feature_map, check_attention_options, check_channels,
-                                            check_option, label_buffer, makes, sharpened)
+                                            check_option, label_buffer, makes, sharpened, start_from_probe)
 
 
 class CrossModalityTransform(nn.Module):
@@ -124,36 +124,23 @@ class CrossModalityAttention(Head):
         check_channels(x, self.in_channels, self.name)
         return x.to(self.weight.dtype)
 
+    def _linear_transform(self) -> nn.Conv2d | None:
+        """phi when it is one 1x1 convolution (``cmt_layers = 1``), else None."""
+        return self.cmt.net[0] if len(self.cmt.net) == 1 else None
+
     @property
     def accepts_probe(self) -> bool:
         """Whether :meth:`init_from_probe` can start this head (its transform is linear)."""
-        return len(self.cmt.net) == 1
+        return self._linear_transform() is not None
 
-    @torch.no_grad()
     def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """Start from a linear probe on the average-pooled map (core/probe.py): logit_k = <v_k, x> + b_k.
 
-        phi becomes E^+ V (E the unit label embeddings), so <e_k, phi(X(h, w))> = <v_k, X(h, w)>:
-        each location's cosine with label k reads the probe's evidence for k there (a class
-        activation map); w_k = v_k, b_k = b_k; the GAP branch starts at zero, so the first logits
-        are the probe's pooled by the attention. Needs ``cmt_layers = 1`` (phi linear).
+        phi becomes E^+ V, so each location's cosine with label k reads the probe's evidence for k
+        there (a class activation map); w_k = v_k, b_k = b_k; the GAP branch starts at zero
+        (:func:`~mlgraph_cli.core.models.common.start_from_probe`). Needs ``cmt_layers = 1``.
         """
-        convs = [m for m in self.cmt.net if isinstance(m, nn.Conv2d)]
-        if len(convs) != 1:
-            raise ValueError("init_from_probe needs a linear cross-modality transform (cmt_layers = 1)")
-        w = torch.as_tensor(weight, dtype=torch.float32, device=self.weight.device)
-        b = torch.as_tensor(bias, dtype=torch.float32, device=self.weight.device)
-        if tuple(w.shape) != tuple(self.weight.shape) or tuple(b.shape) != tuple(self.bias.shape):
-            raise ValueError(f"probe of shape {tuple(w.shape)}, {tuple(b.shape)} for a head of "
-                             f"{tuple(self.weight.shape)}, {tuple(self.bias.shape)}")
-        e = F.normalize(self.label_embeddings(), dim=1)  # (C, d)
-        convs[0].weight.copy_((torch.linalg.pinv(e) @ w)[:, :, None, None])  # (d, C) @ (C, D) -> (d, D, 1, 1)
-        convs[0].bias.zero_()
-        self.weight.copy_(w)
-        self.bias.copy_(b)
-        if self.gap is not None:
-            self.gap.weight.zero_()
-            self.gap.bias.zero_()
+        start_from_probe(self, self._linear_transform(), self.label_embeddings(), weight, bias, self.gap)
 
     def label_embeddings(self) -> torch.Tensor:
         """The e_k the attention uses, (C, d) float32: the given ones, plus their trained offsets."""

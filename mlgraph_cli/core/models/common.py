@@ -144,6 +144,37 @@ def sharpened(s: torch.Tensor, log_exponent: torch.Tensor | None) -> torch.Tenso
     return torch.where(s > 0, torch.exp(g * torch.log(s.clamp_min(1e-30))), torch.zeros_like(s))
 
 
+@torch.no_grad()
+def start_from_probe(head: Head, transform: nn.Module | None, embeddings: torch.Tensor, weight: torch.Tensor,
+                     bias: torch.Tensor, branch: nn.Linear | None) -> None:
+    """Start an attention head (CMA, temporal CMA) from a linear probe on pooled features.
+
+    weight (C, D), bias (C,): the probe's logit_k = <v_k, x> + b_k. ``transform`` is the head's
+    one linear map phi (a 1x1 convolution; None when phi is deeper): it becomes E^+ V, E the unit
+    ``embeddings`` (C, d) and E^+ its pseudo-inverse, so <e_k, phi(x)> = <v_k, x> at every location
+    or frame, and labels whose embeddings are close because they co-occur do not borrow each
+    other's evidence. The head's classifiers (``head.weight``, ``head.bias``) become the probe's
+    and its pooled ``branch`` starts at zero, so the first logits are the probe's, pooled by the
+    attention.
+    """
+    if transform is None:
+        raise ValueError("init_from_probe needs a linear cross-modality transform (cmt_layers = 1)")
+    w = torch.as_tensor(weight, dtype=torch.float32, device=head.weight.device)
+    b = torch.as_tensor(bias, dtype=torch.float32, device=head.weight.device)
+    if tuple(w.shape) != tuple(head.weight.shape) or tuple(b.shape) != tuple(head.bias.shape):
+        raise ValueError(f"probe of shape {tuple(w.shape)}, {tuple(b.shape)} for a head of "
+                         f"{tuple(head.weight.shape)}, {tuple(head.bias.shape)}")
+    e = torch.nn.functional.normalize(embeddings.float(), dim=1)  # (C, d)
+    phi = torch.linalg.pinv(e) @ w  # (d, C) @ (C, D) -> (d, D)
+    transform.weight.copy_(phi.reshape(transform.weight.shape))  # (d, D, 1) or (d, D, 1, 1)
+    transform.bias.zero_()
+    head.weight.copy_(w)
+    head.bias.copy_(b)
+    if branch is not None:
+        branch.weight.zero_()
+        branch.bias.zero_()
+
+
 def check_attention_options(head: str, *, hidden: Any, dropout: Any, eps: Any, collapse: Any) -> None:
     """The options CMA and temporal CMA share, each checked with a one-line error naming ``head``."""
     check_option(isinstance(hidden, int) and hidden >= 1, head, "hidden", hidden, "a positive width")

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlgraph_cli.core.models.common import (Head, check_attention_options, check_channels, check_option,
-                                            label_buffer, makes, sharpened)
+                                            label_buffer, makes, sharpened, start_from_probe)
 
 
 def as_frames(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,40 +159,25 @@ class TemporalCMA(Head):
                        delta=self.delta, mean_branch=bool(mean_branch), dropout=float(dropout), eps=self.eps,
                        collapse=collapse, sharpen=bool(sharpen))
 
+    def _linear_transform(self) -> nn.Conv1d | None:
+        """phi when it is one linear map per frame (``cmt_layers = 1``), else None."""
+        return self.cmt.linears[0] if len(self.cmt.linears) == 1 else None
+
     @property
     def accepts_probe(self) -> bool:
         """Whether :meth:`init_from_probe` can start this head (its transform is linear)."""
-        return len(self.cmt.linears) == 1
+        return self._linear_transform() is not None
 
-    @torch.no_grad()
     def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """Start phi and the classifiers from a linear probe over the clip (e.g. a trained ``video-gap``).
 
-        weight (C, D), bias (C,): the probe's logit_k = <v_k, x> + b_k. phi becomes
-        z_t = E^+ V x_t with E the unit label embeddings (C, d) and E^+ its pseudo-inverse (d, C),
-        so that <e_k, z_t> = <v_k, x_t>: from the first step the cosine of frame t with label k
-        measures the probe's evidence for k in that frame, and (E^+ rather than E^T) labels whose
-        embeddings are close because they co-occur do not borrow each other's evidence. The
-        classifiers start as the probe's (w_k = v_k, b_k = b_k) and the mean-pool branch at zero, so
-        with uniform attention the head would be the probe. Needs ``cmt_layers = 1`` (phi linear).
+        weight (C, D), bias (C,): the probe's logit_k = <v_k, x> + b_k. phi becomes E^+ V, so that
+        from the first step the cosine of frame t with label k measures the probe's evidence for k
+        in that frame; the classifiers start as the probe's and the mean-pool branch at zero, so
+        with uniform attention the head would be the probe
+        (:func:`~mlgraph_cli.core.models.common.start_from_probe`). Needs ``cmt_layers = 1``.
         """
-        if len(self.cmt.linears) != 1:
-            raise ValueError("init_from_probe needs a linear cross-modality transform (cmt_layers = 1)")
-        w = torch.as_tensor(weight, dtype=torch.float32, device=self.weight.device)
-        b = torch.as_tensor(bias, dtype=torch.float32, device=self.weight.device)
-        if tuple(w.shape) != tuple(self.weight.shape) or tuple(b.shape) != tuple(self.bias.shape):
-            raise ValueError(f"probe of shape {tuple(w.shape)}, {tuple(b.shape)} for a head of "
-                             f"{tuple(self.weight.shape)}, {tuple(self.bias.shape)}")
-        e = F.normalize(self.embeddings, dim=1)  # (C, d)
-        transform = torch.linalg.pinv(e) @ w  # (d, C) @ (C, D) -> (d, D)
-        linear = self.cmt.linears[0]
-        linear.weight.copy_(transform[:, :, None])  # Conv1d weight (d, D, 1)
-        linear.bias.zero_()
-        self.weight.copy_(w)
-        self.bias.copy_(b)
-        if self.mean_fc is not None:  # the first logits are the probe's, pooled by the attention
-            self.mean_fc.weight.zero_()
-            self.mean_fc.bias.zero_()
+        start_from_probe(self, self._linear_transform(), self.embeddings, weight, bias, self.mean_fc)
 
     def similarity(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """s_k(t) = ReLU(cos(z_t, e_k) - delta), zero at padded frames: (B, C, T) float32."""
