@@ -222,6 +222,19 @@ def test_extract_resumes_after_an_interruption(clips, tmp_path, monkeypatch):
     assert fresh.resumed_from == 0 and a["ids"] == b["ids"] and np.array_equal(a["features"], b["features"])
 
 
+def test_extract_clips_on_default_options(clips, tmp_path):
+    """No optional flag at all (workers, threads, backbone, sampling: every default), as docs/video.md
+    shows it: a folder with its labels, and a single clip."""
+    from mlgraph_cli.core.video.features import VideoFeatureFile
+
+    _ok("extract", clips, "--annotations", clips / "labels.csv", "-o", tmp_path / "all.h5")
+    _ok("extract", clips / "c0.mp4", "-o", tmp_path / "one.h5")
+    every, one = VideoFeatureFile(tmp_path / "all.h5"), VideoFeatureFile(tmp_path / "one.h5")
+    assert len(every) == 8 and every.label_names == ["blue", "red"] and every.feature_shape[0] == 1280
+    assert len(one) == 1 and one.labels is None and one.lengths.tolist() == [2]  # 2 s at the default 1 fps
+    every.close(), one.close()
+
+
 def test_jsonl_annotations_label_the_clips(clips, tmp_path):
     from mlgraph_cli.core.video.features import load_video_features
 

@@ -122,8 +122,11 @@ def extract_clips(images, output: str | os.PathLike, config, *, annotations=None
     ``config``: the extract stage's settings (backbone, weights, image_size, layers, batch_size,
     workers, device, seed, format, label_order, image_set, offline, fps, frames, max_frames).
     """
+    import torch
+
     from mlgraph_cli.core.artifacts import h5_read_strings, provenance
     from mlgraph_cli.core.backbones import backbone_config, build_backbone
+    from mlgraph_cli.core.extract_workers import resolve_parallelism
     from mlgraph_cli.core.device import resolve_device
     from mlgraph_cli.core.features import partial_path, plan_digest
     from mlgraph_cli.core.paths import check_output_not_input
@@ -145,6 +148,8 @@ def extract_clips(images, output: str | os.PathLike, config, *, annotations=None
     times = [sampling.times(i.duration) if isinstance(i, ClipInfo) else None for i in infos]
     frames = max([len(t) for t in times if t is not None] or [1])
     device = resolve_device(config.device)
+    config = resolve_parallelism(config, device.type)  # workers and threads left to the default: by cores
+    torch.set_num_threads(int(config.threads))
     backbone = build_backbone(config.backbone, config.weights, config.layers, config.image_size, device,
                               seed=config.seed, offline=config.offline or None)
     bcfg = backbone_config(backbone)
