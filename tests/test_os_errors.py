@@ -138,3 +138,81 @@ def test_read_only_full_or_forbidden(project, tmp_path, monkeypatch, name, code)
     monkeypatch.undo()
     assert str(locked) in line and FIXES[code] in line, line
     assert list(locked.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs that are not regular files: written into (a stream), or refused; never replaced
+
+TEXT_OUTPUTS = ["build-graph", "evaluate", "predict"]  # each writes one artifact a pipe can take
+RESUMABLE = ["extract"]  # a file that is resumed and read back: never a stream
+
+
+def _is_char_device(path: str) -> bool:
+    import stat
+
+    return stat.S_ISCHR(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("name", TEXT_OUTPUTS + ["embed"])
+def test_output_linked_to_dev_null_is_written_into_and_stays_a_device(project, tmp_path, name):
+    link = tmp_path / "out.json"
+    link.symlink_to("/dev/null")
+    result = _run(*command(name, project, link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and _is_char_device("/dev/null") and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", TEXT_OUTPUTS)
+def test_output_linked_to_dev_full_is_one_line_and_the_device_stays(project, tmp_path, name):
+    link = tmp_path / "out.json"
+    link.symlink_to("/dev/full")
+    line = one_line_error(_run(*command(name, project, link)))
+    assert str(link) in line and "No space left on device" in line and "the disk is full" in line, line
+    assert _is_char_device("/dev/full") and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", TEXT_OUTPUTS)
+def test_output_fifo_gets_the_bytes_and_stays_a_fifo(project, tmp_path, name):
+    import stat
+    import threading
+
+    fifo = tmp_path / "out.pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = _run(*command(name, project, fifo))
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and got and got[0].strip()
+    reference = tmp_path / "reference.out"
+    assert _run(*command(name, project, reference)).exit_code == 0
+    if name != "evaluate":  # evaluate's metrics JSON carries the time it was made
+        # the same bytes as a regular file gets, but for the output's own name in the provenance
+        assert got[0].replace(str(fifo).encode(), b"OUT") == reference.read_bytes().replace(str(reference).encode(), b"OUT")
+
+
+@pytest.mark.parametrize("name", RESUMABLE)
+@pytest.mark.parametrize("target", ["fifo", "dev-null"])
+def test_resumable_outputs_refuse_a_stream(project, tmp_path, name, target):
+    import stat
+
+    out = tmp_path / "out.h5"
+    if target == "fifo":
+        os.mkfifo(out)
+    else:
+        out.symlink_to("/dev/null")
+    line = one_line_error(_run(*command(name, project, out)))
+    assert str(out) in line and "not a regular file" in line and "-o" in line, line
+    assert (stat.S_ISFIFO(os.lstat(out).st_mode) if target == "fifo" else out.is_symlink())
+    assert _is_char_device("/dev/null") and leftovers(tmp_path) == []
+
+
+def test_output_through_a_symlink_replaces_the_file_not_the_link(project, tmp_path):
+    real = tmp_path / "real" / "graph.json"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "graph.json"
+    link.symlink_to(real)
+    assert _run(*command("build-graph", project, link)).exit_code == 0
+    assert link.is_symlink() and '"mlgraph/graph@1"' in real.read_text()

@@ -15,13 +15,15 @@ import errno
 import hashlib
 import json
 import os
+import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from mlgraph_cli import __version__
-from mlgraph_cli.errors import SchemaError, input_error
+from mlgraph_cli.errors import MlgraphError, SchemaError, input_error
 
 # kind -> (schema tag, the command that makes it)
 SCHEMAS: dict[str, tuple[str, str]] = {
@@ -93,17 +95,62 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+def output_target(path: str | os.PathLike, *, stream_ok: bool = True) -> tuple[Path, bool]:
+    """Where an output really goes: ``(path, is_stream)``.
 
-    On any exception (KeyboardInterrupt included) the temporary file is removed and the
-    destination is left as it was.
+    A regular file reached through symbolic links is written where the links end (the links stay
+    links). A character device or a FIFO (``/dev/stdout``, ``/dev/null``, a named pipe, a link
+    to ``/proc/self/fd/1``) is a stream: the bytes are written into it, since renaming a file onto
+    it would replace the device node or the pipe with a plain file and deliver nothing. A stream
+    is refused where the artifact must be a file (``stream_ok`` False: an HDF5 file that is
+    resumed or read back), and so is anything else that is not a regular file (a block device, a
+    socket), whatever the command.
     """
     dest = Path(path)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        st = os.stat(dest)  # follows links
+    except FileNotFoundError:
+        # Nothing there yet; a dangling link is written where it points.
+        return (Path(os.path.realpath(dest)) if dest.is_symlink() else dest), False
+    except OSError as exc:
+        raise os_error_for(exc, dest) from None
+    if stat.S_ISREG(st.st_mode):
+        return Path(os.path.realpath(dest)), False
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(dest))
+    kind = _special_kind(st.st_mode)
+    if stream_ok and (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        return dest, True
+    fix = "pass the name of a file to write" if not stream_ok else "pass a file name, or a pipe or /dev/stdout"
+    raise MlgraphError(f"{os.fspath(dest)}: is {kind}, not a regular file, and would be replaced by this output "
+                       f"({fix} with -o)")
+
+
+def _special_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path for ``path``'s content; put it in place if the block succeeds.
+
+    A regular (or new) file is replaced by a rename of the temporary file beside it, so a reader
+    never sees half a file. A stream (a character device, a FIFO: :func:`output_target`) gets
+    the bytes written into it once they are complete, and is never replaced. On any exception
+    (KeyboardInterrupt included) the temporary file is removed and the destination is left as it
+    was.
+    """
+    dest, stream = output_target(path)
+    try:
+        if stream:  # a temporary file in the system's temporary folder, never in /dev
+            fd, tmp = tempfile.mkstemp(prefix=".mlgraph-", suffix=".tmp")
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     except OSError as exc:
         raise os_error_for(exc, dest) from None
     os.close(fd)
@@ -114,6 +161,11 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     try:
         os.chmod(tmp_path, 0o666 & ~umask)
         yield tmp_path
+        if stream:
+            with open(tmp_path, "rb") as src, open(dest, "wb") as sink:
+                shutil.copyfileobj(src, sink)
+            tmp_path.unlink()
+            return
         if dest.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(dest))
         os.replace(tmp_path, dest)

@@ -25,7 +25,6 @@ and that labels are -1, 0 or 1 (core/feature_checks.py).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mlgraph_cli.core.artifacts import h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs, labels_digest, schema_tag
+from mlgraph_cli.core.artifacts import output_target, h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs, labels_digest, schema_tag
 from mlgraph_cli.core.feature_checks import (check_finite, check_free_space, check_labels, damaged, disk_errors,
                                              row_crcs, truncate_to_verified)
 from mlgraph_cli.core.shards import check_virtual_sources
@@ -73,10 +72,8 @@ class FeatureWriter:
 
         from mlgraph_cli.core.writelock import WriteLock
 
-        self.dest = Path(dest)
-        self.path = partial_path(dest)
-        if self.dest.is_dir():
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(self.dest))
+        self.dest = output_target(dest, stream_ok=False)[0]  # a file, never a device or a pipe; links followed
+        self.path = partial_path(self.dest)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = WriteLock(self.dest)
         self.num_labels = len(label_names) if label_names is not None else 0

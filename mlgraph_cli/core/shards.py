@@ -188,8 +188,10 @@ def merge_shards(paths: Sequence[str | os.PathLike], dest: str | os.PathLike, *,
     from mlgraph_cli.core.artifacts import h5_read_attrs, h5_write_attrs
     from mlgraph_cli.core.writelock import WriteLock
 
+    from mlgraph_cli.core.artifacts import output_target
+
     shards = read_shards(paths)
-    dest = Path(dest)
+    dest = output_target(dest, stream_ok=False)[0]  # a file, never a device or a pipe; links followed
     if any(s.path.resolve() == dest.resolve() for s in shards):
         raise input_error(dest, "is one of the shards", "write the merged file under another name with -o")
     lock = WriteLock(dest)
