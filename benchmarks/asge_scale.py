@@ -33,7 +33,7 @@ def one(c: int, weighting: str, steps: int) -> dict:
     from embed_quality import planted_graph
 
     from mlgraph_cli.core.embeddings.asge import asge_embeddings
-    from mlgraph_cli.core.graph import adjacency
+    from mlgraph_cli.core.graph.adjacency import adjacency
     from mlgraph_cli.core.progress import ProgressHook
 
     class Clock(ProgressHook):  # the time of each Adam step, read through the progress hook

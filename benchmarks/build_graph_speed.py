@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mlgraph_cli.core.annotations import load_annotations  # noqa: E402
-from mlgraph_cli.core.graph import build_label_graph, read_graph, write_graph  # noqa: E402
+from mlgraph_cli.core.graph.counts import build_label_graph
+from mlgraph_cli.core.graph.files import read_graph, write_graph
 from mlgraph_cli.stages.build_graph import BuildGraphConfig, build_graph  # noqa: E402
 
 

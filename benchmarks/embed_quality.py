@@ -49,12 +49,13 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlgraph_cli.core.embeddings import (  # noqa: E402
-    asge_embeddings, average_precision, deepwalk_embeddings, neighbour_ranking, onehot_embeddings,
-    spectral_embeddings,
-)
-from mlgraph_cli.core.graph import LabelGraph, adjacency, build_label_graph, keep_apart, write_graph  # noqa: E402
-from mlgraph_cli.core.wordvectors import label_vectors, load_word_vectors  # noqa: E402
+from mlgraph_cli.core.embeddings.asge import asge_embeddings
+from mlgraph_cli.core.embeddings.quality import average_precision, neighbour_ranking
+from mlgraph_cli.core.embeddings.baselines import deepwalk_embeddings, onehot_embeddings, spectral_embeddings
+from mlgraph_cli.core.graph.counts import LabelGraph, build_label_graph
+from mlgraph_cli.core.graph.adjacency import adjacency, keep_apart
+from mlgraph_cli.core.graph.files import write_graph
+from mlgraph_cli.core.embeddings.wordvectors import label_vectors, load_word_vectors  # noqa: E402
 from mlgraph_cli.stages.embed import EmbedConfig, embed  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "coco2014-label-stats"

@@ -198,7 +198,7 @@ def embeddings(data: Path, kind: str, seed: int) -> Path:
 
 
 def run_one(work: Path, name: str, data_seed: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs

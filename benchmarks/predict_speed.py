@@ -40,8 +40,8 @@ import json, sys
 import numpy as np, torch
 from PIL import Image, ImageOps
 from safetensors.torch import load_file
-from mlgraph_cli.core.backbones.lite0 import Lite0Body
-from mlgraph_cli.core.backbones.weights import lite0_model
+from mlgraph_cli.core.features.backbones.lite0 import Lite0Body
+from mlgraph_cli.core.features.backbones.weights import lite0_model
 from mlgraph_cli.core.models import build_head
 
 run, path = sys.argv[1], sys.argv[2]
@@ -66,7 +66,7 @@ def make_run(tmp: Path) -> tuple[Path, Path]:
     """A Lite0 cma run and one of its images, made through the CLI."""
     from PIL import Image, ImageDraw
 
-    from mlgraph_cli.core.embeddings import LabelEmbeddings, write_embeddings
+    from mlgraph_cli.core.embeddings.files import LabelEmbeddings, write_embeddings
 
     rng = np.random.default_rng(0)
     labels = ["red", "green", "blue"]

@@ -89,14 +89,17 @@ def prepare_data(args: argparse.Namespace) -> Path:
 
 
 def embeddings_file(data: Path, kind: str, seed: int, args: argparse.Namespace) -> Path:
-    """Write (once) the label embeddings of ``kind`` through the library (core/embeddings.py).
+    """Write (once) the label embeddings of ``kind`` through the library (core/embeddings/).
 
     ASGE is fitted per seed (its MLP starts from the seed), so its variance is in the spread.
     """
-    from mlgraph_cli.core.artifacts import provenance
-    from mlgraph_cli.core.embeddings import LabelEmbeddings, asge_embeddings, onehot_embeddings, write_embeddings
-    from mlgraph_cli.core.graph import adjacency, read_graph
-    from mlgraph_cli.core.wordvectors import label_vectors, load_word_vectors
+    from mlgraph_cli.core.io.artifacts import provenance
+    from mlgraph_cli.core.embeddings.files import LabelEmbeddings, write_embeddings
+    from mlgraph_cli.core.embeddings.asge import asge_embeddings
+    from mlgraph_cli.core.embeddings.baselines import onehot_embeddings
+    from mlgraph_cli.core.graph.adjacency import adjacency
+    from mlgraph_cli.core.graph.files import read_graph
+    from mlgraph_cli.core.embeddings.wordvectors import label_vectors, load_word_vectors
 
     graph = read_graph(data / "artifacts" / "graph.json")
     labels = list(graph.labels)
@@ -128,7 +131,7 @@ def embeddings_file(data: Path, kind: str, seed: int, args: argparse.Namespace) 
 # One run: train (best epoch on val), evaluate on test
 
 def train_config(head: str, seed: int, args: argparse.Namespace):
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
 
     options = dict(args.head_options.get(head, {}))
     return TrainConfig(head=head, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -287,7 +290,7 @@ seeds {', '.join(map(str, s['seeds']))}; each run is scored at its best validati
   EfficientNet-Lite0, packaged ImageNet weights, 224 px, `head` 1280 x 7 x 7 for every head
   and `stage5` 112 x 14 x 14 as the second stage of MS-CMA (the last stride-16 stage, the
   analogue of the paper's res4).
-- Embeddings, made with the library (core/embeddings.py, core/wordvectors.py; `mlgraph embed`
+- Embeddings, made with the library (core/embeddings/, core/embeddings/wordvectors.py; `mlgraph embed`
   was not finished when this benchmark was written): one-hot; GloVe 6B 50-d
   (`mlgraph_cli/data/vectors/glove-6b-50d-fashion.txt`, also the GCN input of mlgcn); ASGE with
   `{s['asge_adjacency']}` adjacency, d = {s['asge_dim']}, initialised from those GloVe vectors, fitted per seed.

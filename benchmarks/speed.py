@@ -134,8 +134,8 @@ def asge_section(args, tmp: Path) -> tuple[list[dict], dict]:
 
 def tiny_run(tmp: Path) -> Path:
     """Extract a handful of labelled JPEGs with the real Lite0 backbone and train one epoch on them."""
-    from mlgraph_cli.core.embeddings import LabelEmbeddings, write_embeddings
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.embeddings.files import LabelEmbeddings, write_embeddings
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.extract import ExtractConfig, extract
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs

@@ -57,7 +57,7 @@ def prepare(args: argparse.Namespace) -> Path:
 
 def run_seed(data: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Train (thresholds tuned on val by the train stage), then evaluate on val and test."""
-    from mlgraph_cli.core.train_config import TrainConfig
+    from mlgraph_cli.core.training.config import TrainConfig
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs

@@ -31,7 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
 
 def make_features(path: Path, n: int, channels: int, size: int, labels: list[str], seed: int = 0) -> None:
     """A features file of Gaussian maps with a planted per-label prototype (so training is real work)."""
-    from mlgraph_cli.core.features import FeatureWriter
+    from mlgraph_cli.core.features.file import FeatureWriter
 
     rng = np.random.default_rng(seed)
     protos = rng.normal(size=(len(labels), channels)).astype(np.float32)
@@ -54,7 +54,7 @@ def make_features(path: Path, n: int, channels: int, size: int, labels: list[str
 
 def run_epochs(features: Path, embeddings: Path, out: Path, cache: str, epochs: int, batch: int,
                workers: int) -> list[float]:
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs
 
@@ -67,9 +67,9 @@ def run_epochs(features: Path, embeddings: Path, out: Path, cache: str, epochs: 
 
 def loader_seconds(features: Path, cache: str, batch: int, repeats: int = 3) -> float:
     """One epoch of batches with no model: the data path alone (median of ``repeats``)."""
-    from mlgraph_cli.core.batches import FeatureSet, make_loader
-    from mlgraph_cli.core.distributed import DistInfo
-    from mlgraph_cli.core.features import open_features
+    from mlgraph_cli.core.training.batches import FeatureSet, make_loader
+    from mlgraph_cli.core.training.distributed import DistInfo
+    from mlgraph_cli.core.features.file import open_features
 
     ff = open_features(features)
     data = FeatureSet(ff, np.arange(len(ff)), ff.labels, in_ram=cache == "ram")
@@ -91,7 +91,7 @@ def measure(images: int, channels: int, size: int, num_labels: int, epochs: int,
     Returns {"times": {cache: {"epochs": [s, ...], "median_after_first": s, "data_only": s}},
     "features_mb": MB, "write_seconds": s}. Torch threads are the caller's to set.
     """
-    from mlgraph_cli.core.embeddings import LabelEmbeddings, write_embeddings
+    from mlgraph_cli.core.embeddings.files import LabelEmbeddings, write_embeddings
 
     labels = [f"label{i:02d}" for i in range(num_labels)]
     with tempfile.TemporaryDirectory(prefix="mlgraph-train-speed-") as tmp:

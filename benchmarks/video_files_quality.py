@@ -1,6 +1,6 @@
 """Video files end to end: generated MP4 clips -> `mlgraph extract` -> `mlgraph train` -> test once.
 
-Clips (mlgraph_cli/core/datasets/clips.py, written with PyAV): 96 px frames, 20 frames at 4 fps,
+Clips (tests/clipkit.py, written with PyAV): 96 px frames, 20 frames at 4 fps,
 1-3 Fashion-MNIST items per clip (10 labels, half the clips drawn from 4 co-occurring groups),
 each item on screen for only 3-5 consecutive frames, over a drifting texture with 3 moving
 coloured squares on every frame. Train / validation / test clips take their items from disjoint
@@ -55,8 +55,9 @@ HEAD_OPTIONS = {"cma-no-mean-branch": ("cma", {"mean_branch": False}), "cma-shar
 def make_data(work: Path, progress) -> dict[str, Path]:
     """Clips, their features files and the embeddings; kept in ``work`` and reused when present."""
     from mlgraph_cli.core.annotations import load_annotations
-    from mlgraph_cli.core.datasets.clips import ClipWorld, fashion_clips
-    from mlgraph_cli.core.graph import build_label_graph, write_graph
+    from clipkit import ClipWorld, fashion_clips
+    from mlgraph_cli.core.graph.counts import build_label_graph
+    from mlgraph_cli.core.graph.files import write_graph
     from mlgraph_cli.stages.embed import EmbedConfig, embed
     from mlgraph_cli.stages.extract import ExtractConfig, extract
 
@@ -90,7 +91,7 @@ def make_data(work: Path, progress) -> dict[str, Path]:
 
 
 def train_row(head: str, paths: dict, run: Path, seed: int) -> dict:
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs

@@ -4,7 +4,7 @@ Clips: generated H.264 MP4s (320 x 240, 30 s at 8 fps = 240 frames each, a key f
 frames as libx264 places them for this content), sampled at --fps 1 (30 frames a clip, so 7 of
 every 8 frames are never converted to pictures and most are skipped by seeking). Rows:
 
-- decode: core/video/clips.read_frames alone (seek + decode + resize to the backbone's input);
+- decode: core/media/videos.read_frames alone (seek + decode + resize to the backbone's input);
 - forward: the backbone on ready (n, 3, S, S) batches of the same number of frames (the bound);
 - extract, workers 0 / 1: the whole stage (header probe, decode, forward, HDF5 writes) with
   decoding in the main process or in one DataLoader worker beside the forward.
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def write_clips(folder: Path, n: int, seconds: int, rate: int) -> list[Path]:
-    from mlgraph_cli.core.datasets.clips import write_clip
+    from clipkit import write_clip
 
     rng = np.random.default_rng(0)
     out = []
@@ -53,9 +53,9 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "results" / "video_files_speed.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from mlgraph_cli.core.backbones import build_backbone
-    from mlgraph_cli.core.video.clip_extract import frame_vectors
-    from mlgraph_cli.core.video.clips import Sampling, probe, read_frames
+    from mlgraph_cli.core.features.backbones.build import build_backbone
+    from mlgraph_cli.core.features.clips import frame_vectors
+    from mlgraph_cli.core.media.videos import Sampling, probe, read_frames
     from mlgraph_cli.stages.extract import ExtractConfig, extract
 
     rows = {}

@@ -1,6 +1,6 @@
 """Video quality as users run it: heads trained by the `mlgraph train` stage on generated clips.
 
-Clips (mlgraph_cli/core/video/synthetic.py, seeded numpy) in the YouTube-8M features schema:
+Clips (tests/videokit.py, seeded numpy) in the YouTube-8M features schema:
 1152-d frames, 30-60 frames a clip, 16 labels in 4 co-occurring groups, a carried label visible in
 one run of 3-6 frames on top of a clip-wide scene and per-frame noise. Each setting writes 600
 train / 200 validation / 200 test clips as video features files (VideoFeatureWriter, the layout of
@@ -58,9 +58,11 @@ ROWS = {
 
 def write_setting(folder: Path, seed: int) -> dict[str, Path]:
     """train.h5, val.h5, test.h5 and embeddings.h5 of one generated setting."""
-    from mlgraph_cli.core.embeddings import LabelEmbeddings, asge_embeddings, write_embeddings
-    from mlgraph_cli.core.graph import adjacency, build_label_graph
-    from mlgraph_cli.core.video.synthetic import make_world, sample_clips, write_clips
+    from mlgraph_cli.core.embeddings.files import LabelEmbeddings, write_embeddings
+    from mlgraph_cli.core.embeddings.asge import asge_embeddings
+    from mlgraph_cli.core.graph.adjacency import adjacency
+    from mlgraph_cli.core.graph.counts import build_label_graph
+    from videokit import make_world, sample_clips, write_clips
 
     world = make_world(**WORLD, seed=seed)
     names = [f"label{i:02d}" for i in range(WORLD["num_labels"])]
@@ -83,7 +85,7 @@ def write_setting(folder: Path, seed: int) -> dict[str, Path]:
 def train_row(head: str, paths: dict[str, Path], run: Path, seed: int, overrides: dict,
               embeddings: str = "embeddings") -> dict:
     """Train through the stage behind `mlgraph train`, score the test file once (best checkpoint)."""
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs
@@ -104,8 +106,8 @@ def attention_on_visible(run: Path, paths: dict) -> float:
     """Mean share of a_k(t) on the frames where label k is visible, over positive test (clip, label) pairs."""
     import torch
 
-    from mlgraph_cli.core.predict import load_run
-    from mlgraph_cli.core.video.features import load_video_features
+    from mlgraph_cli.core.inference.run import load_run
+    from mlgraph_cli.core.features.video_file import load_video_features
 
     head = load_run(run).model.head
     test = load_video_features(paths["test"])
@@ -118,8 +120,8 @@ def reference_lr(paths: dict[str, Path]) -> dict:
     """One-vs-rest logistic regression on each clip's mean real frame, C chosen on validation mAP."""
     from sklearn.linear_model import LogisticRegression
 
-    from mlgraph_cli.core.video.features import load_video_features
-    from mlgraph_cli.core.video.metrics import video_metrics
+    from mlgraph_cli.core.features.video_file import load_video_features
+    from mlgraph_cli.core.evaluation.video_metrics import video_metrics
 
     def pooled(split):
         d = load_video_features(paths[split])

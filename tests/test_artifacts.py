@@ -7,9 +7,9 @@ import stat
 
 import pytest
 
-from mlgraph_cli.core.artifacts import (
-    atomic_output, atomic_write_text, check_schema, h5_open, h5_read_attrs, h5_write_attrs, provenance, read_json,
-)
+from mlgraph_cli.core.io.outputs import atomic_output, atomic_write_text
+from mlgraph_cli.core.io.artifacts import check_schema, provenance, read_json
+from mlgraph_cli.core.io.hdf5 import h5_open, h5_read_attrs, h5_write_attrs
 from mlgraph_cli.errors import InputError, SchemaError
 
 
@@ -77,7 +77,7 @@ def test_h5_attributes_round_trip_and_schema_is_checked(tmp_path):
 def test_an_hdf5_artifact_given_as_a_graph_is_named(tmp_path):
     import h5py
 
-    from mlgraph_cli.core.graph import read_graph
+    from mlgraph_cli.core.graph.files import read_graph
 
     path = tmp_path / "graph.json"  # misnamed: really an embeddings file
     with h5py.File(path, "w") as f:

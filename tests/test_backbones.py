@@ -7,12 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mlgraph_cli.core.backbones import (
-    Preprocess,
-    backbone_config,
-    backbone_from_config,
-    build_backbone,
-    list_backbones,
+from mlgraph_cli.core.features.backbones.preprocess import Preprocess
+from mlgraph_cli.core.features.backbones.build import (
+    backbone_config, backbone_from_config, build_backbone, list_backbones,
 )
 from mlgraph_cli.core.device import resolve_device
 from mlgraph_cli.errors import MlgraphError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mlgraph_cli.core.backbones import backbone_config, backbone_from_config, build_backbone
+from mlgraph_cli.core.features.backbones.build import backbone_config, backbone_from_config, build_backbone
 from mlgraph_cli.errors import MlgraphError
 
 timm = pytest.importorskip("timm")
@@ -99,7 +99,7 @@ def test_offline_uses_the_hugging_face_cache_or_says_what_to_fetch(monkeypatch, 
 def test_extract_records_timm_preprocessing(tmp_path, cli):
     from PIL import Image
 
-    from mlgraph_cli.core.features import open_features
+    from mlgraph_cli.core.features.file import open_features
 
     (tmp_path / "imgs").mkdir()
     for i in range(2):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import one_line_error
-from mlgraph_cli.core.graph import read_graph
+from mlgraph_cli.core.graph.files import read_graph
 from test_annotations import DATA, write_coco, write_voc
 
 STATS = DATA / "coco2014-cooccurrence.json"
@@ -241,8 +241,8 @@ def test_cli_format_choices_match_core():
 
 def write_shards(folder: Path) -> Path:
     """Two frame-level shards (5 videos) and a vocabulary.csv whose index order is not name order."""
-    from mlgraph_cli.core.video.tfrecord import write_records
-    from mlgraph_cli.core.video.yt8m import encode_frame_record
+    from mlgraph_cli.core.media.yt8m.tfrecord import write_records
+    from mlgraph_cli.core.media.yt8m.records import encode_frame_record
 
     folder.mkdir(parents=True, exist_ok=True)
     frames = np.zeros((2, 1024), np.uint8), np.zeros((2, 128), np.uint8)

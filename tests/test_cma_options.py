@@ -87,7 +87,7 @@ def _embedding_move(tmp_path, anchor: float) -> float:
     """Train cma with tuned embeddings through the train stage; how far the embeddings moved."""
     from safetensors.torch import load_file
 
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs
 
@@ -127,7 +127,7 @@ def test_init_from_probe_makes_each_locations_cosine_read_the_probe():
 def test_image_runs_start_from_a_probe_when_asked(tmp_path, head, probed):
     import json
 
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs
 
@@ -147,7 +147,7 @@ def test_image_runs_start_from_a_probe_when_asked(tmp_path, head, probed):
 def test_image_cma_starts_from_a_probe_by_default_when_its_transform_is_linear(tmp_path, options, probe_epochs):
     import json
 
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs
 
@@ -173,7 +173,7 @@ def test_ms_cma_starts_each_stage_from_its_block_of_one_probe():
 def test_ms_cma_run_records_its_probe(tmp_path):
     import json
 
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import one_line_error
-from mlgraph_cli.core.embeddings import read_embeddings
-from mlgraph_cli.core.graph import build_label_graph, write_graph
+from mlgraph_cli.core.embeddings.files import read_embeddings
+from mlgraph_cli.core.graph.counts import build_label_graph
+from mlgraph_cli.core.graph.files import write_graph
 from test_embeddings import planted_graph
 from test_wordvectors import write_vectors
 
@@ -292,7 +293,7 @@ def test_usage_errors_exit_2(cli, graph_file):
 def test_cli_enums_match_the_library():
     from mlgraph_cli.cli._common import Adjacency
     from mlgraph_cli.cli.embed import Method
-    from mlgraph_cli.core.graph import ADJACENCIES
+    from mlgraph_cli.core.graph.adjacency import ADJACENCIES
     from mlgraph_cli.stages.embed import METHODS
 
     assert [m.value for m in Method] == list(METHODS)

@@ -6,12 +6,15 @@ import h5py
 import numpy as np
 import pytest
 
-from mlgraph_cli.core.embeddings import (
-    LabelEmbeddings, asge_embeddings, asge_loss, average_precision, deepwalk_embeddings,
-    neighbour_ranking, onehot_embeddings, pair_weights, random_walks, read_embeddings, spectral_embeddings,
-    write_embeddings,
+from mlgraph_cli.core.embeddings.files import LabelEmbeddings, read_embeddings, write_embeddings
+from mlgraph_cli.core.embeddings.asge import asge_embeddings, asge_loss, pair_weights
+from mlgraph_cli.core.embeddings.quality import average_precision, neighbour_ranking
+from mlgraph_cli.core.embeddings.baselines import (
+    deepwalk_embeddings, onehot_embeddings, random_walks, spectral_embeddings,
 )
-from mlgraph_cli.core.graph import adjacency, build_label_graph, write_graph
+from mlgraph_cli.core.graph.adjacency import adjacency
+from mlgraph_cli.core.graph.counts import build_label_graph
+from mlgraph_cli.core.graph.files import write_graph
 from mlgraph_cli.errors import MismatchError, SchemaError
 
 

@@ -26,9 +26,9 @@ def run(cli, tmp_path):
 def _expected(run_dir, features, which="best", threshold=0.5):
     import torch
 
-    from mlgraph_cli.core.features import open_features
-    from mlgraph_cli.core.metrics import multilabel_metrics
-    from mlgraph_cli.core.predict import load_run
+    from mlgraph_cli.core.features.file import open_features
+    from mlgraph_cli.core.evaluation.metrics import multilabel_metrics
+    from mlgraph_cli.core.inference.run import load_run
 
     loaded = load_run(run_dir, which)
     ff = open_features(features)
@@ -141,7 +141,7 @@ def _is_png(path):
 
 
 def test_tuned_thresholds_are_used_and_both_figures_shown(cli, run):
-    from mlgraph_cli.core.metrics import multilabel_metrics
+    from mlgraph_cli.core.evaluation.metrics import multilabel_metrics
 
     config = json.loads((run["run"] / "config.json").read_text())
     result = cli("evaluate", run["run"], "--features", run["val"], "-o", "-", "--threshold", "tuned")
@@ -153,8 +153,8 @@ def test_tuned_thresholds_are_used_and_both_figures_shown(cli, run):
     # the tuned block is the report at the per-label thresholds, the fixed one at 0.5
     import torch
 
-    from mlgraph_cli.core.features import open_features
-    from mlgraph_cli.core.predict import load_run
+    from mlgraph_cli.core.features.file import open_features
+    from mlgraph_cli.core.inference.run import load_run
 
     loaded, ff = load_run(run["run"]), open_features(run["val"])
     with torch.no_grad():
@@ -239,7 +239,7 @@ def test_bad_threshold(cli, run, value, message):
 
 
 def test_library_call_gets_what_the_command_gets(run, tmp_path):
-    from mlgraph_cli.core.evaluate_config import EvaluateConfig
+    from mlgraph_cli.core.evaluation.config import EvaluateConfig
     from mlgraph_cli.stages.evaluate import evaluate, run_evaluate
 
     a = run_evaluate(run["run"], features=run["val"], output=tmp_path / "a.json", overrides={"threshold": "tuned"})

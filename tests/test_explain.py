@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mlgraph_cli.core.predict.explain import (
+from mlgraph_cli.core.inference.explain import (
     BELOW, CAPTION, caption_font, caption_text, explain_image, explain_names, is_uniform,
 )
 
@@ -63,7 +63,7 @@ def test_names_keep_the_suffix_are_unique_and_avoid_inputs(tmp_path):
 def test_a_long_name_is_cut_and_the_score_kept():
     from PIL import ImageDraw
 
-    from mlgraph_cli.core.predict.explain import fit
+    from mlgraph_cli.core.inference.explain import fit
 
     draw, font = ImageDraw.Draw(Image.new("RGB", (10, 10))), caption_font()
     name = fit(draw, "a-rather-long-label-name-for-testing-captions", " 0.31 < 0.50", font, 248)

@@ -27,7 +27,7 @@ def _invoke(*args):
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    from mlgraph_cli.core.artifacts import file_digest
+    from mlgraph_cli.core.io.artifacts import file_digest
 
     return {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file()}
 
@@ -60,7 +60,7 @@ def _session(path):
 
 
 def test_onnxruntime_gives_the_scores_of_mlgraph_predict(cli, exported):
-    from mlgraph_cli.core.export import onnx_input
+    from mlgraph_cli.core.inference.export import onnx_input
 
     result = cli("predict", exported["images"], "--model", exported["run"], "--threshold", "0", "--format", "jsonl")
     assert result.exit_code == 0, result.output
@@ -77,7 +77,7 @@ def test_onnxruntime_gives_the_scores_of_mlgraph_predict(cli, exported):
 
 
 def test_the_batch_axis_is_dynamic(exported):
-    from mlgraph_cli.core.export import onnx_input
+    from mlgraph_cli.core.inference.export import onnx_input
 
     images = sorted(exported["images"].glob("*.png"))
     pixels = np.stack([onnx_input(p, 64) for p in images])
@@ -91,7 +91,7 @@ def test_the_batch_axis_is_dynamic(exported):
 
 def test_card_describes_labels_size_thresholds_and_the_run(exported):
     from mlgraph_cli import __version__
-    from mlgraph_cli.core.artifacts import file_digest
+    from mlgraph_cli.core.io.artifacts import file_digest
 
     card = json.loads(exported["onnx"].with_suffix(".json").read_text())
     run = exported["run"]
@@ -120,7 +120,7 @@ def test_export_never_touches_the_run_files(exported):
 
 
 def test_per_label_thresholds_go_on_the_card_by_label():
-    from mlgraph_cli.core.export import per_label_thresholds
+    from mlgraph_cli.core.inference.export import per_label_thresholds
 
     labels = ["a", "b"]
     assert per_label_thresholds({"thresholds": [0.2, 0.6]}, labels) == {"a": 0.2, "b": 0.6}
@@ -133,8 +133,8 @@ def test_in_graph_normalisation_equals_the_runs_preprocessing(mean, std):
     import torch
     from PIL import Image
 
-    from mlgraph_cli.core.backbones import Preprocess
-    from mlgraph_cli.core.export import PixelsToProbabilities, onnx_input
+    from mlgraph_cli.core.features.backbones.preprocess import Preprocess
+    from mlgraph_cli.core.inference.export import PixelsToProbabilities, onnx_input
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8))
     pre = Preprocess(size=16, mean=mean, std=std)
@@ -188,7 +188,7 @@ def test_without_the_export_extra_one_line_says_what_to_install(cli, exported, t
 
 
 def test_a_failed_export_leaves_no_file_behind(cli, exported, tmp_path, monkeypatch):
-    from mlgraph_cli.core import export as core_export
+    from mlgraph_cli.core.inference import export as core_export
 
     def broken(*args, **kwargs):
         raise KeyboardInterrupt

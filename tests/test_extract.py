@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from conftest import one_line_error
-from mlgraph_cli.core.backbones import backbone_from_config
-from mlgraph_cli.core.features import open_features, partial_path
-from mlgraph_cli.core.images import load_image
+from mlgraph_cli.core.features.backbones.build import backbone_from_config
+from mlgraph_cli.core.features.file import open_features, partial_path
+from mlgraph_cli.core.media.images import load_image
 from mlgraph_cli.stages.extract import PAUSE_FILE_ENV, PAUSE_ROWS_ENV
 
 # A small random-weight backbone keeps every run to a second or two on a CPU.
@@ -252,7 +252,7 @@ def test_killed_run_resumes_without_duplicates_or_torn_rows(tmp_path, cli, resum
 
 
 def test_changed_settings_start_over(tmp_path, cli, resumable):
-    from mlgraph_cli.core.features import FeatureWriter
+    from mlgraph_cli.core.features.file import FeatureWriter
 
     out = tmp_path / "out.h5"
     # An interrupted run of another plan: one row written, never finished.

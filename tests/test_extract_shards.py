@@ -14,8 +14,8 @@ import pytest
 
 import mlgraph_cli
 from conftest import one_line_error
-from mlgraph_cli.core.features import open_features, partial_path
-from mlgraph_cli.core.shards import parse_shard, shard_range
+from mlgraph_cli.core.features.file import open_features, partial_path
+from mlgraph_cli.core.features.shards import parse_shard, shard_range
 from shardkit import assert_same_file
 from test_extract import FAST, make_images, run_until_killed, write_coco
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlgraph_cli.core.features import FeatureWriter, open_features, partial_path
+from mlgraph_cli.core.features.file import FeatureWriter, open_features, partial_path
 from mlgraph_cli.errors import InputError
 
 SHAPES = {"features": (3, 2, 2)}

@@ -11,7 +11,9 @@ import pytest
 import scipy.sparse as sp
 
 from mlgraph_cli.core.annotations import load_label_stats
-from mlgraph_cli.core.graph import adjacency, build_label_graph, read_graph, write_graph
+from mlgraph_cli.core.graph.adjacency import adjacency
+from mlgraph_cli.core.graph.counts import build_label_graph
+from mlgraph_cli.core.graph.files import read_graph, write_graph
 from mlgraph_cli.errors import InputError, MismatchError, SchemaError
 
 DATA = Path(__file__).parent / "data"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlgraph_cli.core.images import SkippedImage, list_images, load_image
+from mlgraph_cli.core.media.images import SkippedImage, list_images, load_image
 from mlgraph_cli.errors import InputError
 
 
@@ -142,7 +142,7 @@ def test_high_bit_depth_images_keep_their_contrast(tmp_path, kind):
 
 
 def test_eight_bit_values_in_a_wide_mode_are_kept(tmp_path):
-    from mlgraph_cli.core.images import to_8bit
+    from mlgraph_cli.core.media.images import to_8bit
 
     data = np.full((8, 8), 100, np.int32)
     assert np.asarray(to_8bit(Image.fromarray(data))).max() == 100

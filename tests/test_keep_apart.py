@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from mlgraph_cli.core.embeddings import read_embeddings
-from mlgraph_cli.core.graph import keep_apart, write_graph
+from mlgraph_cli.core.embeddings.files import read_embeddings
+from mlgraph_cli.core.graph.adjacency import keep_apart
+from mlgraph_cli.core.graph.files import write_graph
 from mlgraph_cli.errors import InputError
 from test_embeddings import planted_graph
 

@@ -1,4 +1,4 @@
-"""core/metrics.py: AP against scikit-learn, the F1 family and top-3 against hand arithmetic."""
+"""core/evaluation/metrics.py: AP against scikit-learn, the F1 family and top-3 against hand arithmetic."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from mlgraph_cli.core.metrics import average_precision, gap_at_k, multilabel_metrics, sigmoid
+from mlgraph_cli.core.evaluation.metrics import average_precision, gap_at_k, multilabel_metrics, sigmoid
 
 # A worked example: 3 images, 4 labels a b c d (threshold 0.5, top-3).
 SCORES = np.array([

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlgraph_cli.core.graph import adjacency as graph_adjacency
-from mlgraph_cli.core.graph import build_label_graph
+from mlgraph_cli.core.graph.adjacency import adjacency as graph_adjacency
+from mlgraph_cli.core.graph.counts import build_label_graph
 from mlgraph_cli.core.models import HEADS, build_head, head_modality, heads_for, normalize_adjacency, resolve_head
 from mlgraph_cli.errors import InputError, MismatchError
 
@@ -39,7 +39,7 @@ def embeddings() -> torch.Tensor:
 
 
 def mlgcn_adjacency() -> torch.Tensor:
-    """ML-GCN's re-weighted adjacency of a tiny label graph (core/graph.py, kind "mlgcn")."""
+    """ML-GCN's re-weighted adjacency of a tiny label graph (core/graph/adjacency.py, kind "mlgcn")."""
     y = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [0, 1, 1, 0, 1], [0, 0, 0, 1, 1], [1, 0, 0, 1, 0]])
     g = build_label_graph(y, ["a", "b", "c", "d", "e"])
     return torch.from_numpy(graph_adjacency(g, "mlgcn", tau=0.4, p=0.2)).float()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import one_line_error
-from mlgraph_cli.core.graph import write_graph
-from mlgraph_cli.core.paths import check_output_not_input, same_path
+from mlgraph_cli.core.graph.files import write_graph
+from mlgraph_cli.core.io.outputs import check_output_not_input, same_path
 from mlgraph_cli.errors import MlgraphError
 from test_build_graph import write_csv
 from test_embeddings import planted_graph

@@ -1,4 +1,4 @@
-"""core/plots.py: each figure is a valid PNG of a sensible size, written atomically, and labels
+"""core/evaluation/plots.py: each figure is a valid PNG of a sensible size, written atomically, and labels
 without positives (or runs without validation) are drawn, not refused."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from mlgraph_cli.core import plots
+from mlgraph_cli.core.evaluation import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -74,7 +74,7 @@ def test_precision_recall_curves_reject_mismatched_labels(tmp_path):
 
 
 def test_pr_curve_area_is_the_average_precision_of_metrics():
-    from mlgraph_cli.core.metrics import average_precision
+    from mlgraph_cli.core.evaluation.metrics import average_precision
 
     s, y, _ = _data(n=50, c=4, seed=3)
     for k in range(1, 4):
@@ -105,6 +105,6 @@ def test_per_label_chart_grows_with_the_labels(tmp_path, c):
 
 
 def test_importing_the_cli_does_not_import_matplotlib():
-    code = "import sys, mlgraph_cli.cli.app, mlgraph_cli.core.plots; print('matplotlib' in sys.modules)"
+    code = "import sys, mlgraph_cli.cli.app, mlgraph_cli.core.evaluation.plots; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import trainkit
 from conftest import one_line_error
-from mlgraph_cli.core.predict.explain import CAPTION
+from mlgraph_cli.core.inference.explain import CAPTION
 
 LABELS = sorted(trainkit.SHAPES)
 
@@ -71,8 +71,8 @@ def test_scores_equal_the_head_on_cached_features(cli, trained, tmp_path):
     """Image -> backbone rebuilt from the run -> head gives what the head gives on the features file."""
     import torch
 
-    from mlgraph_cli.core.features import open_features
-    from mlgraph_cli.core.predict import load_run
+    from mlgraph_cli.core.features.file import open_features
+    from mlgraph_cli.core.inference.run import load_run
 
     result = cli("predict", trained["images"], "--model", trained["run"], "--threshold", "0", "--format", "jsonl")
     assert result.exit_code == 0, result.output
@@ -127,7 +127,8 @@ def test_explain_writes_one_png_per_image_with_a_panel_per_label(cli, trained, t
 def test_explain_falls_back_to_class_activation_maps(cli, trained, tmp_path):
     import torch
 
-    from mlgraph_cli.core.predict import explanation_maps, load_run
+    from mlgraph_cli.core.inference.explain import explanation_maps
+    from mlgraph_cli.core.inference.run import load_run
 
     out = tmp_path / "cam"
     result = cli("predict", trained["images"] / "scene001.png", "--model", trained["gap"], "--topk", "1",
@@ -223,7 +224,7 @@ def test_predict_table_of_the_project_sets_defaults_and_flags_win(cli, trained, 
 def test_threads_are_set_for_the_run_and_given_back():
     import torch
 
-    from mlgraph_cli.core.predict_config import auto_threads
+    from mlgraph_cli.core.inference.config import auto_threads
     from mlgraph_cli.stages.predict import torch_threads
 
     before = torch.get_num_threads()
@@ -236,8 +237,8 @@ def test_threads_are_set_for_the_run_and_given_back():
 
 def test_predict_runs_no_probe_forward_pass(trained, monkeypatch):
     """The backbone's map shapes come from config.json: no blank image goes through it to learn them."""
-    from mlgraph_cli.core.backbones import build
-    from mlgraph_cli.core.predict import load_run
+    from mlgraph_cli.core.features.backbones import build
+    from mlgraph_cli.core.inference.run import load_run
 
     def no_probe(*args, **kwargs):
         raise AssertionError("probe forward pass")

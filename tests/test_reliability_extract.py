@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import one_line_error
-from mlgraph_cli.core.features import FeatureWriter, partial_path
+from mlgraph_cli.core.features.file import FeatureWriter, partial_path
 from test_extract import FAST, flat, make_images, write_coco
 
 DATASETS = ("features", "ids", "files", "labels", "label_names", "skipped")
@@ -44,7 +44,7 @@ def assert_same_datasets(out: Path, ref: Path) -> None:
 
 def fill_disk_after(monkeypatch, rows: int) -> None:
     """The disk is full once ``rows`` rows are written: the free-space check before a batch says so."""
-    import mlgraph_cli.core.features as features
+    from mlgraph_cli.core.features import file as features
 
     real = features.check_free_space
     state = {"writes": 0}
@@ -114,7 +114,7 @@ def test_a_torn_batch_is_dropped_on_resume(tmp_path, cli, monkeypatch, annotated
 def test_free_space_is_checked_before_a_batch(tmp_path, monkeypatch):
     import shutil
 
-    from mlgraph_cli.core import feature_checks
+    from mlgraph_cli.core.features import checks as feature_checks
 
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
     with pytest.raises(OSError) as caught:
@@ -164,7 +164,7 @@ def test_annotation_paths_outside_the_images_folder(tmp_path, cli, entry):
 
 
 def test_leaves_folder():
-    from mlgraph_cli.core.paths import leaves_folder
+    from mlgraph_cli.core.io.inputs import leaves_folder
 
     for name in ["a.jpg", "sub/a.jpg", "sub/../a.jpg", "./a.jpg", "a..b.jpg", "C:.jpg"]:
         assert not leaves_folder(name), name
@@ -224,7 +224,7 @@ def test_a_second_process_is_refused_while_the_first_writes(tmp_path, cli):
 
 
 def test_hdf5_write_failures_become_os_errors_naming_the_file(tmp_path):
-    from mlgraph_cli.core.feature_checks import disk_errors
+    from mlgraph_cli.core.features.checks import disk_errors
 
     h5_text = ("Can't close dataset (file write failed: time = now, filename = 'x', file descriptor = 4, errno = 28, "
                "error message = 'No space left on device', buf = 0x1, total write size = 8548)")

@@ -151,3 +151,15 @@ def test_allow_lists_hold_only_current_offenders():
     stale_citations = {k for k in KNOWN_CITATIONS
                        if not (ROOT / k).is_file() or not any(n in (ROOT / k).read_text(encoding="utf-8") for n in UNHELD_NOTES)}
     assert not (stale_long or stale_imports or stale_citations), (stale_long, stale_imports, stale_citations)
+
+
+SOURCE_PATH = re.compile(r"(?<![\w/.])(?:mlgraph_cli/)?((?:core|stages|cli)/[A-Za-z_/]+\.py)\b")
+
+
+def test_docs_and_docstrings_name_files_that_exist():
+    """Every ``core/...py``, ``stages/...py`` or ``cli/...py`` named in docs/, README.md, the package and
+    the benchmarks is a file of the package (a move that forgets its readers fails here)."""
+    texts = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *modules(), *(ROOT / "benchmarks").glob("*.py")]
+    missing = sorted({f"{rel(p)}: {m}" for p in texts for m in SOURCE_PATH.findall(p.read_text(encoding="utf-8"))
+                      if not (PACKAGE / m).is_file()})
+    assert not missing, missing

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlgraph_cli.cli._common import default_help
-from mlgraph_cli.core.graph import read_graph
+from mlgraph_cli.core.graph.files import read_graph
 from mlgraph_cli.core.project import load_project
 from test_annotations import write_coco
 from test_embed import graph_file  # noqa: F401 (a fixture)
@@ -71,7 +71,7 @@ def test_extract_stage_entry_matches_the_command(cli, tmp_path, monkeypatch):
 def test_import_yt8m_stage_entry_matches_the_command(cli, shards, monkeypatch):
     import numpy as np
 
-    from mlgraph_cli.core.video.features import load_video_features
+    from mlgraph_cli.core.features.video_file import load_video_features
     from mlgraph_cli.stages.import_yt8m import run_import_yt8m
 
     (shards / "mlgraph.toml").write_text('[import-yt8m]\nmax_frames = 5\nvocabulary = "vocabulary.csv"\n')
@@ -105,7 +105,7 @@ def test_embed_and_inspect_stage_entries_match_the_commands(cli, tmp_path, graph
 
     import numpy as np
 
-    from mlgraph_cli.core.embeddings import read_embeddings
+    from mlgraph_cli.core.embeddings.files import read_embeddings
     from mlgraph_cli.stages.embed import run_embed, run_inspect
     from test_embed import LABELS, vectors_for
 

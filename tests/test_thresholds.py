@@ -1,4 +1,4 @@
-"""Per-label thresholds: the best-F1 choice (core/thresholds.py), their place in config.json
+"""Per-label thresholds: the best-F1 choice (core/evaluation/thresholds.py), their place in config.json
 (RunConfig), and what `mlgraph train` does around the Trainer (thresholds, curves.png, the
 validation note)."""
 
@@ -20,7 +20,7 @@ def _f1(scores, targets, cut):
 
 
 def test_best_f1_threshold_is_the_best_cut_and_sits_between_scores():
-    from mlgraph_cli.core.thresholds import best_f1_threshold
+    from mlgraph_cli.core.evaluation.thresholds import best_f1_threshold
 
     rng = np.random.default_rng(0)
     t = (rng.random(200) < 0.3).astype(np.int8)
@@ -33,7 +33,7 @@ def test_best_f1_threshold_is_the_best_cut_and_sits_between_scores():
 
 
 def test_ties_take_the_cut_nearest_the_global_threshold():
-    from mlgraph_cli.core.thresholds import best_f1_threshold
+    from mlgraph_cli.core.evaluation.thresholds import best_f1_threshold
 
     # positives at 0.9 and 0.1, negatives at 0.6 and 0.2: predicting {0.9} and predicting all
     # both give F1 = 2/3; the first (cut 0.75) is nearer 0.5, the second (cut 0.05) nearer 0.1
@@ -44,7 +44,7 @@ def test_ties_take_the_cut_nearest_the_global_threshold():
 
 
 def test_labels_without_positives_or_negatives_keep_the_global_threshold_and_ignored_entries_count_not():
-    from mlgraph_cli.core.thresholds import tune_thresholds
+    from mlgraph_cli.core.evaluation.thresholds import tune_thresholds
 
     s = np.array([[0.9, 0.3, 0.8, 0.7], [0.2, 0.4, 0.7, 0.1], [0.6, 0.2, 0.9, 0.65]])
     t = np.array([[1, 0, 1, 1], [0, 0, 1, 0], [1, 0, 1, -1]])
@@ -58,7 +58,7 @@ def test_labels_without_positives_or_negatives_keep_the_global_threshold_and_ign
 
 
 def _config(tmp_path, **kw):
-    from mlgraph_cli.core.run_config import RunConfig
+    from mlgraph_cli.core.training.run_config import RunConfig
 
     cfg = RunConfig(labels=["a", "b", "c"], head={"name": "cma"}, **kw)
     cfg.write(tmp_path)
@@ -82,7 +82,7 @@ def test_thresholds_round_trip_through_config_json(tmp_path):
     ([0.5, 0.0, 0.5], "must be probabilities between 0 and 1, not 0.0"),
 ])
 def test_bad_thresholds_in_config_json_are_one_line(tmp_path, value, what):
-    from mlgraph_cli.core.run_config import RunConfig
+    from mlgraph_cli.core.training.run_config import RunConfig
     from mlgraph_cli.errors import MlgraphError
 
     _config(tmp_path)
@@ -106,7 +106,7 @@ def _is_png(path):
 
 
 def test_train_tunes_thresholds_on_validation_and_draws_curves(cli, tmp_path):
-    from mlgraph_cli.core.thresholds import tune_thresholds
+    from mlgraph_cli.core.evaluation.thresholds import tune_thresholds
 
     data = trainkit.toy_dataset(tmp_path / "data", n_train=64, n_val=32)
     out = tmp_path / "run"
@@ -121,8 +121,8 @@ def test_train_tunes_thresholds_on_validation_and_draws_curves(cli, tmp_path):
     # the same choice from the best weights' validation scores
     import torch
 
-    from mlgraph_cli.core.features import open_features
-    from mlgraph_cli.core.predict import load_run
+    from mlgraph_cli.core.features.file import open_features
+    from mlgraph_cli.core.inference.run import load_run
 
     run = load_run(out, "best")
     ff = open_features(data["val"])
@@ -156,7 +156,7 @@ def test_no_validation_split_no_thresholds_and_evaluate_tuned_says_why(cli, tmp_
 
 
 def test_a_plotting_failure_does_not_lose_the_run(cli, tmp_path, monkeypatch):
-    import mlgraph_cli.core.plots as plots
+    from mlgraph_cli.core.evaluation import plots
 
     def broken(rows, path):
         raise RuntimeError("no canvas")

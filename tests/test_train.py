@@ -49,7 +49,7 @@ def test_cma_learns_the_planted_signal_and_writes_a_run(cli, data, tmp_path):
     assert config["backbone"]["name"] == "toy"
     # the embeddings travel inside the weights as the head's frozen buffer
     w = _weights(run / "best.safetensors")
-    from mlgraph_cli.core.embeddings import read_embeddings
+    from mlgraph_cli.core.embeddings.files import read_embeddings
 
     assert np.allclose(w["head.embeddings"].numpy(), read_embeddings(data["embeddings"]).vectors)
     best = max(rows, key=lambda r: r["val_mAP"])
@@ -84,7 +84,7 @@ def test_every_head_trains(cli, tmp_path, head):
 
 def test_resume_continues_exactly(cli, data, tmp_path):
     """4 epochs straight == 2 epochs, interrupted, + `--resume` for the other 2."""
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs
 
@@ -163,7 +163,7 @@ def test_sgd_onecycle_and_no_validation(cli, data, tmp_path):
 def test_masked_bce_ignores_unknown_targets():
     import torch
 
-    from mlgraph_cli.core.training import masked_bce
+    from mlgraph_cli.core.training.trainer import masked_bce
 
     logits = torch.tensor([[2.0, -1.0, 5.0]])
     full = masked_bce(logits, torch.tensor([[1, 0, 1]], dtype=torch.int8))
@@ -289,7 +289,7 @@ def test_end_to_end_from_images_fine_tunes_the_backbone(cli, tmp_path):
     w = _weights(run / "last.safetensors")
     assert any(k.startswith("backbone.") for k in w) and any(k.startswith("head.") for k in w)
     # the backbone moved away from its seeded initialisation
-    from mlgraph_cli.core.backbones import build_backbone
+    from mlgraph_cli.core.features.backbones.build import build_backbone
 
     init = build_backbone("resnet18", "none", None, 64, "cpu").state_dict()
     key = next(k for k in init if k.endswith("conv1.weight"))
@@ -309,7 +309,7 @@ def test_end_to_end_from_images_fine_tunes_the_backbone(cli, tmp_path):
 
 
 def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cli, data, tmp_path, monkeypatch):
-    from mlgraph_cli.core import training
+    from mlgraph_cli.core.training import trainer as training
 
     real = training._epoch_line
 
@@ -332,7 +332,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(cli, data, tmp_path,
 def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     import torch
 
-    from mlgraph_cli.core.training import TrainConfig, make_scheduler
+    from mlgraph_cli.core.training.trainer import TrainConfig, make_scheduler
 
     config = TrainConfig(epochs=4, lr=0.1, warmup_epochs=1, min_lr_ratio=0.01)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)

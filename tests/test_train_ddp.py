@@ -61,7 +61,7 @@ def test_two_gloo_processes_match_one(cli, tmp_path):
 
 
 def test_torchrun_environment_is_read():
-    from mlgraph_cli.core.distributed import DistInfo, backend_for, device_for, dist_info_from_env
+    from mlgraph_cli.core.training.distributed import DistInfo, backend_for, device_for, dist_info_from_env
 
     assert dist_info_from_env({}) == DistInfo()
     assert not dist_info_from_env({"WORLD_SIZE": "1", "RANK": "0"}).enabled

@@ -26,7 +26,7 @@ def _train(cli, data, out, *extra, features=None):
 
 
 def test_sigterm_is_ctrl_c_the_run_keeps_its_epoch_and_resumes(cli, data, tmp_path, monkeypatch):
-    from mlgraph_cli.core import training
+    from mlgraph_cli.core.training import trainer as training
 
     real = training._epoch_line
 
@@ -65,7 +65,7 @@ def test_nan_rows_stop_with_one_line_and_a_rerun_reuses_the_folder(cli, data, tm
 def test_a_diverging_loss_is_one_line_naming_the_epoch(cli, data, tmp_path, monkeypatch):
     import torch
 
-    from mlgraph_cli.core import training
+    from mlgraph_cli.core.training import trainer as training
 
     real, calls = training.masked_bce, []
 
@@ -145,7 +145,7 @@ def test_label_values_outside_minus_one_zero_one_are_refused(cli, data, tmp_path
 
 
 def test_ctrl_c_during_the_probe_start_is_exit_130_and_the_folder_is_reused(cli, data, tmp_path, monkeypatch):
-    from mlgraph_cli.core import training
+    from mlgraph_cli.core.training import trainer as training
 
     real = training._epoch_line
 

@@ -10,8 +10,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mlgraph_cli"
 TRAINING_MODULES = [
-    "core/training.py", "core/classifier.py", "core/optim.py", "core/train_config.py", "core/train_data.py",
-    "core/run_config.py", "core/checkpoint.py", "core/batches.py", "core/video/training.py", "core/video/heads.py",
+    "core/training/trainer.py", "core/models/classifier.py", "core/training/optim.py", "core/training/config.py", "core/training/data.py",
+    "core/training/run_config.py", "core/training/checkpoint.py", "core/training/batches.py", "core/inference/frames.py",
     "core/models/__init__.py", "core/models/temporal.py", "core/models/cma.py", "core/models/baselines.py",
     "stages/train/__init__.py", "stages/train/inputs.py", "stages/train/images.py", "cli/train.py",
 ]
@@ -44,14 +44,14 @@ def test_train_help_takes_its_defaults_from_the_dataclasses():
 def test_cli_train_imports_only_its_stage_and_common_helpers():
     names = {n for n in _imports(PACKAGE / "cli" / "train.py") if n.startswith("mlgraph_cli.")}
     allowed = ("mlgraph_cli.cli._common", "mlgraph_cli.stages.train", "mlgraph_cli.errors",
-               "mlgraph_cli.core.distributed", "mlgraph_cli.core.train_config")  # stages.train also covers stages.train.inputs (TrainInputs)
+               "mlgraph_cli.core.training.distributed", "mlgraph_cli.core.training.config")  # stages.train also covers stages.train.inputs (TrainInputs)
     assert all(n.startswith(allowed) for n in names), sorted(names)
     assert "mlgraph_cli.core.models" not in names and "mlgraph_cli.core.project" not in names
 
 
 def test_one_trainer_no_second_loop():
     """The video benchmark and the probe start train through the Trainer; the old loop is gone."""
-    import mlgraph_cli.core.video.training as video_training
+    from mlgraph_cli.core.inference import frames as video_training
 
     assert not hasattr(video_training, "fit_video_head")
     bench = (PACKAGE.parent / "benchmarks" / "video_quality.py").read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Video files (issue 12): sampling, decoding and bad files (core/video/clips.py), extraction into the
+"""Video files (issue 12): sampling, decoding and bad files (core/media/videos.py), extraction into the
 video features format (`mlgraph extract CLIPS/`), resume, and `mlgraph predict CLIP.mp4` per clip,
 per segment and with --explain strips. Clips are a few 32-48 px frames written with PyAV here."""
 
@@ -37,7 +37,7 @@ def plain(n: int, value: int = 90, h: int = 32, w: int = 32) -> np.ndarray:
 
 def labelled_clip(path: Path, n: int, labels: list[str], rng) -> Path:
     """``n`` grey frames at 4 fps; each label's colour fills the frame for two frames."""
-    from mlgraph_cli.core.datasets.clips import write_clip
+    from clipkit import write_clip
 
     frames = plain(n, 90)
     for name in labels:
@@ -73,7 +73,7 @@ def features(clips, tmp_path_factory):
 # Sampling and decoding
 
 def test_sampling_times_fps_frames_and_cap():
-    from mlgraph_cli.core.video.clips import Sampling
+    from mlgraph_cli.core.media.videos import Sampling
 
     assert np.allclose(Sampling(fps=2).times(2.0), [0.25, 0.75, 1.25, 1.75])
     assert np.allclose(Sampling(frames=4).times(8.0), [1, 3, 5, 7])
@@ -83,8 +83,8 @@ def test_sampling_times_fps_frames_and_cap():
 
 
 def test_variable_frame_rate_gives_the_frame_on_screen(tmp_path):
-    from mlgraph_cli.core.datasets.clips import write_clip
-    from mlgraph_cli.core.video.clips import read_frames
+    from clipkit import write_clip
+    from mlgraph_cli.core.media.videos import read_frames
 
     times = [0.0, 0.1, 0.2, 1.5, 1.6, 3.0]
     frames = np.stack([plain(1, 20 + 40 * i)[0] for i in range(len(times))])
@@ -96,8 +96,8 @@ def test_variable_frame_rate_gives_the_frame_on_screen(tmp_path):
 
 
 def test_rotated_phone_clip_is_turned_upright(tmp_path):
-    from mlgraph_cli.core.datasets.clips import write_clip
-    from mlgraph_cli.core.video.clips import read_frames
+    from clipkit import write_clip
+    from mlgraph_cli.core.media.videos import read_frames
 
     frames = plain(4, 40, h=32, w=48)
     frames[:, :, :16] = 240  # a bright left third
@@ -109,8 +109,8 @@ def test_rotated_phone_clip_is_turned_upright(tmp_path):
 
 
 def test_long_clip_seeks_to_the_sampled_frames(tmp_path):
-    from mlgraph_cli.core.datasets.clips import write_clip
-    from mlgraph_cli.core.video.clips import read_frames
+    from clipkit import write_clip
+    from mlgraph_cli.core.media.videos import read_frames
 
     frames = np.stack([plain(1, (i * 7) % 250)[0] for i in range(240)])  # 60 s at 4 fps
     path = write_clip(tmp_path / "long.mp4", frames, fps=4)
@@ -152,7 +152,7 @@ def test_bad_files_are_skipped_with_reasons(clips, tmp_path):
     assert set(report) == set(expected)
     for name, phrase in expected.items():
         assert report[name].startswith(phrase), report[name]
-    from mlgraph_cli.core.video.features import VideoFeatureFile
+    from mlgraph_cli.core.features.video_file import VideoFeatureFile
 
     vf = VideoFeatureFile(out)
     assert len(vf) == 8 and sorted(vf.ids) == sorted(f"c{i}.mp4" for i in range(8))
@@ -163,7 +163,7 @@ def test_bad_files_are_skipped_with_reasons(clips, tmp_path):
 # Extraction
 
 def test_extract_stores_frame_vectors_lengths_and_labels(features):
-    from mlgraph_cli.core.video.features import load_video_features
+    from mlgraph_cli.core.features.video_file import load_video_features
 
     data = load_video_features(features)
     x, mask = data["features"], data["mask"]
@@ -181,7 +181,7 @@ def test_extract_stores_frame_vectors_lengths_and_labels(features):
     (("--fps", "2"), 4, [4, 2]),
 ])
 def test_frames_fps_and_max_frames_set_T(clips, tmp_path, flags, frames, lengths):
-    from mlgraph_cli.core.video.features import VideoFeatureFile
+    from mlgraph_cli.core.features.video_file import VideoFeatureFile
 
     sub = tmp_path / "two.txt"
     sub.write_text(f"{clips / 'c0.mp4'}\n{clips / 'c1.mp4'}\n")
@@ -193,8 +193,8 @@ def test_frames_fps_and_max_frames_set_T(clips, tmp_path, flags, frames, lengths
 
 def test_extract_resumes_after_an_interruption(clips, tmp_path, monkeypatch):
     from mlgraph_cli.core.progress import NULL_PROGRESS
-    from mlgraph_cli.core.video import clip_extract
-    from mlgraph_cli.core.video.features import load_video_features
+    from mlgraph_cli.core.features import clips as clip_extract
+    from mlgraph_cli.core.features.video_file import load_video_features
     from mlgraph_cli.stages.extract import ExtractConfig, extract
 
     monkeypatch.setattr(clip_extract, "CLIPS_PER_WRITE", 3)
@@ -225,7 +225,7 @@ def test_extract_resumes_after_an_interruption(clips, tmp_path, monkeypatch):
 def test_extract_clips_on_default_options(clips, tmp_path):
     """No optional flag at all (workers, threads, backbone, sampling: every default), as docs/video.md
     shows it: a folder with its labels, and a single clip."""
-    from mlgraph_cli.core.video.features import VideoFeatureFile
+    from mlgraph_cli.core.features.video_file import VideoFeatureFile
 
     _ok("extract", clips, "--annotations", clips / "labels.csv", "-o", tmp_path / "all.h5")
     _ok("extract", clips / "c0.mp4", "-o", tmp_path / "one.h5")
@@ -236,7 +236,7 @@ def test_extract_clips_on_default_options(clips, tmp_path):
 
 
 def test_jsonl_annotations_label_the_clips(clips, tmp_path):
-    from mlgraph_cli.core.video.features import load_video_features
+    from mlgraph_cli.core.features.video_file import load_video_features
 
     ann = tmp_path / "labels.jsonl"
     ann.write_text('{"image": "c0.mp4", "labels": ["red"]}\n{"image": "c3.mp4", "labels": ["blue", "red"]}\n')

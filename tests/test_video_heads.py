@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mlgraph_cli.core.video.heads import VIDEO_HEADS, build_video_head, masked_max, masked_mean
+from mlgraph_cli.core.models import HEADS as REGISTRY, build_head, head_modality, resolve_head
+from mlgraph_cli.core.models.temporal import masked_max, masked_mean
 from mlgraph_cli.errors import InputError
 
 B, D, T, C, E = 3, 12, 9, 5, 6
@@ -22,7 +23,7 @@ def _batch(seed=0):
 def _head(name, **options):
     torch.manual_seed(0)
     emb = torch.randn(C, E) if name == "video-cma" else None
-    return build_video_head(name, in_channels=D, num_labels=C, embeddings=emb, **options)
+    return build_head(name, in_channels=D, num_labels=C, embeddings=emb, **options)
 
 
 HEADS = [("video-cma", {}), ("video-cma", {"cmt_layers": 2, "hidden": 8, "norm": True, "center": False}),
@@ -66,7 +67,7 @@ def test_attention_sums_to_one_over_real_frames_only(options):
 
 def test_attention_follows_the_label_embedding():
     """With phi the identity and one-hot embeddings, label k attends to the frames that point at e_k."""
-    head = build_video_head("video-cma", in_channels=C, num_labels=C, embeddings=torch.eye(C), center=False)
+    head = build_head("video-cma", in_channels=C, num_labels=C, embeddings=torch.eye(C), center=False)
     with torch.no_grad():
         head.cmt.linears[0].weight.copy_(torch.eye(C)[:, :, None])
         head.cmt.linears[0].bias.zero_()
@@ -89,31 +90,31 @@ def test_masked_pools():
     assert masked_max(-x, mask).item() == -1.0
 
 
-@pytest.mark.parametrize("name", list(VIDEO_HEADS))
+@pytest.mark.parametrize("name", [n for n in REGISTRY if head_modality(n) == "video"])
 def test_forward_backward_and_rebuild_from_config(name):
     head = _head(name)
     x, mask = _batch(2)
     head(x, mask).sum().backward()
     assert all(p.grad is not None for p in head.parameters() if p.requires_grad)
-    again = build_video_head(**head.config)
+    again = build_head(**head.config)
     again.load_state_dict(head.state_dict())
     torch.testing.assert_close(again.eval()(x, mask), head.eval()(x, mask))
 
 
 def test_image_head_names_map_to_video_heads():
-    assert build_video_head("cma", in_channels=D, num_labels=C, embeddings=torch.randn(C, E)).name == "video-cma"
-    assert build_video_head("gmp", in_channels=D, num_labels=C).name == "video-gmp"
+    assert resolve_head("cma", "video") == "video-cma" and resolve_head("gmp", "video") == "video-gmp"
+    assert build_head(resolve_head("cma", "video"), in_channels=D, num_labels=C, embeddings=torch.randn(C, E)).name == "video-cma"
 
 
 def test_head_errors():
     with pytest.raises(InputError, match="--head mlgcn: not a head for video"):
-        build_video_head("mlgcn", in_channels=D, num_labels=C)
+        resolve_head("mlgcn", "video")
     with pytest.raises(InputError, match="head 'video-cma' has no option heads"):
-        build_video_head("video-cma", in_channels=D, num_labels=C, embeddings=torch.randn(C, E), heads=2)
+        build_head("video-cma", in_channels=D, num_labels=C, embeddings=torch.randn(C, E), heads=2)
     with pytest.raises(InputError, match="needs label embeddings"):
-        build_video_head("video-cma", in_channels=D, num_labels=C)
+        build_head("video-cma", in_channels=D, num_labels=C)
     with pytest.raises(InputError, match="option delta = 1.5 is not valid"):
-        build_video_head("video-cma", in_channels=D, num_labels=C, embeddings=torch.randn(C, E), delta=1.5)
+        build_head("video-cma", in_channels=D, num_labels=C, embeddings=torch.randn(C, E), delta=1.5)
 
 
 def test_sharpen_concentrates_temporal_attention_and_never_attends_padding():

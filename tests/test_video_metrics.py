@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mlgraph_cli.core.video.metrics import ap_at_k, segment_map, video_metrics
+from mlgraph_cli.core.evaluation.video_metrics import ap_at_k, segment_map, video_metrics
 
 
 def test_ap_at_k_by_hand():

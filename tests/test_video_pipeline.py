@@ -43,8 +43,8 @@ def _said(result) -> str:
 
 def write_clips(path: Path, n: int, seed: int, *, rated: bool = False) -> Path:
     """``n`` frame-level records; with ``rated``, Segments ratings of RATED at frames 0 and 5."""
-    from mlgraph_cli.core.video.tfrecord import write_records
-    from mlgraph_cli.core.video.yt8m import encode_frame_record
+    from mlgraph_cli.core.media.yt8m.tfrecord import write_records
+    from mlgraph_cli.core.media.yt8m.records import encode_frame_record
 
     rng = np.random.default_rng(seed)
     classes = list(CLASSES)
@@ -118,7 +118,7 @@ def image_run(tmp_path_factory):
 # The chain
 
 def test_build_graph_counts_the_video_labels(chain):
-    from mlgraph_cli.core.graph import read_graph
+    from mlgraph_cli.core.graph.files import read_graph
 
     assert "Label graph (yt8m): 4 labels, 24 videos" in _said(chain["graph_result"])
     g = read_graph(chain["root"] / "graph.json")
@@ -127,14 +127,14 @@ def test_build_graph_counts_the_video_labels(chain):
 
 
 def test_train_writes_a_video_run(chain):
-    from mlgraph_cli.core.video.heads import build_video_head
+    from mlgraph_cli.core.models import build_head
 
     run = chain["run"]
     config = json.loads((run / "config.json").read_text())
     assert config["modality"] == "video" and config["labels"] == list(CLASSES.values())
     head = config["head"]
     assert head["name"] == "video-cma" and head["in_channels"] == 1152 and head["mean_branch"] is True
-    assert build_video_head(**head).num_labels == 4  # config.json alone rebuilds the head
+    assert build_head(**head).num_labels == 4  # config.json alone rebuilds the head
     assert config["probe"]["epochs"] == 2 and config["probe"]["videos"] == 24
     assert config["data"]["frames"] == 10 and config["data"]["record_kind"] == "frame"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -157,10 +157,10 @@ def test_evaluate_reports_gap_and_segment_map(chain, tmp_path):
     # the report agrees with G's functions run on the whole file in memory
     import torch
 
-    from mlgraph_cli.core.predict import load_run
-    from mlgraph_cli.core.video.features import load_video_features
-    from mlgraph_cli.core.video.metrics import segment_map, video_metrics
-    from mlgraph_cli.core.video.training import predict_videos, score_segments
+    from mlgraph_cli.core.inference.run import load_run
+    from mlgraph_cli.core.features.video_file import load_video_features
+    from mlgraph_cli.core.evaluation.video_metrics import segment_map, video_metrics
+    from mlgraph_cli.core.inference.frames import predict_videos, score_segments
 
     head = load_run(chain["run"]).model.head
     data = load_video_features(chain["val_h5"])
@@ -190,9 +190,9 @@ def test_predict_videos_with_segments(chain, tmp_path):
         assert [s["start"] for s in row["segments"]] == [0, 5]  # 6-10 frames: two windows
         assert all(len(s["labels"]) == 2 for s in row["segments"])
     # the same scores as evaluating the imported file (same frames, same float16 rounding)
-    from mlgraph_cli.core.predict import load_run
-    from mlgraph_cli.core.video.features import load_video_features
-    from mlgraph_cli.core.video.training import predict_videos
+    from mlgraph_cli.core.inference.run import load_run
+    from mlgraph_cli.core.features.video_file import load_video_features
+    from mlgraph_cli.core.inference.frames import predict_videos
 
     data = load_video_features(chain["val_h5"])
     run = load_run(chain["run"])
@@ -210,8 +210,8 @@ def test_predict_videos_with_segments(chain, tmp_path):
 
 
 def test_predict_skips_a_corrupt_record(chain, tmp_path):
-    from mlgraph_cli.core.video.tfrecord import frame_record
-    from mlgraph_cli.core.video.yt8m import encode_frame_record
+    from mlgraph_cli.core.media.yt8m.tfrecord import frame_record
+    from mlgraph_cli.core.media.yt8m.records import encode_frame_record
 
     rng = np.random.default_rng(5)
     records = [encode_frame_record(f"c{i}", [0], rng.integers(0, 256, (6, 1024)), rng.integers(0, 256, (6, 128)))
@@ -227,8 +227,8 @@ def test_predict_skips_a_corrupt_record(chain, tmp_path):
 
 
 def test_resumed_video_run_matches_a_straight_one(chain, tmp_path):
-    from mlgraph_cli.core.checkpoint import load_weights
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.checkpoint import load_weights
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.train import TrainingInterrupted, resume_training, train
     from mlgraph_cli.stages.train.inputs import TrainInputs
 
@@ -259,7 +259,7 @@ def test_two_gloo_processes_train_the_same_video_run(chain, tmp_path):
     import subprocess
     import sys
 
-    from mlgraph_cli.core.checkpoint import load_weights
+    from mlgraph_cli.core.training.checkpoint import load_weights
 
     args = ["train", "--features", str(chain["train"]), "--embeddings", str(chain["emb"]), "--head", "cma",
             "--epochs", "2", "--probe-epochs", "2", "--batch-size", "8", "--lr", "0.01", "--val-fraction", "0",

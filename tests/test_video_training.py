@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from mlgraph_cli.core.video.heads import build_video_head
-from mlgraph_cli.core.video.metrics import video_metrics
-from mlgraph_cli.core.video.synthetic import make_world, sample_clips
-from mlgraph_cli.core.video.training import predict_videos, score_segments
+from mlgraph_cli.core.models import build_head
+from mlgraph_cli.core.evaluation.video_metrics import video_metrics
+from videokit import make_world, sample_clips
+from mlgraph_cli.core.inference.frames import predict_videos, score_segments
 
 CLIPS = dict(frames=(10, 16), visible=(2, 3), signal=1.5, noise=1.0, scene=1.0, p_label=0.5, p_two_groups=0.3)
 
@@ -41,8 +41,8 @@ def test_generated_clips_follow_their_recipe(clips):
 @pytest.fixture(scope="module")
 def clip_files(clips, tmp_path_factory):
     """The clips as video features files (the layout of `mlgraph import-yt8m`) and embeddings."""
-    from mlgraph_cli.core.embeddings import LabelEmbeddings, write_embeddings
-    from mlgraph_cli.core.video.synthetic import write_clips
+    from mlgraph_cli.core.embeddings.files import LabelEmbeddings, write_embeddings
+    from videokit import write_clips
 
     root = tmp_path_factory.mktemp("clips")
     names = [f"l{i}" for i in range(6)]
@@ -58,7 +58,7 @@ def clip_files(clips, tmp_path_factory):
 def test_the_one_trainer_fits_temporal_heads(clip_files, clips, name, tmp_path):
     """Temporal heads train through the stage behind `mlgraph train` (no second loop): the loss
     falls, validation picks the best epoch, and the test clips score far above chance."""
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs
@@ -80,13 +80,13 @@ def test_the_one_trainer_fits_temporal_heads(clip_files, clips, name, tmp_path):
 
 
 def test_probe_start_trains_a_mean_pool_probe_with_the_trainer(clips):
-    from mlgraph_cli.core.classifier import Classifier
-    from mlgraph_cli.core.training import TrainConfig
-    from mlgraph_cli.core.probe import probe_start
+    from mlgraph_cli.core.models.classifier import Classifier
+    from mlgraph_cli.core.training.trainer import TrainConfig
+    from mlgraph_cli.core.training.probe import probe_start
 
     train, _ = clips
     torch.manual_seed(0)
-    head = build_video_head("cma", in_channels=16, num_labels=6, embeddings=torch.randn(6, 8))
+    head = build_head("video-cma", in_channels=16, num_labels=6, embeddings=torch.randn(6, 8))
     start = head.weight.detach().clone()
     config = TrainConfig(head="cma", epochs=4, lr=1e-2, probe_epochs=2, batch_size=32).for_modality("video")
     info = probe_start(Classifier(head), _Masked(train), config, torch.device("cpu"))
@@ -94,7 +94,7 @@ def test_probe_start_trains_a_mean_pool_probe_with_the_trainer(clips):
     assert not torch.allclose(head.weight, start)  # the classifiers are now the trained probe's
     assert probe_start(Classifier(head), _Masked(train), TrainConfig(probe_epochs=0).for_modality("video"),
                        torch.device("cpu")) is None
-    deep = build_video_head("cma", in_channels=16, num_labels=6, embeddings=torch.randn(6, 8), cmt_layers=2)
+    deep = build_head("video-cma", in_channels=16, num_labels=6, embeddings=torch.randn(6, 8), cmt_layers=2)
     assert probe_start(Classifier(deep), _Masked(train), config, torch.device("cpu")) is None  # no linear phi
 
 
@@ -117,7 +117,7 @@ class _Masked(torch.utils.data.Dataset):
 def test_init_from_probe_makes_cosines_read_the_probe():
     torch.manual_seed(0)
     emb = torch.randn(6, 8)
-    head = build_video_head("video-cma", in_channels=16, num_labels=6, embeddings=emb, center=False)
+    head = build_head("video-cma", in_channels=16, num_labels=6, embeddings=emb, center=False)
     v, b = torch.randn(6, 16), torch.randn(6)
     head.init_from_probe(v, b)
     x = torch.randn(2, 16, 5)
@@ -125,19 +125,19 @@ def test_init_from_probe_makes_cosines_read_the_probe():
     dots = torch.einsum("cd,bdt->bct", torch.nn.functional.normalize(emb, dim=1), z)
     torch.testing.assert_close(dots, torch.einsum("cd,bdt->bct", v, x), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(head.weight, v)
-    deep = build_video_head("video-cma", in_channels=16, num_labels=6, embeddings=emb, cmt_layers=2)
+    deep = build_head("video-cma", in_channels=16, num_labels=6, embeddings=emb, cmt_layers=2)
     with pytest.raises(ValueError, match="cmt_layers = 1"):
         deep.init_from_probe(v, b)
 
 
 def test_ignored_targets_do_not_train(clips):
     """-1 targets leave the loss: a head trained on nothing but -1 keeps its weights."""
-    from mlgraph_cli.core.batches import TensorSet
-    from mlgraph_cli.core.classifier import Classifier
-    from mlgraph_cli.core.training import TrainConfig, Trainer
+    from mlgraph_cli.core.training.batches import TensorSet
+    from mlgraph_cli.core.models.classifier import Classifier
+    from mlgraph_cli.core.training.trainer import TrainConfig, Trainer
 
     train, _ = clips
-    head = build_video_head("video-gap", in_channels=16, num_labels=6)
+    head = build_head("video-gap", in_channels=16, num_labels=6)
     before = head.fc.weight.detach().clone()
     data = TensorSet(torch.as_tensor(train.features), torch.full(train.labels.shape, -1, dtype=torch.int8))
     config = TrainConfig(epochs=1, batch_size=64, weight_decay=0.0).for_modality("video")
@@ -149,7 +149,7 @@ def test_ignored_targets_do_not_train(clips):
 def test_score_segments_sees_only_the_segment_frames(clips):
     _, test = clips
     torch.manual_seed(0)
-    head = build_video_head("video-cma", in_channels=16, num_labels=6, embeddings=torch.randn(6, 8)).eval()
+    head = build_head("video-cma", in_channels=16, num_labels=6, embeddings=torch.randn(6, 8)).eval()
     video = np.array([0, 0, 1, 0])
     start = np.array([0, 5, 2, 0])  # the last row repeats the first segment
     s1 = score_segments(head, test.features, test.mask, video, start)
@@ -172,7 +172,7 @@ def test_defaults_come_from_the_schema_and_the_head(clip_files, tmp_path):
     """Unset epochs / lr / weight decay / probe / patience: the video defaults, the head's own first;
     image features keep the image defaults; a value given always wins."""
     import trainkit
-    from mlgraph_cli.core.training import TrainConfig
+    from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.train.inputs import TrainInputs, resolved_config
 
     video = TrainInputs(features=clip_files["train"])
@@ -186,12 +186,12 @@ def test_defaults_come_from_the_schema_and_the_head(clip_files, tmp_path):
 
 
 def test_patience_stops_when_validation_stops_improving(clips):
-    from mlgraph_cli.core.batches import TensorSet
-    from mlgraph_cli.core.classifier import Classifier
-    from mlgraph_cli.core.training import TrainConfig, Trainer
+    from mlgraph_cli.core.training.batches import TensorSet
+    from mlgraph_cli.core.models.classifier import Classifier
+    from mlgraph_cli.core.training.trainer import TrainConfig, Trainer
 
     train, test = clips
-    head = build_video_head("video-gap", in_channels=16, num_labels=6)
+    head = build_head("video-gap", in_channels=16, num_labels=6)
     data = TensorSet(torch.as_tensor(train.features), torch.as_tensor(train.labels))
     val = TensorSet(torch.as_tensor(test.features), torch.as_tensor(test.labels))
     rows = []

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlgraph_cli.core.wordvectors import label_vectors, load_word_vectors, lookup_label, vector_format
+from mlgraph_cli.core.embeddings.wordvectors import label_vectors, load_word_vectors, lookup_label, vector_format
 from mlgraph_cli.errors import InputError
 
 DATA = Path(__file__).parent / "data"

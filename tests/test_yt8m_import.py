@@ -8,9 +8,9 @@ import pytest
 
 from conftest import one_line_error
 from mlgraph_cli.core.progress import ProgressHook
-from mlgraph_cli.core.video.features import VideoFeatureFile, is_video_features, load_video_features
-from mlgraph_cli.core.video.tfrecord import frame_record, write_records
-from mlgraph_cli.core.video.yt8m import encode_frame_record, encode_video_record
+from mlgraph_cli.core.features.video_file import VideoFeatureFile, is_video_features, load_video_features
+from mlgraph_cli.core.media.yt8m.tfrecord import frame_record, write_records
+from mlgraph_cli.core.media.yt8m.records import encode_frame_record, encode_video_record
 
 
 def _said(result) -> str:

@@ -7,11 +7,15 @@ import struct
 import numpy as np
 import pytest
 
-from mlgraph_cli.core.video.protowire import ProtoError, decode_example, encode_example
-from mlgraph_cli.core.video.tfrecord import BadRecord, crc32c, frame_record, masked_crc32c, read_records, write_records
-from mlgraph_cli.core.video.yt8m import (
-    dequantize, encode_frame_record, encode_video_record, iter_videos, label_space, load_yt8m_annotations, quantize,
-    read_segment_classes, read_vocabulary,
+from mlgraph_cli.core.media.yt8m.protowire import ProtoError, decode_example, encode_example
+from mlgraph_cli.core.media.yt8m.tfrecord import (
+    BadRecord, crc32c, frame_record, masked_crc32c, read_records, write_records,
+)
+from mlgraph_cli.core.media.yt8m.records import (
+    dequantize, encode_frame_record, encode_video_record, iter_videos, quantize,
+)
+from mlgraph_cli.core.media.yt8m.labels import (
+    label_space, load_yt8m_annotations, read_segment_classes, read_vocabulary,
 )
 from mlgraph_cli.errors import InputError
 
@@ -164,7 +168,7 @@ def test_vocabulary_errors(tmp_path, text, message):
 
 
 def test_load_yt8m_annotations_for_build_graph(tmp_path):
-    from mlgraph_cli.core.graph import build_label_graph
+    from mlgraph_cli.core.graph.counts import build_label_graph
 
     rng = np.random.default_rng(4)
     path = write_records(tmp_path / "a.tfrecord", [

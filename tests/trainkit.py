@@ -39,7 +39,7 @@ def planted(n: int, *, labels: list[str] = LABELS, channels: int = 8, size: int 
 def write_features(path: Path, data: dict[str, Any], *, labels: list[str] = LABELS, with_labels: bool = True,
                    backbone_config: dict[str, Any] | None = None, **attrs: Any) -> Path:
     """A complete ``mlgraph/features@1`` file through the lead's FeatureWriter."""
-    from mlgraph_cli.core.features import FeatureWriter
+    from mlgraph_cli.core.features.file import FeatureWriter
 
     shapes = {"features": tuple(data["x"].shape[1:])}
     maps = {"features": data["x"]}
@@ -60,7 +60,7 @@ def write_features(path: Path, data: dict[str, Any], *, labels: list[str] = LABE
 
 
 def write_embeddings(path: Path, labels: list[str] = LABELS, dim: int = 6, seed: int = 0) -> Path:
-    from mlgraph_cli.core.embeddings import LabelEmbeddings, write_embeddings as write
+    from mlgraph_cli.core.embeddings.files import LabelEmbeddings, write_embeddings as write
 
     vectors = np.random.default_rng(seed).normal(size=(len(labels), dim)).astype(np.float32)
     write(path, LabelEmbeddings(labels=list(labels), vectors=vectors, attrs={"method": "test"}))
@@ -68,7 +68,8 @@ def write_embeddings(path: Path, labels: list[str] = LABELS, dim: int = 6, seed:
 
 
 def write_graph(path: Path, labels: list[str] = LABELS, seed: int = 0) -> Path:
-    from mlgraph_cli.core.graph import build_label_graph, write_graph as write
+    from mlgraph_cli.core.graph.counts import build_label_graph
+    from mlgraph_cli.core.graph.files import write_graph as write
 
     y = (np.random.default_rng(seed).random((40, len(labels))) < 0.4).astype(np.int8)
     write(build_label_graph(y, labels, source="test"), path)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from mlgraph_cli.cli._common import RichProgress, default_help, handle_errors, is_stdout, load_project, summary
-from mlgraph_cli.core.build_graph_config import BuildGraphConfig  # a plain dataclass: no numpy
+from mlgraph_cli.core.graph.config import BuildGraphConfig  # a plain dataclass: no numpy
 
 EPILOG = "Example: mlgraph build-graph annotations/instances_train2014.json -o graph.json --format coco"
 

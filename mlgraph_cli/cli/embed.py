@@ -10,7 +10,7 @@ import typer
 
 from mlgraph_cli.cli._common import (Adjacency, RichProgress, choice_value, default_help, handle_errors, load_project,
                                      print_report, summary)
-from mlgraph_cli.core.embed_config import DEFAULT_DIM, EmbedConfig  # plain dataclasses: no torch
+from mlgraph_cli.core.embeddings.config import DEFAULT_DIM, EmbedConfig  # plain dataclasses: no torch
 
 EPILOG = "Example: mlgraph embed graph.json -o embeddings.h5 --method asge --init glove.6B.300d.txt --seed 0"
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from mlgraph_cli.cli._common import default_help, Checkpoint, RichProgress, err, handle_errors, is_stdout, load_project, out, summary
-from mlgraph_cli.core.evaluate_config import EvaluateConfig  # a plain dataclass: no torch
+from mlgraph_cli.core.evaluation.config import EvaluateConfig  # a plain dataclass: no torch
 
 EPILOG = "Example: mlgraph evaluate runs/train/exp --features test-features.h5 -o metrics.json --per-label"
 ROWS = ("CP", "CR", "CF1", "OP", "OR", "OF1")

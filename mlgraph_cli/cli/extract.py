@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from mlgraph_cli.cli._common import RichProgress, default_help, handle_errors, load_project, summary
-from mlgraph_cli.core.extract_config import ExtractConfig  # a plain dataclass: no torch
+from mlgraph_cli.core.features.config import ExtractConfig  # a plain dataclass: no torch
 
 EPILOG = ("Example: mlgraph extract images/ --annotations annotations.json -o features.h5 "
           "--backbone resnet18 --weights none --image-size 64")
@@ -136,7 +136,7 @@ def extract(
     if verbose:
         for s in result.skipped:
             progress.log(f"skipped {s.path}: {s.reason}")
-    if getattr(result, "modality", "image") == "video":  # video files (core/video/clip_extract.py)
+    if getattr(result, "modality", "image") == "video":  # video files (core/features/clips.py)
         summary(f"Wrote {result.output}: {result.rows:,} clips{', %d labels' % result.labels if result.labels else ''}"
                 f"; {result.shapes['features'][0]} features x {result.shapes['features'][1]} frames ({result.backbone}, "
                 f"{result.image_size} px, {result.device}); {result.frames_per_s:,.1f} frames/s"

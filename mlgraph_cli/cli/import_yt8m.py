@@ -7,7 +7,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from mlgraph_cli.cli._common import RichProgress, default_help, handle_errors, load_project, summary
-from mlgraph_cli.core.import_yt8m_config import ImportYt8mConfig  # a plain dataclass: no numpy
+from mlgraph_cli.core.features.yt8m_config import ImportYt8mConfig  # a plain dataclass: no numpy
 
 EPILOG = ("Example: mlgraph import-yt8m 'frame/train*.tfrecord' -o features.h5 "
           "--vocabulary vocabulary.csv --max-frames 300")

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from mlgraph_cli.cli._common import Adjacency, choice_value, default_help, handle_errors, load_project, print_report
-from mlgraph_cli.core.embed_config import ReportConfig  # a plain dataclass: no torch
+from mlgraph_cli.core.embeddings.config import ReportConfig  # a plain dataclass: no torch
 
 EPILOG = "Example: mlgraph inspect embeddings.h5 --graph graph.json --topk 5"
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from mlgraph_cli.cli._common import default_help, Checkpoint, RichProgress, err, handle_errors, load_project, out, summary
-from mlgraph_cli.core.predict_config import MAX_AUTO_THREADS, PredictConfig  # plain dataclass: no torch
+from mlgraph_cli.core.inference.config import MAX_AUTO_THREADS, PredictConfig  # plain dataclass: no torch
 
 EPILOG = "Example: mlgraph predict photos/ --model runs/train/exp --topk 5 --format jsonl -o predictions.jsonl"
 

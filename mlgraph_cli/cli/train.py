@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from mlgraph_cli.cli._common import default_help, RichProgress, err, handle_errors, load_project, summary
-from mlgraph_cli.core.train_config import MODALITY_DEFAULTS, TrainConfig  # plain dataclasses: no torch
+from mlgraph_cli.core.training.config import MODALITY_DEFAULTS, TrainConfig  # plain dataclasses: no torch
 
 EPILOG = ("Example: mlgraph train --features features.h5 --embeddings embeddings.h5 --head cma --epochs 20 "
           "-o runs/train/cma")
@@ -148,7 +148,7 @@ def train(
     best/last weights (safetensors), config.json, metrics.jsonl. Works under `torchrun` too.
 
     On video features from `mlgraph import-yt8m` the head is temporal (cma, gap, gmp over the frames)."""
-    from mlgraph_cli.core.distributed import dist_info_from_env
+    from mlgraph_cli.core.training.distributed import dist_info_from_env
     from mlgraph_cli.errors import MlgraphError
     from mlgraph_cli.stages.train import TrainingInterrupted, run_train
     from mlgraph_cli.stages.train.inputs import TrainInputs

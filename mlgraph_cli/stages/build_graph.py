@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from mlgraph_cli.core.annotations import FORMATS, detect_format, load_annotations, load_label_stats
-from mlgraph_cli.core.artifacts import provenance
-from mlgraph_cli.core.build_graph_config import EXTRA_FORMATS, BuildGraphConfig  # noqa: F401 (re-exported)
-from mlgraph_cli.core.graph import LabelGraph, build_label_graph, write_graph
-from mlgraph_cli.core.paths import check_output_not_input
+from mlgraph_cli.core.io.artifacts import provenance
+from mlgraph_cli.core.graph.config import EXTRA_FORMATS, BuildGraphConfig
+from mlgraph_cli.core.graph.counts import LabelGraph, build_label_graph
+from mlgraph_cli.core.graph.files import write_graph
+from mlgraph_cli.core.io.outputs import check_output_not_input
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph build-graph"
-# The annotation formats, plus YouTube-8M TFRecords (read by core/video/yt8m.py).
+# The annotation formats, plus YouTube-8M TFRecords (read by core/media/yt8m/files.py).
 GRAPH_FORMATS = (*FORMATS, *EXTRA_FORMATS)
 # A co-occurrence graph needs at least one possible pair of labels.
 MIN_LABELS = 2
@@ -139,8 +140,8 @@ def _yt8m_annotations(src: Path, config: BuildGraphConfig, progress: ProgressHoo
     """The video labels of YouTube-8M shards, columns in ``config.label_order`` (name or class index)."""
     import numpy as np
 
-    from mlgraph_cli.core.video.yt8m import load_yt8m_annotations
-    from mlgraph_cli.core.video.yt8m import expand_inputs
+    from mlgraph_cli.core.media.yt8m.labels import load_yt8m_annotations
+    from mlgraph_cli.core.media.yt8m.files import expand_inputs
 
     files = expand_inputs([src])
     progress.start("Reading video labels", total=None, unit="videos")

@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlgraph_cli.core.embed_config import (DEFAULT_DIM, METHODS, EmbedConfig,  # noqa: F401 (METHODS, the configs: re-exported)
-                                          ReportConfig, params_for)
-from mlgraph_cli.core.artifacts import file_digest, labels_digest, maker, provenance
+from mlgraph_cli.core.embeddings.config import DEFAULT_DIM, METHODS, EmbedConfig, ReportConfig, params_for
+from mlgraph_cli.core.io.artifacts import file_digest, labels_digest, maker, provenance
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MlgraphError
 
@@ -39,7 +38,7 @@ def _initial_vectors(init: str | os.PathLike | None, labels: list[str], config: 
     """(vectors or None for one-hot, description for the file, OOV labels)."""
     if init is None or os.fspath(init) in ONEHOT_INIT:
         return None, "onehot", []
-    from mlgraph_cli.core.wordvectors import label_vectors, load_word_vectors
+    from mlgraph_cli.core.embeddings.wordvectors import label_vectors, load_word_vectors
 
     kv = load_word_vectors(init, trust_pickle=trust_pickle)
     lv = label_vectors(kv, labels, source=init, oov=config.oov, seed=config.seed)
@@ -55,16 +54,19 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
           progress: ProgressHook = NULL_PROGRESS, command: str = "mlgraph embed") -> EmbedResult:
     """Embed the labels of ``graph_path`` with ``config.method`` and write ``output`` (HDF5).
 
-    init: word vectors (any format of core/wordvectors.py), ``"onehot"`` or None. ``word``
+    init: word vectors (any format of core/embeddings/wordvectors.py), ``"onehot"`` or None. ``word``
     needs vectors; ``deepwalk``, ``spectral`` and ``onehot`` do not use them. trust_pickle:
     allow a pickle-based gensim ``.kv`` file as ``init``. It is deliberately not part of
     :class:`EmbedConfig`, so no project file can switch it on.
     """
     import numpy as np
 
-    from mlgraph_cli.core import embeddings as E
-    from mlgraph_cli.core.graph import adjacency, read_graph
-    from mlgraph_cli.core.paths import check_output_not_input
+    from mlgraph_cli.core.embeddings.asge import asge_embeddings
+    from mlgraph_cli.core.embeddings.baselines import deepwalk_embeddings, onehot_embeddings, spectral_embeddings
+    from mlgraph_cli.core.embeddings.files import LabelEmbeddings, write_embeddings
+    from mlgraph_cli.core.graph.adjacency import adjacency
+    from mlgraph_cli.core.graph.files import read_graph
+    from mlgraph_cli.core.io.outputs import check_output_not_input
 
     if os.fspath(output) == "-":
         raise MlgraphError("-o -: embeddings are an HDF5 file and cannot go to stdout (give a file name)")
@@ -95,24 +97,24 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
     fit: dict[str, Any] = {}
     if method == "asge":
         if config.self_weight:
-            from mlgraph_cli.core.graph import keep_apart
+            from mlgraph_cli.core.graph.adjacency import keep_apart
 
             target = keep_apart(target, config.self_weight)
-        out, fit = E.asge_embeddings(target, vectors, dim=dim, hidden=config.hidden, steps=config.steps,
+        out, fit = asge_embeddings(target, vectors, dim=dim, hidden=config.hidden, steps=config.steps,
                                      lr=config.lr, seed=config.seed, weighting=config.weighting,
                                      threads=config.threads, progress=progress)
     elif method == "word":
         out = vectors
     elif method == "onehot":
-        out = E.onehot_embeddings(c)
+        out = onehot_embeddings(c)
     elif method == "spectral":
         if dim > c:
             progress.log(f"Note: spectral embeddings have at most C = {c} dimensions; using {c}, not {dim}.")
-        out = E.spectral_embeddings(target, dim)
+        out = spectral_embeddings(target, dim)
     else:  # deepwalk
         progress.start("DeepWalk", total=None, unit="walks")
         walk = {k: getattr(config, k) for k in ("walks_per_label", "walk_length", "window", "epochs")}
-        out = E.deepwalk_embeddings(target, dim=dim, seed=config.seed, **walk)
+        out = deepwalk_embeddings(target, dim=dim, seed=config.seed, **walk)
         progress.stop()
         fit = dict(walk)
 
@@ -132,7 +134,7 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
                                            "output": output}),
     }
     attrs["provenance"].pop("created")  # same command and seed, same bytes: no wall-clock time in the file
-    E.write_embeddings(output, E.LabelEmbeddings(labels=labels, vectors=np.asarray(out, dtype=np.float32),
+    write_embeddings(output, LabelEmbeddings(labels=labels, vectors=np.asarray(out, dtype=np.float32),
                                                  attrs=attrs))
     return EmbedResult(path=Path(output), method=method, num_labels=c, dimension=int(out.shape[1]),
                        seconds=time.perf_counter() - started, init=init_desc, fit=fit, oov=oov)
@@ -152,8 +154,10 @@ def inspect_embeddings(embeddings_path: str | os.PathLike, graph_path: str | os.
     neighbour), labels_with_neighbours, spearman, pearson, nearest (label -> [{label, cosine,
     neighbour}]).
     """
-    from mlgraph_cli.core.embeddings import neighbour_ranking, read_embeddings
-    from mlgraph_cli.core.graph import adjacency, read_graph
+    from mlgraph_cli.core.embeddings.quality import neighbour_ranking
+    from mlgraph_cli.core.embeddings.files import read_embeddings
+    from mlgraph_cli.core.graph.adjacency import adjacency
+    from mlgraph_cli.core.graph.files import read_graph
 
     config = config or ReportConfig()
     emb = read_embeddings(embeddings_path)

@@ -4,7 +4,7 @@ at the run's global threshold and at its tuned per-label thresholds, with plots 
 The data is a features file made with the run's own backbone settings, or annotated images that go
 through the run's backbone (needed when it was fine-tuned end to end). A video run is scored on video
 features: the usual report, plus ``GAP@20``, and with Segments ratings ``segment_MAP@K`` over the
-rated segments, each scored on its 5 frames alone (core/video/metrics.py; K = 100,000 as on Kaggle).
+rated segments, each scored on its 5 frames alone (core/evaluation/video_metrics.py; K = 100,000 as on Kaggle).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from mlgraph_cli.core.artifacts import atomic_write_text, maker, provenance, schema_tag
-from mlgraph_cli.core.evaluate_config import TUNED, EvaluateConfig
+from mlgraph_cli.core.io.outputs import atomic_write_text
+from mlgraph_cli.core.io.artifacts import maker, provenance, schema_tag
+from mlgraph_cli.core.evaluation.config import TUNED, EvaluateConfig
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 
@@ -76,10 +77,10 @@ def evaluate(run_dir: str | os.PathLike, config: EvaluateConfig | None = None, *
     (in ``plots`` when given; none for stdout without ``plots``). ``settings``: EvaluateConfig
     fields that replace ``config``'s (``device="cpu"``)."""
     from mlgraph_cli.core.device import resolve_device
-    from mlgraph_cli.core.metrics import multilabel_metrics, threshold_comparison
-    from mlgraph_cli.core.plots import evaluation_plots, per_label_rows
-    from mlgraph_cli.core.predict import load_run
-    from mlgraph_cli.core.run_config import RunConfig
+    from mlgraph_cli.core.evaluation.metrics import multilabel_metrics, threshold_comparison
+    from mlgraph_cli.core.evaluation.plots import evaluation_plots, per_label_rows
+    from mlgraph_cli.core.inference.run import load_run
+    from mlgraph_cli.core.training.run_config import RunConfig
 
     config = dataclasses.replace(config or EvaluateConfig(), **settings).checked()
     dev = resolve_device(config.device)
@@ -133,7 +134,7 @@ def evaluate(run_dir: str | os.PathLike, config: EvaluateConfig | None = None, *
 
 def _find_run(run_dir: str | os.PathLike | None, project) -> Path:
     """``run_dir``, else the latest run under the project's runs folder, then ./runs/train."""
-    from mlgraph_cli.core.checkpoint import latest_run
+    from mlgraph_cli.core.training.checkpoint import latest_run
 
     if run_dir is not None:
         return Path(run_dir)
@@ -146,7 +147,7 @@ def _find_run(run_dir: str | os.PathLike | None, project) -> Path:
 
 def check_modality(run, path: Path) -> None:
     """A video run evaluates on video features, an image run on image features: one line naming both."""
-    from mlgraph_cli.core.train_data import is_video, modality_name
+    from mlgraph_cli.core.training.data import is_video, modality_name
 
     video_run, video_data = run.modality == "video", is_video(path)
     if video_run != video_data:
@@ -193,9 +194,9 @@ def aligned_targets(labels: np.ndarray, names: list[str], run, path: Path) -> np
 
 
 def _score_features(run, path: Path, device, batch_size: int, progress: ProgressHook):
-    from mlgraph_cli.core.features import open_features
-    from mlgraph_cli.core.batches import FeatureSet, eval_loader
-    from mlgraph_cli.core.training import score
+    from mlgraph_cli.core.features.file import open_features
+    from mlgraph_cli.core.training.batches import FeatureSet, eval_loader
+    from mlgraph_cli.core.training.trainer import score
 
     ff = open_features(path)
     if len(ff) == 0:
@@ -217,8 +218,8 @@ def _score_features(run, path: Path, device, batch_size: int, progress: Progress
 
 
 def _score_images(run, images, annotations, device, batch_size: int, progress: ProgressHook):
-    from mlgraph_cli.core.predict import Predictor
-    from mlgraph_cli.core.train_data import annotated_images
+    from mlgraph_cli.core.inference.scoring import Predictor
+    from mlgraph_cli.core.training.data import annotated_images
 
     ann_path = Path(annotations) if annotations is not None else None
     # reorder: the run's label order; a label the annotations never mention is all negative there
@@ -242,10 +243,10 @@ def _score_images(run, images, annotations, device, batch_size: int, progress: P
 def _score_videos(run, path: Path, device, batch_size: int, top_k: int | None, progress: ProgressHook):
     """Probabilities and targets of every video of ``path``, and the video-only keys of the report:
     ``GAP@20``, and with Segments ratings ``segment_MAP@K`` and ``segments`` (the per-class detail)."""
-    from mlgraph_cli.core.batches import FeatureSet, eval_loader
-    from mlgraph_cli.core.training import score
-    from mlgraph_cli.core.video.metrics import VIDEO_TOP_K, video_metrics
-    from mlgraph_cli.core.video.features import VideoFeatureFile
+    from mlgraph_cli.core.training.batches import FeatureSet, eval_loader
+    from mlgraph_cli.core.training.trainer import score
+    from mlgraph_cli.core.evaluation.video_metrics import VIDEO_TOP_K, video_metrics
+    from mlgraph_cli.core.features.video_file import VideoFeatureFile
 
     vf = VideoFeatureFile(path)
     if len(vf) == 0 or vf.labels is None or vf.label_names is None:
@@ -270,9 +271,9 @@ def _score_videos(run, path: Path, device, batch_size: int, top_k: int | None, p
 def _segment_report(run, vf, device, batch_size: int, top_k: int | None, progress: ProgressHook) -> dict[str, Any]:
     """MAP@K over the rated segments: each segment scored on its own 5 frames (the rest of its clip
     masked), read a block of videos at a time so the file never has to fit in memory."""
-    from mlgraph_cli.core.batches import read_rows
-    from mlgraph_cli.core.video.metrics import SEGMENT_TOP_K, segment_map
-    from mlgraph_cli.core.video.training import score_segments
+    from mlgraph_cli.core.training.batches import read_rows
+    from mlgraph_cli.core.evaluation.video_metrics import SEGMENT_TOP_K, segment_map
+    from mlgraph_cli.core.inference.frames import score_segments
 
     k = top_k or SEGMENT_TOP_K
     seg = vf.segments

@@ -1,7 +1,7 @@
 """Stage: a trained image run -> ``model.onnx`` and its ``model.json`` card.
 
 The ONNX graph takes (N, 3, S, S) float32 RGB pixels 0-255 (decoded, EXIF-transposed, stretched to
-S x S with PIL bilinear) and gives (N, C) probabilities; see core/export.py. The card beside it
+S x S with PIL bilinear) and gives (N, C) probabilities; see core/inference/export.py. The card beside it
 (``<name>.json`` for ``<name>.onnx``, schema ``mlgraph/onnx-model@1``) says what a runtime needs:
 labels in output order, the image size, the run's threshold (and per-label thresholds when the run
 has them), the preprocessing left to the caller and the one inside the graph, the mlgraph version
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mlgraph_cli import __version__
-from mlgraph_cli.core.artifacts import atomic_output, file_digest, provenance, read_json
+from mlgraph_cli.core.io.outputs import atomic_output
+from mlgraph_cli.core.io.artifacts import file_digest, provenance, read_json
 from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph export"
@@ -82,10 +83,10 @@ def check_destination(output: str | os.PathLike) -> tuple[Path, Path]:
 
 def export(run_dir: str | os.PathLike, output: str | os.PathLike, config: ExportConfig) -> ExportResult:
     """Export ``run_dir``'s model (backbone + head, ``config.checkpoint`` weights) to ``output``."""
-    from mlgraph_cli.core import export as onnx_export
-    from mlgraph_cli.core.checkpoint import CONFIG
-    from mlgraph_cli.core.run_config import RunConfig
-    from mlgraph_cli.core.predict import load_run
+    from mlgraph_cli.core.inference import export as onnx_export
+    from mlgraph_cli.core.training.checkpoint import CONFIG
+    from mlgraph_cli.core.training.run_config import RunConfig
+    from mlgraph_cli.core.inference.run import load_run
 
     run = Path(run_dir)
     if RunConfig.read(run).modality == "video":
@@ -114,8 +115,8 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike, config: Export
 
 
 def _card(run: Path, loaded: Any, config: ExportConfig, size: int, preprocessing: dict[str, Any]) -> dict[str, Any]:
-    from mlgraph_cli.core import export as onnx_export
-    from mlgraph_cli.core.checkpoint import CONFIG, weights_path
+    from mlgraph_cli.core.inference import export as onnx_export
+    from mlgraph_cli.core.training.checkpoint import CONFIG, weights_path
 
     labels = list(loaded.label_names)
     bcfg = loaded.config.get("backbone") or {}

@@ -1,7 +1,7 @@
 """Stage: images (+ annotations) -> a resumable features file of backbone maps (``mlgraph/features@1``).
 
 Images are decoded and resized in DataLoader workers while the main process runs the backbone
-and appends each batch to ``.<output>.partial`` (see :mod:`mlgraph_cli.core.features`). A run
+and appends each batch to ``.<output>.partial`` (see :mod:`mlgraph_cli.core.features.file`). A run
 stopped at any point continues where it stopped when started again with the same inputs and
 settings; changed inputs or settings start over. Unreadable images are skipped, never fatal: they
 are listed in the file's ``skipped`` dataset and in ``<output>.skipped.txt``.
@@ -16,13 +16,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from mlgraph_cli.core.extract_config import ExtractConfig
-from mlgraph_cli.core.extract_plan import (ExtractPlan, labels_sha, plan_folder, plan_with_annotations,
-                                          unique_skipped, write_skipped_report)
+from mlgraph_cli.core.features.config import ExtractConfig
+from mlgraph_cli.core.features.plan import (
+    ExtractPlan, labels_sha, plan_folder, plan_with_annotations, unique_skipped, write_skipped_report,
+)
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
-from mlgraph_cli.core.extract_workers import image_loader, resolve_parallelism
-from mlgraph_cli.core.images import SkippedImage
-from mlgraph_cli.core.shards import finished_shard, read_done, take_shard
+from mlgraph_cli.core.features.workers import image_loader, resolve_parallelism
+from mlgraph_cli.core.media.images import SkippedImage
+from mlgraph_cli.core.features.shards import finished_shard, read_done, take_shard
 from mlgraph_cli.errors import MlgraphError
 
 # Test hook (tests/test_extract.py): after this many rows are on disk, touch the file named by
@@ -70,7 +71,7 @@ def run_extract(images: Sequence[str | os.PathLike] | None, output: str | os.Pat
     images and, with them, its annotations and format; ``[artifacts]`` features, or features.h5);
     ``overrides``: ExtractConfig values from flags (None = not given), over ``[extract]``."""
     from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
-    from mlgraph_cli.core.shards import parse_shard
+    from mlgraph_cli.core.features.shards import parse_shard
 
     img_key, ann_key, out_key = SPLIT_KEYS[split]
     overrides = dict(overrides)
@@ -95,15 +96,15 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     With ``annotations`` the images are the annotated ones (file names joined to the single
     ``images`` folder) and their labels are stored; without, every image found is used.
     ``shard`` (I, N) writes only part I of N, to ``<output stem>.shard-I-of-N.h5`` (see
-    :mod:`mlgraph_cli.core.shards`). Under ``torchrun`` each rank writes the shard of its rank and
+    :mod:`mlgraph_cli.core.features.shards`). Under ``torchrun`` each rank writes the shard of its rank and
     rank 0 merges them into ``output`` once all are there.
     """
-    from mlgraph_cli.core.distributed import dist_info_from_env
-    from mlgraph_cli.core.shards import merge_shards, shard_path, wait_for_shards
-    from mlgraph_cli.core.video.clip_extract import extract_clips, wants_clips
+    from mlgraph_cli.core.training.distributed import dist_info_from_env
+    from mlgraph_cli.core.features.shards import merge_shards, shard_path, wait_for_shards
+    from mlgraph_cli.core.features.clips import extract_clips, wants_clips
 
     info = dist_info_from_env()
-    if wants_clips(images, annotations):  # video files: per-frame vectors (core/video/clip_extract.py)
+    if wants_clips(images, annotations):  # video files: per-frame vectors (core/features/clips.py)
         if shard is not None or info.enabled:
             raise MlgraphError("video files are extracted in one process (drop --shard, or run without torchrun)")
         return extract_clips(images, output, config, annotations=annotations,
@@ -130,11 +131,12 @@ def _extract(images, output, config: ExtractConfig, annotations, allow_outside_p
              shard: tuple[int, int] | None, local_rank: int) -> ExtractResult:
     import torch
 
-    from mlgraph_cli.core.artifacts import h5_read_strings, provenance
-    from mlgraph_cli.core.backbones import backbone_config, build_backbone
+    from mlgraph_cli.core.io.hdf5 import h5_read_strings
+    from mlgraph_cli.core.io.artifacts import provenance
+    from mlgraph_cli.core.features.backbones.build import backbone_config, build_backbone
     from mlgraph_cli.core.device import resolve_device
-    from mlgraph_cli.core.features import FeatureWriter, partial_path, plan_digest
-    from mlgraph_cli.core.paths import check_output_not_input
+    from mlgraph_cli.core.features.file import FeatureWriter, partial_path, plan_digest
+    from mlgraph_cli.core.io.outputs import check_output_not_input
 
     dest = Path(output)
     check_output_not_input(dest, [annotations, *(images or [])])
@@ -163,7 +165,7 @@ def _extract(images, output, config: ExtractConfig, annotations, allow_outside_p
     digest_attrs = dict(attrs, labels_sha=labels_sha(plan.labels), label_names=plan.label_names,
                         max_pixels=config.max_pixels)
     digest = plan_digest([f"{i}\t{f}" for i, f in zip(plan.ids, plan.files)], digest_attrs)
-    if shard is not None:  # this process's part of the plan, in a file of its own (core/shards.py)
+    if shard is not None:  # this process's part of the plan, in a file of its own (core/features/shards.py)
         plan, dest, digest, attrs = take_shard(plan, dest, digest, attrs, shard, int(config.batch_size))
         if finished_shard(dest, digest):
             progress.log(f"{dest}: this shard is already complete")

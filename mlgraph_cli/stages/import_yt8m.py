@@ -16,14 +16,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mlgraph_cli.core.artifacts import provenance
-from mlgraph_cli.core.features import plan_digest
-from mlgraph_cli.core.import_yt8m_config import ImportYt8mConfig
+from mlgraph_cli.core.io.artifacts import provenance
+from mlgraph_cli.core.features.file import plan_digest
+from mlgraph_cli.core.features.yt8m_config import ImportYt8mConfig
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
-from mlgraph_cli.core.video.features import VideoFeatureWriter
-from mlgraph_cli.core.video.tfrecord import BadRecord
-from mlgraph_cli.core.video.yt8m import (FEATURE_DIM, QUANT_MAX, QUANT_MIN, RECORDS_FIX, SEGMENT_FRAMES, expand_inputs,
-                                         iter_videos, label_space, read_segment_classes, read_vocabulary)
+from mlgraph_cli.core.features.video_file import VideoFeatureWriter
+from mlgraph_cli.core.media.yt8m.tfrecord import BadRecord
+from mlgraph_cli.core.media.yt8m.records import FEATURE_DIM, QUANT_MAX, QUANT_MIN, SEGMENT_FRAMES, iter_videos
+from mlgraph_cli.core.media.yt8m.files import RECORDS_FIX, expand_inputs
+from mlgraph_cli.core.media.yt8m.labels import label_space, read_segment_classes, read_vocabulary
 from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph import-yt8m"

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from mlgraph_cli.core.annotations import FORMATS, detect_format
-from mlgraph_cli.core.artifacts import atomic_write_text
+from mlgraph_cli.core.io.outputs import atomic_write_text
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.project import DATASET_KEYS, PROJECT_FILE, render_project_file
 from mlgraph_cli.errors import InputError, MlgraphError

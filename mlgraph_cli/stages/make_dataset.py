@@ -184,7 +184,7 @@ def make_dataset(name: str, out: str | os.PathLike, config=None, *, source: str 
     """
     if name not in DATASETS:
         raise MlgraphError(f"unknown dataset {name!r} (choices: {', '.join(DATASETS)})")
-    from mlgraph_cli.core.artifacts import provenance
+    from mlgraph_cli.core.io.artifacts import provenance
     from mlgraph_cli.core.datasets.fashion_mnist import LABELS, load_source
     from mlgraph_cli.core.datasets.fashion_scenes import FashionScenesConfig, write_fashion_scenes
     from mlgraph_cli.core.project import PROJECT_FILE, render_project_file

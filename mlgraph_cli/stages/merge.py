@@ -1,6 +1,6 @@
 """Stage: the shard files of one sharded extraction -> the features file a single process writes.
 
-See :mod:`mlgraph_cli.core.shards` for what is checked (one plan, every shard once, all finished)
+See :mod:`mlgraph_cli.core.features.shards` for what is checked (one plan, every shard once, all finished)
 and how the rows are laid out. The skipped-images report of the merged file is written beside it.
 """
 
@@ -24,9 +24,9 @@ class MergeResult:
 
 def merge(shards: Sequence[str | os.PathLike], output: str | os.PathLike, *, virtual: bool = False) -> MergeResult:
     """Merge ``shards`` (any order) into ``output``; with ``virtual`` the maps stay in the shards."""
-    from mlgraph_cli.core.extract_plan import unique_skipped, write_skipped_report
-    from mlgraph_cli.core.paths import check_output_not_input
-    from mlgraph_cli.core.shards import merge_shards, read_done
+    from mlgraph_cli.core.features.plan import unique_skipped, write_skipped_report
+    from mlgraph_cli.core.io.outputs import check_output_not_input
+    from mlgraph_cli.core.features.shards import merge_shards, read_done
 
     dest = Path(output)
     check_output_not_input(dest, list(shards))

@@ -32,7 +32,7 @@ _STATS_KEYS = re.compile(r'"(cooccurrence|image_counts)"\s*:')
 def detect_format(path: str | os.PathLike) -> str:
     """Guess the format of ``path`` from its suffix and first bytes; one of :data:`FORMATS`, or
     ``yt8m`` for YouTube-8M TFRecords (a name with ``.tfrecord`` in it, a quoted glob of such
-    names, or a folder of them; read by core/video/yt8m.py, not by :func:`load_annotations`).
+    names, or a folder of them; read by core/media/yt8m/files.py, not by :func:`load_annotations`).
 
     Raises :class:`InputError` for a missing, empty or undetectable file, and for mlgraph's own
     artifacts (a graph, an HDF5 file), naming the command that reads them.
@@ -88,7 +88,7 @@ def _refuse_artifacts(p: Path, head: bytes) -> None:
 
 def _hdf5_kind(p: Path) -> str | None:
     """The artifact kind (``features``, ...) named by an HDF5 file's schema tag, None if it has none."""
-    from mlgraph_cli.core.artifacts import SCHEMAS
+    from mlgraph_cli.core.io.artifacts import SCHEMAS
 
     try:
         import h5py

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlgraph_cli.core.artifacts import atomic_output
+from mlgraph_cli.core.io.outputs import atomic_output
 from mlgraph_cli.errors import MlgraphError, input_error
 
 # Fashion-MNIST's class index -> our label name (readable, spaces where natural, so word

@@ -13,10 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mlgraph_cli.core.artifacts import (
-    atomic_output, h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs, h5_write_strings,
-    labels_digest, maker, schema_tag,
-)
+from mlgraph_cli.core.io.outputs import atomic_output
+from mlgraph_cli.core.io.hdf5 import h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs, h5_write_strings
+from mlgraph_cli.core.io.artifacts import labels_digest, maker, schema_tag
 from mlgraph_cli.errors import MismatchError, input_error
 
 

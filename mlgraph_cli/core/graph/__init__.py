@@ -7,12 +7,5 @@ chosen by the consumer and recorded there.
 
 Layout: ``counts`` (the graph and how it is counted), ``adjacency`` (the adjacencies derived
 from the counts), ``files`` (node-link JSON and GraphML, and the checks a file read from disk
-must pass). Import everything from here; the submodules are not a public interface.
+must pass).
 """
-
-from mlgraph_cli.core.graph.adjacency import ADJACENCIES, adjacency, keep_apart
-from mlgraph_cli.core.graph.counts import LabelGraph, build_label_graph
-from mlgraph_cli.core.graph.files import check_counts, check_labels, read_graph, write_graph
-
-__all__ = ["ADJACENCIES", "LabelGraph", "adjacency", "build_label_graph", "keep_apart", "check_counts", "check_labels",
-           "read_graph", "write_graph"]

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from mlgraph_cli.core.artifacts import schema_tag
+from mlgraph_cli.core.io.artifacts import schema_tag
 
 
 @dataclass

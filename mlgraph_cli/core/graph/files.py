@@ -23,7 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from mlgraph_cli.core.artifacts import atomic_output, atomic_write_text, check_schema, maker, read_json, refuse_hdf5
+from mlgraph_cli.core.io.outputs import atomic_output, atomic_write_text
+from mlgraph_cli.core.io.artifacts import check_schema, maker, read_json
+from mlgraph_cli.core.io.hdf5 import refuse_hdf5
 from mlgraph_cli.core.graph.counts import LabelGraph
 from mlgraph_cli.errors import MismatchError, input_error
 

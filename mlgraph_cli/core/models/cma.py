@@ -81,7 +81,7 @@ class CrossModalityAttention(Head):
 
     name = "cma"
     needs_embeddings = True
-    # The probe start (core/probe.py): chosen on the validation splits of benchmarks/fair.py,
+    # The probe start (core/training/probe.py): chosen on the validation splits of benchmarks/fair.py,
     # where it lifted cma from below GAP to above it (docs/benchmarks.md).
     training_defaults = {"probe_epochs": 20}
 
@@ -134,7 +134,7 @@ class CrossModalityAttention(Head):
         return self._linear_transform() is not None
 
     def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        """Start from a linear probe on the average-pooled map (core/probe.py): logit_k = <v_k, x> + b_k.
+        """Start from a linear probe on the average-pooled map (core/training/probe.py): logit_k = <v_k, x> + b_k.
 
         phi becomes E^+ V, so each location's cosine with label k reads the probe's evidence for k
         there (a class activation map); w_k = v_k, b_k = b_k; the GAP branch starts at zero

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from mlgraph_cli.core.artifacts import atomic_output, atomic_write_text, maker
-from mlgraph_cli.core.predict_config import TUNED, PredictConfig, auto_threads
+from mlgraph_cli.core.io.outputs import atomic_output, atomic_write_text
+from mlgraph_cli.core.io.artifacts import maker
+from mlgraph_cli.core.inference.config import TUNED, PredictConfig, auto_threads
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 
@@ -51,7 +52,7 @@ class PredictResult:
 def find_run(model: str | os.PathLike | None, runs_root: str | os.PathLike | None) -> Path:
     """``--model`` if given, else the most recent run under ``runs_root`` (the project's runs
     folder) or ``./runs/train``."""
-    from mlgraph_cli.core.checkpoint import latest_run
+    from mlgraph_cli.core.training.checkpoint import latest_run
 
     if model is not None:
         return Path(model)
@@ -95,17 +96,17 @@ def predict(inputs: Sequence[str | os.PathLike], *, model: str | os.PathLike | N
     """Score every image of ``inputs`` (files, folders, globs, .txt lists) with a run; for a video
     run, every video of ``inputs`` (TFRecord files, quoted globs, folders of shards). ``config``
     given is used as is; else it is resolved from ``overrides`` and ``project``."""
-    from mlgraph_cli.core.images import list_images
-    from mlgraph_cli.core.paths import check_output_not_input
-    from mlgraph_cli.core.run_config import RunConfig
+    from mlgraph_cli.core.media.images import list_images
+    from mlgraph_cli.core.io.outputs import check_output_not_input
+    from mlgraph_cli.core.training.run_config import RunConfig
 
     cfg = config if config is not None else resolve_config(overrides, project)
     run_dir = find_run(model, project.artifact("runs") if project is not None else None)
     fmt = output_format(cfg.format, output)
-    from mlgraph_cli.core.video.clip_predict import clip_inputs
+    from mlgraph_cli.core.inference.clips import clip_inputs
 
     clips = clip_inputs(inputs)
-    if clips is not None:  # video files (MP4, MKV, ...): core/video/clip_predict.py
+    if clips is not None:  # video files (MP4, MKV, ...): core/inference/clips.py
         from mlgraph_cli.stages.predict.videos import predict_clips
 
         return predict_clips(clips, run_dir, cfg, fmt=fmt, output=output, explain=explain, progress=progress)
@@ -142,8 +143,10 @@ def predict(inputs: Sequence[str | os.PathLike], *, model: str | os.PathLike | N
 def _score_images(paths: list[Path], run_dir: Path, cfg: PredictConfig, explain_dir: Path | None,
                   progress: ProgressHook):
     from mlgraph_cli.core.device import resolve_device
-    from mlgraph_cli.core.images import common_root
-    from mlgraph_cli.core.predict import Predictor, explain_image, explain_names, load_run, select_labels
+    from mlgraph_cli.core.media.images import common_root
+    from mlgraph_cli.core.inference.scoring import Predictor, select_labels
+    from mlgraph_cli.core.inference.explain import explain_image, explain_names
+    from mlgraph_cli.core.inference.run import load_run
 
     dev = resolve_device(cfg.device)
     run = load_run(run_dir, cfg.checkpoint, device=dev, with_backbone=True, image_size=cfg.image_size)
@@ -171,7 +174,7 @@ def _score_images(paths: list[Path], run_dir: Path, cfg: PredictConfig, explain_
 def label_thresholds(cfg: PredictConfig, run) -> list[float]:
     """One threshold per label (label order): the flag's, the run's tuned ones, or the run's own."""
     if cfg.threshold == TUNED:  # their count was checked when config.json was read (RunConfig)
-        from mlgraph_cli.core.run_config import tuned_thresholds
+        from mlgraph_cli.core.training.run_config import tuned_thresholds
 
         return tuned_thresholds(run.thresholds, run.run_dir)
     t = run.threshold if cfg.threshold is None else float(cfg.threshold)
@@ -193,8 +196,8 @@ def write_rows(rows: list[dict[str, Any]], fmt: str, output: str | os.PathLike |
                clips: bool = False) -> Path | None:
     """Write jsonl / csv to ``output`` (or stdout); return the file written, if any. ``clips``: rows
     of video files, whose segments have start and end times in seconds."""
-    from mlgraph_cli.core.predict.output import to_csv, to_jsonl, to_video_csv
-    from mlgraph_cli.core.video.clip_predict import to_clip_csv
+    from mlgraph_cli.core.inference.output import to_csv, to_jsonl, to_video_csv
+    from mlgraph_cli.core.inference.clips import to_clip_csv
 
     if fmt == "table":
         return None

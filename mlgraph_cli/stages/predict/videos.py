@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from mlgraph_cli.core.predict_config import PredictConfig
+from mlgraph_cli.core.inference.config import PredictConfig
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 from mlgraph_cli.stages.predict import PredictResult, is_tfrecord_input, label_thresholds, shown_threshold
@@ -21,10 +21,12 @@ def predict_videos(inputs: Sequence[str | os.PathLike], run_dir: Path, cfg: Pred
                    progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
     """Label the videos of YouTube-8M TFRecords with a video run."""
     from mlgraph_cli.core.device import resolve_device
-    from mlgraph_cli.core.paths import check_output_not_input
-    from mlgraph_cli.core.predict import VideoPredictor, load_run, select_labels
-    from mlgraph_cli.core.run_config import RunConfig
-    from mlgraph_cli.core.video.yt8m import RECORDS_FIX, expand_inputs
+    from mlgraph_cli.core.io.outputs import check_output_not_input
+    from mlgraph_cli.core.inference.records import VideoPredictor
+    from mlgraph_cli.core.inference.run import load_run
+    from mlgraph_cli.core.inference.scoring import select_labels
+    from mlgraph_cli.core.training.run_config import RunConfig
+    from mlgraph_cli.core.media.yt8m.files import RECORDS_FIX, expand_inputs
 
     run_config = RunConfig.read(run_dir)
     if run_config.modality != "video":
@@ -70,9 +72,9 @@ def predict_clips(clips: Sequence[Path], run_dir: Path, cfg: PredictConfig, *, f
                   progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
     """Label video files with a run trained on `mlgraph extract CLIPS/` features: per clip, and per
     ``cfg.segment_seconds`` window with ``cfg.segments``."""
-    from mlgraph_cli.core.paths import check_output_not_input
-    from mlgraph_cli.core.run_config import RunConfig
-    from mlgraph_cli.core.video.clip_explain import predict_clip_files
+    from mlgraph_cli.core.io.outputs import check_output_not_input
+    from mlgraph_cli.core.training.run_config import RunConfig
+    from mlgraph_cli.core.inference.explain_clips import predict_clip_files
     from mlgraph_cli.stages.predict import label_thresholds
 
     if output is not None:

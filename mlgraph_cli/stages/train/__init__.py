@@ -1,7 +1,7 @@
 """Stage: train a classification head on cached features, or a backbone + head on images.
 
 ``train`` checks that the inputs agree (label sets, backbones), builds the data, the head and
-the run directory, and hands over to :class:`~mlgraph_cli.core.training.Trainer`.
+the run directory, and hands over to :class:`~mlgraph_cli.core.training.trainer.Trainer`.
 ``resume_training`` continues a stopped run from its ``resume.pt``. Under torchrun every rank
 runs this function; rank 0 alone writes.
 
@@ -27,13 +27,14 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from mlgraph_cli.core import checkpoint as ckpt
-from mlgraph_cli.core import distributed as dist_util
-from mlgraph_cli.core.artifacts import read_json, write_json
+from mlgraph_cli.core.training import checkpoint as ckpt
+from mlgraph_cli.core.training import distributed as dist_util
+from mlgraph_cli.core.io.artifacts import read_json
+from mlgraph_cli.core.io.outputs import write_json
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
-from mlgraph_cli.core.run_config import RunConfig
-from mlgraph_cli.core.train_config import TrainConfig
-from mlgraph_cli.core.training import TrainResult
+from mlgraph_cli.core.training.run_config import RunConfig
+from mlgraph_cli.core.training.config import TrainConfig
+from mlgraph_cli.core.training.trainer import TrainResult
 from mlgraph_cli.errors import MismatchError, MlgraphError
 from mlgraph_cli.stages.train import finish
 from mlgraph_cli.stages.train import inputs as inputs_mod
@@ -83,7 +84,7 @@ def train(inputs: TrainInputs, config: TrainConfig, *, run_dir: str | os.PathLik
         prepared = inputs_mod.prepare(inputs, config, device=device, dist=dist, progress=progress)
         out = _choose_run_dir(run_dir, runs_root, name, force, dist)
         if config.probe_epochs:
-            from mlgraph_cli.core.probe import probe_start
+            from mlgraph_cli.core.training.probe import probe_start
 
             with _sigterm_as_interrupt():
                 prepared.probe = probe_start(prepared.model, prepared.data.train_set, config, device,
@@ -164,7 +165,7 @@ def _sigterm_as_interrupt():
 
 
 def _fit(prepared, config, run_dir, device, dist, progress, on_epoch_end, resume, digest) -> TrainResult:
-    from mlgraph_cli.core.training import Trainer
+    from mlgraph_cli.core.training.trainer import Trainer
 
     if resume is not None:
         try:
@@ -228,7 +229,7 @@ def _pick_run_dir(run_dir, runs_root, name, force: bool) -> Path:
 
 
 def _run_config(inputs: TrainInputs, config: TrainConfig, prepared) -> RunConfig:
-    from mlgraph_cli.core.artifacts import provenance
+    from mlgraph_cli.core.io.artifacts import provenance
 
     data = prepared.data
     return RunConfig(

@@ -4,9 +4,9 @@ before training, and at the end the per-label thresholds and ``curves.png`` (doc
 - The note: how many validation images there are and which labels have no positive among them
   (their AP is left out of val mAP, so a tiny automatic split can read "val mAP 100.00").
 - Thresholds: the ``best`` weights score the validation split once more and each label gets the
-  threshold of its best F1 there (core/thresholds.py); config.json records them as ``thresholds``.
+  threshold of its best F1 there (core/evaluation/thresholds.py); config.json records them as ``thresholds``.
   No validation split: ``thresholds`` stays null.
-- ``curves.png``: losses, val mAP and learning rate from metrics.jsonl (core/plots.py). A
+- ``curves.png``: losses, val mAP and learning rate from metrics.jsonl (core/evaluation/plots.py). A
   plotting failure never loses the run: it becomes a warning and the run stays as it is.
 """
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 
-from mlgraph_cli.core import checkpoint as ckpt
+from mlgraph_cli.core.training import checkpoint as ckpt
 from mlgraph_cli.core.progress import ProgressHook
-from mlgraph_cli.core.run_config import RunConfig
-from mlgraph_cli.core.thresholds import TunedThresholds
+from mlgraph_cli.core.training.run_config import RunConfig
+from mlgraph_cli.core.evaluation.thresholds import TunedThresholds
 
 CURVES = "curves.png"
 
@@ -45,9 +45,9 @@ def validation_note(data) -> str | None:
 def tune_run_thresholds(prepared, config, run_dir: Path, device) -> TunedThresholds | None:
     """Score the validation split with ``best`` weights, choose per-label thresholds, write them
     into ``run_dir/config.json``. None when there is no validation split."""
-    from mlgraph_cli.core.batches import eval_loader
-    from mlgraph_cli.core.classifier import score
-    from mlgraph_cli.core.thresholds import tune_thresholds
+    from mlgraph_cli.core.training.batches import eval_loader
+    from mlgraph_cli.core.models.classifier import score
+    from mlgraph_cli.core.evaluation.thresholds import tune_thresholds
 
     val = prepared.data.val_set
     if val is None or len(val) == 0:
@@ -65,7 +65,7 @@ def tune_run_thresholds(prepared, config, run_dir: Path, device) -> TunedThresho
 
 def draw_curves(run_dir: Path, progress: ProgressHook) -> Path | None:
     """``run_dir/curves.png`` from metrics.jsonl; a failure is a warning, not a lost run."""
-    from mlgraph_cli.core.plots import training_curves
+    from mlgraph_cli.core.evaluation.plots import training_curves
 
     try:
         return training_curves(ckpt.read_metrics(run_dir), run_dir / CURVES)

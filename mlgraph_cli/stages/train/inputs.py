@@ -1,9 +1,9 @@
 """The inputs of ``mlgraph train``: paths (from flags or the project), checked against each other
-and turned into a :class:`~mlgraph_cli.core.train_data.TrainingData` and a model.
+and turned into a :class:`~mlgraph_cli.core.training.data.TrainingData` and a model.
 
 Every check ends in a one-line error that names the files that disagree and the command that
 makes them agree (features and embeddings or graph with different label sets; the rest in
-core/train_data.py). The modality comes from the features file's schema once
+core/training/data.py). The modality comes from the features file's schema once
 (``TrainingData.modality``); the head is looked up for it in the one registry
 (``core.models.resolve_head``: ``--head cma`` on video features is ``video-cma``).
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from mlgraph_cli.core.artifacts import file_digest, labels_digest, maker
+from mlgraph_cli.core.io.artifacts import file_digest, labels_digest, maker
 from mlgraph_cli.core.progress import ProgressHook
-from mlgraph_cli.core.train_data import TrainingData, check_same_label_set, features_modality
+from mlgraph_cli.core.training.data import TrainingData, check_same_label_set, features_modality
 from mlgraph_cli.errors import InputError, MismatchError, MlgraphError, input_error
 
 
@@ -90,7 +90,7 @@ class Prepared:
     head_name: str  # the registry entry (``video-cma`` for ``--head cma`` on video)
     embeddings_info: dict[str, Any] | None
     graph_info: dict[str, Any] | None
-    probe: dict[str, Any] | None = None  # the probe start of a CMA head (core/probe.py)
+    probe: dict[str, Any] | None = None  # the probe start of a CMA head (core/training/probe.py)
 
 
 def data_modality(inputs: TrainInputs) -> str:
@@ -114,7 +114,7 @@ def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook
     """Check the inputs and build datasets and model (seeded by ``config.seed``); ``config`` is
     already resolved for the data's modality (``TrainConfig.for_modality``)."""
     from mlgraph_cli.core.models import HEADS, resolve_head
-    from mlgraph_cli.core.train_data import prepare_features
+    from mlgraph_cli.core.training.data import prepare_features
 
     name = resolve_head(config.head, data_modality(inputs), None if inputs.end_to_end else inputs.features)
     multi = HEADS[name].head_class.multi_scale
@@ -132,7 +132,7 @@ def _with_model(data: TrainingData, name: str, inputs: TrainInputs, config) -> P
     import torch
 
     from mlgraph_cli.core.models import HEADS, build_head
-    from mlgraph_cli.core.training import Classifier, seed_everything
+    from mlgraph_cli.core.training.trainer import Classifier, seed_everything
 
     names, source = data.label_names, data.source
     head_class = HEADS[name].head_class
@@ -152,7 +152,7 @@ def _with_model(data: TrainingData, name: str, inputs: TrainInputs, config) -> P
 
 
 def _embeddings(path: Path | None, names: list[str], source: Path, head: str):
-    from mlgraph_cli.core.embeddings import read_embeddings
+    from mlgraph_cli.core.embeddings.files import read_embeddings
 
     fix = f"make them with `{maker('embeddings')}` and pass --embeddings"
     if path is None:
@@ -172,7 +172,8 @@ def _embeddings(path: Path | None, names: list[str], source: Path, head: str):
 
 
 def _adjacency(path: Path | None, names: list[str], source: Path, config):
-    from mlgraph_cli.core.graph import adjacency, read_graph
+    from mlgraph_cli.core.graph.adjacency import adjacency
+    from mlgraph_cli.core.graph.files import read_graph
 
     if path is None:
         raise MlgraphError(f"head {config.head} needs the label graph and none was given "

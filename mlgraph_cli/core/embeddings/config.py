@@ -1,0 +1,99 @@
+"""Settings of ``mlgraph embed`` and ``mlgraph inspect``: plain dataclasses (no torch, no numpy at
+import), so the commands' help can show their defaults without loading the methods."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+METHODS = ("asge", "word", "deepwalk", "spectral", "onehot")
+DEFAULT_DIM = 300  # width of ASGE / DeepWalk / spectral embeddings unless --dim says otherwise
+
+
+@dataclass
+class EmbedConfig:
+    """Options of ``mlgraph embed`` (defaults, then the project's ``[embed]``, then flags).
+
+    adjacency/tau/p: the target adjacency (core/graph/adjacency.py kinds; tau for binary and mlgcn, p for
+    mlgcn). self_weight: lambda of the ASGE target A + lambda I (core/graph/adjacency.py
+    ``keep_apart``; 0 = A as it is, the paper's target). dim: None picks the method's natural width (DEFAULT_DIM; the vectors' for ``word``;
+    C for ``onehot``). steps/lr/hidden/weighting/threads: the ASGE fit. walks_per_label/
+    walk_length/window/epochs: DeepWalk. oov: ``error`` or ``random`` for labels missing from
+    the word vectors.
+    """
+
+    method: str = "asge"
+    adjacency: str = "cond-mean"
+    tau: float = 0.4
+    p: float = 0.2
+    dim: int | None = None
+    seed: int = 0
+    oov: str = "error"
+    steps: int = 500
+    lr: float = 0.01
+    hidden: int = 256
+    weighting: str = "uniform"
+    self_weight: float = 3.0  # chosen on validation with CMA (docs/benchmarks.md, "A fair comparison")
+    threads: int = 1
+    walks_per_label: int = 10
+    walk_length: int = 40
+    window: int = 5
+    epochs: int = 5
+
+    def __post_init__(self) -> None:
+        from mlgraph_cli.core.embeddings.asge import WEIGHTINGS
+        from mlgraph_cli.core.graph.adjacency import ADJACENCIES
+        from mlgraph_cli.core.embeddings.wordvectors import OOV_POLICIES
+
+        for name, value, choices in (("method", self.method, METHODS), ("adjacency", self.adjacency, ADJACENCIES),
+                                     ("oov", self.oov, OOV_POLICIES), ("weighting", self.weighting, WEIGHTINGS)):
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r} (choose one of: {', '.join(choices)})")
+        for name in ("steps", "hidden", "threads", "walks_per_label", "walk_length", "window", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.dim is not None and int(self.dim) < 1:
+            raise ValueError("dim must be at least 1")
+        if not self.lr > 0:
+            raise ValueError("lr must be positive")
+        if not float(self.self_weight) >= 0:
+            raise ValueError("self_weight must be 0 or more")
+
+    def adjacency_params(self) -> dict[str, float]:
+        """The parameters the chosen adjacency kind takes (recorded in the output)."""
+        return params_for(self.adjacency, tau=self.tau, p=self.p)
+
+
+def params_for(kind: str, **candidates: float) -> dict[str, float]:
+    """The subset of ``candidates`` that adjacency ``kind`` takes (tau for binary, tau and p for mlgcn)."""
+    from mlgraph_cli.core.graph.adjacency import ADJACENCIES
+
+    accepted = inspect.signature(ADJACENCIES[kind]).parameters
+    return {k: v for k, v in candidates.items() if k in accepted}
+
+
+@dataclass
+class ReportConfig:
+    """What ``mlgraph inspect`` and ``mlgraph embed --report`` measure against.
+
+    neighbours/tau/min_weight: label j is a neighbour of i when the ``neighbours`` adjacency
+    (computed with ``tau``) exceeds ``min_weight``; the default, ``binary`` at tau 0.4, is
+    ML-GCN's graph: max(P(j|i), P(i|j)) >= 0.4. reference: the continuous adjacency for the
+    correlations (None: the one the embeddings were fitted to, else cond-mean). topk: nearest
+    labels listed per label.
+    """
+
+    neighbours: str = "binary"
+    tau: float = 0.4
+    min_weight: float = 0.0
+    reference: str | None = None
+    topk: int = 5
+
+    def __post_init__(self) -> None:
+        from mlgraph_cli.core.graph.adjacency import ADJACENCIES
+
+        for name, value in (("neighbours", self.neighbours), ("reference", self.reference)):
+            if value is not None and value not in ADJACENCIES:
+                raise ValueError(f"unknown {name} adjacency {value!r} (choose one of: {', '.join(ADJACENCIES)})")
+        if self.topk < 0:
+            raise ValueError("topk must be 0 or more")

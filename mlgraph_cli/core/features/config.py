@@ -1,0 +1,40 @@
+"""Settings of ``mlgraph extract``: a plain dataclass (no torch, no numpy), so the command's help
+can show its defaults without loading the extraction code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ExtractConfig:
+    """Settings of ``mlgraph extract`` (defaults, then ``[extract]`` of mlgraph.toml, then flags)."""
+
+    backbone: str = "efficientnet-lite0"
+    weights: str = "DEFAULT"  # torchvision enum name, IMAGENET1K for Lite0, a state-dict file, or none
+    image_size: int | None = None  # None: the backbone's default (448 torchvision, 224 Lite0)
+    layers: list[str] = field(default_factory=list)  # empty: the last stage; two: main + aux (MS-CMA)
+    batch_size: int = 32
+    workers: int | None = None  # DataLoader processes decoding and resizing; 0 = main process; None: by cores
+    threads: int | None = None  # torch threads for the forward pass; None: the cores left to this process
+    device: str = "auto"
+    seed: int = 0  # random init when weights = none
+    format: str | None = None  # annotation format (auto-detected)
+    label_order: str = "name"  # as `mlgraph build-graph --label-order`
+    image_set: str | None = None  # VOC image set / NUS-WIDE split of the annotations
+    max_pixels: int | None = None  # decompression-bomb limit (default: PIL's, ~89 Mpx)
+    offline: bool = False  # never download weights (also MLGRAPH_OFFLINE=1 or HF_HUB_OFFLINE=1)
+    fps: float = 1.0  # video files (core/media/videos.py): frames per second sampled,
+    frames: int | None = None  # or this many frames spread over each clip,
+    max_frames: int = 300  # and at most this many
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, str):
+            self.layers = [self.layers]
+        self.layers = [str(x) for x in (self.layers or [])]
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.workers is not None and int(self.workers) < 0:
+            raise ValueError(f"workers must be 0 or more, got {self.workers}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")

@@ -1,0 +1,210 @@
+"""Run directories and what lives in them (schema ``mlgraph/run@1``).
+
+A run directory (``runs/train/exp``, ``exp2``, ... or one named with ``-o``) holds:
+
+- ``config.json``: everything needed to rebuild the model and preprocess an image, read and
+  written by :class:`~mlgraph_cli.core.training.run_config.RunConfig` alone (plain JSON, never a pickled
+  object: nanoGPT's habit).
+- ``best.safetensors`` / ``last.safetensors``: the model's state dict (``head.*``, and
+  ``backbone.*`` when trained end to end). The label embeddings (and ML-GCN's adjacency) are
+  buffers of the head, so they travel inside it and loading a run needs no other file. Loading
+  never unpickles: safetensors holds bare tensors.
+- ``backbone.safetensors``: the backbone's weights when they cannot be rebuilt from a name
+  (random init, a local file, or a backbone fine-tuned end to end).
+- ``resume.pt``: model, optimiser, schedule and RNG states as plain tensors and dicts, read back
+  with ``torch.load(weights_only=True)``.
+- ``args.json`` (the resolved training config), ``metrics.jsonl`` (one line per epoch),
+  ``split.json`` (the validation ids when the split was drawn from the training file).
+
+Every file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from mlgraph_cli.core.io.outputs import atomic_output
+from mlgraph_cli.core.io.artifacts import maker
+from mlgraph_cli.core.training.run_config import CONFIG, RunConfig
+from mlgraph_cli.errors import InputError, MismatchError, input_error
+
+ARGS = "args.json"
+METRICS = "metrics.jsonl"
+SPLIT = "split.json"
+RESUME = "resume.pt"
+BACKBONE_WEIGHTS = "backbone.safetensors"
+CHECKPOINTS = ("best", "last")
+
+
+
+def weights_path(run_dir: str | os.PathLike, which: str) -> Path:
+    """``RUN/best.safetensors`` or ``RUN/last.safetensors``."""
+    if which not in CHECKPOINTS:
+        raise InputError(f"unknown checkpoint {which!r} (choose one of: {', '.join(CHECKPOINTS)})")
+    return Path(run_dir) / f"{which}.safetensors"
+
+
+# ---------------------------------------------------------------------------------------------
+# Run directories
+
+def next_run_dir(root: str | os.PathLike, name: str = "exp") -> Path:
+    """The first free ``root/name``, ``root/name2``, ``root/name3``, ... (ultralytics' numbering)."""
+    root = Path(root)
+    candidate = root / name
+    if not candidate.exists():
+        return candidate
+    taken = set()
+    pattern = re.compile(rf"^{re.escape(name)}(\d+)$")
+    if root.is_dir():
+        for child in root.iterdir():
+            m = pattern.match(child.name)
+            if m:
+                taken.add(int(m.group(1)))
+    n = 2
+    while n in taken or (root / f"{name}{n}").exists():
+        n += 1
+    return root / f"{name}{n}"
+
+
+def latest_run(root: str | os.PathLike) -> Path | None:
+    """The run under ``root`` whose ``config.json`` was written last, or None."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    runs = [c for c in root.iterdir() if (c / CONFIG).is_file()]
+    if not runs:
+        return None
+    return max(runs, key=lambda c: ((c / CONFIG).stat().st_mtime_ns, c.name))
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics.jsonl
+
+def append_metrics(run_dir: str | os.PathLike, row: dict[str, Any]) -> None:
+    """Append one JSON line to ``metrics.jsonl`` (rewritten atomically, it stays small)."""
+    path = Path(run_dir) / METRICS
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    with atomic_output(path) as tmp:
+        tmp.write_text(old + json.dumps(row) + "\n", encoding="utf-8")
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_metrics(run_dir: str | os.PathLike, last_epoch: int) -> None:
+    """Drop lines of epochs after ``last_epoch`` (written by a run killed before its checkpoint)."""
+    rows = [r for r in read_metrics(run_dir) if int(r.get("epoch", 0)) <= last_epoch]
+    with atomic_output(Path(run_dir) / METRICS) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights (safetensors) and resume state (torch.save of plain tensors, weights_only load)
+
+def save_weights(path: str | os.PathLike, state: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    """Write a tensor dict as safetensors, atomically. Tensors are copied to CPU, contiguous."""
+    from safetensors.torch import save_file
+
+    # Clones break shared storage (tied or aliased buffers), which safetensors refuses.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    with atomic_output(path) as tmp:
+        save_file(tensors, os.fspath(tmp), metadata=metadata or {})
+
+
+def load_weights(path: str | os.PathLike, *, fix: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; a missing or broken file is a one-line error."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise input_error(p, "no such weights file", fix)
+    try:
+        with safe_open(os.fspath(p), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for truncated files
+        raise input_error(p, f"not a readable safetensors file ({exc})", fix) from None
+    return tensors, meta
+
+
+def save_resume(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """``torch.save`` a dict of plain tensors / numbers / dicts, atomically."""
+    import torch
+
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_resume(path: str | os.PathLike) -> dict[str, Any]:
+    """Read ``resume.pt`` with ``weights_only=True``: nothing but tensors and containers is unpickled."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise input_error(p.parent, "no resume.pt: the run never finished an epoch",
+                          f"start it again with `{maker('run')}`")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an unpickling error names the offending global
+        raise input_error(p, f"not a readable resume state ({exc.__class__.__name__})",
+                          f"start the run again with `{maker('run')}`") from None
+
+
+def rng_state(device) -> dict[str, Any]:
+    """This process's RNG states (torch, CUDA, numpy, Python) as tensors and numbers only, so
+    ``resume.pt`` loads with ``weights_only=True``."""
+    import random
+
+    import numpy as np
+    import torch
+
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]), "numpy_has_gauss": int(np_state[3]), "numpy_gauss": float(np_state[4]),
+        "python": torch.tensor(py_state[1], dtype=torch.int64), "python_version": int(py_state[0]),
+        "python_gauss": py_state[2],
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device) -> None:
+    """Restore what :func:`rng_state` captured."""
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
+                         state["numpy_has_gauss"], state["numpy_gauss"]))
+    random.setstate((state["python_version"], tuple(int(v) for v in state["python"].tolist()), state["python_gauss"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def check_same_head(run_dir: str | os.PathLike, saved: RunConfig, wanted: str | None) -> None:
+    """A resumed or reused run must keep its head. A video run's ``video-cma`` is ``--head cma``."""
+    have = saved.head.get("name")
+    same = wanted == have or (saved.modality == "video" and have == f"video-{wanted}")
+    if wanted is not None and have is not None and not same:
+        raise MismatchError(
+            f"{Path(run_dir) / CONFIG}: this checkpoint is from head {have!r}, not {wanted!r} "
+            f"(resume without --head, or start a new run with `mlgraph train --head {wanted}`)"
+        )
