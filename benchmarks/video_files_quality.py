@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's mlgraph_cli; tests/ holds the clip generators
 
 SIZES = {"train": 300, "val": 300, "test": 300, "test2": 300}
 DATA_SEEDS = {"train": 11, "val": 12, "test": 13, "test2": 14}

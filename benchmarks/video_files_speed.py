@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's mlgraph_cli; tests/ holds the clip generators
 
 
 def write_clips(folder: Path, n: int, seconds: int, rate: int) -> list[Path]:

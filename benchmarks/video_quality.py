@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's mlgraph_cli; tests/ holds the clip generators
 
 WORLD = dict(num_labels=16, groups=4, dim=1152, context=1.0)
 CLIPS = dict(frames=(30, 60), visible=(3, 6), signal=1.0, noise=3.0, scene=3.0, p_label=0.5, p_two_groups=0.3)
