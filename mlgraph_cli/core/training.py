@@ -7,8 +7,9 @@ resume state into a run directory, and continues a stopped run exactly. Without 
 it trains in memory (the probe start below uses it so).
 
 Choices, and why:
-- Loss: BCE with logits over the targets that are known (1 or 0); -1 (ignore: VOC difficult,
-  Open Images unverified) is masked out, the mean taken over the known entries.
+- Loss: BCE with logits (or the asymmetric loss, ``config.loss``; core/losses.py) over the targets
+  that are known (1 or 0); -1 (ignore: VOC difficult, Open Images unverified) is masked out, the
+  mean taken over the known entries. The validation loss is the same loss.
 - Batches and their order: see :mod:`mlgraph_cli.core.batches` (a seeded DistributedSampler in
   every run, so a resumed run and an N-process run see the same batches as a straight one).
 - Resume: at each epoch's end the model, optimiser, schedule, gradient scaler and every rank's
@@ -40,13 +41,14 @@ from torch.utils.data import DataLoader, Dataset
 from mlgraph_cli.core import checkpoint as ckpt
 from mlgraph_cli.core import distributed as dist_util
 from mlgraph_cli.core.batches import eval_loader, make_loader
-from mlgraph_cli.core.classifier import Classifier, inputs_on, masked_bce, score
+from mlgraph_cli.core.classifier import Classifier, inputs_on, score
+from mlgraph_cli.core.losses import make_loss
 from mlgraph_cli.core.optim import make_optimizer, make_scheduler, param_groups
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.train_config import TrainConfig
 from mlgraph_cli.errors import MlgraphError
 
-__all__ = ["Classifier", "TrainConfig", "TrainResult", "Trainer", "masked_bce", "score", "seed_everything"]
+__all__ = ["Classifier", "TrainConfig", "TrainResult", "Trainer", "score", "seed_everything"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,6 +93,7 @@ class Trainer:
         self.device, self.dist, self.progress = device, dist, progress
         self.on_epoch_end, self.digest, self.label = on_epoch_end, weights_digest, label
         self.amp = device.type == "cuda" and config.amp is not False
+        self.loss = make_loss(config)  # BCE or ASL (core/losses.py), for training and the validation loss
 
     def _wrapped(self) -> nn.Module:
         if not self.dist.enabled:
@@ -165,7 +168,7 @@ class Trainer:
         cfg = self.config
         self.progress.start(f"validate {epoch}/{cfg.epochs}", total=len(self.val_set), unit="images")
         scores, targets, val_loss = score(self.model, eval_loader(self.val_set, cfg.batch_size, cfg.workers),
-                                          self.device, self.progress, amp=self.amp)
+                                          self.device, self.progress, amp=self.amp, loss=self.loss)
         self.progress.stop()
         return multilabel_metrics(scores, targets, threshold=cfg.threshold, label_names=self.label_names), val_loss
 
@@ -182,7 +185,7 @@ class Trainer:
             y = batch["y"].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.amp):
                 logits = net(x, aux, mask)
-            loss = masked_bce(logits, y)
+            loss = self.loss(logits, y)
             extra = self.model.head.penalty()  # a head's own regulariser, if it has one
             if extra is not None:
                 loss = loss + extra
