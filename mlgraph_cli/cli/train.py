@@ -24,6 +24,8 @@ class Head(str, Enum):
     gap = "gap"
     gmp = "gmp"
     mlgcn = "mlgcn"
+    query = "query"
+    probe = "probe"
     frame_max = "frame-max"
 
 
@@ -72,7 +74,8 @@ def train(
                                                  "val_features if it exists, else --val-fraction of the training "
                                                  "features.", panel=HELP_PANEL_DATA)] = None,
     embeddings: Annotated[Optional[Path], _opt("--embeddings", help="Label embeddings from `mlgraph embed` (cma, "
-                                               "ms-cma, mlgcn). Default: \\[artifacts] embeddings.",
+                                               "ms-cma, mlgcn; the query head's queries). Default: \\[artifacts] "
+                                               "embeddings.",
                                                panel=HELP_PANEL_DATA)] = None,
     graph: Annotated[Optional[Path], _opt("--graph", help="Label graph from `mlgraph build-graph` (mlgcn's "
                                           "adjacency). Default: \\[artifacts] graph.", panel=HELP_PANEL_DATA)] = None,
@@ -85,8 +88,10 @@ def train(
                                            f"{_d('cache')}", panel=HELP_PANEL_DATA)] = None,
     workers: Annotated[Optional[int], _opt("--workers", min=0, help=f"DataLoader worker processes. {_d('workers')}",
                                            panel=HELP_PANEL_DATA)] = None,
-    head: Annotated[Optional[Head], _opt("--head", help="Classification head; on video features cma, gap, gmp "
-                                         "are temporal and frame-max is a frame-level reference. "
+    head: Annotated[Optional[Head], _opt("--head", help="Classification head: query = label queries "
+                                         "(Query2Label / ML-Decoder), probe = a linear probe fitted by logistic "
+                                         "regression (one fit, --epochs does not apply); on video features cma, gap, "
+                                         "gmp, query, probe are temporal and frame-max is a frame-level reference. "
                                          f"{_d('head')}")] = None,
     epochs: Annotated[Optional[int], _opt("--epochs", min=1,
                                           help=f"Epochs. {_dm('epochs')}")] = None,

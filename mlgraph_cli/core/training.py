@@ -18,6 +18,8 @@ Choices, and why:
   GradScaler) only on CUDA. Early stopping (``patience``) watches validation mAP.
 - A loss that is not finite stops the run with one line naming the epoch; the last finished
   epoch stays on disk.
+- A head fitted in closed form (``head.fitted``: the converged linear probe) is fitted once in
+  place of the run's one epoch (core/fitting.py); the rest of the run is as for any head.
 - Video: batches carry the mask of real frames and a temporal head (``head.modality ==
   "video"``) is called as ``head(x, mask)``. Temporal CMA starts from a mean-pool linear probe
   (``core.probe.probe_start``, docs/video.md), trained by this same Trainer.
@@ -131,7 +133,10 @@ class Trainer:
         for epoch in range(start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             loader.sampler.sampler.set_epoch(epoch)  # a new permutation per epoch, same on all ranks
-            train_loss = self._train_epoch(net, loader, optimizer, scheduler, scaler, epoch, steps)
+            if model.head.fitted:  # solved in closed form: the fit is the run's one epoch
+                train_loss = self._fit_head()
+            else:
+                train_loss = self._train_epoch(net, loader, optimizer, scheduler, scaler, epoch, steps)
             row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "val_loss": None, "val_mAP": None,
                                    "val_CF1": None, "val_OF1": None, "lr": optimizer.param_groups[0]["lr"]}
             improved = self.val_set is None
@@ -208,6 +213,21 @@ class Trainer:
             self.progress.stop()
         loss_sum, known = dist_util.all_reduce_sum(self.dist, [loss_sum, float(known)], device)
         return loss_sum / max(known, 1.0)
+
+    def _fit_head(self) -> float:
+        """A fitted head (core/fitting.py) solves its problem on rank 0; every rank takes its weights."""
+        from mlgraph_cli.core.fitting import fit_head
+
+        loss = None
+        if self.dist.is_main:
+            loss, _ = fit_head(self.model, self.train_set, self.val_set, batch_size=self.config.batch_size,
+                               workers=self.config.workers, device=self.device, loss=self.loss,
+                               progress=self.progress)
+        if self.dist.enabled:
+            mine = {k: v.cpu() for k, v in self.model.head.state_dict().items()}
+            state, loss = dist_util.broadcast_object(self.dist, (mine, loss))
+            self.model.head.load_state_dict(state)
+        return float(loss)
 
     def _diverged(self, epoch: int, value: float) -> None:
         where = f"{self.run_dir}: " if self.run_dir is not None else ""

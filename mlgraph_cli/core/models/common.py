@@ -31,6 +31,7 @@ class Head(nn.Module):
     needs_embeddings: bool = False
     needs_adjacency: bool = False
     multi_scale: bool = False
+    fitted: bool = False  # solved in closed form by ``fit`` (core/fitting.py), not trained by SGD epochs
 
     def _remember(self, **config: Any) -> None:
         self._config = {"name": self.name, **config}
@@ -43,6 +44,12 @@ class Head(nn.Module):
         self.dropout = nn.Dropout(float(dropout))
         self.fc = nn.Linear(in_channels, num_labels)
         self._remember(in_channels=self.in_channels, num_labels=self.num_labels, dropout=float(dropout))
+
+    @classmethod
+    def reads_embeddings(cls, options: dict[str, Any]) -> bool:
+        """Whether a head built with ``options`` needs label embeddings (``needs_embeddings``, unless
+        an option decides, as the query head's ``init``)."""
+        return cls.needs_embeddings
 
     def penalty(self) -> torch.Tensor | None:
         """A term the trainer adds to the loss (a regulariser of the head's own), or None."""
