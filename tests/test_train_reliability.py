@@ -132,7 +132,8 @@ def test_hand_edited_config_values_are_one_line(cli, data, two_runs, key, value,
 def test_a_video_head_on_image_features_is_one_line(cli, data, tmp_path):
     line = one_line_error(_train(cli, data, tmp_path / "run", "--head", "frame-max"))
     assert line == (f"Error: --head frame-max: a head for video features from `mlgraph import-yt8m`, not for images "
-                    f"({data['features']} holds image features) (choose one of: cma, ms-cma, gap, gmp, mlgcn)")
+                    f"({data['features']} holds image features) (choose one of: cma, ms-cma, gap, gmp, mlgcn, query, "
+                    "probe)")
 
 
 def test_label_values_outside_minus_one_zero_one_are_refused(cli, data, tmp_path):
