@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--smoke", action="store_true", help="tiny sets (40/20/20 scenes), 1 epoch, 1 data seed x 2 "
-                                                        "training seeds: checks the script end to end, measures nothing")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny sets (40/20/20 scenes), 1 epoch, 1 data seed x 2 training seeds: checks the script end "
+                        "to end, measures nothing")
     p.add_argument("--work", type=Path, default=None, help="data, runs, one JSON per run [/tmp/mlgraph-heads, "
                                                           "or /tmp/mlgraph-heads-smoke with --smoke]")
     p.add_argument("--train", type=int, default=600)

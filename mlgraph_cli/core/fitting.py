@@ -46,7 +46,8 @@ def pooled(model: Classifier, dataset: Dataset, batch_size: int, workers: int, d
 
 
 def fit_head(model: Classifier, train_set: Dataset, val_set: Dataset | None, *, batch_size: int, workers: int,
-             device: torch.device, loss: LossFn, progress: ProgressHook = NULL_PROGRESS) -> tuple[float, dict[str, Any]]:
+             device: torch.device, loss: LossFn,
+             progress: ProgressHook = NULL_PROGRESS) -> tuple[float, dict[str, Any]]:
     """Fit ``model.head`` in place on the pooled training examples, choosing its settings on the
     validation ones (None: the head's default). Returns the training loss at the solution and
     the head's report (``head.fit``'s dict; its "summary" goes to ``progress.log``)."""

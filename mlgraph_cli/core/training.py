@@ -133,7 +133,7 @@ class Trainer:
         for epoch in range(start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             loader.sampler.sampler.set_epoch(epoch)  # a new permutation per epoch, same on all ranks
-            if model.head.fitted:  # solved in closed form: the fit is the run's one epoch
+            if getattr(model.head, "fitted", False):  # solved in closed form: the fit is the run's one epoch
                 train_loss = self._fit_head()
             else:
                 train_loss = self._train_epoch(net, loader, optimizer, scheduler, scaler, epoch, steps)

@@ -48,7 +48,8 @@ class LinearProbeHead(Head):
     name = "probe"
     fitted = True
 
-    def __init__(self, in_channels: int, num_labels: int, *, pool: str = "gapgmp", c_grid: Sequence[float] = C_GRID, max_iter: int = 2000) -> None:
+    def __init__(self, in_channels: int, num_labels: int, *, pool: str = "gapgmp", c_grid: Sequence[float] = C_GRID,
+                 max_iter: int = 2000) -> None:
         super().__init__()
         check_option(pool in POOLS, self.name, "pool", pool, " or ".join(POOLS))
         grid = list(c_grid) if isinstance(c_grid, (list, tuple)) else []
