@@ -23,23 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # this checkout's mlgraph_cli, whatever the environment installed
-RESULTS = ROOT / "benchmarks" / "results"
-GLOVE = ROOT / "mlgraph_cli" / "data" / "vectors" / "glove-6b-50d-fashion.txt"
-SPLITS = (("train", "features"), ("val", "val-features"), ("test", "test-features"))
+from studykit import RARE, RARE_IMAGES, RESULTS, embeddings, kept, prepare, project, train_and_score
+
 NOGAP = {"gap_branch": False}
 
 # name -> (head, map, embeddings, head options). map: "head" (7 x 7), "stage5" (14 x 14) or
-# "both" (ms-cma). embeddings: "asge" (plain `mlgraph embed`), "asge-lam<L>" (--self-weight L),
+# "both" (ms-cma). embeddings: "asge" (ASGE fitted to A, --self-weight 0: the plain `mlgraph embed` until
+# 2026-11-30), "asge-lam<L>" (--self-weight L; lam3 is the plain `mlgraph embed` since),
 # "onehot", "word" (GloVe, the GCN input of mlgcn as in Chen et al.), or None.
 CONFIGS: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {
     "gap@head": ("gap", "head", None, {}),
@@ -99,136 +95,33 @@ CONFIGS["cma-wd0.05@head"] = CONFIGS["cma@head"]
 CONFIGS["cma-lr3e-4@head"] = CONFIGS["cma@head"]
 CONFIGS["cma-do0.5@head"] = ("cma", "head", "asge", {"dropout": 0.5})
 # The low-data regime: the same heads trained on a subset where RARE labels keep RARE_IMAGES
-# training images each (validation and test unchanged); their test AP is reported apart.
-RARE = ("shirt", "sneaker", "bag")
-RARE_IMAGES = 15
+# training images each (validation and test unchanged; studykit.rare_subset); their test AP is
+# reported apart.
 for _name in ("gap@head", "cma@head", "cma-onehot@head", "cma-lam1@head", "cma-lam3@head", "cma-probe@head",
               "cma-probe-onehot@head", "cma-probe-lam3@head"):
     CONFIGS[_name + "+rare"] = CONFIGS[_name]
 
 
-def mlgraph(*args: str, cwd: Path) -> None:
-    print("$ mlgraph " + " ".join(args), flush=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    subprocess.run([sys.executable, "-m", "mlgraph_cli", *args], cwd=cwd, check=True, env=env)  # this checkout's
-
-
-def project(work: Path, data_seed: int) -> Path:
-    return work / f"data-s{data_seed}"
-
-
-def prepare(work: Path, data_seed: int, args: argparse.Namespace) -> Path:
-    """The project of one data seed: dataset, graph, two-stage features, and stage5-only copies."""
-    data = project(work, data_seed)
-    if not (data / "mlgraph.toml").exists():
-        mlgraph("make-dataset", "fashion-scenes", str(data), "--train", str(args.train), "--val", str(args.val),
-                "--test", str(args.test), "--seed", str(100 + data_seed), cwd=ROOT)
-    if not (data / "artifacts" / "graph.json").exists():
-        mlgraph("build-graph", cwd=data)
-    for split, name in SPLITS:
-        if not (data / "artifacts" / f"{name}.h5").exists():
-            mlgraph("extract", "--split", split, "--layer", "stage5", "--layer", "head", "-q", cwd=data)
-        src = data / "artifacts" / f"{name}.h5"  # the finer map as the only map:
-        copy_rows(src, data / "artifacts" / f"stage5-{name}.h5", None, features_aux="features")
-    rare_subset(data / "artifacts")
-    return data
-
-
-def copy_rows(src: Path, dst: Path, rows, **renames: str) -> None:
-    """A features file holding only ``rows`` of ``src`` (sorted indices; None: all), datasets renamed as given."""
-    import h5py
-    import numpy as np
-
-    if dst.exists():
-        return
-    tmp = dst.with_name(dst.name + ".partial")
-    with h5py.File(src, "r") as f, h5py.File(tmp, "w") as g:
-        n = len(f["ids"])
-        rows = np.arange(n) if rows is None else np.asarray(rows)
-        for key in f:
-            if key in renames.values() and key not in renames:
-                continue
-            ds = f[key]
-            name = renames.get(key, key)
-            if isinstance(ds, h5py.Dataset) and ds.shape and ds.shape[0] == n and key != "label_names":
-                g.create_dataset(name, data=ds[rows], chunks=True, fletcher32=ds.fletcher32)
-            else:
-                f.copy(ds, g, name=name)
-        for k, v in f.attrs.items():
-            g.attrs[k] = v
-        for k in ("rows_done", "inputs_done"):
-            if k in g.attrs:
-                g.attrs[k] = len(rows)
-    tmp.rename(dst)
-
-
-def rare_subset(art: Path) -> None:
-    """features with RARE labels cut to RARE_IMAGES training images each (seeded by the data)."""
-    import h5py
-    import numpy as np
-
-    with h5py.File(art / "features.h5", "r") as f:
-        names = [x.decode() if isinstance(x, bytes) else str(x) for x in f["label_names"][:]]
-        y = f["labels"][:] > 0
-    cols = [names.index(r) for r in RARE]
-    keep = ~y[:, cols].any(axis=1)
-    rng = np.random.default_rng(0)
-    for c in cols:
-        keep[rng.choice(np.flatnonzero(y[:, c]), RARE_IMAGES, replace=False)] = True
-    copy_rows(art / "features.h5", art / "rare-features.h5", np.flatnonzero(keep))
-
-
-def embeddings(data: Path, kind: str, seed: int) -> Path:
-    """The embeddings file of ``kind`` for one training seed, made by the embed stage."""
-    from mlgraph_cli.stages.embed import EmbedConfig, embed
-
-    path = data / "artifacts" / "emb" / f"{kind}-s{seed}.h5"
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "word":
-        config, init = EmbedConfig(method="word", seed=seed), GLOVE
-    elif kind == "onehot":
-        config, init = EmbedConfig(method="onehot", seed=seed), None
-    else:  # "asge" or "asge-lam<L>": a plain `mlgraph embed [--self-weight L]` of this project
-        lam = float(kind.split("-lam", 1)[1]) if "-lam" in kind else 0.0
-        config, init = EmbedConfig(seed=seed, self_weight=lam), None
-    embed(data / "artifacts" / "graph.json", path, config, init=init, command="benchmarks/fair.py")
-    return path
-
-
 def run_one(work: Path, name: str, data_seed: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     from mlgraph_cli.core.training.trainer import TrainConfig
-    from mlgraph_cli.stages.evaluate import evaluate
-    from mlgraph_cli.stages.train import train
     from mlgraph_cli.stages.train.inputs import TrainInputs
 
     head, layer, emb_kind, options = CONFIGS[name]
-    out = work / "results" / f"{name}-d{data_seed}-s{seed}.json"
-    if out.exists():
-        return json.loads(out.read_text())
-    data = project(work, data_seed)
-    art = data / "artifacts"
+    art = project(work, data_seed) / "artifacts"
     prefix = "stage5-" if layer == "stage5" else ""
-    train_file = art / ("rare-features.h5" if name.endswith("+rare") else f"{prefix}features.h5")
-    emb = embeddings(data, emb_kind, seed) if emb_kind else None
-    cfg = TrainConfig(head=head, seed=seed, cache="ram", workers=0, device="cpu", head_options=dict(options),
-                      **{"probe_epochs": 0, **TRAINING.get(name.removesuffix("+rare"), {})})
-    run_dir = work / "runs" / f"{name}-d{data_seed}-s{seed}"
-    t0 = time.perf_counter()
-    result = train(TrainInputs(features=train_file, val_features=art / f"{prefix}val-features.h5",
-                               embeddings=emb, graph=art / "graph.json" if head == "mlgcn" else None),
-                   cfg, run_dir=run_dir, force=True)
-    seconds = time.perf_counter() - t0
-    metrics = evaluate(run_dir, features=art / f"{prefix}test-features.h5", checkpoint="best", device="cpu").metrics
-    row = {"config": name, "data_seed": data_seed, "seed": seed, "best_epoch": result.best_epoch,
-           "val_mAP": result.best_map, "test": {k: metrics[k] for k in ("mAP", "CF1", "OF1")},
-           "test_ap": metrics.get("per_label_ap", {}), "train_seconds": round(seconds, 1)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".partial")
-    tmp.write_text(json.dumps(row, indent=1) + "\n")
-    tmp.rename(out)
-    return row
+
+    def run() -> dict[str, Any]:
+        train_file = art / ("rare-features.h5" if name.endswith("+rare") else f"{prefix}features.h5")
+        emb = embeddings(art.parent, emb_kind, seed, "benchmarks/fair.py") if emb_kind else None
+        cfg = TrainConfig(head=head, seed=seed, cache="ram", workers=0, device="cpu", head_options=dict(options),
+                          **{"probe_epochs": 0, **TRAINING.get(name.removesuffix("+rare"), {})})
+        inputs = TrainInputs(features=train_file, val_features=art / f"{prefix}val-features.h5", embeddings=emb,
+                             graph=art / "graph.json" if head == "mlgcn" else None)
+        scored = train_and_score(work / "runs" / f"{name}-d{data_seed}-s{seed}", inputs, cfg,
+                                 art / f"{prefix}test-features.h5")
+        return {"config": name, "data_seed": data_seed, "seed": seed, **scored}
+
+    return kept(work / "results" / f"{name}-d{data_seed}-s{seed}.json", run)
 
 
 def summary(work: Path) -> list[dict[str, Any]]:

@@ -138,7 +138,8 @@ def test_image_runs_start_from_a_probe_when_asked(tmp_path, head, probed):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert ("probe" in saved) == probed  # only a head with init_from_probe starts from one
     if probed:
-        assert saved["probe"] == {"epochs": 3, "loss": pytest.approx(saved["probe"]["loss"]), "images": 64}
+        assert saved["probe"] == {"epochs": 3, "loss": pytest.approx(saved["probe"]["loss"]), "images": 64,
+                                  "embedding_rank": 4, "residual": pytest.approx(0.0, abs=1e-5)}
         assert 0 < saved["probe"]["loss"] < 0.7
     assert result.best_map > 50
 

@@ -257,9 +257,31 @@ def test_word_method_needs_vectors(cli, tmp_path, graph_file):
 
 
 def test_dim_for_a_method_with_its_own_width(cli, tmp_path, graph_file):
-    line = one_line_error(cli("embed", graph_file, "-o", tmp_path / "e.h5", "--method", "onehot", "--dim", "5"))
-    assert line == ("Error: --dim 5: --method onehot keeps its own width (12); leave out --dim (and [embed] dim), "
+    vectors = vectors_for(tmp_path, LABELS)  # 6-d
+    line = one_line_error(cli("embed", graph_file, "-o", tmp_path / "e.h5", "--method", "word", "--init", vectors,
+                              "--dim", "5"))
+    assert line == ("Error: --dim 5: --method word keeps its own width (6); leave out --dim (and [embed] dim), "
                     "or use --method asge to learn embeddings of any width")
+
+
+def test_onehot_narrower_than_the_labels_is_refused(cli, tmp_path, graph_file):
+    line = one_line_error(cli("embed", graph_file, "-o", tmp_path / "e.h5", "--method", "onehot", "--dim", "5"))
+    assert line == ("Error: --dim 5: --method onehot gives 12 orthonormal rows, which need at least 12 dimensions; "
+                    "leave out --dim (and [embed] dim) for the identity, or pass --dim 12 or more")
+
+
+def test_onehot_as_wide_as_asge_has_orthonormal_seeded_rows(cli, tmp_path, graph_file):
+    paths = {}
+    for name, extra in (("eye", ()), ("same", ("--dim", "12")), ("a", ("--dim", "30")), ("b", ("--dim", "30")),
+                        ("c", ("--dim", "30", "--seed", "1"))):
+        paths[name] = tmp_path / f"{name}.h5"
+        assert cli("embed", graph_file, "-o", paths[name], "--method", "onehot", *extra).exit_code == 0
+    vectors = {name: read_embeddings(p).vectors for name, p in paths.items()}
+    assert np.array_equal(vectors["eye"], np.eye(12)) and np.array_equal(vectors["same"], np.eye(12))
+    wide = vectors["a"]
+    assert wide.shape == (12, 30)
+    np.testing.assert_allclose(wide @ wide.T, np.eye(12), atol=1e-6)  # every pair at cosine 0, unit rows
+    assert np.array_equal(wide, vectors["b"]) and not np.allclose(wide, vectors["c"])
 
 
 def test_stdout_output_is_refused(cli, tmp_path, graph_file):

@@ -26,6 +26,10 @@ CASES = [
     ("gap", {}),
     ("gmp", {"dropout": 0.2}),
     ("mlgcn", {"hidden": 9}),
+    ("query", {"width": 16, "heads": 4, "ffn": 32}),
+    ("query", {"init": "random", "groups": 2, "layers": 2, "width": 16, "heads": 4, "ffn": 32, "dropout": 0.0}),
+    ("probe", {}),
+    ("probe", {"pool": "gmp"}),
 ]
 
 
@@ -62,10 +66,10 @@ IMAGE_HEADS = sorted(n for n in HEADS if head_modality(n) == "image")
 
 def test_registry_names():
     """One registry: image heads and temporal heads side by side, each knowing its modality."""
-    assert set(IMAGE_HEADS) == {"cma", "ms-cma", "gap", "gmp", "mlgcn"}
+    assert set(IMAGE_HEADS) == {"cma", "ms-cma", "gap", "gmp", "mlgcn", "query", "probe"}
     assert {n for n in HEADS if head_modality(n) == "video"} == {"video-cma", "video-gap", "video-gmp",
-                                                                "video-frame-max"}
-    assert heads_for("video") == ["cma", "gap", "gmp", "frame-max"]
+                                                                "video-frame-max", "video-query", "video-probe"}
+    assert heads_for("video") == ["cma", "gap", "gmp", "frame-max", "query", "probe"]
 
 
 def test_resolve_head_by_modality():
@@ -75,7 +79,8 @@ def test_resolve_head_by_modality():
         resolve_head("mlgcn", "video", "f.h5")
     with pytest.raises(InputError, match=r"^--head frame-max: a head for video features .*not for images"):
         resolve_head("frame-max", "image")
-    with pytest.raises(InputError, match=r"^--head gcn: unknown head \(choose one of: cma, ms-cma, gap, gmp, mlgcn\)"):
+    with pytest.raises(InputError, match=r"^--head gcn: unknown head \(choose one of: cma, ms-cma, gap, gmp, "
+                                         r"mlgcn, query, probe\)"):
         resolve_head("gcn", "image")
 
 
@@ -100,9 +105,10 @@ def test_forward_backward(name, options):
 def test_flags(name):
     head = make(name)
     assert head.multi_scale == (name == "ms-cma")
-    assert head.needs_embeddings == (name in ("cma", "ms-cma", "mlgcn"))
+    assert head.needs_embeddings == (name in ("cma", "ms-cma", "mlgcn", "query"))
     assert head.needs_adjacency == (name == "mlgcn")
-    assert hasattr(head, "attention") == (name in ("cma", "ms-cma"))
+    assert hasattr(head, "attention") == (name in ("cma", "ms-cma", "query"))
+    assert head.fitted == (name == "probe")
 
 
 @pytest.mark.parametrize("name,options", CASES)
@@ -226,7 +232,7 @@ def test_mlgcn_uses_the_graph():
 
 
 def test_unknown_head_and_option():
-    with pytest.raises(InputError, match=r"unknown head 'gcn' \(choose one of: cma, ms-cma, gap, gmp, mlgcn, video-cma"):
+    with pytest.raises(InputError, match=r"unknown head 'gcn' \(choose one of: cma, ms-cma, gap, gmp, mlgcn, query, probe, video-cma"):
         build_head("gcn", in_channels=D, num_labels=C)
     with pytest.raises(InputError, match=r"head 'gap' has no option cmt_layers \(its options: dropout\)"):
         build_head("gap", in_channels=D, num_labels=C, cmt_layers=2)

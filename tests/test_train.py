@@ -163,7 +163,7 @@ def test_sgd_onecycle_and_no_validation(cli, data, tmp_path):
 def test_masked_bce_ignores_unknown_targets():
     import torch
 
-    from mlgraph_cli.core.training.trainer import masked_bce
+    from mlgraph_cli.core.training.losses import masked_bce
 
     logits = torch.tensor([[2.0, -1.0, 5.0]])
     full = masked_bce(logits, torch.tensor([[1, 0, 1]], dtype=torch.int8))

@@ -22,13 +22,14 @@ def _batch(seed=0):
 
 def _head(name, **options):
     torch.manual_seed(0)
-    emb = torch.randn(C, E) if name == "video-cma" else None
+    emb = torch.randn(C, E) if name in ("video-cma", "video-query") else None
     return build_head(name, in_channels=D, num_labels=C, embeddings=emb, **options)
 
 
 HEADS = [("video-cma", {}), ("video-cma", {"cmt_layers": 2, "hidden": 8, "norm": True, "center": False}),
          ("video-cma", {"mean_branch": False, "delta": 0.2, "collapse": "zero"}),
-         ("video-cma", {"sharpen": True}), ("video-gap", {}), ("video-gmp", {})]
+         ("video-cma", {"sharpen": True}), ("video-gap", {}), ("video-gmp", {}),
+         ("video-query", {"width": 16, "heads": 4, "ffn": 32, "dropout": 0.0}), ("video-probe", {})]
 
 
 @pytest.mark.parametrize("name, options", HEADS)

@@ -348,4 +348,4 @@ def test_train_image_head_on_video(cli, chain, tmp_path):
     line = one_line_error(cli("train", "--features", chain["train"], "--head", "mlgcn", "-o", tmp_path / "r",
                               "--device", "cpu"))
     assert line == (f"Error: --head mlgcn: not a head for video; {chain['train']} holds video features from "
-                    "`mlgraph import-yt8m` (choose one of: cma, gap, gmp, frame-max)")
+                    "`mlgraph import-yt8m` (choose one of: cma, gap, gmp, frame-max, query, probe)")

@@ -211,7 +211,7 @@ def stderr_is_terminal() -> bool:
 # Shared by `embed` and `inspect` (here, so that no command module imports another)
 
 class Adjacency(str, Enum):
-    """Adjacency kinds (the names of mlgraph_cli.core.graph.ADJACENCIES)."""
+    """Adjacency kinds (the names of mlgraph_cli.core.graph.adjacency.ADJACENCIES)."""
 
     cond_mean = "cond-mean"
     binary = "binary"

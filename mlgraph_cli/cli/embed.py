@@ -56,8 +56,9 @@ def embed(
                        "inputs. Default: \\[dataset] vectors of mlgraph.toml, else one-hot.",
         show_default=False)] = None,
     dim: Annotated[Optional[int], typer.Option(
-        "--dim", min=1, help="Embedding width (asge, deepwalk, spectral). word and onehot keep "
-                             f"their own. \\[default: {DEFAULT_DIM}]", show_default=False)] = None,
+        "--dim", min=1, help="Embedding width (asge, deepwalk, spectral). word keeps its own; onehot is the "
+                             "identity, or with --dim >= labels seeded orthonormal rows that wide. "
+                             f"\\[default: {DEFAULT_DIM}]", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help=f"Seed: same seed, same bytes. {_d('seed')}",
                                                 show_default=False)] = None,
     adjacency: Annotated[Optional[Adjacency], typer.Option(

@@ -52,8 +52,8 @@ def predict(
         "-o", "--output", help="Write jsonl/csv here ('-' = stdout); never one of the inputs.")] = None,
     explain: Annotated[Optional[Path], _opt(
         "--explain", help="Write one PNG per image into this folder (photo.jpg -> photo.jpg.png): each listed "
-                          "label's attention map (cma, ms-cma) or class activation map (gap, gmp, mlgcn) over "
-                          "the image.")] = None,
+                          "label's attention map (cma, ms-cma, query) or class activation map (gap, gmp, mlgcn, "
+                          "probe) over the image.")] = None,
     segments: Annotated[Optional[bool], _opt(
         "--segments", help="Videos: also list the top labels of every 5-frame segment (frames s to s+4); video "
                            "files: of every --segment-seconds window, with start and end times.")] = None,

@@ -24,7 +24,14 @@ class Head(str, Enum):
     gap = "gap"
     gmp = "gmp"
     mlgcn = "mlgcn"
+    query = "query"
+    probe = "probe"
     frame_max = "frame-max"
+
+
+class Loss(str, Enum):
+    bce = "bce"
+    asl = "asl"
 
 
 class Optimizer(str, Enum):
@@ -67,7 +74,8 @@ def train(
                                                  "val_features if it exists, else --val-fraction of the training "
                                                  "features.", panel=HELP_PANEL_DATA)] = None,
     embeddings: Annotated[Optional[Path], _opt("--embeddings", help="Label embeddings from `mlgraph embed` (cma, "
-                                               "ms-cma, mlgcn). Default: \\[artifacts] embeddings.",
+                                               "ms-cma, mlgcn; the query head's queries). Default: \\[artifacts] "
+                                               "embeddings.",
                                                panel=HELP_PANEL_DATA)] = None,
     graph: Annotated[Optional[Path], _opt("--graph", help="Label graph from `mlgraph build-graph` (mlgcn's "
                                           "adjacency). Default: \\[artifacts] graph.", panel=HELP_PANEL_DATA)] = None,
@@ -80,8 +88,10 @@ def train(
                                            f"{_d('cache')}", panel=HELP_PANEL_DATA)] = None,
     workers: Annotated[Optional[int], _opt("--workers", min=0, help=f"DataLoader worker processes. {_d('workers')}",
                                            panel=HELP_PANEL_DATA)] = None,
-    head: Annotated[Optional[Head], _opt("--head", help="Classification head; on video features cma, gap, gmp "
-                                         "are temporal and frame-max is a frame-level reference. "
+    head: Annotated[Optional[Head], _opt("--head", help="Classification head: query = label queries "
+                                         "(Query2Label / ML-Decoder), probe = a linear probe fitted by logistic "
+                                         "regression (one fit, --epochs does not apply); on video features cma, gap, "
+                                         "gmp, query, probe are temporal and frame-max is a frame-level reference. "
                                          f"{_d('head')}")] = None,
     epochs: Annotated[Optional[int], _opt("--epochs", min=1,
                                           help=f"Epochs. {_dm('epochs')}")] = None,
@@ -117,6 +127,17 @@ def train(
                                                 f"\\[default: {MODALITY_DEFAULTS['video']['probe_epochs']} "
                                                 f"on video, {MODALITY_DEFAULTS['image']['probe_epochs']} on images]",
                                                 panel=HELP_PANEL_OPT)] = None,
+    loss: Annotated[Optional[Loss], _opt("--loss", help="bce: binary cross-entropy; asl: the asymmetric loss "
+                                         f"(Ridnik et al., ICCV 2021). {_d('loss')}", panel=HELP_PANEL_OPT)] = None,
+    asl_gamma_neg: Annotated[Optional[float], _opt("--asl-gamma-neg", min=0.0, help="ASL: focusing parameter of "
+                                                   f"negative targets. {_d('asl_gamma_neg')}",
+                                                   panel=HELP_PANEL_OPT)] = None,
+    asl_gamma_pos: Annotated[Optional[float], _opt("--asl-gamma-pos", min=0.0, help="ASL: focusing parameter of "
+                                                   f"positive targets. {_d('asl_gamma_pos')}",
+                                                   panel=HELP_PANEL_OPT)] = None,
+    asl_clip: Annotated[Optional[float], _opt("--asl-clip", min=0.0, max=0.99, help="ASL: probability margin; "
+                                              "negatives below it add nothing to the loss. "
+                                              f"{_d('asl_clip')}", panel=HELP_PANEL_OPT)] = None,
     patience: Annotated[Optional[int], _opt("--patience", min=0, help="Stop when validation mAP has not improved "
                                             f"for this many epochs; 0 = never. {_dm('patience')}",
                                             panel=HELP_PANEL_OPT)] = None,
@@ -160,6 +181,7 @@ def train(
         device=device, val_fraction=val_fraction, cache=cache.value if cache else None, workers=workers,
         backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
         backbone_lr_scale=backbone_lr_scale, probe_epochs=probe_epochs, patience=patience,
+        loss=loss.value if loss else None, asl_gamma_neg=asl_gamma_neg, asl_gamma_pos=asl_gamma_pos, asl_clip=asl_clip,
     )
     inputs = TrainInputs(features=features, val_features=val_features, embeddings=embeddings, graph=graph,
                          images=images, annotations=annotations, val_images=val_images, val_annotations=val_annotations)

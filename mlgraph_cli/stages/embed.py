@@ -86,11 +86,15 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
                            "project's [dataset])")
     vectors, init_desc, oov = _initial_vectors(init, labels, config, progress, trust_pickle) if uses_vectors else (None, "none", [])
 
-    natural = {"word": None if vectors is None else vectors.shape[1], "onehot": c}.get(method)
+    natural = {"word": None if vectors is None else vectors.shape[1]}.get(method)
+    if method == "onehot" and config.dim is not None and int(config.dim) < c:
+        raise MlgraphError(f"--dim {config.dim}: --method onehot gives {c} orthonormal rows, which need at least "
+                           f"{c} dimensions; leave out --dim (and [embed] dim) for the identity, or pass --dim {c} "
+                           "or more")
     if natural is not None and config.dim is not None and int(config.dim) != natural:
         raise MlgraphError(f"--dim {config.dim}: --method {method} keeps its own width ({natural}); leave out "
                            "--dim (and [embed] dim), or use --method asge to learn embeddings of any width")
-    dim = int(natural or config.dim or DEFAULT_DIM)
+    dim = int(natural or config.dim or (c if method == "onehot" else DEFAULT_DIM))
 
     params = config.adjacency_params()
     target = adjacency(graph, config.adjacency, **params) if method in ("asge", "deepwalk", "spectral") else None
@@ -106,7 +110,7 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
     elif method == "word":
         out = vectors
     elif method == "onehot":
-        out = onehot_embeddings(c)
+        out = onehot_embeddings(c, dim, seed=config.seed)
     elif method == "spectral":
         if dim > c:
             progress.log(f"Note: spectral embeddings have at most C = {c} dimensions; using {c}, not {dim}.")

@@ -3,7 +3,7 @@
 Every reader turns its format into :class:`Annotations`: the label order, one row per image
 (id and image file), a sparse 0/1 matrix of positives and, where the format has them, a mask of
 labels that are unknown or "difficult". Label statistics (``format="stats"``) hold no images, so
-:func:`load_label_stats` turns them into a :class:`~mlgraph_cli.core.graph.LabelGraph` instead.
+:func:`load_label_stats` turns them into a :class:`~mlgraph_cli.core.graph.counts.LabelGraph` instead.
 
 Readers are written for size: a whole file is read at once and split with string methods that
 run in C; labels are mapped to column indices through a dictionary of the (few) distinct names,

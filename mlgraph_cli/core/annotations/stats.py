@@ -1,5 +1,5 @@
 """Pre-computed label statistics (``format="stats"``): counts only, no images, so they become a
-:class:`~mlgraph_cli.core.graph.LabelGraph` directly instead of :class:`Annotations`.
+:class:`~mlgraph_cli.core.graph.counts.LabelGraph` directly instead of :class:`Annotations`.
 """
 
 from __future__ import annotations

@@ -10,9 +10,23 @@ import numpy as np
 
 
 
-def onehot_embeddings(num_labels: int) -> np.ndarray:
-    """The identity: (C, C) float32. Every pair of labels has cosine 0."""
-    return np.eye(num_labels, dtype=np.float32)
+def onehot_embeddings(num_labels: int, dim: int | None = None, seed: int = 0) -> np.ndarray:
+    """One-hot label vectors: (C, d) float32 with orthonormal rows, so every pair of labels has cosine 0.
+
+    ``dim`` None or C: the identity. ``dim`` > C: C random orthonormal rows in d dimensions (the Q
+    of a seeded Gaussian's QR, signs fixed so R has a positive diagonal), the one-hot control at
+    the width of other embeddings: a head sees the same Gram matrix I as with the identity, but
+    vectors as wide as ASGE's, so a comparison of the two is not one of widths (with d > C the
+    null space of E is not empty, and a projection into it can change a CMA head's cosines).
+    """
+    if dim is None or int(dim) == num_labels:
+        return np.eye(num_labels, dtype=np.float32)
+    if int(dim) < num_labels:
+        raise ValueError(f"{num_labels} orthonormal rows need at least {num_labels} dimensions, not {dim}")
+    gaussian = np.random.default_rng(seed).standard_normal((int(dim), num_labels))  # (d, C)
+    q, r = np.linalg.qr(gaussian)  # q (d, C) with orthonormal columns
+    q = q * np.where(np.diag(r) < 0, -1.0, 1.0)  # unique signs: the same seed, the same vectors
+    return np.ascontiguousarray(q.T, dtype=np.float32)  # (C, d)
 
 
 def spectral_embeddings(target: np.ndarray, dim: int) -> np.ndarray:

@@ -17,9 +17,10 @@ class EmbedConfig:
     adjacency/tau/p: the target adjacency (core/graph/adjacency.py kinds; tau for binary and mlgcn, p for
     mlgcn). self_weight: lambda of the ASGE target A + lambda I (core/graph/adjacency.py
     ``keep_apart``; 0 = A as it is, the paper's target). dim: None picks the method's natural width (DEFAULT_DIM; the vectors' for ``word``;
-    C for ``onehot``). steps/lr/hidden/weighting/threads: the ASGE fit. walks_per_label/
-    walk_length/window/epochs: DeepWalk. oov: ``error`` or ``random`` for labels missing from
-    the word vectors.
+    C for ``onehot``, the identity; a dim above C gives C seeded random orthonormal rows of that
+    width, the one-hot control as wide as ASGE). steps/lr/hidden/weighting/threads: the ASGE fit.
+    walks_per_label/walk_length/window/epochs: DeepWalk. oov: ``error`` or ``random`` for labels
+    missing from the word vectors.
     """
 
     method: str = "asge"

@@ -1,7 +1,8 @@
 """Explanations: per-label maps of where the model looked, drawn over the image with PIL.
 
-Heads with attention (cma, ms-cma) show their attention maps a_k (docs/method.md, "CMA:
-cross-modality attention"). Heads without (gap, gmp, mlgcn) show a class activation map instead:
+Heads with attention (cma, ms-cma, query) show their attention maps a_k (docs/method.md, "CMA:
+cross-modality attention"; for query, each label's query's attention averaged over its heads).
+Heads without (gap, gmp, mlgcn, probe) show a class activation map instead:
 the head applied to each location's feature vector on its own, which for gap is exactly CAM
 (Zhou et al., CVPR 2016, w_k . X(h, w) + b_k) and for gmp / mlgcn the logit each location alone
 would give.

@@ -10,9 +10,12 @@ to logits (B, C), and exposes ``config`` (plain JSON), ``needs_embeddings``,
     again.load_state_dict(head.state_dict())
 
 Heads: ``cma`` and ``ms-cma`` (You et al., AAAI 2020; core/models/cma.py, core/models/ms_cma.py), ``gap``, ``gmp``
-and ``mlgcn`` (Chen et al., CVPR 2019; core/models/baselines.py) over image maps, and their
-temporal kin over video frames (core/models/temporal.py): ``video-cma``, ``video-gap``,
-``video-gmp`` and the frame-level reference ``video-frame-max``, called as ``head(x, mask)``.
+and ``mlgcn`` (Chen et al., CVPR 2019; core/models/baselines.py), ``query`` (label queries,
+Query2Label / ML-Decoder; core/models/query.py) and ``probe`` (a linear probe fitted by logistic
+regression; core/models/linear_probe.py) over image maps, and their temporal kin over video
+frames, called as ``head(x, mask)``: ``video-cma``, ``video-gap``, ``video-gmp`` and the
+frame-level reference ``video-frame-max`` (core/models/temporal.py), ``video-query`` and
+``video-probe`` (beside their image forms: the same heads with frames as locations).
 
 One registry holds them all; each head class says its ``modality`` ("image" or "video"), and
 :func:`resolve_head` turns the name a user types (``--head cma``) into the entry for the data's
@@ -30,6 +33,8 @@ from mlgraph_cli.core.models.baselines import MLGCN, GlobalPoolHead, gap, gmp, m
 from mlgraph_cli.core.models.cma import CrossModalityAttention, CrossModalityTransform, cma
 from mlgraph_cli.core.models.ms_cma import MultiScaleCMA, ms_cma
 from mlgraph_cli.core.models.common import Head
+from mlgraph_cli.core.models.linear_probe import LinearProbeHead, TemporalLinearProbe, probe, video_probe
+from mlgraph_cli.core.models.query import QueryHead, TemporalQueryHead, query, video_query
 from mlgraph_cli.core.models.temporal import (TemporalCMA, TemporalPoolHead, video_cma, video_frame_max, video_gap,
                                               video_gmp)
 from mlgraph_cli.errors import InputError
@@ -40,10 +45,14 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
     "gap": gap,
     "gmp": gmp,
     "mlgcn": mlgcn,
+    "query": query,
+    "probe": probe,
     "video-cma": video_cma,
     "video-gap": video_gap,
     "video-gmp": video_gmp,
     "video-frame-max": video_frame_max,
+    "video-query": video_query,
+    "video-probe": video_probe,
 }
 MODALITIES = ("image", "video")
 
@@ -110,5 +119,6 @@ def build_head(name: str, *, in_channels: int | list[int], num_labels: int,
 __all__ = [
     "HEADS", "build_head", "Head", "CrossModalityAttention", "CrossModalityTransform", "MultiScaleCMA",
     "GlobalPoolHead", "MLGCN", "normalize_adjacency", "TemporalCMA", "TemporalPoolHead", "MODALITIES",
-    "head_modality", "heads_for", "resolve_head",
+    "head_modality", "heads_for", "resolve_head", "QueryHead", "TemporalQueryHead",
+    "LinearProbeHead", "TemporalLinearProbe",
 ]

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mlgraph_cli.core.training import losses
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 
 
@@ -53,17 +53,12 @@ def inputs_on(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor
     return x, aux, (mask.to(device, non_blocking=True) if mask is not None else None)
 
 
-def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean BCE-with-logits over known targets; targets (B, C) int8 with -1 = ignore."""
-    known = targets >= 0
-    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.clamp(min=0).float(), reduction="none")
-    return (loss * known).sum() / known.sum().clamp(min=1)
-
-
 @torch.no_grad()
 def score(model: nn.Module, loader: DataLoader, device: torch.device, progress: ProgressHook = NULL_PROGRESS,
-          amp: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
-    """Probabilities (N, C) float32, targets (N, C) int8 and the mean masked BCE over a loader."""
+          amp: bool = False, loss: losses.LossFn | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Probabilities (N, C) float32, targets (N, C) int8 and the mean masked ``loss`` (BCE unless
+    given: a run's validation loss is its training loss) over a loader."""
+    loss = loss or losses.masked_bce
     was_training = model.training
     model.eval()
     scores, targets, loss_sum, known = [], [], 0.0, 0
@@ -75,7 +70,7 @@ def score(model: nn.Module, loader: DataLoader, device: torch.device, progress: 
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
             logits = model(x, aux, mask).float()
         n_known = int((y >= 0).sum())
-        loss_sum += float(masked_bce(logits, y)) * n_known
+        loss_sum += float(loss(logits, y)) * n_known
         known += n_known
         scores.append(torch.sigmoid(logits).cpu().numpy())
         targets.append(batch["y"].numpy())

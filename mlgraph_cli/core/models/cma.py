@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlgraph_cli.core.models.common import (Head, as_feature_map, check_attention_options, check_channels,
-                                            check_option, label_buffer, makes, sharpened, start_from_probe)
+from mlgraph_cli.core.models.common import (Head, ProbeFit, as_feature_map, check_attention_options,
+                                            check_channels, check_option, label_buffer, makes, sharpened,
+                                            start_from_probe)
 
 
 class CrossModalityTransform(nn.Module):
@@ -133,14 +134,15 @@ class CrossModalityAttention(Head):
         """Whether :meth:`init_from_probe` can start this head (its transform is linear)."""
         return self._linear_transform() is not None
 
-    def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> ProbeFit:
         """Start from a linear probe on the average-pooled map (core/training/probe.py): logit_k = <v_k, x> + b_k.
 
         phi becomes E^+ V, so each location's cosine with label k reads the probe's evidence for k
-        there (a class activation map); w_k = v_k, b_k = b_k; the GAP branch starts at zero
+        there (a class activation map); w_k = v_k, b_k = b_k; the GAP branch starts at zero. When
+        rank(E) < C, phi is the least-squares fit of E phi = V, and the ProbeFit returned says so
         (:func:`~mlgraph_cli.core.models.common.start_from_probe`). Needs ``cmt_layers = 1``.
         """
-        start_from_probe(self, self._linear_transform(), self.label_embeddings(), weight, bias, self.gap)
+        return start_from_probe(self, self._linear_transform(), self.label_embeddings(), weight, bias, self.gap)
 
     def label_embeddings(self) -> torch.Tensor:
         """The e_k the attention uses, (C, d) float32: the given ones, plus their trained offsets."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -30,6 +31,7 @@ class Head(nn.Module):
     needs_embeddings: bool = False
     needs_adjacency: bool = False
     multi_scale: bool = False
+    fitted: bool = False  # solved in closed form by ``fit`` (core/training/fitting.py), not trained by SGD epochs
 
     def _remember(self, **config: Any) -> None:
         self._config = {"name": self.name, **config}
@@ -42,6 +44,12 @@ class Head(nn.Module):
         self.dropout = nn.Dropout(float(dropout))
         self.fc = nn.Linear(in_channels, num_labels)
         self._remember(in_channels=self.in_channels, num_labels=self.num_labels, dropout=float(dropout))
+
+    @classmethod
+    def reads_embeddings(cls, options: dict[str, Any]) -> bool:
+        """Whether a head built with ``options`` needs label embeddings (``needs_embeddings``, unless
+        an option decides, as the query head's ``init``)."""
+        return cls.needs_embeddings
 
     def penalty(self) -> torch.Tensor | None:
         """A term the trainer adds to the loss (a regulariser of the head's own), or None."""
@@ -144,18 +152,69 @@ def sharpened(s: torch.Tensor, log_exponent: torch.Tensor | None) -> torch.Tenso
     return torch.where(s > 0, torch.exp(g * torch.log(s.clamp_min(1e-30))), torch.zeros_like(s))
 
 
+# Singular values of the unit label embeddings below this share of the largest count as zero in
+# the probe start: inverting them would stretch phi by more than 1 / PROBE_RANK_RTOL along a
+# direction the labels barely span, and a location's cosine, which divides by |phi(x)|, would then
+# follow that one direction instead of the labels' evidence.
+PROBE_RANK_RTOL = 1e-4
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    """How exactly a probe start reproduces the probe: rank of E among ``labels`` rows of width
+    ``dim``, and ``residual`` = |E phi - V|_F / |V|_F (0 when rank = labels)."""
+
+    rank: int
+    labels: int
+    dim: int
+    residual: float
+
+    @property
+    def exact(self) -> bool:
+        return self.rank == self.labels
+
+    def note(self) -> str:
+        """The line the probe start logs when it is not exact."""
+        why = f"more labels than its width {self.dim}" if self.labels > self.dim else "rank-deficient"
+        return (f"probe start: the label embeddings have rank {self.rank} for {self.labels} labels ({why}), so "
+                f"no phi gives E phi = V; phi is the least-squares fit, relative residual {self.residual:.3f}: "
+                f"each label's attention reads the probe's evidence only approximately at the start "
+                f"(embeddings of rank {self.labels}, e.g. `mlgraph embed --dim {self.labels}` or wider, start "
+                f"it exactly)")
+
+
+def probe_transform(embeddings: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, ProbeFit]:
+    """phi (d, D) minimising |E phi - V|_F, E the unit ``embeddings`` (C, d), V = ``weight`` (C, D).
+
+    With rank(E) = C the minimum is 0 and phi = E^+ V gives <e_k, phi(x)> = <v_k, x> exactly.
+    Otherwise (C > d, or embeddings that are linearly dependent) no phi does: the least-squares
+    phi is the best one can do for every x at once (the error <e_k, phi x> - <v_k, x> is at most
+    |E phi - V| |x|), and the classifiers still start as the probe's, so only where each label
+    looks is approximate, not what it concludes from what it sees. Computed in float64 by an SVD
+    truncated at :data:`PROBE_RANK_RTOL` (the minimum-norm solution among the least-squares ones).
+    """
+    e = torch.nn.functional.normalize(embeddings.double(), dim=1)  # (C, d)
+    w = weight.double()  # (C, D)
+    u, s, vh = torch.linalg.svd(e, full_matrices=False)  # (C, r0), (r0,), (r0, d)
+    rank = int((s > PROBE_RANK_RTOL * s[0]).sum()) if s.numel() else 0
+    u, s, vh = u[:, :rank], s[:rank], vh[:rank]
+    phi = vh.T @ ((u.T @ w) / s[:, None])  # (d, r) @ ((r, C) @ (C, D) / (r, 1)) -> (d, D)
+    residual = float(torch.linalg.norm(e @ phi - w) / torch.linalg.norm(w).clamp_min(1e-30))
+    return phi.float(), ProbeFit(rank=rank, labels=int(e.shape[0]), dim=int(e.shape[1]), residual=residual)
+
+
 @torch.no_grad()
 def start_from_probe(head: Head, transform: nn.Module | None, embeddings: torch.Tensor, weight: torch.Tensor,
-                     bias: torch.Tensor, branch: nn.Linear | None) -> None:
+                     bias: torch.Tensor, branch: nn.Linear | None) -> ProbeFit:
     """Start an attention head (CMA, temporal CMA) from a linear probe on pooled features.
 
     weight (C, D), bias (C,): the probe's logit_k = <v_k, x> + b_k. ``transform`` is the head's
-    one linear map phi (a 1x1 convolution; None when phi is deeper): it becomes E^+ V, E the unit
-    ``embeddings`` (C, d) and E^+ its pseudo-inverse, so <e_k, phi(x)> = <v_k, x> at every location
-    or frame, and labels whose embeddings are close because they co-occur do not borrow each
-    other's evidence. The head's classifiers (``head.weight``, ``head.bias``) become the probe's
-    and its pooled ``branch`` starts at zero, so the first logits are the probe's, pooled by the
-    attention.
+    one linear map phi (a 1x1 convolution; None when phi is deeper): it becomes the least-squares
+    solution of E phi = V (:func:`probe_transform`; E^+ V when rank(E) = C), so <e_k, phi(x)> =
+    <v_k, x> at every location or frame, and labels whose embeddings are close because they
+    co-occur do not borrow each other's evidence. The head's classifiers (``head.weight``,
+    ``head.bias``) become the probe's and its pooled ``branch`` starts at zero, so the first
+    logits are the probe's, pooled by the attention. Returns how exact the start is.
     """
     if transform is None:
         raise ValueError("init_from_probe needs a linear cross-modality transform (cmt_layers = 1)")
@@ -164,15 +223,15 @@ def start_from_probe(head: Head, transform: nn.Module | None, embeddings: torch.
     if tuple(w.shape) != tuple(head.weight.shape) or tuple(b.shape) != tuple(head.bias.shape):
         raise ValueError(f"probe of shape {tuple(w.shape)}, {tuple(b.shape)} for a head of "
                          f"{tuple(head.weight.shape)}, {tuple(head.bias.shape)}")
-    e = torch.nn.functional.normalize(embeddings.float(), dim=1)  # (C, d)
-    phi = torch.linalg.pinv(e) @ w  # (d, C) @ (C, D) -> (d, D)
-    transform.weight.copy_(phi.reshape(transform.weight.shape))  # (d, D, 1) or (d, D, 1, 1)
+    phi, fit = probe_transform(embeddings, w)  # (d, D)
+    transform.weight.copy_(phi.reshape(transform.weight.shape))  # (d, D) -> (d, D, 1) or (d, D, 1, 1)
     transform.bias.zero_()
     head.weight.copy_(w)
     head.bias.copy_(b)
     if branch is not None:
         branch.weight.zero_()
         branch.bias.zero_()
+    return fit
 
 
 def check_attention_options(head: str, *, hidden: Any, dropout: Any, eps: Any, collapse: Any) -> None:

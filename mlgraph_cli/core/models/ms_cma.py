@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlgraph_cli.core.models.cma import CrossModalityAttention
-from mlgraph_cli.core.models.common import Head, check_option, makes
+from mlgraph_cli.core.models.common import Head, ProbeFit, check_option, makes
 
 
 class MultiScaleCMA(Head):
@@ -54,16 +54,18 @@ class MultiScaleCMA(Head):
         return all(branch.accepts_probe for branch in self.branches)
 
     @torch.no_grad()
-    def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> ProbeFit:
         """Start every stage from one probe on the stages' pooled maps, concatenated in
         ``in_channels`` order: weight (C, D1 + D2 + ...). Stage s gets its block V_s, scaled by the
-        number of stages S (w = S V_s, b = b), so that the averaged logits start as the probe's."""
+        number of stages S (w = S V_s, b = b), so that the averaged logits start as the probe's.
+        Returns the least exact stage's fit (all share E, so its rank)."""
         sizes = [b.in_channels for b in self.branches]
         w = torch.as_tensor(weight, dtype=torch.float32)
         if w.dim() != 2 or w.shape[1] != sum(sizes):
             raise ValueError(f"probe of shape {tuple(w.shape)} for stages of {sizes} channels")
-        for branch, block in zip(self.branches, torch.split(w, sizes, dim=1)):
-            branch.init_from_probe(block * len(sizes), bias)
+        fits = [branch.init_from_probe(block * len(sizes), bias)
+                for branch, block in zip(self.branches, torch.split(w, sizes, dim=1))]
+        return max(fits, key=lambda fit: fit.residual)
 
     def _split(self, xs: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
         if isinstance(xs, torch.Tensor) or len(xs) != len(self.branches):

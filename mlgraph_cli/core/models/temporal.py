@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlgraph_cli.core.models.common import (Head, check_attention_options, check_channels, check_option,
-                                            label_buffer, makes, sharpened, start_from_probe)
+from mlgraph_cli.core.models.common import (Head, ProbeFit, check_attention_options, check_channels,
+                                            check_option, label_buffer, makes, sharpened, start_from_probe)
 
 
 def as_frames(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,16 +168,17 @@ class TemporalCMA(Head):
         """Whether :meth:`init_from_probe` can start this head (its transform is linear)."""
         return self._linear_transform() is not None
 
-    def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    def init_from_probe(self, weight: torch.Tensor, bias: torch.Tensor) -> ProbeFit:
         """Start phi and the classifiers from a linear probe over the clip (e.g. a trained ``video-gap``).
 
-        weight (C, D), bias (C,): the probe's logit_k = <v_k, x> + b_k. phi becomes E^+ V, so that
+        weight (C, D), bias (C,): the probe's logit_k = <v_k, x> + b_k. phi becomes E^+ V (the
+        least-squares fit when rank(E) < C; the ProbeFit returned says how exact), so that
         from the first step the cosine of frame t with label k measures the probe's evidence for k
         in that frame; the classifiers start as the probe's and the mean-pool branch at zero, so
         with uniform attention the head would be the probe
         (:func:`~mlgraph_cli.core.models.common.start_from_probe`). Needs ``cmt_layers = 1``.
         """
-        start_from_probe(self, self._linear_transform(), self.embeddings, weight, bias, self.mean_fc)
+        return start_from_probe(self, self._linear_transform(), self.embeddings, weight, bias, self.mean_fc)
 
     def similarity(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """s_k(t) = ReLU(cos(z_t, e_k) - delta), zero at padded frames: (B, C, T) float32."""

@@ -15,6 +15,7 @@ from typing import Any
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 CACHES = ("auto", "ram", "disk")
+LOSSES = ("bce", "asl")  # core/training/losses.py (kept here too: this module imports no torch)
 # Per modality: what an unset epochs / lr / probe_epochs / patience becomes.
 MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
     "image": {"epochs": 20, "lr": 1e-3, "weight_decay": 1e-4, "probe_epochs": 0, "patience": 0},
@@ -36,6 +37,8 @@ class TrainConfig:
     (:data:`MODALITY_DEFAULTS`), filled in by :meth:`for_modality` once the features file says
     what it holds. patience: stop when validation mAP has not improved for this many epochs
     (0 = never stop early). The best epoch's weights are ``best.safetensors`` either way.
+    loss: ``bce`` or ``asl``, the asymmetric loss with ``asl_gamma_neg``, ``asl_gamma_pos`` and the
+    probability margin ``asl_clip`` (core/training/losses.py).
     """
 
     head: str = "cma"
@@ -68,6 +71,10 @@ class TrainConfig:
     flip: bool = True
     probe_epochs: int | None = None  # video cma: epochs of its probe start; 0 = none
     patience: int | None = None
+    loss: str = "bce"  # "bce" or "asl" (core/training/losses.py)
+    asl_gamma_neg: float = 4.0  # ASL's focusing parameter of negatives (Ridnik et al., ICCV 2021)
+    asl_gamma_pos: float = 0.0  # ... and of positives
+    asl_clip: float = 0.05  # ASL's probability margin m: negatives with p < m add nothing
 
     def for_modality(self, modality: str, head_defaults: dict[str, Any] | None = None) -> "TrainConfig":
         """A copy with every unset (None) value taken from ``head_defaults``, then ``modality``'s."""
@@ -95,6 +102,10 @@ class TrainConfig:
             (self.probe_epochs is None or self.probe_epochs >= 0,
              f"probe_epochs must be >= 0, not {self.probe_epochs}"),
             (self.patience is None or self.patience >= 0, f"patience must be >= 0, not {self.patience}"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}"),
+            (self.asl_gamma_neg >= 0 and self.asl_gamma_pos >= 0,
+             f"asl_gamma_neg and asl_gamma_pos must be >= 0, not {self.asl_gamma_neg} and {self.asl_gamma_pos}"),
+            (0.0 <= self.asl_clip < 1.0, f"asl_clip must be in [0, 1), not {self.asl_clip}"),
         ]
         for ok, message in checks:
             if not ok:

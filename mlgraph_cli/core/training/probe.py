@@ -4,8 +4,12 @@ A new CMA run may begin by training a pooling + linear probe (mean over the map'
 over a clip's real frames) with the same :class:`~mlgraph_cli.core.training.trainer.Trainer`, for
 ``config.probe_epochs`` epochs, and then start the head from it (``head.init_from_probe``):
 phi = E^+ V, so that from the first step a location's (or frame's) cosine with label k measures
-the probe's evidence for k there, and the classifiers w_k = v_k. Without it the ReLU-cosine
-attention of a random start may never find a label's frames (video, docs/video.md); for images
+the probe's evidence for k there, and the classifiers w_k = v_k. That is exact only when the C
+label embeddings have rank C; with more labels than their width (YouTube-8M: 3,862 labels in
+300 dimensions) or linearly dependent embeddings, phi is the least-squares fit of E phi = V and
+the start says so through ``progress.log``, with the relative residual, which config.json's
+``probe`` records beside the rank (core/models/common.py, ``probe_transform``). Without the
+probe start the ReLU-cosine attention of a random start may never find a label's frames (video, docs/video.md); for images
 it is an option measured in benchmarks/fair.py (docs/benchmarks.md).
 
 Pooling is fixed, so each example is pooled once ((N, D) in memory) and the probe trains on the
@@ -76,6 +80,9 @@ def probe_start(model: Classifier, train_set: Dataset, config: TrainConfig, devi
     probe_config = dataclasses.replace(config, epochs=epochs, warmup_epochs=0.0, patience=0)
     fit = Trainer(Classifier(probe), means, None, config=probe_config, label_names=[], run_dir=None, device=device,
                   progress=progress, label="probe").fit()
-    head.init_from_probe(probe.fc.weight.detach().cpu(), probe.fc.bias.detach().cpu())
+    start = head.init_from_probe(probe.fc.weight.detach().cpu(), probe.fc.bias.detach().cpu())
+    if not start.exact:
+        progress.log(start.note())
     key = "videos" if video else "images"
-    return {"epochs": epochs, "loss": fit.last["train_loss"], key: len(means)}
+    return {"epochs": epochs, "loss": fit.last["train_loss"], key: len(means), "embedding_rank": start.rank,
+            "residual": round(start.residual, 6)}

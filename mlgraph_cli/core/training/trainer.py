@@ -7,8 +7,9 @@ resume state into a run directory, and continues a stopped run exactly. Without 
 it trains in memory (the probe start below uses it so).
 
 Choices, and why:
-- Loss: BCE with logits over the targets that are known (1 or 0); -1 (ignore: VOC difficult,
-  Open Images unverified) is masked out, the mean taken over the known entries.
+- Loss: BCE with logits (or the asymmetric loss, ``config.loss``; core/training/losses.py) over the targets
+  that are known (1 or 0); -1 (ignore: VOC difficult, Open Images unverified) is masked out, the
+  mean taken over the known entries. The validation loss is the same loss.
 - Batches and their order: see :mod:`mlgraph_cli.core.training.batches` (a seeded DistributedSampler in
   every run, so a resumed run and an N-process run see the same batches as a straight one).
 - Resume: at each epoch's end the model, optimiser, schedule, gradient scaler and every rank's
@@ -17,6 +18,8 @@ Choices, and why:
   GradScaler) only on CUDA. Early stopping (``patience``) watches validation mAP.
 - A loss that is not finite stops the run with one line naming the epoch; the last finished
   epoch stays on disk.
+- A head fitted in closed form (``head.fitted``: the converged linear probe) is fitted once in
+  place of the run's one epoch (core/training/fitting.py); the rest of the run is as for any head.
 - Video: batches carry the mask of real frames and a temporal head (``head.modality ==
   "video"``) is called as ``head(x, mask)``. Temporal CMA starts from a mean-pool linear probe
   (``core.probe.probe_start``, docs/video.md), trained by this same Trainer.
@@ -40,13 +43,14 @@ from torch.utils.data import DataLoader, Dataset
 from mlgraph_cli.core.training import checkpoint as ckpt
 from mlgraph_cli.core.training import distributed as dist_util
 from mlgraph_cli.core.training.batches import eval_loader, make_loader
-from mlgraph_cli.core.models.classifier import Classifier, inputs_on, masked_bce, score
+from mlgraph_cli.core.models.classifier import Classifier, inputs_on, score
+from mlgraph_cli.core.training.losses import make_loss
 from mlgraph_cli.core.training.optim import make_optimizer, make_scheduler, param_groups
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.training.config import TrainConfig
 from mlgraph_cli.errors import MlgraphError
 
-__all__ = ["Classifier", "TrainConfig", "TrainResult", "Trainer", "masked_bce", "score", "seed_everything"]
+__all__ = ["Classifier", "TrainConfig", "TrainResult", "Trainer", "score", "seed_everything"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,6 +95,7 @@ class Trainer:
         self.device, self.dist, self.progress = device, dist, progress
         self.on_epoch_end, self.digest, self.label = on_epoch_end, weights_digest, label
         self.amp = device.type == "cuda" and config.amp is not False
+        self.loss = make_loss(config)  # BCE or ASL (core/training/losses.py), for training and the validation loss
 
     def _wrapped(self) -> nn.Module:
         if not self.dist.enabled:
@@ -128,7 +133,10 @@ class Trainer:
         for epoch in range(start + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             loader.sampler.sampler.set_epoch(epoch)  # a new permutation per epoch, same on all ranks
-            train_loss = self._train_epoch(net, loader, optimizer, scheduler, scaler, epoch, steps)
+            if getattr(model.head, "fitted", False):  # solved in closed form: the fit is the run's one epoch
+                train_loss = self._fit_head()
+            else:
+                train_loss = self._train_epoch(net, loader, optimizer, scheduler, scaler, epoch, steps)
             row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "val_loss": None, "val_mAP": None,
                                    "val_CF1": None, "val_OF1": None, "lr": optimizer.param_groups[0]["lr"]}
             improved = self.val_set is None
@@ -165,7 +173,7 @@ class Trainer:
         cfg = self.config
         self.progress.start(f"validate {epoch}/{cfg.epochs}", total=len(self.val_set), unit="images")
         scores, targets, val_loss = score(self.model, eval_loader(self.val_set, cfg.batch_size, cfg.workers),
-                                          self.device, self.progress, amp=self.amp)
+                                          self.device, self.progress, amp=self.amp, loss=self.loss)
         self.progress.stop()
         return multilabel_metrics(scores, targets, threshold=cfg.threshold, label_names=self.label_names), val_loss
 
@@ -182,7 +190,7 @@ class Trainer:
             y = batch["y"].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.amp):
                 logits = net(x, aux, mask)
-            loss = masked_bce(logits, y)
+            loss = self.loss(logits, y)
             extra = self.model.head.penalty()  # a head's own regulariser, if it has one
             if extra is not None:
                 loss = loss + extra
@@ -205,6 +213,21 @@ class Trainer:
             self.progress.stop()
         loss_sum, known = dist_util.all_reduce_sum(self.dist, [loss_sum, float(known)], device)
         return loss_sum / max(known, 1.0)
+
+    def _fit_head(self) -> float:
+        """A fitted head (core/training/fitting.py) solves its problem on rank 0; every rank takes its weights."""
+        from mlgraph_cli.core.training.fitting import fit_head
+
+        loss = None
+        if self.dist.is_main:
+            loss, _ = fit_head(self.model, self.train_set, self.val_set, batch_size=self.config.batch_size,
+                               workers=self.config.workers, device=self.device, loss=self.loss,
+                               progress=self.progress)
+        if self.dist.enabled:
+            mine = {k: v.cpu() for k, v in self.model.head.state_dict().items()}
+            state, loss = dist_util.broadcast_object(self.dist, (mine, loss))
+            self.model.head.load_state_dict(state)
+        return float(loss)
 
     def _diverged(self, epoch: int, value: float) -> None:
         where = f"{self.run_dir}: " if self.run_dir is not None else ""

@@ -67,7 +67,7 @@ def run_train(inputs: TrainInputs, overrides: dict[str, Any], *, project=None, r
 
     config = merge_config(TrainConfig, project, "train", overrides)
     runs_root = project.artifact("runs") if project is not None else Path("runs/train")
-    return train(inputs.with_project(project, config.head), config, run_dir=run_dir, runs_root=runs_root, name=name,
+    return train(inputs.with_project(project, config.head, config.head_options), config, run_dir=run_dir, runs_root=runs_root, name=name,
                  force=force, progress=progress)
 
 

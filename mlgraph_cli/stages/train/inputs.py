@@ -53,7 +53,7 @@ class TrainInputs:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: (Path(v) if v else None) for k, v in (data or {}).items() if k in names})
 
-    def with_project(self, project, head: str) -> "TrainInputs":
+    def with_project(self, project, head: str, head_options: dict[str, Any] | None = None) -> "TrainInputs":
         """Fill the paths left out from a project folder (None: as given): artifacts for features,
         validation features (if that file exists), embeddings and graph (for the heads that read
         them); the dataset's images, annotations and validation split for end-to-end runs."""
@@ -74,7 +74,7 @@ class TrainInputs:
             fill["val_features"] = self.val_features or (default_val if default_val.is_file() else None)
         # the image and video entries of a head name read the same inputs (cma / video-cma: embeddings)
         kinds = [HEADS[n].head_class for n in (head, f"video-{head}") if n in HEADS]
-        if any(k.needs_embeddings for k in kinds):
+        if any(k.reads_embeddings(head_options or {}) for k in kinds):
             fill["embeddings"] = self.embeddings or project.artifact("embeddings")
         if any(k.needs_adjacency for k in kinds):
             fill["graph"] = self.graph or project.artifact("graph")
@@ -102,12 +102,19 @@ def data_modality(inputs: TrainInputs) -> str:
 
 def resolved_config(inputs: TrainInputs, config):
     """``config`` with its unset values filled for the head and the data's modality (read from the
-    features file's schema, once)."""
+    features file's schema, once). A fitted head (``probe``) runs one epoch, its fit, whatever
+    ``epochs`` says."""
     from mlgraph_cli.core.models import HEADS, resolve_head
 
     modality = data_modality(inputs)
     name = resolve_head(config.head, modality, None if inputs.end_to_end else inputs.features)
-    return config.for_modality(modality, HEADS[name].head_class.training_defaults)
+    head_class = HEADS[name].head_class
+    if head_class.fitted:  # solved once, in closed form (core/training/fitting.py): one "epoch", no probe, no SGD loss
+        if config.loss != "bce":
+            raise InputError(f"--loss {config.loss}: head {config.head} is fitted by logistic regression, whose loss "
+                             f"is the log loss (leave out --loss, or pick a head trained by SGD)")
+        config = dataclasses.replace(config, epochs=1, probe_epochs=0, warmup_epochs=0.0)
+    return config.for_modality(modality, head_class.training_defaults)
 
 
 def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook) -> Prepared:
@@ -136,7 +143,8 @@ def _with_model(data: TrainingData, name: str, inputs: TrainInputs, config) -> P
 
     names, source = data.label_names, data.source
     head_class = HEADS[name].head_class
-    needs_e, needs_a = head_class.needs_embeddings, head_class.needs_adjacency
+    needs_e = head_class.reads_embeddings(dict(config.head_options or {}))
+    needs_a = head_class.needs_adjacency
     emb_vectors = emb_info = adj = graph_info = None
     if needs_e:
         emb_vectors, emb_info = _embeddings(inputs.embeddings, names, source, config.head)
