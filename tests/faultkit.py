@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 import trainkit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -261,6 +260,6 @@ def user_namespaces() -> bool:
         return False
     try:
         return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True,
-                              timeout=20).returncode == 0
+                              timeout=20, check=False).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False

@@ -22,11 +22,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import faultkit
 import h5py
 import numpy as np
 import pytest
-
-import faultkit
 from conftest import one_line_error
 from faultkit import EXTRACT, TRAIN, copy_run
 
@@ -253,7 +252,7 @@ def test_merge_when_the_disk_fills_midway(shards, tmp_path):
     script = (f"mount -t tmpfs -o size=64k tmpfs {q(str(disk))} || exit 99; {merge} >/dev/null; "
               f"echo RC=$? > {q(str(report_file))}; ls -A {q(str(disk))} >> {q(str(report_file))}")
     proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                          env=faultkit.env(), capture_output=True, text=True, timeout=120)
+                          env=faultkit.env(), capture_output=True, text=True, timeout=120, check=False)
     report = report_file.read_text().split() if report_file.exists() else []
     assert report and report[0].startswith("RC="), (proc.returncode, proc.stderr[-2000:])
     ran = faultkit.Ran([merge], int(report[0][3:]), "", proc.stderr, False)
@@ -460,7 +459,7 @@ def _nan_weights(run: Path) -> None:
         with safe_open(path, "np") as f:
             meta = f.metadata()
         tensors = load_file(path)
-        key = sorted(tensors)[0]
+        key = min(tensors)
         tensors[key] = tensors[key].copy()
         tensors[key].flat[0] = np.nan
         save_file(tensors, path, metadata=meta)
@@ -619,12 +618,17 @@ def test_init_with_a_newline_in_a_path(cli, project, tmp_path):
 
 
 @issue("best/last.safetensors are mode 0600 while other artifacts follow the umask")
-def test_weights_follow_the_umask(project):
-    umask = os.umask(0)
-    os.umask(umask)
-    run = project["run"]
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run.iterdir() if p.is_file()}
-    assert set(modes.values()) == {0o666 & ~umask}, {k: oct(v) for k, v in modes.items()}
+def test_weights_follow_the_umask(cli, project, tmp_path):
+    """Under umask 022 every file of a run is 0644, the weights as much as config.json."""
+    before = os.umask(0o022)
+    try:
+        result = cli("train", "--features", project["features"], "--embeddings", project["embeddings"],
+                     "-o", tmp_path / "run", *TRAIN_FAST)
+    finally:
+        os.umask(before)
+    assert result.exit_code == 0, result.output
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert set(modes.values()) == {0o644}, {k: oct(v) for k, v in modes.items()}
 
 
 @pytest.fixture(scope="module")
@@ -664,7 +668,10 @@ def _non_utf8_folder(project, tmp_path) -> Path:
     pngs = sorted(project["images"].glob("*.png"))
     for q in pngs[:3]:
         shutil.copy(q, folder / q.name)
-    shutil.copy(pngs[3], os.path.join(os.fsencode(folder), b"caf\xe9.png"))
+    try:
+        shutil.copy(pngs[3], os.path.join(os.fsencode(folder), b"caf\xe9.png"))
+    except OSError as exc:  # a file system that only takes UTF-8 names
+        pytest.skip(f"cannot make a non-UTF-8 file name here: {exc}")
     return folder
 
 
