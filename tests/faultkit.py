@@ -120,6 +120,24 @@ def finish(proc: subprocess.Popen, timeout: float) -> Ran:
         return Ran(proc.args, None, out, err, True)
 
 
+def first_line(proc: subprocess.Popen, timeout: float) -> str | None:
+    """The first non-empty stderr line of ``proc`` within ``timeout`` s (None: none came, or it ended)."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], max(deadline - time.monotonic(), 0))
+        if not ready:
+            return None
+        line = proc.stderr.readline()
+        if not line:
+            return None  # the process ended
+        if line.strip():
+            return line
+    return None
+
+
 def mlgraph(*args, cwd: Path | None = None, timeout: float = 60) -> Ran:
     return finish(start(*args, cwd=cwd), timeout)
 

@@ -193,21 +193,32 @@ def test_train_over_someone_elses_files_is_refused(cli, project, tmp_path):
 
 @issue("two train runs to one folder both finish; metrics.jsonl interleaves 1, 2, 1, 2")
 def test_two_train_runs_to_one_folder(project, tmp_path):
-    """Two `train -o RUN` started together: one trains, the other is refused at once with one line
-    naming RUN (as two `extract` runs to one output are); the folder holds one run's 20 epochs."""
+    """Two `train -o RUN` at once: the second is refused with one line naming RUN (as a second
+    `extract` to one output is), and the folder holds the first run's 20 epochs, once each.
+
+    The race is made certain rather than likely: the first run is paused (SIGSTOP) once it has
+    chosen the folder and says so on stderr, before its first epoch is saved, and resumed once
+    the second has got as far (or has ended)."""
+    import signal
+
     out = tmp_path / "run"
     args = ["train", "--features", project["features"], "--embeddings", project["embeddings"], "-o", out,
-            "--epochs", "20", "--batch-size", "4", "--device", "cpu", "--val-fraction", "0", "--probe-epochs", "0", "-q"]
-    procs = {seed: faultkit.start(*args, "--seed", seed) for seed in (1, 2)}
-    ran = {seed: faultkit.finish(p, 120) for seed, p in procs.items()}
-    codes = sorted(r.returncode for r in ran.values())
-    assert codes == [0, 1], {s: (r.returncode, r.stderr[-500:]) for s, r in ran.items()}
-    winner = next(s for s, r in ran.items() if r.returncode == 0)
-    loser = next(r for r in ran.values() if r.returncode == 1)
-    clean_error(loser, out)
+            "--epochs", "20", "--batch-size", "4", "--device", "cpu", "--val-fraction", "0", "--probe-epochs", "0"]
+    first = faultkit.start(*args, "--seed", "1")
+    try:
+        assert faultkit.first_line(first, 60) is not None, "the first run printed nothing"
+        os.kill(first.pid, signal.SIGSTOP)
+        second = faultkit.start(*args, "--seed", "2")
+        faultkit.first_line(second, 60)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    ran = {1: faultkit.finish(first, 120), 2: faultkit.finish(second, 120)}
+    codes = [ran[1].returncode, ran[2].returncode]
+    assert codes == [0, 1], (codes, ran[2].stderr[-300:])
+    clean_error(ran[2], out)
     epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, 21))
-    assert json.loads((out / "args.json").read_text())["config"]["seed"] == winner
+    assert json.loads((out / "args.json").read_text())["config"]["seed"] == 1
 
 
 # ---------------------------------------------------------------------------------------------
