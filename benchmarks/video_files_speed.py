@@ -54,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from mlgraph_cli.core.features.backbones.build import build_backbone
-    from mlgraph_cli.core.features.clips import frame_vectors
+    from mlgraph_cli.core.features.sources import frame_vectors
     from mlgraph_cli.core.media.videos import Sampling, probe, read_frames
     from mlgraph_cli.stages.extract import ExtractConfig, extract
 

@@ -20,7 +20,7 @@ from conftest import one_line_error
 from mlgraph_cli.core.features.backbones.build import backbone_from_config
 from mlgraph_cli.core.features.file import open_features, partial_path
 from mlgraph_cli.core.media.images import load_image
-from mlgraph_cli.stages.extract import PAUSE_FILE_ENV, PAUSE_ROWS_ENV
+from mlgraph_cli.core.features.extraction import PAUSE_FILE_ENV, PAUSE_ROWS_ENV
 
 # A small random-weight backbone keeps every run to a second or two on a CPU.
 FAST = ["--backbone", "resnet18", "--weights", "none", "--image-size", "64", "--batch-size", "4", "--workers", "0"]

@@ -147,7 +147,7 @@ def test_bad_files_are_skipped_with_reasons(clips, tmp_path):
     expected = _bad_files(folder)
     out = tmp_path / "f.h5"
     result = _ok("extract", folder, "-o", out, "--fps", "4", *EXTRACT[:-1])
-    assert "Skipped 3 clip(s)" in " ".join(result.output.split())
+    assert "Skipped 3 unreadable clip(s)" in " ".join(result.output.split())
     report = dict(line.split("\t", 1) for line in (tmp_path / "f.h5.skipped.txt").read_text().splitlines())
     assert set(report) == set(expected)
     for name, phrase in expected.items():
@@ -193,11 +193,11 @@ def test_frames_fps_and_max_frames_set_T(clips, tmp_path, flags, frames, lengths
 
 def test_extract_resumes_after_an_interruption(clips, tmp_path, monkeypatch):
     from mlgraph_cli.core.progress import NULL_PROGRESS
-    from mlgraph_cli.core.features import clips as clip_extract
+    from mlgraph_cli.core.features import sources
     from mlgraph_cli.core.features.video_file import load_video_features
     from mlgraph_cli.stages.extract import ExtractConfig, extract
 
-    monkeypatch.setattr(clip_extract, "CLIPS_PER_WRITE", 3)
+    monkeypatch.setattr(sources, "CLIPS_PER_WRITE", 3)
     config = ExtractConfig(backbone="resnet18", weights="none", image_size=32, workers=0, fps=4)
 
     class Stop(type(NULL_PROGRESS)):

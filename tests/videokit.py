@@ -111,6 +111,7 @@ def write_clips(path, clips: Clips, label_names: list[str], *, prefix: str = "cl
     for start in range(0, n, batch):
         stop = min(n, start + batch)
         ids = [f"{prefix}{i:05d}" for i in range(start, stop)]
-        writer.append_videos(clips.features[start:stop, :, :, None], lengths[start:stop], ids,
-                             [f"generated#{i}" for i in range(start, stop)], clips.labels[start:stop], stop)
+        writer.append({"features": clips.features[start:stop, :, :, None]}, ids,
+                      [f"generated#{i}" for i in range(start, stop)], clips.labels[start:stop], stop - start,
+                      lengths=lengths[start:stop])
     return writer.finish()

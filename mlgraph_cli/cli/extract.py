@@ -136,23 +136,20 @@ def extract(
     if verbose:
         for s in result.skipped:
             progress.log(f"skipped {s.path}: {s.reason}")
-    if getattr(result, "modality", "image") == "video":  # video files (core/features/clips.py)
-        summary(f"Wrote {result.output}: {result.rows:,} clips{', %d labels' % result.labels if result.labels else ''}"
-                f"; {result.shapes['features'][0]} features x {result.shapes['features'][1]} frames ({result.backbone}, "
-                f"{result.image_size} px, {result.device}); {result.frames_per_s:,.1f} frames/s"
-                f"{', resumed after %d' % result.resumed_from if result.resumed_from else ''}.")
-        if result.skipped:
-            summary(f"Skipped {len(result.skipped):,} clip(s), listed in {result.skipped_report}"
-                    + ("" if verbose else " (--verbose lists them here)") + ".")
-        return
-    shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in result.shapes.items())
+    noun = result.noun
+    if noun == "clip":  # video files: one pooled vector per sampled frame
+        width, frames = result.shapes["features"][:2]
+        shapes, rate = f"{width} features x {frames} frames", f"{result.frames_per_s:,.1f} frames/s"
+    else:
+        shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in result.shapes.items())
+        rate = f"{result.per_second:,.1f} img/s"
     labels = f", {result.labels} labels" if result.labels is not None else ", no labels"
     resumed = f", resumed after {result.resumed_from:,}" if result.resumed_from else ""
-    summary(f"Wrote {result.output}: {result.rows:,} images{labels}; {shapes} "
+    summary(f"Wrote {result.output}: {result.rows:,} {noun}s{labels}; {shapes} "
             f"({result.backbone} {'+'.join(result.layers)}, {result.image_size} px, weights {result.weights}, "
-            f"{result.device}); {result.images_per_s:,.1f} img/s{resumed}.")
+            f"{result.device}); {rate}{resumed}.")
     if result.skipped:
-        summary(f"Skipped {len(result.skipped):,} unreadable image(s), listed in {result.skipped_report}"
+        summary(f"Skipped {len(result.skipped):,} unreadable {noun}(s), listed in {result.skipped_report}"
                 + ("" if verbose else " (--verbose lists them here)") + ".")
 
 

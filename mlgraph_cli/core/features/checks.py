@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -16,6 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import h5py
 import numpy as np
 
 from mlgraph_cli.errors import InputError
@@ -176,3 +179,40 @@ def _rows(index: Any, n: int | None) -> list[int]:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# A merged file that reads its maps from its shards (`mlgraph merge --virtual`)
+
+def rows_fingerprint(f) -> str:
+    """sha256 of a features file's per-row CRCs (maps, id, labels of every row), 16 hex digits."""
+    crc = f["row_crc"][:] if "row_crc" in f else np.zeros(0, np.uint32)
+    return hashlib.sha256(crc.astype("<u4").tobytes()).hexdigest()[:16]
+
+
+def check_virtual_sources(path: Path, f) -> None:
+    """Refuse a merged file whose virtual datasets read from shard files that are gone (read as
+    zeros) or that changed since the merge (another extraction written under the shard's name:
+    its rows' fingerprint differs from the one the merge recorded)."""
+    missing = []
+    for name in f:
+        ds = f[name]
+        if getattr(ds, "is_virtual", False):
+            for vs in ds.virtual_sources():
+                src = Path(vs.file_name)
+                if not (src if src.is_absolute() else path.parent / src).is_file():
+                    missing.append(vs.file_name)
+    if missing:
+        raise InputError(f"{path}: made by `mlgraph merge --virtual`, it reads its maps from shard files that are not "
+                         f"beside it: {', '.join(sorted(set(missing))[:3])} (put them back, or merge without --virtual)")
+    recorded = f.attrs.get("virtual_sources")
+    for entry in json.loads(recorded) if recorded else []:
+        src = Path(entry["file"])
+        try:
+            with h5py.File(src if src.is_absolute() else path.parent / src, "r") as shard:
+                same = rows_fingerprint(shard) == entry["rows"]
+        except OSError:
+            same = False
+        if not same:
+            raise InputError(f"{path}: made by `mlgraph merge --virtual` from {entry['file']}, which has changed since "
+                             f"(its rows are not the ones merged) (merge the shards again with `mlgraph merge`)")

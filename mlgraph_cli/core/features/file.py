@@ -36,10 +36,8 @@ import numpy as np
 from mlgraph_cli.core.io.outputs import output_target
 from mlgraph_cli.core.io.hdf5 import h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs
 from mlgraph_cli.core.io.artifacts import labels_digest, schema_tag
-from mlgraph_cli.core.features.checks import (
-    check_finite, check_free_space, check_labels, damaged, disk_errors, row_crcs, truncate_to_verified,
-)
-from mlgraph_cli.core.features.shards import check_virtual_sources
+from mlgraph_cli.core.features.checks import (check_finite, check_free_space, check_labels, check_virtual_sources,
+                                              damaged, disk_errors, row_crcs, truncate_to_verified)
 from mlgraph_cli.errors import InputError
 
 MAIN = "features"

@@ -12,9 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from mlgraph_cli.core.annotations import load_annotations
+from mlgraph_cli.core.io.inputs import check_inside_folder
+from mlgraph_cli.core.io.outputs import atomic_write_text
 from mlgraph_cli.core.media.images import SkippedImage, common_root, list_images, real_path, relative_names
+from mlgraph_cli.core.media.videos import VIDEO_SUFFIXES, is_video_path, only_videos
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MlgraphError, input_error
+
+
+TABULAR_SUFFIXES = (".csv", ".tsv", ".jsonl")  # annotation files that can name video files
 
 
 @dataclass
@@ -30,19 +37,62 @@ class ExtractPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def plan_folder(images: Sequence[str | os.PathLike] | None) -> ExtractPlan:
-    """Every image of ``images`` (folders, files, globs, .txt lists), without labels."""
+def plan_folder(images: Sequence[str | os.PathLike] | None, *, video: bool = False) -> ExtractPlan:
+    """Every image (``video``: every video file) of ``images`` (folders, files, globs, .txt lists),
+    without labels."""
     if not images:
         raise MlgraphError("no images given (pass a folder, files, a glob or a .txt list as IMAGES)")
-    paths = list_images(images)
+    if video:
+        paths = [p for p in list_images(images, VIDEO_SUFFIXES) if is_video_path(p)]
+        looked = ", ".join(sorted(VIDEO_SUFFIXES))
+        what, fix = "video files", "pass a folder of clips, video files, a glob or a .txt list"
+    else:
+        paths = list_images(images)
+        looked = ".jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .ppm"
+        what, fix = "images", "pass a folder of images, image files, a glob or a .txt list"
     if not paths:
         shown = ", ".join(os.fspath(p) for p in images)
-        raise input_error(shown, "no images found (looked for .jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .ppm)",
-                          "pass a folder of images, image files, a glob or a .txt list")
+        raise input_error(shown, f"no {what} found (looked for {looked})", fix)
     single = len(images) == 1 and Path(images[0]).is_dir()
     root = Path(images[0]) if single else common_root(paths)
-    files = relative_names(paths, root)
+    files = [storable(name) for name in relative_names(paths, root)]
     return ExtractPlan(paths=[os.fspath(real_path(p)) for p in paths], files=files, ids=list(files), root=root)
+
+
+def storable(name: str) -> str:
+    """A file name as UTF-8 text can hold it: the bytes of a name that is not valid UTF-8 (which
+    Python carries as surrogate escapes) are written as ``\\xNN``; a valid name is unchanged. The
+    features file stores names as UTF-8 strings; the file itself is still opened by its real path."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def plan_for(images: Sequence[str | os.PathLike] | None, annotations: str | os.PathLike | None, config, *,
+             video: bool, allow_outside_paths: bool = False, progress: ProgressHook = NULL_PROGRESS) -> ExtractPlan:
+    """The plan of ``mlgraph extract``: the annotated inputs with their labels, or every input found."""
+    if annotations:
+        return plan_with_annotations(images, Path(annotations), format=config.format, label_order=config.label_order,
+                                     image_set=config.image_set, allow_outside_paths=allow_outside_paths,
+                                     progress=progress)
+    return plan_folder(images, video=video)
+
+
+def wants_clips(images: Sequence[str | os.PathLike] | None, annotations: str | os.PathLike | None) -> bool:
+    """Whether ``mlgraph extract`` was given video files: inputs that hold videos and no images,
+    or CSV/JSONL annotations whose file names are videos."""
+    if annotations is not None:
+        if not str(annotations).lower().endswith(TABULAR_SUFFIXES) or not Path(annotations).is_file():
+            return False
+        try:
+            files = [f for f in load_annotations(Path(annotations)).files if f is not None]
+        except MlgraphError:
+            return False  # planning reports it
+        return bool(files) and all(is_video_path(f) for f in files)
+    if not images:
+        return False
+    try:
+        return only_videos(images)
+    except MlgraphError:
+        return False
 
 
 def plan_with_annotations(images: Sequence[str | os.PathLike] | None, ann_path: Path, *, format: str | None = None,
@@ -50,9 +100,6 @@ def plan_with_annotations(images: Sequence[str | os.PathLike] | None, ann_path: 
                           allow_outside_paths: bool = False, progress: ProgressHook = NULL_PROGRESS) -> ExtractPlan:
     """The annotated images, with their labels; file names must stay inside the images folder
     unless ``allow_outside_paths`` (see :func:`mlgraph_cli.core.io.inputs.check_inside_folder`)."""
-    from mlgraph_cli.core.annotations import load_annotations
-    from mlgraph_cli.core.io.inputs import check_inside_folder
-
     ann = load_annotations(ann_path, format, label_order=label_order, split=image_set, progress=progress)
     if images and len(images) > 1:
         raise MlgraphError(f"with --annotations give one images folder, not {len(images)} paths "
@@ -115,8 +162,6 @@ def skipped_report_path(dest: Path) -> Path:
 
 def write_skipped_report(dest: Path, skipped: list[SkippedImage]) -> Path | None:
     """``<output>.skipped.txt``: one ``path<TAB>reason`` per skipped image; a stale one is removed."""
-    from mlgraph_cli.core.io.outputs import atomic_write_text
-
     path = skipped_report_path(dest)
     if not skipped:
         path.unlink(missing_ok=True)

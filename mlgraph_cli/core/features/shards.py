@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import h5py
 import numpy as np
 
+from mlgraph_cli.core.features.checks import check_free_space, disk_errors, rows_fingerprint
+from mlgraph_cli.core.features.file import AUX, MAIN, partial_path
+from mlgraph_cli.core.io.hdf5 import h5_read_attrs, h5_read_strings, h5_write_attrs
+from mlgraph_cli.core.io.outputs import WriteLock, output_target
 from mlgraph_cli.errors import MlgraphError, input_error
 
 SHARD_KEYS = ("shard_index", "shard_count", "shard_start", "shard_stop", "shard_inputs", "shard_plan_digest")
@@ -53,28 +59,22 @@ def shard_path(dest: str | os.PathLike, index: int, count: int) -> Path:
 
 def sub_plan(plan, start: int, stop: int):
     """The inputs [start, stop) of an extraction plan (same root, labels and names)."""
-    from dataclasses import replace
-
     return replace(plan, paths=plan.paths[start:stop], files=plan.files[start:stop], ids=plan.ids[start:stop],
                    labels=plan.labels[start:stop] if plan.labels is not None else None)
 
 
-def take_shard(plan, dest: Path, digest: str, attrs: dict[str, Any], shard: tuple[int, int], unit: int):
-    """(plan of shard I of N, its file, its plan id, attrs with the shard's) for an extraction of ``plan``."""
+def shard_of(total: int, digest: str, shard: tuple[int, int], unit: int) -> tuple[int, int, dict[str, Any], str]:
+    """Shard I of N of a plan of ``total`` inputs whose digest is ``digest``: (start, stop, the
+    shard's attributes, the shard file's own plan id)."""
     index, count = shard
-    start, stop = shard_range(len(plan.paths), index, count, unit)
-    extra = {"shard_index": index, "shard_count": count, "shard_start": start, "shard_stop": stop,
-             "shard_inputs": len(plan.paths), "shard_plan_digest": digest}
-    return (sub_plan(plan, start, stop), shard_path(dest, index, count), f"{digest}/shard-{index}-of-{count}",
-            dict(attrs, **extra))
+    start, stop = shard_range(total, index, count, unit)
+    keys = {"shard_index": index, "shard_count": count, "shard_start": start, "shard_stop": stop,
+            "shard_inputs": total, "shard_plan_digest": digest}
+    return start, stop, keys, f"{digest}/shard-{index}-of-{count}"
 
 
 def read_done(path: Path) -> tuple[list[str], Any]:
     """(``skipped`` lines, provenance) of a finished features file."""
-    import h5py
-
-    from mlgraph_cli.core.io.hdf5 import h5_read_attrs, h5_read_strings
-
     with h5py.File(path, "r") as f:
         return h5_read_strings(f["skipped"]), h5_read_attrs(f).get("provenance")
 
@@ -85,8 +85,6 @@ def wait_for_shards(paths: Sequence[Path], progress, poll_s: float = 0.5) -> Non
     No collective is used, so a long shard never meets a process-group timeout; if another rank
     fails, torchrun stops this one too.
     """
-    import time
-
     waiting = [p for p in paths if not p.is_file()]
     if waiting:
         progress.log(f"Waiting for {len(waiting)} other shard(s) to finish")
@@ -96,8 +94,6 @@ def wait_for_shards(paths: Sequence[Path], progress, poll_s: float = 0.5) -> Non
 
 def finished_shard(path: Path, plan_id: str) -> bool:
     """True when ``path`` is a complete shard file of this plan (a re-run of a finished shard skips it)."""
-    import h5py
-
     if not path.is_file():
         return False
     try:
@@ -123,11 +119,6 @@ class ShardInfo:
 
 def read_shards(paths: Sequence[str | os.PathLike]) -> list[ShardInfo]:
     """Open each shard's header and check they make one whole plan; in plan order."""
-    import h5py
-
-    from mlgraph_cli.core.io.hdf5 import h5_read_attrs
-    from mlgraph_cli.core.features.file import partial_path
-
     if not paths:
         raise MlgraphError("no shard files given (e.g. mlgraph merge features.shard-*.h5 -o features.h5)")
     shards = []
@@ -182,14 +173,14 @@ def read_shards(paths: Sequence[str | os.PathLike]) -> list[ShardInfo]:
 
 def merge_shards(paths: Sequence[str | os.PathLike], dest: str | os.PathLike, *, virtual: bool = False,
                  extra_attrs: dict[str, Any] | None = None) -> tuple[Path, int]:
-    """Write the features file of the whole plan from its shards: (path, rows)."""
-    import h5py
+    """Write the features file of the whole plan from its shards: (path, rows).
 
-    from mlgraph_cli.core.io.hdf5 import h5_read_attrs, h5_write_attrs
-    from mlgraph_cli.core.io.outputs import WriteLock
-
-    from mlgraph_cli.core.io.outputs import output_target
-
+    The merged file is built under ``.<name>.merging`` and renamed into place. Its size is checked
+    against the free space first (HDF5 can crash the process when the disk fills mid-write); a
+    write the disk refuses is an ``OSError`` naming the output, and nothing is left behind. A
+    ``virtual`` merge records a fingerprint of each shard's rows, checked whenever it is read
+    (:func:`check_virtual_sources`).
+    """
     shards = read_shards(paths)
     dest = output_target(dest, stream_ok=False)[0]  # a file, never a device or a pipe; links followed
     if any(s.path.resolve() == dest.resolve() for s in shards):
@@ -199,15 +190,21 @@ def merge_shards(paths: Sequence[str | os.PathLike], dest: str | os.PathLike, *,
     try:
         files = [h5py.File(s.path, "r") for s in shards]
         try:
-            rows = _write_merged(h5py, files, shards, tmp, dest, virtual)
-            with h5py.File(tmp, "a") as out:
-                attrs = {k: v for k, v in h5_read_attrs(files[0]).items() if k not in SHARD_KEYS}
-                attrs.update(plan_digest=shards[0].attrs["shard_plan_digest"], rows_done=rows,
-                             inputs_done=int(shards[0].attrs["shard_inputs"]),
-                             skipped_done=sum(int(f["skipped"].shape[0]) for f in files),
-                             skipped_count=sum(int(s.attrs.get("skipped_count", 0)) for s in shards),
-                             **(extra_attrs or {}))
-                h5_write_attrs(out, attrs)
+            need = sum(_copied_bytes(f, virtual) for f in files)
+            with disk_errors(dest):
+                check_free_space(dest, need)
+                rows = _write_merged(files, shards, tmp, dest, virtual)
+                with h5py.File(tmp, "a") as out:
+                    attrs = {k: v for k, v in h5_read_attrs(files[0]).items() if k not in SHARD_KEYS}
+                    attrs.update(plan_digest=shards[0].attrs["shard_plan_digest"], rows_done=rows,
+                                 inputs_done=int(shards[0].attrs["shard_inputs"]),
+                                 skipped_done=sum(int(f["skipped"].shape[0]) for f in files),
+                                 skipped_count=sum(int(s.attrs.get("skipped_count", 0)) for s in shards),
+                                 **(extra_attrs or {}))
+                    if virtual:
+                        attrs["virtual_sources"] = [{"file": _relative(s.path, dest), "rows": rows_fingerprint(f)}
+                                                    for s, f in zip(shards, files)]
+                    h5_write_attrs(out, attrs)
         finally:
             for f in files:
                 f.close()
@@ -220,9 +217,18 @@ def merge_shards(paths: Sequence[str | os.PathLike], dest: str | os.PathLike, *,
     return dest, rows
 
 
-def _write_merged(h5py, files, shards: list[ShardInfo], tmp: Path, dest: Path, virtual: bool) -> int:
-    from mlgraph_cli.core.features.file import AUX, MAIN
+def _copied_bytes(f, virtual: bool) -> int:
+    """Bytes a merge copies out of shard ``f`` (a virtual merge leaves the maps where they are)."""
+    return sum(int(ds.size) * ds.dtype.itemsize for name, ds in f.items()
+               if isinstance(ds, h5py.Dataset) and not (virtual and name in (MAIN, AUX)))
 
+
+def _relative(shard: Path, dest: Path) -> str:
+    """The shard's name relative to the merged file's folder, so the set can move together."""
+    return os.path.relpath(shard.resolve(), dest.resolve().parent)
+
+
+def _write_merged(files, shards: list[ShardInfo], tmp: Path, dest: Path, virtual: bool) -> int:
     first = files[0]
     rows = sum(int(f[MAIN].shape[0]) for f in files)
     with h5py.File(tmp, "w") as out:
@@ -237,8 +243,7 @@ def _write_merged(h5py, files, shards: list[ShardInfo], tmp: Path, dest: Path, v
                 for f, s in zip(files, shards):
                     n = int(f[name].shape[0])
                     if n:  # file names relative to the merged file's folder, so the set can move together
-                        rel = os.path.relpath(s.path.resolve(), dest.resolve().parent)
-                        layout[pos:pos + n] = h5py.VirtualSource(rel, name, shape=f[name].shape)
+                        layout[pos:pos + n] = h5py.VirtualSource(_relative(s.path, dest), name, shape=f[name].shape)
                     pos += n
                 out.create_virtual_dataset(name, layout)
                 continue
@@ -256,20 +261,3 @@ def _write_merged(h5py, files, shards: list[ShardInfo], tmp: Path, dest: Path, v
                 inputs_before += s.range[1] - s.range[0]
                 skipped_before += int(f["skipped"].shape[0])
     return rows
-
-
-def check_virtual_sources(path: Path, f) -> None:
-    """Refuse a merged file whose virtual datasets read from shard files that are gone (read as zeros)."""
-    from mlgraph_cli.errors import InputError
-
-    out = []
-    for name in f:
-        ds = f[name]
-        if getattr(ds, "is_virtual", False):
-            for vs in ds.virtual_sources():
-                src = Path(vs.file_name)
-                if not (src if src.is_absolute() else path.parent / src).is_file():
-                    out.append(vs.file_name)
-    if out:
-        raise InputError(f"{path}: made by `mlgraph merge --virtual`, it reads its maps from shard files that are not "
-                         f"beside it: {', '.join(sorted(set(out))[:3])} (put them back, or merge without --virtual)")

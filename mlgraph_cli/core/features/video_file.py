@@ -62,10 +62,11 @@ class VideoFeatureWriter(FeatureWriter):
                 f[name].resize(keep, axis=0)
         f.flush()
 
-    def append_videos(self, features: np.ndarray, lengths: np.ndarray, ids: Sequence[str], files: Sequence[str],
-                      labels: np.ndarray | None, inputs_consumed: int, skipped: Sequence[str] = (),
-                      segments: np.ndarray | None = None) -> None:
-        """Write a batch: features (B, D, T, 1), lengths (B,), labels (B, C) int8, and segment rows.
+    def append(self, maps: dict[str, np.ndarray], ids: Sequence[str], files: Sequence[str], labels: np.ndarray | None,
+               inputs_consumed: int, skipped: Sequence[str] = (), *, lengths: np.ndarray,
+               segments: np.ndarray | None = None) -> None:
+        """Write a batch: ``maps["features"]`` (B, D, T, 1), ``lengths`` (B,), labels (B, C) int8, and
+        segment rows, then advance the counters (the base class does that last).
 
         ``segments``: (S, 4) float64 rows ``(batch row, start, label column, score)``; batch rows are
         turned into file rows here.
@@ -85,8 +86,7 @@ class VideoFeatureWriter(FeatureWriter):
                     k = ds.shape[0]
                     ds.resize(k + len(seg), axis=0)
                     ds[k:] = cols[name].astype(dtype)
-            # the base class flushes and advances the counters last
-        self.append({"features": features}, ids, files, labels, inputs_consumed, skipped)
+        super().append(maps, ids, files, labels, inputs_consumed, skipped)
 
 
 @dataclass

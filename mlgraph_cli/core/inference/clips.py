@@ -43,7 +43,7 @@ def clip_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path] | None:
     if not inputs or not all(is_video_path(i) or Path(i).is_dir() or any(c in os.fspath(i) for c in "*?[")
                              for i in inputs):
         return None
-    from mlgraph_cli.core.features.clips import only_videos
+    from mlgraph_cli.core.media.videos import only_videos
 
     try:
         if not only_videos(inputs):
@@ -89,7 +89,7 @@ def score_clips(paths: Sequence[Path], run, device, *, sampling: Sampling, segme
     """Yield :class:`ClipScores` or :class:`SkippedImage`, clip by clip."""
     import torch
 
-    from mlgraph_cli.core.features.clips import frame_vectors
+    from mlgraph_cli.core.features.sources import frame_vectors
 
     require_av()
     backbone, head = run.model.backbone, run.model.head

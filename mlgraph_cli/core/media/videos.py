@@ -21,11 +21,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from mlgraph_cli.core.media.images import SkippedImage
+from mlgraph_cli.core.media.images import SkippedImage, list_images
 from mlgraph_cli.errors import MlgraphError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"})
@@ -85,6 +86,13 @@ class ClipInfo:
     fps: float
     width: int
     height: int
+
+
+def only_videos(inputs) -> bool:
+    """Whether ``inputs`` name video files only (a folder: it holds videos and no images)."""
+    videos = list_images(list(inputs), VIDEO_SUFFIXES)
+    folders = [i for i in inputs if Path(i).is_dir()]
+    return bool(videos) and all(is_video_path(p) for p in videos) and not (folders and list_images(folders))
 
 
 def is_video_path(path: str | os.PathLike) -> bool:

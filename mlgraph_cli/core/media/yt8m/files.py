@@ -1,10 +1,4 @@
-"""YouTube-8M: the files a command is given, and re-exports of the record and label readers.
-
-- yt8m_records.py: TFRecord payloads -> :class:`VideoRecord` (frame and video level), and writers;
-- yt8m_labels.py: vocabulary, segment classes, label columns, a shard's labels as annotations.
-
-The record format is summarised in docs/method.md ("YouTube-8M").
-"""
+"""YouTube-8M: the TFRecord files a command is given (paths, quoted globs, folders of shards)."""
 
 from __future__ import annotations
 
