@@ -7,6 +7,7 @@ import functools
 import os
 import re
 import sys
+import time
 from enum import Enum
 from typing import Annotated, Any, Callable
 
@@ -132,18 +133,39 @@ def os_error_line(exc: OSError) -> str | None:
     return f"{where}{what} ({fix})"
 
 
-class RichProgress(ProgressHook):
-    """A rich progress bar on stderr, driven by library code through :class:`ProgressHook`."""
+def progress_bar(quiet: bool = False) -> ProgressHook:
+    """The progress hook a command passes to its stage.
 
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
+    - a terminal: a rich progress bar, redrawn in place (:class:`RichProgress`);
+    - anything else (a log file of a cluster job, a pipe): a plain line every
+      ``MLGRAPH_PROGRESS_INTERVAL`` seconds (30 by default) with the count, rate and time left
+      (:class:`LogProgress`), since a bar redrawn in place is unreadable there;
+    - ``--quiet``, or ``MLGRAPH_PROGRESS=0``: nothing (notes through ``log`` still print unless quiet);
+      ``MLGRAPH_PROGRESS=1`` draws the rich bar wherever stderr goes.
+    """
+    mode = os.environ.get("MLGRAPH_PROGRESS", "")
+    if quiet:
+        return RichProgress(quiet=True)
+    if err.is_terminal or mode == "1":
+        return RichProgress()
+    if mode == "0":
+        return RichProgress(bar=False)
+    return LogProgress()
+
+
+class RichProgress(ProgressHook):
+    """A rich progress bar on stderr, driven by library code through :class:`ProgressHook`.
+    ``quiet``: neither bar nor notes; ``bar`` False: notes only."""
+
+    def __init__(self, quiet: bool = False, bar: bool = True) -> None:
+        self.quiet, self.bar = quiet, bar
         self._progress: Progress | None = None
         self._task: Any = None
         self._unit = "items"
 
     def start(self, description: str, total: int | None = None, unit: str = "items") -> None:
         self.stop()
-        if self.quiet:
+        if self.quiet or not self.bar:
             return
         self._unit = unit
         self._progress = Progress(
@@ -156,7 +178,6 @@ class RichProgress(ProgressHook):
             TimeRemainingColumn(),
             console=err,
             transient=False,
-            disable=not err.is_terminal and os.environ.get("MLGRAPH_PROGRESS") != "1",
         )
         self._progress.start()
         self._task = self._progress.add_task(description, total=total, rate="")
@@ -178,6 +199,48 @@ class RichProgress(ProgressHook):
     def log(self, message: str) -> None:
         target = self._progress.console if self._progress is not None else err
         target.print(message, style="yellow", markup=False, highlight=False)
+
+
+class LogProgress(ProgressHook):
+    """Progress as plain lines for a log file: tqdm's meter (count, percentage, elapsed, time
+    left, rate) every ``interval`` seconds, and a last line when a phase that printed any ends."""
+
+    def __init__(self, interval: float | None = None) -> None:
+        self.interval = interval if interval is not None else float(os.environ.get("MLGRAPH_PROGRESS_INTERVAL", 30))
+        self._phase: tuple[str, int | None, str] | None = None
+        self._n = 0
+        self._t0 = self._last = 0.0
+        self._printed = False
+
+    def start(self, description: str, total: int | None = None, unit: str = "items") -> None:
+        self.stop()
+        self._phase, self._n, self._printed = (description, total, unit), 0, False
+        self._t0 = self._last = time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        if self._phase is None:
+            return
+        self._n += n
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._line(now)
+
+    def stop(self) -> None:
+        if self._phase is not None and self._printed:
+            self._line(time.monotonic())
+        self._phase = None
+
+    def log(self, message: str) -> None:
+        err.print(message, markup=False, highlight=False)
+
+    def _line(self, now: float) -> None:
+        from tqdm import tqdm
+
+        description, total, unit = self._phase
+        err.print(tqdm.format_meter(self._n, total, now - self._t0, prefix=description, unit=unit, ascii=True,
+                                    ncols=100), markup=False, highlight=False)
+        self._printed = True
 
 
 def summary(message: str) -> None:

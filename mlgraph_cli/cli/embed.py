@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import (Adjacency, RichProgress, choice_value, default_help, handle_errors, load_project,
+from mlgraph_cli.cli._common import (Adjacency, progress_bar, choice_value, default_help, handle_errors, load_project,
                                      print_report, summary)
 from mlgraph_cli.core.embeddings.config import DEFAULT_DIM, EmbedConfig  # plain dataclasses: no torch
 
@@ -96,7 +96,7 @@ def embed(
     overrides = dict(method=choice_value(method), adjacency=choice_value(adjacency), tau=tau, dim=dim, seed=seed,
                      oov=choice_value(oov), steps=steps, lr=lr, weighting=choice_value(weighting),
                      self_weight=self_weight)
-    progress = RichProgress(quiet=quiet)
+    progress = progress_bar(quiet=quiet)
     try:
         result, config, source = run_embed(graph, output, overrides, init=init, trust_pickle=trust_pickle,
                                            project=load_project(), progress=progress)
