@@ -266,10 +266,6 @@ def is_stdout(path: Any) -> bool:
     return path is not None and os.fspath(path) == "-"
 
 
-def stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()
-
-
 # ---------------------------------------------------------------------------------------------
 # Shared by `embed` and `inspect` (here, so that no command module imports another)
 
