@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from mlgraph_cli.cli._common import (Adjacency, progress_bar, choice_value, default_help, handle_errors, load_project,
-                                     print_report, summary)
+                                     summary)
+from mlgraph_cli.cli._report import print_report
 from mlgraph_cli.core.embeddings.config import DEFAULT_DIM, EmbedConfig  # plain dataclasses: no torch
 
 EPILOG = "Example: mlgraph embed graph.json -o embeddings.h5 --method asge --init glove.6B.300d.txt --seed 0"
