@@ -85,7 +85,3 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
-
-
-# Moved to core/io/jsonfile.py (the bounded reader); importers move there next.
-from mlgraph_cli.core.io.jsonfile import read_json  # noqa: E402,F401
