@@ -63,7 +63,7 @@ def predict(
     checkpoint: Annotated[Optional[Checkpoint], _opt(
         "--checkpoint", help=f"Weights of the best validation epoch, or of the last. {_d('checkpoint')}")] = None,
     image_size: Annotated[Optional[int], _opt(
-        "--image-size", help="Input side in px instead of the run's (the heads take any map size).")] = None,
+        "--image-size", min=1, help="Input side in px instead of the run's (the heads take any map size).")] = None,
     device: Annotated[Optional[str], _opt("--device", help=f"auto, cpu, cuda, cuda:N. {_d('device')}")] = None,
     batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, help=f"Images per batch. {_d('batch_size')}")] = None,
     threads: Annotated[Optional[int], _opt(

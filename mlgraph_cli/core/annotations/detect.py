@@ -16,6 +16,7 @@ from mlgraph_cli.core.annotations.common import FORMAT_FIX, empty_file, missing_
 from mlgraph_cli.core.annotations.nuswide import nuswide_root
 from mlgraph_cli.core.annotations.openimages import OPENIMAGES_HEADER
 from mlgraph_cli.core.annotations.voc import voc_root
+from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.errors import input_error
 
 # What marks a YouTube-8M TFRecord shard's name (detect_format -> "yt8m").
@@ -53,6 +54,7 @@ def detect_format(path: str | os.PathLike) -> str:
                              "(Groundtruth/, Concepts81.txt)", FORMAT_FIX + " or point at the annotations file")
     if not p.exists():
         raise missing_path(p)
+    check_input_file(p, fix=FORMAT_FIX)  # a FIFO would block the read below
     with open(p, "rb") as fh:
         head = fh.read(1 << 16)
     if not head.strip():

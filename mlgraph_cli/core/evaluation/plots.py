@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from mlgraph_cli.core.evaluation.metrics import average_precision
-from mlgraph_cli.core.io.outputs import atomic_output
+from mlgraph_cli.core.io.outputs import check_output_not_input, write_output
 
 CURVE_KEYS = ("train_loss", "val_loss", "val_mAP", "lr")
 DPI = 100
@@ -46,7 +46,7 @@ def _figure(width_in: float, height_in: float):
 
 def _save(fig, path: str | os.PathLike) -> Path:
     dest = Path(path)
-    with atomic_output(dest) as tmp:
+    with write_output(dest) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     return dest
 
@@ -246,10 +246,12 @@ def per_label_chart(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) 
 
 
 def evaluation_plots(scores: Any, targets: Any, labels: Sequence[str], rows: Sequence[Mapping[str, Any]],
-                     folder: str | os.PathLike, stem: str) -> tuple[dict[str, str], list[Path], list[str]]:
+                     folder: str | os.PathLike, stem: str, inputs: Iterable[str | os.PathLike | None] = ()
+                     ) -> tuple[dict[str, str], list[Path], list[str]]:
     """What ``mlgraph evaluate`` draws: ``folder/<stem>.pr.png`` (:func:`precision_recall_curves`)
     and ``folder/<stem>.labels.png`` (:func:`per_label_chart` of ``rows``). A figure that fails
-    is a warning, not an error: the metrics are the result. Returns (kind -> absolute path, the
+    is a warning, not an error: the metrics are the result; so is a figure whose name is one of
+    ``inputs`` (it is not written). Returns (kind -> absolute path, the
     paths written, the warnings)."""
     written: dict[str, str] = {}
     paths: list[Path] = []
@@ -258,6 +260,7 @@ def evaluation_plots(scores: Any, targets: Any, labels: Sequence[str], rows: Seq
                       ("labels", lambda p: per_label_chart(rows, p))):
         path = Path(folder) / f"{stem}.{key}.png"
         try:
+            check_output_not_input(path, inputs, flag="--plots")
             path.parent.mkdir(parents=True, exist_ok=True)
             paths.append(draw(path))
             written[key] = os.fspath(path.resolve())
