@@ -15,8 +15,7 @@ from typing import Annotated
 import typer
 from rich.rule import Rule
 
-from mlgraph_cli.cli._common import err, fail, handle_errors, summary
-from mlgraph_cli.cli._steps import inside, run_step
+from mlgraph_cli.cli._common import err, fail, handle_errors, inside, run_step, summary
 
 EPILOG = "Example: mlgraph demo mlgraph-demo --epochs 8"
 # What the demo writes into the project beyond make-dataset's files; --force replaces these too.

@@ -19,9 +19,8 @@ from typing import Annotated, Optional
 import typer
 from rich.rule import Rule
 
-from mlgraph_cli.cli._common import default_help, err, handle_errors, load_project, summary
-from mlgraph_cli.cli._steps import run_step, show_step
-from mlgraph_cli.stages.fit.config import FitConfig  # a plain dataclass: no torch
+from mlgraph_cli.cli._common import default_help, err, handle_errors, load_project, run_step, show_step, summary
+from mlgraph_cli.core.training.fit_config import FitConfig  # a plain dataclass: no torch
 
 EPILOG = ("Example: mlgraph fit photos/labels.csv --epochs 20   (photos/labels.csv: path,labels rows; "
           "files in runs/fit/exp)")
@@ -83,19 +82,16 @@ def fit(
     evaluate, each printed as it runs, every file kept in one folder. Run it again to skip what is up to date
     and resume what was interrupted. Stage settings beyond these options come from the stages' own tables in
     mlgraph.toml."""
-    from mlgraph_cli.core.project import merge_config
-    from mlgraph_cli.stages.fit.plan import FitInputs, StageOptions, plan_fit
-    from mlgraph_cli.stages.fit.splits import draw_splits
+    from mlgraph_cli.stages.fit.plan import FitInputs, StageOptions, run_plan
 
     started = time.perf_counter()
-    project = load_project()
-    config = merge_config(FitConfig, project, "fit", dict(val=val, test=test, seed=seed, split_column=split_column))
     inputs = FitInputs(annotations=annotations, images=images, val_annotations=val_annotations, val_images=val_images,
                        test_annotations=test_annotations, test_images=test_images)
     options = StageOptions(head=head, epochs=epochs, backbone=backbone, weights=weights, image_size=image_size,
                            device=device, seed=seed, quiet=quiet)
-    plan = plan_fit(inputs, options, config, project=project, output=output, force=force)
-    split = plan.split
+    plan = run_plan(inputs, options, dict(val=val, test=test, seed=seed, split_column=split_column),
+                    project=load_project(), output=output, force=force)
+    split, config = plan.split, plan.config
     if split is not None:
         shares = ", ".join(f"{s} {share:g}" for s, share in plan.shares.items() if share)
         what = (f"split {plan.inputs.annotations} by its {config.split_column!r} column if it has one"
@@ -104,10 +100,7 @@ def fit(
             show_step(what, "up to date")
         else:
             show_step(what)
-            plan.manifest.start(split, split.argv, plan.data)
-            drawn = draw_splits(plan.inputs.annotations, plan.paths["splits"], shares=plan.shares,
-                                seed=config.seed, column=config.split_column, format=plan.format)
-            plan.manifest.finish(split)
+            drawn = plan.draw()
             counts = ", ".join(f"{n:,} {s}" for s, n in drawn.counts.items())
             summary(f"Split {plan.inputs.annotations} ({drawn.how}): {counts} -> {plan.paths['splits']}")
     ran = 0

@@ -5,7 +5,8 @@ folder so that any stage can be run again by hand:
 
 split (when asked) -> build-graph -> embed -> extract (train, val, test) -> train -> evaluate (test, once)
 
-- ``config``: :class:`FitConfig`, the few settings of fit itself (split fractions, seed, folder).
+- :class:`~mlgraph_cli.core.training.fit_config.FitConfig`: the few settings of fit itself (split
+  fractions, seed, folder), in core so the command can show their defaults without importing this stage.
 - ``splits``: train / val / test drawn from one annotation file (fractions, or its split column),
   written as one-hot CSV files that every stage reads.
 - ``manifest``: ``fit.json``, what each step ran on and made, so a rerun skips the steps that are

@@ -23,9 +23,9 @@ from typing import Any
 from mlgraph_cli.core.io.artifacts import read_json
 from mlgraph_cli.core.training import checkpoint as ckpt
 from mlgraph_cli.errors import MlgraphError
-from mlgraph_cli.stages.fit.config import FitConfig
+from mlgraph_cli.core.training.fit_config import FitConfig
 from mlgraph_cli.stages.fit.manifest import MANIFEST, Manifest, fingerprint
-from mlgraph_cli.stages.fit.splits import SPLITS, split_column
+from mlgraph_cli.stages.fit.splits import SPLITS, Drawn, draw_splits, split_column
 
 # Annotations that describe a whole dataset (a folder: VOC, NUS-WIDE; a YOLO data.yaml) rather than one file of rows
 _DATASET_SUFFIXES = (".yaml", ".yml")
@@ -100,7 +100,7 @@ class FitPlan:
         if self.split is not None:
             for s in SPLITS:
                 drawn = p["splits"] / f"{s}.csv"
-                if drawn.is_file():
+                if drawn.is_file() and (s == "train" or ann[s] is None):  # a split given as a file wins
                     ann[s], fmt[s] = drawn, None
         graph_fmt = ["--format", fmt["train"]] if fmt["train"] else []
         steps = [Step("build-graph", ["build-graph", str(ann["train"]), "-o", str(p["graph"]), *graph_fmt],
@@ -132,6 +132,14 @@ class FitPlan:
                                            str(p["metrics"]), *_opt("--device", o.device)],
                               [p["run"], features["test"]], [p["metrics"]]))
         return steps
+
+    def draw(self) -> Drawn:
+        """Draw the split files (the split step), recorded in fit.json as any step."""
+        self.manifest.start(self.split, self.split.argv, self.data)
+        drawn = draw_splits(self.inputs.annotations, self.paths["splits"], shares=self.shares, seed=self.config.seed,
+                            column=self.config.split_column, format=self.format)
+        self.manifest.finish(self.split)
+        return drawn
 
     def action(self, step: Step) -> list[str] | None:
         """The command line to run for ``step`` now (with ``-q`` when fit is quiet: how a step prints
@@ -175,6 +183,16 @@ class FitPlan:
             return self.inputs.images
         source = self.inputs.annotations if annotations.parent == self.paths["splits"] else annotations
         return None if _is_dataset(source) else source.parent
+
+
+def run_plan(inputs: FitInputs, options: StageOptions, overrides: dict[str, Any], *, project=None,
+             output: str | os.PathLike | None = None, force: bool = False) -> FitPlan:
+    """``mlgraph fit``'s plan: FitConfig's defaults, then ``[fit]`` of ``project``, then ``overrides``
+    (None = not given); see :func:`plan_fit`."""
+    from mlgraph_cli.core.project import merge_config
+
+    config = merge_config(FitConfig, project, "fit", overrides)
+    return plan_fit(inputs, options, config, project=project, output=output, force=force)
 
 
 def plan_fit(inputs: FitInputs, options: StageOptions, config: FitConfig, *, project=None,
