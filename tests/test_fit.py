@@ -85,28 +85,51 @@ def test_fit_gives_the_run_the_stages_give_by_hand(cli, scenes, tmp_path):
 
 
 def test_an_interrupted_fit_resumes_and_a_larger_epoch_count_extends_it(cli, scenes, tmp_path, monkeypatch):
+    from mlgraph_cli.core.features import extraction
     from mlgraph_cli.core.training import trainer as training
 
+    (tmp_path / "mlgraph.toml").write_text("[embed]\nsteps = 50\n\n[extract]\nbatch_size = 8\n")
     labels = _csv(tmp_path / "photos", "labels.csv", scenes)
+    args = [labels, *TINY, "--val", "0.2", "--test", "0.2"]
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    # Ctrl-C in the first extract, after its first batch was written
+    monkeypatch.setenv(extraction.PAUSE_ROWS_ENV, "8")
+    monkeypatch.setattr(extraction, "_pause_for_test", ctrl_c)
+    result = cli("fit", *args)
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    monkeypatch.delenv(extraction.PAUSE_ROWS_ENV)
+    # then Ctrl-C right after the first epoch was saved
     real = training._epoch_line
 
     def stop_after_one(row, epochs, label="epoch"):
         if label == "epoch" and row["epoch"] == 1:
-            raise KeyboardInterrupt  # Ctrl-C right after epoch 1 was saved
+            raise KeyboardInterrupt
         return real(row, epochs, label)
 
     monkeypatch.setattr(training, "_epoch_line", stop_after_one)
-    result = cli("fit", labels, *TINY, "--val", "0.2", "--test", "0.2")
+    result = cli("fit", *args)
     assert result.exit_code == 130 and "Traceback" not in result.output
+    commands = _commands(result)
+    assert all(c.endswith("# up to date") for c in commands[:3]), commands  # split, graph, embed
+    assert "Resuming runs/fit/exp/features.h5: 8 of 22 images were done by an interrupted run" in result.stderr
     monkeypatch.setattr(training, "_epoch_line", real)
-    result = _fit(cli, labels, *TINY, "--val", "0.2", "--test", "0.2")
+    result = _fit(cli, *args)
     commands = _commands(result)
     assert all(c.endswith("# up to date") for c in commands[:6]), commands  # split, graph, embed, 3 x extract
     assert commands[6] == "$ mlgraph train --resume runs/fit/exp/run" and commands[7].startswith("$ mlgraph evaluate")
     run = Path("runs/fit/exp/run")
     assert [json.loads(r)["epoch"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
-    # a rerun with nothing new runs nothing; one with more epochs extends the run and evaluates again
-    result = _fit(cli, labels, *TINY, "--val", "0.2", "--test", "0.2")
+    # the run and its metrics are those of a fit never interrupted
+    _fit(cli, *args, "-o", "straight")
+    assert json.loads(Path("straight/metrics.json").read_text())["mAP"] == pytest.approx(
+        json.loads(Path("runs/fit/exp/metrics.json").read_text())["mAP"])
+    # a rerun with nothing new runs nothing (evaluating the run by hand changes nothing fit made);
+    # one with more epochs extends the run and evaluates again
+    assert cli("evaluate", run, "--features", "runs/fit/exp/test-features.h5").exit_code == 0
+    result = _fit(cli, *args, "-q")
     assert all(c.endswith("# up to date") for c in _commands(result)) and "everything was up to date" in result.stderr
     result = _fit(cli, labels, *TINY[:-1], "3", "--val", "0.2", "--test", "0.2")
     commands = _commands(result)
@@ -169,7 +192,8 @@ def test_user_mistakes_are_one_line(cli, scenes, tmp_path, case):
         Path("f/fit.json").write_text(json.dumps({"schema": "mlgraph/fit@1", "data": {"annotations": str(other)},
                                                   "steps": {}}))
         line = one_line_error(cli("fit", labels, "-o", "f"))
-        assert line == f"Error: f: holds a fit of other data ({other}) (choose another -o, or pass --force to replace it)"
+        assert line == (f"Error: f: holds a fit of other data ({other}) (choose another -o, or pass --force to "
+                        "replace it)")
     elif case == "not-a-fit-folder":
         line = one_line_error(cli("fit", labels, "-o", "photos"))
         assert line == ("Error: photos: the folder is not empty and holds no fit.json, so it is not a fit folder "
@@ -183,7 +207,8 @@ def test_user_mistakes_are_one_line(cli, scenes, tmp_path, case):
         result = cli("fit", few, "--val", "0.5", "--test", "0.4", *TINY)  # found while splitting: after its line
         assert result.exit_code == 1 and "Traceback" not in result.output
         line = result.stderr.strip().splitlines()[-1]
-        assert line == f"Error: {few}: 3 image(s) are too few to hold out 0.5 for val (pass a smaller --val, or give the split as a file)"
+        assert line == (f"Error: {few}: 3 image(s) are too few to hold out 0.5 for val (pass a smaller --val, or "
+                        "give the split as a file)")
 
 
 def test_fit_in_a_project_folder_uses_its_dataset_and_artifacts(cli, scenes, tmp_path):

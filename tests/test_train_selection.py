@@ -56,7 +56,8 @@ def test_ties_go_to_the_lower_validation_loss_then_the_earlier_epoch():
     assert is_better(later, first, "mAP")  # the run: epoch 1 at mAP 100 no longer wins on the tie
     assert not is_better(first, later, "mAP")
     assert not is_better(dict(later), later, "mAP")  # equal on everything: the earlier epoch stays
-    assert is_better({**later, "val_mAP": 99.0}, first, "loss") and not is_better({**later, "val_mAP": 99.0}, first, "mAP")
+    lower_map = {**later, "val_mAP": 99.0}
+    assert is_better(lower_map, first, "loss") and not is_better(lower_map, first, "mAP")
     assert is_better({**first, "val_CF1": 95.0}, later, "CF1")
     assert is_better({**first, "val_mAP": None}, None, "mAP")  # the first epoch is kept whatever it holds
     assert is_better(later, {**first, "val_mAP": None}, "mAP")  # a missing figure ranks below a real one

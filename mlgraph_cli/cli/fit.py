@@ -93,9 +93,11 @@ def fit(
                     project=load_project(), output=output, force=force)
     split, config = plan.split, plan.config
     if split is not None:
-        shares = ", ".join(f"{s} {share:g}" for s, share in plan.shares.items() if share)
-        what = (f"split {plan.inputs.annotations} by its {config.split_column!r} column if it has one"
-                f"{f', else draw {shares}' if shares else ''} (seed {config.seed}) -> {plan.paths['splits']}")
+        shares = " and ".join(f"{share:g} for {s}" for s, share in plan.shares.items() if share)
+        draw = f"draw {shares} (seed {config.seed})" if shares else ""
+        by = f"by its {config.split_column!r} column" if plan.has_column else ""
+        how = f"{by}; splits it lacks: {draw}" if by and draw else by or draw
+        what = f"split {plan.inputs.annotations}: {how} -> {plan.paths['splits']}"
         if plan.action(split) is None:
             show_step(what, "up to date")
         else:

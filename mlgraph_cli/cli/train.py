@@ -211,7 +211,8 @@ def train(
     except TrainingInterrupted as stop:
         progress.stop()
         if main:
-            kept = "keeps its last finished epoch; continue" if stop.kept else "has no finished epoch yet; start it again"
+            kept = ("keeps its last finished epoch; continue" if stop.kept
+                    else "has no finished epoch yet; start it again")
             err.print(f"Interrupted: {stop.run_dir} {kept} with `mlgraph train --resume {stop.run_dir}`",
                       style="yellow", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None

@@ -52,7 +52,7 @@ class RunConfig:
     embeddings: dict[str, Any] | None = None
     graph: dict[str, Any] | None = None
     probe: dict[str, Any] | None = None
-    # what chose best.safetensors: {"select_by", "tie_break", and once trained "epoch", "val_loss", "val_mAP", "val_CF1"}
+    # what chose best.safetensors: {"select_by", "tie_break"; once trained "epoch", "val_loss", "val_mAP", "val_CF1"}
     selection: dict[str, Any] | None = None
     weights: dict[str, str] = field(default_factory=lambda: {"best": "best.safetensors", "last": "last.safetensors"})
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)

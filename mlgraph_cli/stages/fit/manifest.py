@@ -48,7 +48,8 @@ def fingerprint(path: str | os.PathLike, *, every_file: bool = False, exclude: t
     digest = hashlib.sha256()
     skip = {os.path.realpath(x) for x in exclude}
     for root, dirs, files in os.walk(p):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and os.path.realpath(os.path.join(root, d)) not in skip)
+        dirs[:] = sorted(d for d in dirs
+                         if not d.startswith(".") and os.path.realpath(os.path.join(root, d)) not in skip)
         for name in sorted(files):
             if name.startswith(".") or not (every_file or Path(name).suffix.lower() in _DATA_SUFFIXES):
                 continue

@@ -22,11 +22,15 @@ from typing import Any
 
 from mlgraph_cli.core.io.artifacts import read_json
 from mlgraph_cli.core.training import checkpoint as ckpt
+from mlgraph_cli.core.training.run_config import CONFIG
 from mlgraph_cli.errors import MlgraphError
 from mlgraph_cli.core.training.fit_config import FitConfig
 from mlgraph_cli.stages.fit.manifest import MANIFEST, Manifest, fingerprint
 from mlgraph_cli.stages.fit.splits import SPLITS, Drawn, draw_splits, split_column
 
+# What a train step makes: its outputs, and the evaluate step's input (a file written into the run by
+# hand, such as `mlgraph evaluate RUN`'s eval-*.json, changes none of them)
+RUN_FILES = (CONFIG, "best.safetensors", "last.safetensors", ckpt.METRICS)
 # Annotations that describe a whole dataset (a folder: VOC, NUS-WIDE; a YOLO data.yaml) rather than one file of rows
 _DATASET_SUFFIXES = (".yaml", ".yml")
 
@@ -87,6 +91,7 @@ class FitPlan:
     inputs: FitInputs
     split: Step | None
     shares: dict[str, float] = field(default_factory=dict)
+    has_column: bool = False  # the training CSV has the split column
     format: str | None = None
     force: bool = False
 
@@ -125,12 +130,13 @@ class FitPlan:
         train += ["--embeddings", str(p["embeddings"]), "--graph", str(p["graph"]), "-o", str(p["run"]),
                   *_opt("--head", o.head), *_opt("--epochs", o.epochs), *_opt("--seed", o.seed),
                   *_opt("--device", o.device)]
+        run_files = [p["run"] / name for name in RUN_FILES]
         steps.append(Step("train", train, [features["train"], *([features["val"]] if "val" in features else []),
-                                           p["embeddings"], p["graph"]], [p["run"]]))
+                                           p["embeddings"], p["graph"]], run_files))
         if "test" in features:
             steps.append(Step("evaluate", ["evaluate", str(p["run"]), "--features", str(features["test"]), "-o",
                                            str(p["metrics"]), *_opt("--device", o.device)],
-                              [p["run"], features["test"]], [p["metrics"]]))
+                              [*run_files, features["test"]], [p["metrics"]]))
         return steps
 
     def draw(self) -> Drawn:
@@ -155,7 +161,8 @@ class FitPlan:
         run = self.paths["run"]
         held = (run / ckpt.RESUME).is_file()  # a run that finished an epoch: replacing it takes --force
         rec = self.manifest.record("train")
-        if ckpt.is_run_dir(run) and not self.force and rec is not None and rec.get("inputs") == step.fingerprint_inputs():
+        same_inputs = rec is not None and rec.get("inputs") == step.fingerprint_inputs()
+        if ckpt.is_run_dir(run) and not self.force and same_inputs:
             if rec.get("argv") == step.argv and not rec.get("done"):
                 return ["train", "--resume", str(run)]  # interrupted: go on where it stopped
             extended = self._extension(rec["argv"], step.argv, run) if held else None
@@ -218,7 +225,7 @@ def plan_fit(inputs: FitInputs, options: StageOptions, config: FitConfig, *, pro
     manifest = Manifest.load(folder)
     if output is not None or not in_project:  # a project's artifacts are the project's to rewrite
         _check_folder(folder, manifest, data, force)
-    split, shares = None, {}
+    split, shares, has_column = None, {}, False
     if not _is_dataset(inputs.annotations):
         shares = {"val": 0.0 if inputs.val_annotations else config.val,
                   "test": 0.0 if inputs.test_annotations else config.test}
@@ -228,7 +235,7 @@ def plan_fit(inputs: FitInputs, options: StageOptions, config: FitConfig, *, pro
                     "--seed", str(config.seed), "--split-column", config.split_column]
             split = Step("split", argv, [inputs.annotations], [paths["splits"] / f"{s}.csv" for s in SPLITS])
     return FitPlan(folder=folder, manifest=manifest, data=data, paths=paths, config=config, options=options,
-                   inputs=inputs, split=split, shares=shares, format=fmt, force=force)
+                   inputs=inputs, split=split, shares=shares, has_column=has_column, format=fmt, force=force)
 
 
 def _paths(project, folder: Path) -> dict[str, Path]:
