@@ -26,7 +26,7 @@ from mlgraph_cli.core.training.run_config import CONFIG
 from mlgraph_cli.errors import MlgraphError
 from mlgraph_cli.core.training.fit_config import FitConfig
 from mlgraph_cli.stages.fit.manifest import MANIFEST, Manifest, fingerprint
-from mlgraph_cli.stages.fit.splits import SPLITS, Drawn, draw_splits, split_column
+from mlgraph_cli.stages.fit.splits import SPLITS, Drawn, draw_splits, has_split_column
 
 # What a train step makes: its outputs, and the evaluate step's input (a file written into the run by
 # hand, such as `mlgraph evaluate RUN`'s eval-*.json, changes none of them)
@@ -229,7 +229,7 @@ def plan_fit(inputs: FitInputs, options: StageOptions, config: FitConfig, *, pro
     if not _is_dataset(inputs.annotations):
         shares = {"val": 0.0 if inputs.val_annotations else config.val,
                   "test": 0.0 if inputs.test_annotations else config.test}
-        has_column = split_column(inputs.annotations, config.split_column) is not None
+        has_column = has_split_column(inputs.annotations, config.split_column)
         if has_column or any(shares.values()):
             argv = ["split", str(inputs.annotations), "--val", f"{shares['val']:g}", "--test", f"{shares['test']:g}",
                     "--seed", str(config.seed), "--split-column", config.split_column]

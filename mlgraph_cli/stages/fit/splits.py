@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,10 +43,20 @@ class Drawn:
     how: str  # "column 'split'", "drawn (seed 0)", or both
 
 
+def has_split_column(path: str | os.PathLike, column: str) -> bool:
+    """Whether ``path`` is a CSV whose header names ``column`` (its first line alone is read)."""
+    p = Path(path)
+    if p.suffix.lower() not in (".csv", ".tsv") or not p.is_file():
+        return False
+    with open(p, encoding="utf-8-sig", newline="") as f:
+        head = f.readline()
+    return column.lower() in (c.strip().lower() for c in re.split(r"[,\t]", head))
+
+
 def split_column(path: str | os.PathLike, column: str) -> dict[str, str] | None:
     """Image path -> split from a CSV whose header has ``column``; None when the file is no such CSV."""
     p = Path(path)
-    if p.suffix.lower() not in (".csv", ".tsv") or not p.is_file():
+    if not has_split_column(p, column):
         return None
     text = p.read_text(encoding="utf-8-sig")
     head = text.partition("\n")[0]
