@@ -38,6 +38,7 @@ COMMANDS = (
     "import_yt8m",
     "extract", "merge",
     "train", "evaluate", "predict", "export",
+    "fit",
     "demo",
 )
 

@@ -8,9 +8,6 @@ make-dataset -> build-graph -> embed -> extract (train, val, test) -> train -> e
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shlex
 import time
 from pathlib import Path
 from typing import Annotated
@@ -19,33 +16,11 @@ import typer
 from rich.rule import Rule
 
 from mlgraph_cli.cli._common import err, fail, handle_errors, summary
+from mlgraph_cli.cli._steps import inside, run_step
 
 EPILOG = "Example: mlgraph demo mlgraph-demo --epochs 8"
 # What the demo writes into the project beyond make-dataset's files; --force replaces these too.
 DEMO_OUTPUTS = ("artifacts/", "runs/train/demo/", "explain/")
-
-
-@contextlib.contextmanager
-def _inside(folder: Path):
-    before = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
-def _run(args: list[str]) -> None:
-    """Run one mlgraph command in process, as typed; stop the demo if it fails."""
-    from typer.main import get_command
-
-    from mlgraph_cli.cli.app import app
-
-    err.print(Rule(style="dim"))
-    err.print(f"[bold cyan]$ mlgraph {shlex.join(args)}[/]")
-    code = get_command(app).main(args=args, prog_name="mlgraph", standalone_mode=False)
-    if code:  # the command already printed its one-line error
-        raise typer.Exit(code)
 
 
 def demo(
@@ -76,19 +51,19 @@ def demo(
         check_replaceable(folder, also=DEMO_OUTPUTS, who="the demo",
                           fix="move them out of the folder, or name another folder")
     vectors = Path(str(files("mlgraph_cli") / "data" / "vectors" / "glove-6b-50d-fashion.txt"))
-    _run(["make-dataset", "fashion-scenes", str(folder), "--train", str(train), "--val", str(val), "--test",
+    run_step(["make-dataset", "fashion-scenes", str(folder), "--train", str(train), "--val", str(val), "--test",
           str(test), "--seed", str(seed)] + (["--force", "--overwrite-all"] if replace else []))
-    with _inside(folder):
+    with inside(folder):
         # Inside the project folder every command finds its inputs in mlgraph.toml.
-        _run(["build-graph"])
-        _run(["embed", "--init", str(vectors), "--seed", str(seed)])
-        _run(["extract", "--split", "train"])
-        _run(["extract", "--split", "val"])
-        _run(["extract", "--split", "test"])
-        _run(["train", "--head", head, "--epochs", str(epochs), "--seed", str(seed), "--name", "demo", "--force"])
-        _run(["evaluate", "--features", "artifacts/test-features.h5", "-o", "artifacts/test-metrics.json"])
+        run_step(["build-graph"])
+        run_step(["embed", "--init", str(vectors), "--seed", str(seed)])
+        run_step(["extract", "--split", "train"])
+        run_step(["extract", "--split", "val"])
+        run_step(["extract", "--split", "test"])
+        run_step(["train", "--head", head, "--epochs", str(epochs), "--seed", str(seed), "--name", "demo", "--force"])
+        run_step(["evaluate", "--features", "artifacts/test-features.h5", "-o", "artifacts/test-metrics.json"])
         samples = sorted((folder / "images" / "test").glob("*.jpg"))[:4]
-        _run(["predict", *[str(p.relative_to(folder)) for p in samples], "--topk", "3", "--explain", "explain"])
+        run_step(["predict", *[str(p.relative_to(folder)) for p in samples], "--topk", "3", "--explain", "explain"])
     err.print(Rule(style="dim"))
     minutes, seconds = divmod(time.perf_counter() - started, 60)
     summary(

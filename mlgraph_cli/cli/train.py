@@ -34,6 +34,12 @@ class Loss(str, Enum):
     asl = "asl"
 
 
+class SelectBy(str, Enum):
+    mAP = "mAP"
+    loss = "loss"
+    CF1 = "CF1"
+
+
 class Optimizer(str, Enum):
     adamw = "adamw"
     sgd = "sgd"
@@ -138,9 +144,13 @@ def train(
     asl_clip: Annotated[Optional[float], _opt("--asl-clip", min=0.0, max=0.99, help="ASL: probability margin; "
                                               "negatives below it add nothing to the loss. "
                                               f"{_d('asl_clip')}", panel=HELP_PANEL_OPT)] = None,
-    patience: Annotated[Optional[int], _opt("--patience", min=0, help="Stop when validation mAP has not improved "
-                                            f"for this many epochs; 0 = never. {_dm('patience')}",
+    patience: Annotated[Optional[int], _opt("--patience", min=0, help="Stop when the best epoch (--select-by) is "
+                                            f"this many epochs back; 0 = never. {_dm('patience')}",
                                             panel=HELP_PANEL_OPT)] = None,
+    select_by: Annotated[Optional[SelectBy], _opt("--select-by", help="Which epoch best.safetensors keeps: the "
+                                                  "highest validation mAP or CF1, or the lowest validation loss; "
+                                                  f"ties go to the lower validation loss. {_d('select_by')}",
+                                                  panel=HELP_PANEL_OPT)] = None,
     device: Annotated[Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N. Under torchrun each process "
                                           f"takes cuda:LOCAL_RANK. {_d('device')}", panel=HELP_PANEL_OPT)] = None,
     images: Annotated[Optional[Path], _opt("--images", help="Image folder: train end to end, fine-tuning the "
@@ -163,6 +173,9 @@ def train(
                                                panel=HELP_PANEL_E2E)] = None,
     backbone_lr_scale: Annotated[Optional[float], _opt("--backbone-lr-scale", help="Backbone lr = lr x this. "
                                                        f"{_d('backbone_lr_scale')}", panel=HELP_PANEL_E2E)] = None,
+    tensorboard: Annotated[Optional[bool], _opt("--tensorboard/--no-tensorboard", help="Write TensorBoard event "
+                                                "files into the run folder (pip install 'mlgraph[tensorboard]'). "
+                                                "\\[default: on when tensorboard is installed]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train a classification head on cached features (or end to end on images) and write a run folder:
@@ -182,6 +195,7 @@ def train(
         backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
         backbone_lr_scale=backbone_lr_scale, probe_epochs=probe_epochs, patience=patience,
         loss=loss.value if loss else None, asl_gamma_neg=asl_gamma_neg, asl_gamma_pos=asl_gamma_pos, asl_clip=asl_clip,
+        select_by=select_by.value if select_by else None, tensorboard=tensorboard,
     )
     inputs = TrainInputs(features=features, val_features=val_features, embeddings=embeddings, graph=graph,
                          images=images, annotations=annotations, val_images=val_images, val_annotations=val_annotations)
@@ -197,16 +211,16 @@ def train(
     except TrainingInterrupted as stop:
         progress.stop()
         if main:
-            err.print(f"Interrupted: {stop.run_dir} keeps its last finished epoch; continue with "
-                      f"`mlgraph train --resume {stop.run_dir}`", style="yellow", markup=False, highlight=False,
-                      soft_wrap=True)
+            kept = ("keeps its last finished epoch; continue" if stop.kept
+                    else "has no finished epoch yet; start it again")
+            err.print(f"Interrupted: {stop.run_dir} {kept} with `mlgraph train --resume {stop.run_dir}`",
+                      style="yellow", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     finally:
         progress.stop()
     if not result.is_main:
         return
-    best = (f"best val mAP {result.best_map:.2f} at epoch {result.best_epoch}" if result.best_map is not None
-            else "no validation set, best = last")
+    best = _best_line(result)
     start = f" (resumed after epoch {result.start_epoch})" if result.start_epoch else ""
     early = " (stopped early)" if result.stopped_early else ""
     plural = "s" if result.epochs_done != 1 else ""
@@ -217,6 +231,22 @@ def train(
         kept = f", {len(t.fallback)} kept {t.global_threshold:g}" if t.fallback else ""
         tuned = f"; per-label thresholds {min(t.thresholds):.2f}-{max(t.thresholds):.2f} (best val F1{kept})"
     summary(f"Trained {result.epochs_done} epoch{plural}{start}{early}: {best}{tuned} -> {result.run_dir} ({files})")
+    if result.event_log:
+        summary(f"TensorBoard log in {result.run_dir}: open it with `tensorboard --logdir {result.run_dir.parent}`")
+
+
+def _best_line(result) -> str:
+    """``best val mAP 91.20 at epoch 7``, with the validation loss when the loss chose or broke a tie."""
+    best = result.best or {}
+    if result.best_map is None and best.get("val_loss") is None:
+        return "no validation set, best = last"
+    if result.select_by == "loss":
+        text = f"best val loss {best['val_loss']:.4f} at epoch {result.best_epoch}"
+        return text + (f" (val mAP {result.best_map:.2f})" if result.best_map is not None else "")
+    value = result.best_map if result.select_by == "mAP" else best.get("val_CF1")
+    shown = "n/a" if value is None else f"{value:.2f}"
+    loss = f", val loss {best['val_loss']:.4f}" if best.get("val_loss") is not None else ""
+    return f"best val {result.select_by} {shown} at epoch {result.best_epoch}{loss}"
 
 
 def register(app: typer.Typer) -> None:

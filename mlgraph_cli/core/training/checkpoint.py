@@ -34,6 +34,7 @@ from mlgraph_cli.core.io.artifacts import maker
 from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.core.io.jsonfile import describe, parse_json
 from mlgraph_cli.core.training.run_config import CONFIG, DIGEST_KEY, RunConfig
+from mlgraph_cli.core.training.selection import SELECT_BY
 from mlgraph_cli.errors import InputError, MismatchError, input_error
 
 ARGS = "args.json"
@@ -87,8 +88,10 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
             bad = f"the line is {describe(row)}, not an object"
         elif isinstance(row.get("epoch"), bool) or not isinstance(row.get("epoch"), int) or row["epoch"] < 1:
             bad = f'"epoch" is {describe(row.get("epoch"))}, not a whole number >= 1'
+        elif row.get("select_by") is not None and row["select_by"] not in SELECT_BY:
+            bad = f'"select_by" is {describe(row["select_by"])}, not one of {", ".join(SELECT_BY)}'
         else:
-            odd = [k for k, v in row.items() if k != "epoch" and v is not None
+            odd = [k for k, v in row.items() if k not in ("epoch", "select_by") and v is not None
                    and (isinstance(v, bool) or not isinstance(v, (int, float)))]
             bad = f'"{odd[0]}" is {describe(row[odd[0]])}, not a number' if odd else None
         if bad:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlgraph_cli.core.features.config import MAX_IMAGE_SIZE
+from mlgraph_cli.core.training.selection import SELECT_BY
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -39,6 +40,10 @@ class TrainConfig:
     (:data:`MODALITY_DEFAULTS`), filled in by :meth:`for_modality` once the features file says
     what it holds. patience: stop when validation mAP has not improved for this many epochs
     (0 = never stop early). The best epoch's weights are ``best.safetensors`` either way.
+    select_by: what "best" means, ``mAP``, ``loss`` or ``CF1`` on the validation split; ties go to
+    the lower validation loss (core/training/selection.py). patience counts epochs since the best.
+    tensorboard: write TensorBoard event files into the run folder (None: when the ``tensorboard``
+    package is installed; core/training/eventlog.py).
     loss: ``bce`` or ``asl``, the asymmetric loss with ``asl_gamma_neg``, ``asl_gamma_pos`` and the
     probability margin ``asl_clip`` (core/training/losses.py).
     """
@@ -77,6 +82,8 @@ class TrainConfig:
     asl_gamma_neg: float = 4.0  # ASL's focusing parameter of negatives (Ridnik et al., ICCV 2021)
     asl_gamma_pos: float = 0.0  # ... and of positives
     asl_clip: float = 0.05  # ASL's probability margin m: negatives with p < m add nothing
+    select_by: str = "mAP"  # which epoch is best: "mAP", "loss" or "CF1" (core/training/selection.py)
+    tensorboard: bool | None = None  # None: when the tensorboard package is installed
 
     def for_modality(self, modality: str, head_defaults: dict[str, Any] | None = None) -> "TrainConfig":
         """A copy with every unset (None) value taken from ``head_defaults``, then ``modality``'s."""
@@ -116,6 +123,7 @@ class TrainConfig:
             (self.asl_gamma_neg >= 0 and self.asl_gamma_pos >= 0,
              f"asl_gamma_neg and asl_gamma_pos must be >= 0, not {self.asl_gamma_neg} and {self.asl_gamma_pos}"),
             (0.0 <= self.asl_clip < 1.0, f"asl_clip must be in [0, 1), not {self.asl_clip}"),
+            (self.select_by in SELECT_BY, f"select_by must be one of {', '.join(SELECT_BY)}, not {self.select_by!r}"),
         ]
         for ok, message in checks:
             if not ok:

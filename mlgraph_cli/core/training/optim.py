@@ -60,3 +60,20 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+
+
+def extend_schedule(scheduler, steps_done: int) -> None:
+    """Place a schedule made for a run's new, larger epoch count at ``steps_done`` optimiser steps.
+
+    ``--resume RUN --epochs N`` over a run started with fewer epochs: the schedule is fitted again to
+    N epochs and the run goes on from where an N-epoch run would be after ``steps_done`` steps
+    (timm's choice for a resumed run with more epochs). A cosine that had reached its floor therefore
+    rises to the value an N-epoch cosine has at that point and decays again to the floor at epoch N
+    (docs/train.md, "Resume").
+    """
+    state = scheduler.state_dict()
+    # one step short of steps_done, and past torch's "scheduler stepped before the optimiser" check,
+    # which is meant for the first step of a new run
+    state.update(last_epoch=steps_done - 1, _step_count=steps_done + 1)
+    scheduler.load_state_dict(state)
+    scheduler.step()  # now at steps_done: each group's lr is the new schedule's there

@@ -55,6 +55,8 @@ class RunConfig:
     embeddings: dict[str, Any] | None = None
     graph: dict[str, Any] | None = None
     probe: dict[str, Any] | None = None
+    # what chose best.safetensors: {"select_by", "tie_break"; once trained "epoch", "val_loss", "val_mAP", "val_CF1"}
+    selection: dict[str, Any] | None = None
     weights: dict[str, str] = field(default_factory=lambda: {"best": "best.safetensors", "last": "last.safetensors"})
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -126,7 +128,7 @@ class RunConfig:
                 values.pop(key, None)
             elif not isinstance(values[key], dict):
                 raise bad(key, "must be an object")
-        for key in ("embeddings", "graph", "probe"):
+        for key in ("embeddings", "graph", "probe", "selection"):
             if values.get(key) is not None and not isinstance(values[key], dict):
                 raise bad(key, "must be an object or null")
         if not isinstance(values.get("backbone_trained", False), bool):

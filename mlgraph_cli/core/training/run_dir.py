@@ -11,6 +11,7 @@ and is reused.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ from mlgraph_cli.core.io.artifacts import maker
 from mlgraph_cli.core.io.outputs import WriteLock
 from mlgraph_cli.core.training.checkpoint import (ARGS, BACKBONE_WEIGHTS, CHECKPOINTS, CURVES, METRICS, RESUME,
                                                   SPLIT)
+from mlgraph_cli.core.training.eventlog import EVENT_FILES
 from mlgraph_cli.core.training.run_config import CONFIG, RunConfig
 from mlgraph_cli.errors import MlgraphError
 
@@ -90,6 +92,8 @@ def claim_run_dir(out: str | os.PathLike, *, force: bool = False, command: str =
         if force:  # files of an overwritten run that this one might not rewrite
             for stale in (METRICS, RESUME, SPLIT, BACKBONE_WEIGHTS, CURVES, *(f"{c}.safetensors" for c in CHECKPOINTS)):
                 (out / stale).unlink(missing_ok=True)
+            for events in out.glob(EVENT_FILES):  # an overwritten run's TensorBoard log
+                events.unlink(missing_ok=True)
     except BaseException:
         lock.release()
         raise
@@ -103,7 +107,7 @@ def _check_free(out: Path, command: str) -> None:
     if (out / CONFIG).is_file() and (out / RESUME).is_file():
         raise MlgraphError(f"{out}: already holds a training run (continue it with `{command} --resume {out}`, "
                            "pass --force to overwrite it, or choose another -o)")
-    if CONFIG in names and set(names) <= BEFORE_FIRST_EPOCH:
+    if CONFIG in names and {n for n in names if not fnmatch.fnmatch(n, EVENT_FILES)} <= BEFORE_FIRST_EPOCH:
         try:
             RunConfig.read(out)
             return  # a run that finished no epoch: nothing to keep

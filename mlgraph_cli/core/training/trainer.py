@@ -7,15 +7,16 @@ resume state into a run directory, and continues a stopped run exactly. Without 
 it trains in memory (the probe start below uses it so).
 
 Choices, and why:
-- Loss: BCE with logits (or the asymmetric loss, ``config.loss``; core/training/losses.py) over the targets
-  that are known (1 or 0); -1 (ignore: VOC difficult, Open Images unverified) is masked out, the
-  mean taken over the known entries. The validation loss is the same loss.
+- Loss: BCE with logits (or ASL, ``config.loss``; core/training/losses.py) over the known targets (1
+  or 0); -1 (VOC difficult, Open Images unverified) is masked out. Validation uses the same loss.
 - Batches and their order: see :mod:`mlgraph_cli.core.training.batches` (a seeded DistributedSampler in
   every run, so a resumed run and an N-process run see the same batches as a straight one).
 - Resume: at each epoch's end the model, optimiser, schedule, gradient scaler and every rank's
   RNG states are saved; restoring them continues the run bit for bit (tests/test_train.py).
 - Schedules step per optimiser step (core/training/optim.py); mixed precision (fp16 autocast +
-  GradScaler) only on CUDA. Early stopping (``patience``) watches validation mAP.
+  GradScaler) only on CUDA. ``best`` is the epoch that ``select_by`` prefers (mAP, loss or CF1;
+  ties to the lower validation loss: core/training/selection.py); early stopping (``patience``)
+  counts epochs since it.
 - A loss that is not finite stops the run with one line naming the epoch; the last finished
   epoch stays on disk.
 - A head fitted in closed form (``head.fitted``: the converged linear probe) is fitted once in
@@ -27,7 +28,6 @@ Choices, and why:
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -45,7 +45,8 @@ from mlgraph_cli.core.training import distributed as dist_util
 from mlgraph_cli.core.training.batches import eval_loader, make_loader
 from mlgraph_cli.core.models.classifier import Classifier, inputs_on, score
 from mlgraph_cli.core.training.losses import make_loss
-from mlgraph_cli.core.training.optim import make_optimizer, make_scheduler, param_groups
+from mlgraph_cli.core.training.optim import extend_schedule, make_optimizer, make_scheduler, param_groups
+from mlgraph_cli.core.training.selection import figures, is_better, resumed_best
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.training.config import TrainConfig
 from mlgraph_cli.errors import MlgraphError
@@ -64,13 +65,16 @@ class TrainResult:
     epochs_done: int
     start_epoch: int
     best_epoch: int | None
-    best_map: float | None
+    best_map: float | None  # validation mAP of the best epoch (whatever chose it)
     last: dict[str, Any]
     is_main: bool
     stopped_early: bool = False
     thresholds: Any = None  # core.thresholds.TunedThresholds once the train stage has tuned them
     curves: Path | None = None  # RUN/curves.png when drawn
+    event_log: bool = False  # TensorBoard event files were written into the run folder
     validation_note: str | None = None  # the validation split's size and labels without positives
+    select_by: str = "mAP"  # what chose the best epoch (TrainConfig.select_by)
+    best: dict[str, Any] | None = None  # the best epoch's val_loss, val_mAP, val_CF1
 
 
 class Trainer:
@@ -106,7 +110,9 @@ class Trainer:
         return DistributedDataParallel(self.model, device_ids=ids)
 
     def fit(self, resume: dict[str, Any] | None = None) -> TrainResult:
-        """Run the remaining epochs (all of them, or those after ``resume['epoch']``)."""
+        """Run the remaining epochs (all of them, or those after ``resume['epoch']``). A state whose
+        schedule was made for fewer epochs (``--resume --epochs N`` extends a run) has its schedule
+        fitted again to ``config.epochs`` (core/training/optim.py, ``extend_schedule``)."""
         cfg, dist, device, model = self.config, self.dist, self.device, self.model
         seed_everything(cfg.seed + dist.rank)  # per-rank dropout masks; rank 0 matches a 1-process run
         net = self._wrapped()
@@ -116,14 +122,17 @@ class Trainer:
         optimizer = make_optimizer(param_groups(model, cfg), cfg)
         scheduler = make_scheduler(optimizer, cfg, steps)
         scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
-        start, best_map, best_epoch = 0, -math.inf, None
+        start, best, best_epoch = 0, None, None
         if resume is not None:
             model.load_state_dict(resume["model"])
             optimizer.load_state_dict(resume["optimizer"])
-            scheduler.load_state_dict(resume["scheduler"])
+            if int(resume.get("schedule_epochs") or cfg.epochs) != cfg.epochs:
+                extend_schedule(scheduler, int(resume["scheduler"]["last_epoch"]))
+            else:
+                scheduler.load_state_dict(resume["scheduler"])
             scaler.load_state_dict(resume["scaler"])
             start, best_epoch = int(resume["epoch"]), resume.get("best_epoch")
-            best_map = float(resume.get("best_map", -math.inf))
+            best = resumed_best(resume)
             states = resume["rng"]
             ckpt.set_rng_state(states[dist.rank] if len(states) == dist.world_size else states[0], device)
             if len(states) != dist.world_size and dist.rank:  # another world size: fresh streams
@@ -143,14 +152,14 @@ class Trainer:
             if dist.is_main and self.val_set is not None:
                 m, row["val_loss"] = self._validate(epoch)
                 row.update(val_mAP=m["mAP"], val_CF1=m["CF1"], val_OF1=m["OF1"])
-                # mAP is None when no validation label has a positive: the first epoch stands as best
-                improved = best_epoch is None or (m["mAP"] is not None and m["mAP"] > best_map)
+                # a missing figure (mAP is None when no validation label has a positive) ranks lowest
+                improved = is_better(row, best, cfg.select_by)
             row["seconds"] = round(time.perf_counter() - t0, 3)
             if improved:
-                best_epoch = epoch
-                best_map = row["val_mAP"] if row["val_mAP"] is not None else best_map
+                best_epoch, best = epoch, figures(row)
+            row.update(select_by=cfg.select_by, best_epoch=best_epoch)
             if self.run_dir is not None:
-                self._save(epoch, row, improved, optimizer, scheduler, scaler, best_map, best_epoch)
+                self._save(epoch, row, improved, optimizer, scheduler, scaler, best, best_epoch)
             last = row
             if dist.is_main:
                 self.progress.log(_epoch_line(row, cfg.epochs, self.label))
@@ -160,12 +169,12 @@ class Trainer:
             stopped = bool(dist_util.broadcast_object(dist, stopped))
             if stopped and epoch < cfg.epochs:
                 if dist.is_main:
-                    self.progress.log(f"early stop: no better validation mAP for {cfg.patience} epochs "
-                                      f"(best at epoch {best_epoch})")
+                    self.progress.log(f"early stop: no better validation {cfg.select_by} for {cfg.patience} "
+                                      f"epochs (best at epoch {best_epoch})")
                 break
         return TrainResult(run_dir=self.run_dir, epochs_done=epoch, start_epoch=start, best_epoch=best_epoch,
-                           best_map=None if best_map == -math.inf else best_map, last=last, is_main=dist.is_main,
-                           stopped_early=stopped and epoch < cfg.epochs)
+                           best_map=(best or {}).get("val_mAP"), last=last, is_main=dist.is_main,
+                           stopped_early=stopped and epoch < cfg.epochs, select_by=cfg.select_by, best=best)
 
     def _validate(self, epoch: int) -> tuple[dict[str, Any], float]:
         from mlgraph_cli.core.evaluation.metrics import multilabel_metrics
@@ -236,7 +245,7 @@ class Trainer:
                            f"{kept}start again with a lower --lr, e.g. `mlgraph train --lr "
                            f"{self.config.lr / 10:g} --force -o RUN`)")
 
-    def _save(self, epoch, row, improved, optimizer, scheduler, scaler, best_map, best_epoch) -> None:
+    def _save(self, epoch, row, improved, optimizer, scheduler, scaler, best, best_epoch) -> None:
         """metrics line, then weights, then the resume state: a run killed in between resumes from
         the previous epoch and drops the extra metrics line (see stages/train/__init__.py)."""
         rngs = self._gather_rng()
@@ -246,7 +255,8 @@ class Trainer:
         state = self.model.state_dict()
         from mlgraph_cli.core.training.run_config import DIGEST_KEY
 
-        meta = {"schema": "mlgraph/run@1", "epoch": str(epoch), "val_mAP": str(row["val_mAP"])}
+        meta = {"schema": "mlgraph/run@1", "epoch": str(epoch), "val_mAP": str(row["val_mAP"]),
+                "val_loss": str(row["val_loss"]), "select_by": self.config.select_by}
         if self.digest is not None:
             meta[DIGEST_KEY] = self.digest
         ckpt.append_metrics(self.run_dir, row)
@@ -256,7 +266,8 @@ class Trainer:
         ckpt.save_resume(self.run_dir / ckpt.RESUME, {
             "epoch": epoch, "model": state, "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
-            "best_map": best_map, "best_epoch": best_epoch, "world_size": self.dist.world_size,
+            "best_map": (best or {}).get("val_mAP"), "best": best, "best_epoch": best_epoch,
+            "world_size": self.dist.world_size, "schedule_epochs": self.config.epochs,
             **({DIGEST_KEY: self.digest} if self.digest is not None else {}),  # whose resume state this is
         })
         dist_util.barrier(self.dist)

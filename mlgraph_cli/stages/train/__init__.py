@@ -29,29 +29,32 @@ from typing import Any, Callable
 
 from mlgraph_cli.core.training import checkpoint as ckpt
 from mlgraph_cli.core.training import distributed as dist_util
-from mlgraph_cli.core.training import run_dir as run_dir_mod
 from mlgraph_cli.core.io.jsonfile import read_json
 from mlgraph_cli.core.io.outputs import WriteLock, write_json
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.training.run_config import RunConfig
 from mlgraph_cli.core.training.config import TrainConfig
+from mlgraph_cli.core.training.eventlog import EventLog, wants_log
 from mlgraph_cli.core.training.trainer import TrainResult
 from mlgraph_cli.errors import MismatchError, MlgraphError
 from mlgraph_cli.stages.train import finish
+from mlgraph_cli.stages.train.folder import choose_run_dir, run_config_of, write_run_files
 from mlgraph_cli.stages.train import inputs as inputs_mod
 from mlgraph_cli.stages.train.inputs import TrainInputs
 
 COMMAND = "mlgraph train"
-# Settings a resumed run may change: they decide where and how fast, not what is computed.
-RESUMABLE_CHANGES = ("workers", "device", "cache")
+# Settings a resumed run may change: they decide where and how fast (or what is logged), not what is computed.
+RESUMABLE_CHANGES = ("workers", "device", "cache", "tensorboard")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training: ``run_dir`` keeps its last finished epoch, ready for ``--resume``."""
+    """Ctrl-C during training: ``run_dir`` keeps its last finished epoch (``kept``; False: it had
+    none yet, e.g. during the probe start), ready for ``--resume`` either way."""
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__(str(run_dir))
         self.run_dir = run_dir
+        self.kept = (run_dir / ckpt.RESUME).is_file()
 
 
 def run_train(inputs: TrainInputs, overrides: dict[str, Any], *, project=None, resume: str | os.PathLike | None = None,
@@ -80,21 +83,22 @@ def train(inputs: TrainInputs, config: TrainConfig, *, run_dir: str | os.PathLik
     ``exp``, ``exp2``, ... Unset epochs / lr / probe epochs take the defaults of the data's
     modality. Returns the run's :class:`TrainResult` (on every rank)."""
     config = inputs_mod.resolved_config(inputs, config)
+    wants_log(config.tensorboard)  # --tensorboard without the package: one line before any work
     dist, device = _start(config)
     lock = None
     try:
         prepared = inputs_mod.prepare(inputs, config, device=device, dist=dist, progress=progress)
-        out, lock = _choose_run_dir(run_dir, runs_root, name, force, dist)
-        if config.probe_epochs:
-            from mlgraph_cli.core.training.probe import probe_start
-
-            with _sigterm_as_interrupt():
-                prepared.probe = probe_start(prepared.model, prepared.data.train_set, config, device,
-                                             progress if dist.is_main else NULL_PROGRESS)
-        run_config = _run_config(inputs, config, prepared)
+        out, lock = choose_run_dir(run_dir, runs_root, name, force, dist)
+        # The run's files come first, so a run stopped during its probe start is a run `--resume` restarts.
+        run_config = run_config_of(inputs, config, prepared)
         if dist.is_main:
-            _write_run_files(out, inputs, config, prepared, run_config, dist)
+            write_run_files(out, inputs, config, prepared, run_config, dist)
         dist_util.barrier(dist)
+        if config.probe_epochs:
+            prepared.probe = _probe_start(prepared, config, out, device, dist, progress)
+            if prepared.probe is not None and dist.is_main:
+                run_config.probe = prepared.probe
+                run_config.write(out)
         return _fit(prepared, config, out, device, dist, progress, on_epoch_end, resume=None,
                     digest=run_config.digest())
     finally:
@@ -109,37 +113,52 @@ def resume_training(run_dir: str | os.PathLike, overrides: dict[str, Any] | None
     """Continue ``run_dir`` where its last checkpoint left it, with the settings it was started with.
 
     ``overrides``: settings given again on the command line (None = not given); only
-    :data:`RESUMABLE_CHANGES` may differ from the saved ones. ``inputs``: paths given again
-    (moved files); they must hold the same data.
+    :data:`RESUMABLE_CHANGES` may differ from the saved ones, and ``epochs`` may grow: a run
+    (finished or not) then goes on to the new count, its schedule fitted again to it
+    (core/training/optim.py, ``extend_schedule``). ``inputs``: paths given again (moved files);
+    they must hold the same data. A run that never finished an epoch (stopped during its probe
+    start, say) starts again from the beginning with its saved settings.
     """
     run = Path(run_dir)
     saved = RunConfig.read(run)
+    args = read_json(run / ckpt.ARGS, fix=f"the run is incomplete; start a new one with `{COMMAND}`")
+    overrides = overrides or {}
+    ckpt.check_same_head(run, saved, overrides.get("head"))
+    config = _resumed_config(run, args, overrides).for_modality(saved.modality)  # older args.json
+    wants_log(config.tensorboard)
+    paths = TrainInputs.from_json(args.get("inputs") if isinstance(args, dict) else None)
+    if inputs is not None:
+        paths = dataclasses.replace(paths, **{k: v for k, v in dataclasses.asdict(inputs).items() if v is not None})
+    if not (run / ckpt.RESUME).is_file():  # train claims (and locks) the folder itself
+        progress.log(f"{run}: no finished epoch to continue from; starting the run again with its saved settings")
+        return train(paths, config, run_dir=run, force=True, progress=progress, on_epoch_end=on_epoch_end)
     lock = WriteLock(run, "run folder") if dist_util.dist_info_from_env().is_main else None
     try:
-        return _resume(run, saved, overrides or {}, inputs, progress, on_epoch_end)
+        return _resume(run, saved, args, config, paths, progress, on_epoch_end)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _resume(run: Path, saved: RunConfig, overrides: dict[str, Any], inputs: TrainInputs | None,
+def _resume(run: Path, saved: RunConfig, args: dict[str, Any], config: TrainConfig, paths: TrainInputs,
             progress: ProgressHook, on_epoch_end) -> TrainResult:
-    args = read_json(run / ckpt.ARGS, fix=f"the run is incomplete; start a new one with `{COMMAND}`")
-    ckpt.check_same_head(run, saved, overrides.get("head"))
-    config = _resumed_config(run, args, overrides).for_modality(saved.modality)  # older args.json
     state = ckpt.load_resume(run / ckpt.RESUME, saved)
+    started = int((args.get("config") or {}).get("epochs") or config.epochs)
     if int(state["epoch"]) >= config.epochs:
         raise MlgraphError(f"{run}: the run already finished its {config.epochs} epochs (evaluate it with "
-                           f"`mlgraph evaluate {run}`, or start a longer one with `{COMMAND} --epochs N`)")
-    paths = TrainInputs.from_json(args.get("inputs") if isinstance(args, dict) else None)
-    if inputs is not None:
-        paths = dataclasses.replace(paths, **{k: v for k, v in dataclasses.asdict(inputs).items() if v is not None})
+                           f"`mlgraph evaluate {run}`, or extend it with `{COMMAND} --resume {run} --epochs N`, "
+                           f"N > {config.epochs})")
+    state.setdefault("schedule_epochs", started)  # a state from before extensions: its run's own count
     dist, device = _start(config)
     try:
         prepared = inputs_mod.prepare(paths, config, device=device, dist=dist, progress=progress)
         inputs_mod.check_same_data(run, saved, prepared)
         if dist.is_main:
             ckpt.truncate_metrics(run, int(state["epoch"]))
+            if config.epochs != started:  # the run goes on to the new count: args.json says so from now on
+                write_json(run / ckpt.ARGS, {**args, "config": {**args["config"], "epochs": config.epochs},
+                                             "extended": [*args.get("extended", []), {"from": started,
+                                                                                      "to": config.epochs}]})
         return _fit(prepared, config, run, device, dist, progress, on_epoch_end, resume=state,
                     digest=saved.digest() if saved.run_id else None)
     finally:
@@ -178,6 +197,19 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _probe_start(prepared, config, out: Path, device, dist, progress):
+    """The probe start of a new run (core/training/probe.py); Ctrl-C or SIGTERM during it leaves a run
+    folder that ``--resume`` (or the same command again) starts over."""
+    from mlgraph_cli.core.training.probe import probe_start
+
+    try:
+        with _sigterm_as_interrupt():
+            return probe_start(prepared.model, prepared.data.train_set, config, device,
+                               progress if dist.is_main else NULL_PROGRESS)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(out) from None
+
+
 def _fit(prepared, config, run_dir, device, dist, progress, on_epoch_end, resume, digest) -> TrainResult:
     from mlgraph_cli.core.training.trainer import Trainer
 
@@ -192,67 +224,32 @@ def _fit(prepared, config, run_dir, device, dist, progress, on_epoch_end, resume
     note = finish.validation_note(data) if dist.is_main else None
     if note is not None:
         progress.log(note)
+    log = EventLog(run_dir, int(resume["epoch"]) if resume else 0) if dist.is_main and wants_log(
+        config.tensorboard) else None
     trainer = Trainer(prepared.model, data.train_set, data.val_set if dist.is_main else None,
                       config=config, label_names=data.label_names, run_dir=run_dir, device=device, dist=dist,
-                      progress=progress if dist.is_main else NULL_PROGRESS, on_epoch_end=on_epoch_end,
-                      weights_digest=digest)
+                      progress=progress if dist.is_main else NULL_PROGRESS,
+                      on_epoch_end=_each(log, on_epoch_end), weights_digest=digest)
     try:
         with _sigterm_as_interrupt():
             result = trainer.fit(resume=resume)
             if dist.is_main:  # per-label thresholds and curves.png (stages/train/finish.py)
-                result.validation_note = note
+                result.validation_note, result.event_log = note, log is not None
+                finish.record_selection(Path(run_dir), result)
                 result.thresholds = finish.tune_run_thresholds(prepared, config, Path(run_dir), device)
                 result.curves = finish.draw_curves(Path(run_dir), progress)
             return result
     except KeyboardInterrupt:
         raise TrainingInterrupted(Path(run_dir)) from None
+    finally:
+        if log is not None:
+            log.close()
 
 
-def _choose_run_dir(run_dir, runs_root, name, force: bool, dist):
-    """Rank 0 picks the folder and claims it (``run_dir.claim_run_dir``: checked and locked until the
-    run ends), then tells the others, so they never race its files. Returns (folder, lock or None)."""
-    out, problem, lock = None, None, None
-    if dist.is_main:
-        try:
-            folder = Path(run_dir) if run_dir is not None else run_dir_mod.next_run_dir(runs_root, name or "exp")
-            lock = run_dir_mod.claim_run_dir(folder, force=force, command=COMMAND)
-            out = os.fspath(folder)
-        except MlgraphError as exc:
-            problem = str(exc)
-    out, problem = dist_util.broadcast_object(dist, (out, problem))
-    if problem is not None:
-        raise MlgraphError(problem)
-    return Path(out), lock
-
-
-def _run_config(inputs: TrainInputs, config: TrainConfig, prepared) -> RunConfig:
-    from mlgraph_cli.core.io.artifacts import provenance
-
-    data = prepared.data
-    return RunConfig(
-        labels=data.label_names, head=prepared.model.head.config, modality=data.modality,
-        threshold=config.threshold, input=data.input_kind, backbone=data.backbone_config,
-        backbone_weights=ckpt.BACKBONE_WEIGHTS if data.backbone_state is not None else None,
-        backbone_trained=data.input_kind == "images", data=data.data_info, embeddings=prepared.embeddings_info,
-        graph=prepared.graph_info, probe=prepared.probe,
-        provenance=provenance(COMMAND, _params(inputs, config)))
-
-
-def _params(inputs: TrainInputs, config: TrainConfig) -> dict[str, Any]:
-    return {"inputs": inputs.to_json(), "config": dataclasses.asdict(config)}
-
-
-def _write_run_files(out: Path, inputs: TrainInputs, config: TrainConfig, prepared, run_config: RunConfig,
-                     dist) -> None:
-    data = prepared.data
-    write_json(out / ckpt.ARGS, {"schema": "mlgraph/run-args@1", **_params(inputs, config),
-                                 "world_size": dist.world_size, "run_dir": os.fspath(out.resolve())})
-    if data.split is not None:
-        write_json(out / ckpt.SPLIT, data.split)
-    if data.backbone_state is not None:
-        ckpt.save_weights(out / ckpt.BACKBONE_WEIGHTS, data.backbone_state,
-                          {"schema": "mlgraph/run@1", "what": "backbone"})
-    run_config.write(out)
+def _each(*callbacks):
+    """One on_epoch_end calling each of ``callbacks`` that is not None, in order."""
+    live = [c for c in callbacks if c is not None]
+    return (lambda row: [c(row) for c in live]) if live else None
 
 
 def _resumed_config(run: Path, args: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
@@ -260,6 +257,13 @@ def _resumed_config(run: Path, args: dict[str, Any], overrides: dict[str, Any]) 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     for key, value in overrides.items():
         if value is None or key not in names or key in RESUMABLE_CHANGES or key == "head":
+            continue
+        if key == "epochs" and saved.get("epochs") is not None and value != saved["epochs"]:
+            if value < saved["epochs"]:
+                raise MlgraphError(f"{run / ckpt.ARGS}: this run was started with {saved['epochs']} epochs; "
+                                   f"--resume with --epochs only extends a run (pass more than {saved['epochs']}, "
+                                   f"or start a new run with `{COMMAND} -o NEW_RUN`)")
+            saved["epochs"] = value  # an extension: resume_training fits the schedule to it
             continue
         if saved.get(key) != value:
             raise MlgraphError(f"{run / ckpt.ARGS}: this run was started with {key} = {saved.get(key)!r}, not "

@@ -6,6 +6,7 @@ before training, and at the end the per-label thresholds and ``curves.png`` (doc
 - Thresholds: the ``best`` weights score the validation split once more and each label gets the
   threshold of its best F1 there (core/evaluation/thresholds.py); config.json records them as ``thresholds``.
   No validation split: ``thresholds`` stays null.
+- ``selection`` in config.json: the metric that chose the best epoch (``--select-by``) and that epoch.
 - ``curves.png``: losses, val mAP and learning rate from metrics.jsonl (core/evaluation/plots.py). A
   plotting failure never loses the run: it becomes a warning and the run stays as it is.
 """
@@ -40,6 +41,14 @@ def validation_note(data) -> str | None:
     if len(val) < 20:
         line += "; too few images for a reliable val mAP (pass --val-features, or a larger --val-fraction)"
     return line
+
+
+def record_selection(run_dir: Path, result) -> None:
+    """config.json's ``selection``: the metric that chose ``best.safetensors``, and the epoch it chose."""
+    saved = RunConfig.read(run_dir)
+    saved.selection = {"select_by": result.select_by, "tie_break": "val_loss", "epoch": result.best_epoch,
+                       **(result.best or {})}
+    saved.write(run_dir)
 
 
 def tune_run_thresholds(prepared, config, run_dir: Path, device) -> TunedThresholds | None:
