@@ -81,6 +81,9 @@ def extract(
                                                        f"`mlgraph build-graph --label-order`. {_d('label_order')}", show_default=False)] = None,
     image_set: Annotated[Optional[str], typer.Option("--image-set", help="VOC image set (default trainval) or "
                                                      "NUS-WIDE split of the annotations.", show_default=False)] = None,
+    label_delimiter: Annotated[Optional[str], typer.Option(
+        "--label-delimiter", help="CSV delimiter between labels within a row (default ';'), as in "
+                                  "`mlgraph build-graph`.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help=f"Random init seed for --weights none. {_d('seed')}",
                                                 show_default=False)] = None,
     fps: Annotated[Optional[float], typer.Option(
@@ -121,7 +124,7 @@ def extract(
         images = [images_option]
     overrides = dict(backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
                      batch_size=batch_size, workers=workers, threads=threads, device=device, format=format,
-                     label_order=label_order, image_set=image_set, seed=seed, offline=offline or None,
+                     label_order=label_order, image_set=image_set, label_delimiter=label_delimiter, seed=seed, offline=offline or None,
                      fps=fps, frames=frames, max_frames=max_frames)
     progress = RichProgress(quiet=quiet)
     try:

@@ -113,7 +113,7 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     rank writes the shard of its rank and rank 0 merges them into ``output`` once all are there.
     """
     info = dist_info_from_env()
-    clips = wants_clips(images, annotations)
+    clips = wants_clips(images, annotations, label_delimiter=config.label_delimiter)
     if clips:
         if shard is not None or info.enabled:
             raise MlgraphError("video files are extracted in one process (drop --shard, or run without torchrun)")

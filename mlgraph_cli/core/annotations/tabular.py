@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mlgraph_cli.core.annotations.common import Annotations, merge_rows, tokens_matrix
-from mlgraph_cli.core.annotations.guesses import joined_labels, unknown_header
+from mlgraph_cli.core.annotations.guesses import joined_labels, refuse_bar_joined, unknown_header
 from mlgraph_cli.errors import input_error
 
 # Column names that mark the first CSV row as a header (compared lower-case).
@@ -73,6 +73,7 @@ def read_csv(p: Path, text: str, delimiter: str | None, label_delimiter: str | N
         notes.append(f"every label name contains a space and none a {label_delimiter!r}: if labels are space "
                      "separated, pass --label-delimiter ' '")
     if guessed:
+        refuse_bar_joined(p, labels, (delimiter, label_delimiter))
         notes += joined_labels(labels, (delimiter, label_delimiter))
     if not header:
         notes += unknown_header(head, paths, y, labels, f"{CSV_PATH_COLUMNS[0]},{CSV_LABEL_COLUMNS[0]}")

@@ -71,19 +71,21 @@ def plan_for(images: Sequence[str | os.PathLike] | None, annotations: str | os.P
     """The plan of ``mlgraph extract``: the annotated inputs with their labels, or every input found."""
     if annotations:
         return plan_with_annotations(images, Path(annotations), format=config.format, label_order=config.label_order,
-                                     image_set=config.image_set, allow_outside_paths=allow_outside_paths,
-                                     progress=progress)
+                                     image_set=config.image_set, label_delimiter=config.label_delimiter,
+                                     allow_outside_paths=allow_outside_paths, progress=progress)
     return plan_folder(images, video=video)
 
 
-def wants_clips(images: Sequence[str | os.PathLike] | None, annotations: str | os.PathLike | None) -> bool:
+def wants_clips(images: Sequence[str | os.PathLike] | None, annotations: str | os.PathLike | None, *,
+                label_delimiter: str | None = None) -> bool:
     """Whether ``mlgraph extract`` was given video files: inputs that hold videos and no images,
     or CSV/JSONL annotations whose file names are videos."""
     if annotations is not None:
         if not str(annotations).lower().endswith(TABULAR_SUFFIXES) or not Path(annotations).is_file():
             return False
         try:
-            files = [f for f in load_annotations(Path(annotations)).files if f is not None]
+            files = [f for f in load_annotations(Path(annotations), label_delimiter=label_delimiter).files
+                     if f is not None]
         except MlgraphError:
             return False  # planning reports it
         return bool(files) and all(is_video_path(f) for f in files)
@@ -96,11 +98,12 @@ def wants_clips(images: Sequence[str | os.PathLike] | None, annotations: str | o
 
 
 def plan_with_annotations(images: Sequence[str | os.PathLike] | None, ann_path: Path, *, format: str | None = None,
-                          label_order: str = "name", image_set: str | None = None,
+                          label_order: str = "name", image_set: str | None = None, label_delimiter: str | None = None,
                           allow_outside_paths: bool = False, progress: ProgressHook = NULL_PROGRESS) -> ExtractPlan:
     """The annotated images, with their labels; file names must stay inside the images folder
     unless ``allow_outside_paths`` (see :func:`mlgraph_cli.core.io.inputs.check_inside_folder`)."""
-    ann = load_annotations(ann_path, format, label_order=label_order, split=image_set, progress=progress)
+    ann = load_annotations(ann_path, format, label_order=label_order, split=image_set,
+                           label_delimiter=label_delimiter, progress=progress)
     if images and len(images) > 1:
         raise MlgraphError(f"with --annotations give one images folder, not {len(images)} paths "
                            "(the folder the annotation file names are relative to)")
