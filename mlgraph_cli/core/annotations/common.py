@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from mlgraph_cli.core.progress import ProgressHook
 from mlgraph_cli.errors import InputError, MismatchError, input_error
 
-FORMATS = ("coco", "voc", "nuswide", "openimages", "csv", "jsonl", "stats")
+FORMATS = ("coco", "voc", "nuswide", "openimages", "csv", "jsonl", "yolo", "stats")
 LABEL_ORDERS = ("name", "id")
 # How a user gets a file build-graph can read; ends most error messages.
 FORMAT_FIX = "pass --format " + "|".join(FORMATS)
