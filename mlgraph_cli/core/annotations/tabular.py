@@ -83,7 +83,8 @@ def read_csv(p: Path, text: str, delimiter: str | None, label_delimiter: str | N
     ids, files, y = merge_rows(p, paths, paths, y, numbers, notes)
     return Annotations(labels=labels, image_ids=ids, files=files, positives=y, ignore=None, source=str(p),
                        format="csv", notes=notes,
-                       meta={"delimiter": delimiter, "label_delimiter": label_delimiter, "header": header})
+                       meta={"delimiter": delimiter, "label_delimiter": label_delimiter, "header": header,
+                             **_imagefolder_root(p)})
 
 
 def _read_csv_wide(p: Path, head: str, body: str, delimiter: str) -> Annotations:
@@ -211,10 +212,18 @@ _JSONL_LINE = re.compile(
     rf'^{_WS}\{{{_WS}"image"{_WS}:{_WS}{_JSON_STR}{_WS},{_WS}"labels"{_WS}:{_WS}\[{_WS}'
     rf'((?:"[^"\\\n]*"(?:{_WS},{_WS}"[^"\\\n]*")*)?){_WS}\]{_WS}\}}{_WS}\r?$', re.M)
 _JSONL_SHAPE = 'write {"image": "a.jpg", "labels": ["cat", "dog"]}'
+# Keys of an object's image path: ours, then Hugging Face imagefolder's metadata.jsonl (``file_name``).
+JSONL_PATH_KEYS = ("image", "path", "file", "file_name")
+# Files that Hugging Face's imagefolder reads: their file names are relative to their own folder.
+IMAGEFOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
+# Label keys whose value may be one name instead of a list (``"label": "cat"``).
+_ONE_LABEL_KEYS = ("label", "tag", "class")
 
 
 def read_jsonl(p: Path, text: str) -> Annotations:
-    """The image path is ``image`` (or ``path`` / ``file``); the id is ``id`` when given, else the path."""
+    """The image path is ``image`` (or ``path`` / ``file`` / ``file_name``); the labels are ``labels``
+    (or another of :data:`CSV_LABEL_COLUMNS`: a list of names; ``label``, ``tag`` and ``class`` may
+    hold one name); the id is ``id`` when given, else the path."""
     fast = _JSONL_LINE.findall(text) if "\\" not in text else []
     if fast and len(fast) == text.count("\n") + (not text.endswith("\n")):
         numbers = np.arange(len(fast))  # every line matched: no blank lines to skip
@@ -233,7 +242,13 @@ def read_jsonl(p: Path, text: str) -> Annotations:
     notes: list[str] = []
     ids, files, y = merge_rows(p, ids, images, y, numbers + 1, notes)
     return Annotations(labels=labels, image_ids=ids, files=files, positives=y, ignore=None, source=str(p),
-                       format="jsonl", notes=notes, meta={})
+                       format="jsonl", notes=notes, meta=_imagefolder_root(p))
+
+
+def _imagefolder_root(p: Path) -> dict[str, str]:
+    """A Hugging Face ``metadata.jsonl`` / ``metadata.csv`` names files relative to its own folder,
+    which is then the images folder when none is given."""
+    return {"image_root": str(p.parent)} if p.name.lower() in IMAGEFOLDER_METADATA else {}
 
 
 def _jsonl_exact(p: Path, lines: list[str], numbers: list[int]):
@@ -254,16 +269,22 @@ def _jsonl_exact(p: Path, lines: list[str], numbers: list[int]):
                 raise input_error(p, f"malformed JSON: {exc.msg}", "one JSON object per line",
                                   line=numbers[k] + 1) from None
         raise input_error(p, "malformed JSON lines", "one JSON object per line") from None
-    images = []
+    images, label_lists = [], []
     for k, o in enumerate(objs):
-        ok = isinstance(o, dict) and "labels" in o
-        img = o.get("image", o.get("path", o.get("file"))) if ok else None
-        if not ok or not isinstance(img, str) or not isinstance(o["labels"], list):
-            what = "expected an object with \"image\" and \"labels\"" if not ok else \
-                "\"image\" must be a path" if not isinstance(img, str) else "\"labels\" must be a list of names"
+        path_key = next((key for key in JSONL_PATH_KEYS if key in o), None) if isinstance(o, dict) else None
+        label_key = next((key for key in CSV_LABEL_COLUMNS if key in o), None) if isinstance(o, dict) else None
+        img = o[path_key] if path_key else None
+        labels = o[label_key] if label_key else None
+        if isinstance(labels, str) and label_key in _ONE_LABEL_KEYS:  # Hugging Face's single-label `label`
+            labels = [labels]
+        if path_key is None or label_key is None or not isinstance(img, str) or not isinstance(labels, list):
+            what = ("expected an object with an image path (\"image\" or \"file_name\") and \"labels\""
+                    if path_key is None or label_key is None else
+                    f"\"{path_key}\" must be a path" if not isinstance(img, str) else
+                    f"\"{label_key}\" must be a list of names")
             raise input_error(p, what, _JSONL_SHAPE, line=numbers[k] + 1)
         images.append(img)
-    label_lists = [o["labels"] for o in objs]
+        label_lists.append(labels)
     tokens = list(itertools.chain.from_iterable(label_lists))
     try:
         names_ok = all(type(t) is str for t in dict.fromkeys(tokens))  # checks distinct tokens only

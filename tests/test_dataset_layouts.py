@@ -1,5 +1,6 @@
-"""Ultralytics YOLO dataset folders (data.yaml + images/ + labels/), laid out as ultralytics writes
-them, through load_annotations, build-graph and extract; and the user mistakes, one line each."""
+"""Datasets as practitioners hold them, laid out as their tools write them: ultralytics YOLO folders
+(data.yaml + images/ + labels/) and Hugging Face imagefolder (metadata.jsonl inside the images
+folder), through load_annotations, build-graph and extract; and the user mistakes, one line each."""
 
 from __future__ import annotations
 
@@ -193,3 +194,50 @@ def test_yaml_never_builds_objects(tmp_path):
     with pytest.raises(InputError):
         load_annotations(root / "data.yaml")
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face imagefolder: <split>/metadata.jsonl beside the images, `file_name` relative to it
+
+def make_imagefolder(root: Path) -> Path:
+    """train/ with images (one in a subfolder) and metadata.jsonl, as `datasets` documents it."""
+    rows = [("0001.jpg", ["cat", "dog"]), ("0002.jpg", ["dog"]), ("more/0003.png", ["cat", "bird"]),
+            ("0004.jpg", [])]
+    for k, (name, _) in enumerate(rows):
+        (root / "train" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 24), (60 * k, 20, 90)).save(root / "train" / name)
+    meta = root / "train" / "metadata.jsonl"
+    meta.write_text("".join(json.dumps({"file_name": name, "labels": labels, "caption": f"photo {k}"}) + "\n"
+                            for k, (name, labels) in enumerate(rows)))
+    return meta
+
+
+def test_imagefolder_metadata_through_build_graph_and_extract(cli, tmp_path):
+    meta = make_imagefolder(tmp_path / "ds")
+    graph = tmp_path / "graph.json"
+    result = cli("build-graph", meta, "-o", graph)
+    assert result.exit_code == 0, result.output
+    assert "Label graph (jsonl): 3 labels, 4 images, 2 edges; 1 unlabeled image" in " ".join(result.stderr.split())
+    out = tmp_path / "f.h5"
+    result = cli("extract", tmp_path / "ds" / "train", "-a", meta, "-o", out, *FAST)
+    assert result.exit_code == 0, result.output
+    f = open_features(out)
+    assert f.files == ["0001.jpg", "0002.jpg", "more/0003.png", "0004.jpg"]
+    assert f.label_names == ["bird", "cat", "dog"]
+    assert f.labels.tolist() == [[0, 1, 1], [0, 0, 1], [1, 1, 0], [0, 0, 0]]
+    # file_name is relative to the metadata file's folder: the images folder may be left out
+    assert cli("extract", "-a", meta, "-o", tmp_path / "g.h5", *FAST).exit_code == 0
+    assert open_features(tmp_path / "g.h5").files == f.files
+
+
+def test_imagefolder_label_column_by_another_name(tmp_path):
+    meta = tmp_path / "metadata.jsonl"
+    meta.write_text('{"file_name": "a.jpg", "tags": ["cat", "dog"]}\n{"file_name": "b.jpg", "tags": ["dog"]}\n')
+    ann = load_annotations(meta)
+    assert ann.files == ["a.jpg", "b.jpg"] and rows(ann) == {"a.jpg": {"cat", "dog"}, "b.jpg": {"dog"}}
+    assert ann.meta["image_root"] == str(tmp_path)
+    meta.write_text('{"file_name": "a.jpg", "label": "cat"}\n{"file_name": "b.jpg", "label": "dog"}\n')
+    assert rows(load_annotations(meta)) == {"a.jpg": {"cat"}, "b.jpg": {"dog"}}  # single-label: one name
+    meta.write_text('{"file_name": "a.jpg", "labels": "cat;dog"}\n')
+    with pytest.raises(InputError, match=r'metadata\.jsonl:1: "labels" must be a list of names'):
+        load_annotations(meta)
