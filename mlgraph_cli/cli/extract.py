@@ -83,6 +83,12 @@ def extract(
     image_set: Annotated[Optional[str], typer.Option("--image-set", help="VOC image set (default trainval) or "
                                                      "NUS-WIDE split of the annotations (a YOLO dataset's split: "
                                                      "--split).", show_default=False)] = None,
+    labels: Annotated[Optional[str], typer.Option(
+        "--labels", help="The dataset's label set, so every split stores the same columns in the same order: a "
+                         "file of one label per line, or the graph from `mlgraph build-graph` (its order). A label "
+                         "no image of this split carries is stored as an all-zero column. Default: the project's "
+                         "\\[artifacts] graph when it exists, else the labels of the annotations.",
+        show_default=False)] = None,
     label_delimiter: Annotated[Optional[str], typer.Option(
         "--label-delimiter", help="CSV delimiter between labels within a row (default ';'), as in "
                                   "`mlgraph build-graph`.", show_default=False)] = None,
@@ -126,8 +132,8 @@ def extract(
         images = [images_option]
     overrides = dict(backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
                      batch_size=batch_size, workers=workers, threads=threads, device=device, format=format,
-                     label_order=label_order, image_set=image_set, label_delimiter=label_delimiter, seed=seed, offline=offline or None,
-                     fps=fps, frames=frames, max_frames=max_frames)
+                     label_order=label_order, image_set=image_set, label_delimiter=label_delimiter, labels=labels,
+                     seed=seed, offline=offline or None, fps=fps, frames=frames, max_frames=max_frames)
     progress = RichProgress(quiet=quiet)
     try:
         result = run_extract(images, output, overrides, annotations=annotations, split=split.value,

@@ -92,6 +92,9 @@ def run_extract(images: Sequence[str | os.PathLike] | None, output: str | os.Pat
     ``split`` picks one (unless ``image_set`` is given), and the images are those it names. In a
     project whose ``[dataset] annotations`` is such a dataset, ``--split val`` reads its val split
     when no ``val_annotations`` is set.
+
+    With annotations, the label columns are the declared ones (``labels``: a label file or a
+    graph); in a project they default to its graph's labels once ``mlgraph build-graph`` wrote it.
     """
     img_key, ann_key, out_key = SPLIT_KEYS[split]
     overrides = dict(overrides)
@@ -114,6 +117,9 @@ def run_extract(images: Sequence[str | os.PathLike] | None, output: str | os.Pat
                                         fix="e.g. `mlgraph extract images/`"))]
     if annotations is not None and overrides.get("image_set") is None and _yolo(annotations, fmt):
         overrides["image_set"] = split
+    if annotations is not None and overrides.get("labels") is None and project is not None \
+            and "labels" not in project.section("extract") and project.artifact("graph").is_file():
+        overrides["labels"] = str(project.artifact("graph"))  # every split gets the graph's label columns
     config = merge_config(ExtractConfig, project, "extract", overrides)
     dest = resolve_output(output, project, out_key, "features.h5")
     return extract(images, dest, config, annotations=annotations, allow_outside_paths=allow_outside_paths,

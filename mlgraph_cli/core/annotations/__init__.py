@@ -17,7 +17,7 @@ CSV / JSONL). The choice is recorded in ``meta["label_order"]``.
 
 Layout: common (the result type, shared steps), detect (format detection), one module per
 format family (coco, voc, nuswide, openimages, tabular = CSV / JSONL, yolo = ultralytics dataset
-folders, stats); this module
+folders, stats), labelset (a declared label set that every split's columns follow); this module
 dispatches. Import everything from here; the submodules are not a public interface.
 """
 
@@ -32,6 +32,7 @@ from mlgraph_cli.core.annotations.coco import read_coco
 from mlgraph_cli.core.annotations.common import (FORMAT_FIX, FORMATS, LABEL_ORDERS, Annotations, apply_order,
                                                  missing_path, read_text)
 from mlgraph_cli.core.annotations.detect import ARTIFACT_READERS, TFRECORD_MARK, detect_format
+from mlgraph_cli.core.annotations.labelset import LabelSet, declare_labels, read_label_set
 from mlgraph_cli.core.annotations.nuswide import read_nuswide
 from mlgraph_cli.core.annotations.openimages import (OPENIMAGES_CLASS_FILES, OPENIMAGES_HEADER, OPENIMAGES_POSITIVE,
                                                      read_openimages)
@@ -47,7 +48,8 @@ from mlgraph_cli.errors import InputError, input_error
 __all__ = [
     "ARTIFACT_READERS", "CSV_LABEL_COLUMNS", "CSV_PATH_COLUMNS", "DEFAULT_LABEL_DELIMITER", "FORMATS", "FORMAT_FIX",
     "LABEL_ORDERS", "OPENIMAGES_CLASS_FILES", "OPENIMAGES_HEADER", "OPENIMAGES_POSITIVE", "TFRECORD_MARK",
-    "YAML_SUFFIXES", "YOLO_SPLITS", "Annotations", "detect_format", "load_annotations", "load_label_stats", "yolo_yaml",
+    "YAML_SUFFIXES", "YOLO_SPLITS", "Annotations", "LabelSet", "declare_labels", "detect_format", "load_annotations",
+    "load_label_stats", "read_label_set", "yolo_yaml",
 ]
 # Formats that are folders; every other one is a single file.
 _FOLDER_FORMATS = ("voc", "nuswide")
