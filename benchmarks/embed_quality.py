@@ -50,7 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mlgraph_cli.core.embeddings.asge import asge_embeddings
-from mlgraph_cli.core.embeddings.quality import average_precision, neighbour_ranking
+from mlgraph_cli.core.embeddings.quality import neighbour_ranking
+from mlgraph_cli.core.evaluation.metrics import average_precision
 from mlgraph_cli.core.embeddings.baselines import deepwalk_embeddings, onehot_embeddings, spectral_embeddings
 from mlgraph_cli.core.graph.counts import LabelGraph, build_label_graph
 from mlgraph_cli.core.graph.adjacency import adjacency, keep_apart
@@ -142,7 +143,8 @@ def quality(seeds: int) -> dict:
         for name, (vectors, secs) in methods(np.where(hidden, 0.0, cond), glove, seed).items():
             add("pairs", name, {"map": neighbour_ranking(vectors, edges, pairs=hidden)["map"], "seconds": secs})
     # the ceiling of "family": ranking by the fitted cond-mean values themselves
-    aps = [average_precision(np.delete(cond[i], i), np.delete(edges[i], i)) for i in range(c) if edges[i].any()]
+    aps = [float(average_precision(np.delete(cond[i], i)[:, None], np.delete(edges[i], i)[:, None])[0])
+           for i in range(c) if edges[i].any()]
     oracle = {"map": float(np.mean(aps)), "labels_with_neighbours": len(aps)}
     summary = {name: {setting: aggregate(values) for setting, values in by.items()} for name, by in rows.items()}
     return {"labels": c, "edges": int(np.triu(edges, 1).sum()), "hidden_pairs_and_edges_per_split": hidden_counts,

@@ -190,3 +190,35 @@ def test_shell_completion_script_is_printed(cli, monkeypatch):
     result = cli("--show-completion", "bash")
     assert result.exit_code == 0, result.output
     assert "_mlgraph_completion" in result.stdout and "_MLGRAPH_COMPLETE" in result.stdout
+
+
+def test_progress_in_a_log_file_is_plain_periodic_lines(monkeypatch, capsys):
+    """Off a terminal (a cluster job's log), progress is one plain line per interval with count,
+    rate and time left (tqdm's meter), and a last line when the phase ends."""
+    from mlgraph_cli.cli import _common
+
+    progress = _common.LogProgress(interval=0.0)
+    progress.start("Extracting", total=4, unit="img")
+    for _ in range(4):
+        progress.advance(1)
+    progress.stop()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 5 and all(line.startswith("Extracting:") for line in lines), lines
+    assert "4/4" in lines[-1] and "img/s" in lines[-1] and "\r" not in "".join(lines)
+    quiet = _common.LogProgress(interval=3600.0)  # a short phase prints nothing at all
+    quiet.start("Extracting", total=4, unit="img")
+    quiet.advance(4)
+    quiet.stop()
+    assert capsys.readouterr().err == ""
+
+
+def test_commands_pick_the_progress_for_where_stderr_goes(monkeypatch):
+    from mlgraph_cli.cli import _common
+
+    monkeypatch.delenv("MLGRAPH_PROGRESS", raising=False)
+    assert isinstance(_common.progress_bar(), _common.LogProgress)  # tests: stderr is not a terminal
+    assert isinstance(_common.progress_bar(quiet=True), _common.RichProgress)
+    monkeypatch.setenv("MLGRAPH_PROGRESS", "0")
+    assert not _common.progress_bar().bar
+    monkeypatch.setenv("MLGRAPH_PROGRESS", "1")
+    assert _common.progress_bar().bar

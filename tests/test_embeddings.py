@@ -8,7 +8,7 @@ import pytest
 
 from mlgraph_cli.core.embeddings.files import LabelEmbeddings, read_embeddings, write_embeddings
 from mlgraph_cli.core.embeddings.asge import asge_embeddings, asge_loss, pair_weights
-from mlgraph_cli.core.embeddings.quality import average_precision, neighbour_ranking
+from mlgraph_cli.core.embeddings.quality import neighbour_ranking
 from mlgraph_cli.core.embeddings.baselines import (
     deepwalk_embeddings, onehot_embeddings, random_walks, spectral_embeddings,
 )
@@ -224,17 +224,6 @@ def test_deepwalk_is_deterministic_and_in_label_order():
 
 # ---------------------------------------------------------------------------------------------
 # Metrics
-
-def test_average_precision_matches_scikit_learn_with_ties():
-    from sklearn.metrics import average_precision_score
-
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        scores = rng.integers(0, 4, size=15).astype(float)  # many ties
-        truth = rng.random(15) < 0.3
-        truth[0] = True
-        assert average_precision(scores, truth) == pytest.approx(average_precision_score(truth, scores))
-
 
 def test_neighbour_ranking_reports_map_correlations_and_nearest():
     vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)

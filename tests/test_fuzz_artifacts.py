@@ -8,8 +8,7 @@ to the command that reads it, and asserts the contract of docs/reliability.md: e
 left a valid file) or exit 1 / 2 with exactly one line on stderr and no traceback.
 
 Examples are drawn deterministically (``derandomize``) and not shrunk, so a run takes the same
-time and a failing property reports the first failing example it met. Properties that fail today
-are marked ``xfail(strict=False)`` with that example; the mark goes once the readers validate.
+time and a failing property reports the first failing example it met.
 
 Numbers are drawn from a fixed set of edge values (0, -1, 2**64, 10**30, NaN, inf, 1e300, ...)
 rather than from all integers: a mid-sized value such as an image side of 20,000 px is valid and
@@ -39,10 +38,6 @@ FUZZ = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                 report_multiple_bugs=False,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
-
-
-def fuzz_xfail(first: str):
-    return pytest.mark.xfail(strict=False, reason=f"issue 17: a mutation ends in a traceback (first seen: {first})")
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +131,6 @@ def mutate_json(doc, data):
 # ---------------------------------------------------------------------------------------------
 # Graph JSON -> embed
 
-@fuzz_xfail("edges[0].count repeated into a list [2, 2]: ValueError (inhomogeneous array)")
 @FUZZ
 @given(data=st.data())
 def test_graph_json(base, data):
@@ -217,7 +211,6 @@ def mutate_h5(path: Path, data, names: list[str]) -> str:
         return f"attr {key} = {value!r:.40}"
 
 
-@fuzz_xfail("`features` emptied to 0 rows: ValueError (shape mismatch)")
 @FUZZ
 @given(data=st.data())
 def test_features_file(base, data):
@@ -228,7 +221,6 @@ def test_features_file(base, data):
                                      "--device", "cpu", "--no-plots", "-q"), f"evaluate on features with {what}")
 
 
-@fuzz_xfail("`embeddings` replaced by a group: TypeError")
 @FUZZ
 @given(data=st.data())
 def test_embeddings_file(base, data):
@@ -243,7 +235,6 @@ def test_embeddings_file(base, data):
 # ---------------------------------------------------------------------------------------------
 # A run's config.json -> predict
 
-@fuzz_xfail("backbone.init_seed replaced by ['é']: TypeError in int()")
 @FUZZ
 @given(data=st.data())
 def test_run_config(base, data):
@@ -286,7 +277,6 @@ def mutate_toml(text: str, data) -> bytes:
     return "\n".join(lines[:at] + new + lines[at:]).encode()
 
 
-@fuzz_xfail("byte 948 set to 0x92 (not UTF-8), then build-graph: UnicodeDecodeError")
 @FUZZ
 @given(data=st.data())
 def test_project_file(base, data):
@@ -329,7 +319,6 @@ def mutate_records(raw: bytes, data) -> bytes:
     return raw + data.draw(st.binary(min_size=1, max_size=64), label="garbage")
 
 
-@fuzz_xfail("a record header (valid checksum) claiming 2**40 bytes: MemoryError")
 @FUZZ
 @given(data=st.data())
 def test_tfrecord_bytes(base, data):

@@ -147,11 +147,7 @@ OVER_INPUT = ["evaluate-config-json", "evaluate-features", "evaluate-best-weight
               "build-graph-vocabulary"]
 
 
-OVER_INPUT_FIXED = {"import-yt8m-record", "import-yt8m-vocabulary"}
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=() if c in OVER_INPUT_FIXED else
-                                               issue(f"-o over an input ({c}) replaces it")) for c in OVER_INPUT])
+@pytest.mark.parametrize("case", OVER_INPUT)
 def test_output_over_an_input_is_refused(cli, project, tmp_path, case):
     """`-o` naming one of the command's inputs: `OUT: is also an input of this command (IN), ...
     (pass another file name to -o)` (docs/reliability.md), and the input keeps its bytes."""
@@ -168,7 +164,6 @@ def test_output_over_an_input_is_refused(cli, project, tmp_path, case):
 TRAIN_FAST = [*TRAIN, "--probe-epochs", "0", "-q"]
 
 
-@issue("train -o over a run folder without resume.pt replaces its weights and config")
 def test_train_over_a_run_without_resume_state_is_refused(cli, project, run):
     """A run folder lacking `resume.pt` is still someone's run: without --force, refused (naming the
     folder and --force), and its weights and config stay as they were."""
@@ -180,7 +175,6 @@ def test_train_over_a_run_without_resume_state_is_refused(cli, project, run):
     assert {name: digest(run / name) for name in kept} == kept
 
 
-@issue("train -o over a folder holding another config.json and metrics.jsonl replaces them")
 def test_train_over_someone_elses_files_is_refused(cli, project, tmp_path):
     """A non-empty folder that is not this command's resumable run is taken without --force."""
     folder = tmp_path / "theirs"
@@ -194,7 +188,6 @@ def test_train_over_someone_elses_files_is_refused(cli, project, tmp_path):
     assert (folder / "metrics.jsonl").read_text() == '{"epoch": 1, "note": "mine"}\n'
 
 
-@issue("two train runs to one folder both finish; metrics.jsonl interleaves 1, 2, 1, 2")
 def test_two_train_runs_to_one_folder(project, tmp_path):
     """Two `train -o RUN` at once: the second is refused with one line naming RUN (as a second
     `extract` to one output is), and the folder holds the first run's 20 epochs, once each.
@@ -212,10 +205,11 @@ def test_two_train_runs_to_one_folder(project, tmp_path):
         assert faultkit.first_line(first, 60) is not None, "the first run printed nothing"
         os.kill(first.pid, signal.SIGSTOP)
         second = faultkit.start(*args, "--seed", "2")
-        faultkit.first_line(second, 60)
+        seen = faultkit.first_line(second, 60) or ""  # read off the pipe here: put back below
     finally:
         os.kill(first.pid, signal.SIGCONT)
     ran = {1: faultkit.finish(first, 120), 2: faultkit.finish(second, 120)}
+    ran[2].stderr = seen + ran[2].stderr
     codes = [ran[1].returncode, ran[2].returncode]
     assert codes == [0, 1], (codes, ran[2].stderr[-300:])
     clean_error(ran[2], out)
@@ -333,9 +327,7 @@ def fifo_runs(fifo_procs):
 
 
 @pytest.mark.parametrize("case", [
-    pytest.param("predict-folder", marks=issue("a FIFO in an input folder blocks predict forever")),
-    pytest.param("predict-list", marks=issue("a FIFO named in a .txt list blocks predict forever")),
-])
+    "predict-folder", "predict-list"])
 def test_fifo_among_predict_inputs_is_skipped(fifo_runs, case):
     """The FIFO is skipped with a reason, like any unreadable file; the 3 images are labelled."""
     ran = fifo_runs["ran"][case]
@@ -346,9 +338,7 @@ def test_fifo_among_predict_inputs_is_skipped(fifo_runs, case):
 
 
 @pytest.mark.parametrize("case", [
-    pytest.param("extract-folder", marks=issue("a FIFO in an input folder blocks extract forever")),
-    pytest.param("extract-list", marks=issue("a FIFO named in a .txt list blocks extract forever")),
-])
+    "extract-folder", "extract-list"])
 def test_fifo_among_extract_inputs_is_skipped(fifo_runs, case):
     """The FIFO is a skipped input with its reason in the file's `skipped`; 3 rows; no lock or
     partial file left."""
@@ -362,9 +352,7 @@ def test_fifo_among_extract_inputs_is_skipped(fifo_runs, case):
     assert not list(fifo_runs["root"].glob(f".{out.name}.*"))
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(c, marks=issue(f"an existing FIFO is called 'no such file' ({c})"))
-    for c in ("train-features", "evaluate-features", "inspect-embeddings")])
+@pytest.mark.parametrize("case", ["train-features", "evaluate-features", "inspect-embeddings"])
 def test_an_existing_fifo_is_not_called_missing(fifo_runs, case):
     """A named pipe given where an HDF5 file belongs: one line that names it and says what it is,
     not `no such file` (which sends the user looking for a typo)."""
@@ -400,8 +388,7 @@ def test_virtual_merge_notices_a_re_extracted_shard(cli, project, shards, tmp_pa
     assert str(merged) in line or "s.shard-1-of-2.h5" in line, line
 
 
-@pytest.mark.parametrize("command", [pytest.param(c, marks=issue(f"ids shorter than rows: {c} uses 5 of 8 silently"))
-                                     for c in ("train", "evaluate")])
+@pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_ids_shorter_than_rows(cli, project, tmp_path, command):
     """`ids` with 5 entries for 8 feature rows: one line naming the file and `ids`."""
     bad = edit_h5(project["features"], tmp_path / "short.h5", lambda f: replace(f, "ids", f["ids"][:5]))
@@ -432,7 +419,6 @@ def other_features(project, tmp_path_factory):
     return out
 
 
-@issue("--resume continues on a training features file changed in place")
 def test_resume_refuses_changed_training_features(cli, project, other_features, tmp_path):
     """The features a stopped run trained on were made again (other backbone weights) under the same
     name: `train --resume` refuses with one line naming that file."""
@@ -443,7 +429,6 @@ def test_resume_refuses_changed_training_features(cli, project, other_features, 
     assert str(features) in line, line
 
 
-@issue("--resume accepts another run's resume.pt ('resumed after epoch 2')")
 def test_resume_refuses_another_runs_resume_state(cli, project, stopped, tmp_path):
     other = tmp_path / "other"
     assert cli("train", "--features", project["features"], "--embeddings", project["embeddings"], "-o", other,
@@ -455,7 +440,6 @@ def test_resume_refuses_another_runs_resume_state(cli, project, stopped, tmp_pat
     assert str(run / "resume.pt") in line, line
 
 
-@issue("a run whose preprocessing std is 0: predict prints no labels, exit 0")
 def test_run_with_zero_std_is_refused(cli, project, run):
     edit_json(run / "config.json", lambda c: c["backbone"]["preprocessing"].__setitem__("std", [0, 0, 0]))
     line = one_line_error(cli("predict", project["images"], "--model", run, *PREDICT))
@@ -477,10 +461,7 @@ def _nan_weights(run: Path) -> None:
         save_file(tensors, path, metadata=meta)
 
 
-@pytest.mark.parametrize("command", [
-    pytest.param("predict", marks=issue("a NaN weight: predict silently drops that label, exit 0")),
-    pytest.param("evaluate", marks=issue("a NaN weight: evaluate ValueError traceback")),
-])
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_run_with_a_nan_weight_is_refused(cli, project, run, tmp_path, command):
     """A weights file holding NaN (its metadata intact): one line naming the weights file."""
     _nan_weights(run)
@@ -493,7 +474,6 @@ def test_run_with_a_nan_weight_is_refused(cli, project, run, tmp_path, command):
     assert str(run / "best.safetensors") in line, line
 
 
-@issue("labels reversed in config.json + weights re-saved without metadata skip the digest")
 def test_reversed_labels_with_weights_without_metadata(cli, project, run):
     """Weights without mlgraph's metadata cannot be tied to config.json (`config_digest`), so they
     are refused (one line naming the weights file), rather than trusted: here config.json's labels
@@ -507,7 +487,6 @@ def test_reversed_labels_with_weights_without_metadata(cli, project, run):
     assert str(run / "best.safetensors") in line, line
 
 
-@issue("word vectors with NaN give NaN embeddings, exit 0")
 def test_nan_word_vectors_are_refused(cli, project, tmp_path):
     vectors = tmp_path / "vec.txt"
     vectors.write_text("blue 0.1 0.2 nan\ntriangle 0.3 0.1 0.2\ngreen 0.5 0.5 0.1\ncircle 0.1 0.9 0.3\n"
@@ -518,10 +497,7 @@ def test_nan_word_vectors_are_refused(cli, project, tmp_path):
     assert not (tmp_path / "e.h5").exists()
 
 
-@pytest.mark.parametrize("flag,value", [
-    pytest.param("--tau", "nan", marks=issue("--tau nan accepted")),
-    pytest.param("--self-weight", "inf", marks=issue("--self-weight inf accepted")),
-])
+@pytest.mark.parametrize("flag,value", [("--tau", "nan"), ("--self-weight", "inf")])
 def test_embed_refuses_non_finite_flags(cli, project, tmp_path, flag, value):
     result = cli("embed", project["graph"], "-o", tmp_path / "e.h5", "--dim", "4", "--steps", "5",
                  "--adjacency", "binary", flag, value)
@@ -529,7 +505,6 @@ def test_embed_refuses_non_finite_flags(cli, project, tmp_path, flag, value):
     assert not (tmp_path / "e.h5").exists()
 
 
-@issue("complex embeddings lose their imaginary part, exit 0")
 def test_complex_embeddings_are_refused(cli, project, tmp_path):
     bad = edit_h5(project["embeddings"], tmp_path / "c.h5",
                   lambda f: replace(f, "embeddings", f["embeddings"][:].astype(np.complex64) + 1j))
@@ -538,7 +513,6 @@ def test_complex_embeddings_are_refused(cli, project, tmp_path):
     assert str(bad) in line, line
 
 
-@issue("a.jpg and ./a.jpg count as two images with conflicting labels")
 def test_one_image_under_two_spellings(cli, tmp_path):
     """`a.jpg` and `./a.jpg` are one file: listed twice with different labels, refused as an exact
     duplicate is (`image 'a.jpg' is listed again with different labels`)."""
@@ -548,7 +522,6 @@ def test_one_image_under_two_spellings(cli, tmp_path):
     assert str(ann) in line and "a.jpg" in line, line
 
 
-@issue("a quoted label with a newline loses the newline silently ('catdog')")
 def test_quoted_label_with_a_newline(cli, tmp_path):
     """CSV `a.jpg,"cat<newline>dog"`: either one line naming the file (a label name cannot hold a
     line break), or the label kept exactly. Never silently another label (`catdog`)."""
@@ -562,7 +535,6 @@ def test_quoted_label_with_a_newline(cli, tmp_path):
         assert str(ann) in one_line_error(result)
 
 
-@issue("YouTube-8M class -1 becomes a label column '-1'")
 def test_yt8m_negative_class(cli, tmp_path):
     """A record with class -1 (no such YouTube-8M class): never a label column "-1". Either one line
     naming the file, or the record reported and skipped as a corrupt record is (exit 0, named on
@@ -579,7 +551,6 @@ def test_yt8m_negative_class(cli, tmp_path):
         assert str(records) in one_line_error(result)
 
 
-@issue("duplicate video ids with different labels are accepted")
 def test_yt8m_duplicate_video_ids(cli, tmp_path):
     """Two records with id 'a' and different labels: refused as duplicate images are."""
     records = faultkit.write_records(tmp_path / "dup.tfrecord", [
@@ -599,7 +570,6 @@ def video_run(tmp_path_factory):
     return root / "run"
 
 
-@issue("a 0-frame video is scored (about 0.5 for every label)")
 def test_zero_frame_video_is_not_scored(cli, video_run, tmp_path):
     """A frame-level record with no frames has nothing to score: it is skipped and named on stderr
     (exit 0 for the other video), never given scores."""
@@ -612,7 +582,6 @@ def test_zero_frame_video_is_not_scored(cli, video_run, tmp_path):
     assert "empty" in result.stderr
 
 
-@issue("init with a newline in a path writes TOML nothing can parse")
 def test_init_with_a_newline_in_a_path(cli, project, tmp_path):
     """A path with a line break: written as a TOML escape that reads back as the same path, or
     refused with one line and no mlgraph.toml."""
@@ -629,7 +598,6 @@ def test_init_with_a_newline_in_a_path(cli, project, tmp_path):
         assert not toml.exists()
 
 
-@issue("best/last.safetensors are mode 0600 while other artifacts follow the umask")
 def test_weights_follow_the_umask(cli, project, tmp_path):
     """Under umask 022 every file of a run is 0644, the weights as much as config.json."""
     before = os.umask(0o022)
@@ -649,7 +617,6 @@ def formula_run(tmp_path_factory):
     return faultkit.build_project(tmp_path_factory.mktemp("formula"), categories={"red-square": "=cmd|calc"})
 
 
-@issue("a label such as =cmd|calc goes unescaped into predict's CSV")
 def test_predict_csv_cells_are_not_formulas(cli, formula_run, tmp_path):
     """CSV opened in a spreadsheet: a cell starting with = + - @ is a formula. The label is written
     with a leading apostrophe (OWASP's advice) and no cell of the file starts a formula."""
@@ -697,8 +664,7 @@ def test_non_utf8_file_name_in_extract(cli, project, tmp_path):
         assert f["ids"].shape[0] + f["skipped"].shape[0] == 4
 
 
-@pytest.mark.parametrize("suffix", [pytest.param(s, marks=issue(f"a non-UTF-8 file name: UnicodeEncodeError in predict -o .{s}"))
-                                    for s in ("jsonl", "csv")])
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
 def test_non_utf8_file_name_in_predict_output(cli, project, tmp_path, suffix):
     """Every image gets its row; the file stays valid UTF-8 (the odd byte escaped or replaced)."""
     folder = _non_utf8_folder(project, tmp_path)
@@ -725,9 +691,7 @@ def _graph_edit(case: str, graph: Path, out: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("case", [pytest.param("graph-is-a-list", marks=issue('graph JSON "graph": [1,2]: TypeError')),
-                                  pytest.param("num-images-1e30", marks=issue("num_images 10**30: OverflowError")),
-                                  pytest.param("nested-100000-deep", marks=issue("JSON nested 100000 deep: RecursionError"))])
+@pytest.mark.parametrize("case", ["graph-is-a-list", "num-images-1e30", "nested-100000-deep"])
 def test_hand_edited_graph_json(cli, project, tmp_path, case):
     bad = _graph_edit(case, project["graph"], tmp_path / "g.json")
     line = one_line_error(cli("embed", bad, "-o", tmp_path / "e.h5", "--dim", "4", "--steps", "5"))
@@ -741,8 +705,7 @@ EMBEDDING_EDITS = {
 }
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=issue(f"embeddings file with {c}: traceback"))
-                                  for c in EMBEDDING_EDITS])
+@pytest.mark.parametrize("case", list(EMBEDDING_EDITS))
 def test_hand_edited_embeddings(cli, project, tmp_path, case):
     bad = edit_h5(project["embeddings"], tmp_path / "e.h5", EMBEDDING_EDITS[case])
     line = one_line_error(cli("train", "--features", project["features"], "--embeddings", bad, "-o", tmp_path / "r",
@@ -758,8 +721,7 @@ FEATURE_EDITS = {
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])
-@pytest.mark.parametrize("case", [pytest.param(c, marks=issue(f"features file with {c}: traceback"))
-                                  for c in FEATURE_EDITS])
+@pytest.mark.parametrize("case", list(FEATURE_EDITS))
 def test_hand_edited_features(cli, project, tmp_path, case, command):
     change, field = FEATURE_EDITS[case]
     bad = edit_h5(project["features"], tmp_path / "f.h5", change)
@@ -767,8 +729,7 @@ def test_hand_edited_features(cli, project, tmp_path, case, command):
     assert str(bad) in line and field in line, line
 
 
-@pytest.mark.parametrize("command", [pytest.param(c, marks=issue(f"in_channels 0 in config.json: {c} traceback"))
-                                     for c in ("predict", "evaluate")])
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_config_with_zero_in_channels(cli, project, run, tmp_path, command):
     edit_json(run / "config.json", lambda c: c["head"].__setitem__("in_channels", 0))
     if command == "predict":
@@ -785,8 +746,7 @@ METRICS_EDITS = {"not-json": lambda text: text + "{not json\n",
                  "a-list": lambda text: "[1, 2]\n"}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=issue(f"metrics.jsonl line {c} on --resume: traceback"))
-                                  for c in METRICS_EDITS])
+@pytest.mark.parametrize("case", list(METRICS_EDITS))
 def test_corrupt_metrics_line_on_resume(cli, stopped, tmp_path, case):
     run = copy_run(stopped, tmp_path / "run")
     metrics = run / "metrics.jsonl"
@@ -795,7 +755,6 @@ def test_corrupt_metrics_line_on_resume(cli, stopped, tmp_path, case):
     assert str(metrics) in line, line
 
 
-@issue("invalid UTF-8 in mlgraph.toml: UnicodeDecodeError")
 def test_invalid_utf8_in_the_project_file(cli, tmp_path, monkeypatch):
     (tmp_path / "mlgraph.toml").write_bytes(b'[dataset]\nannotations = "caf\xe9.json"\n')
     monkeypatch.chdir(tmp_path)
@@ -803,8 +762,7 @@ def test_invalid_utf8_in_the_project_file(cli, tmp_path, monkeypatch):
     assert "mlgraph.toml" in line, line
 
 
-@pytest.mark.parametrize("command", [pytest.param(c, marks=issue(f"TFRecord length field 2^60: {c} MemoryError"))
-                                     for c in ("import-yt8m", "build-graph")])
+@pytest.mark.parametrize("command", ["import-yt8m", "build-graph"])
 def test_tfrecord_length_field_of_2_60(cli, tmp_path, command):
     """A length field (with a valid checksum) claiming 2^60 bytes in a 2 KB file is a truncated
     record: reported and the rest of the file skipped, as `file ends inside a record` is (exit 0,
@@ -820,19 +778,16 @@ def test_tfrecord_length_field_of_2_60(cli, tmp_path, command):
         assert str(records) in one_line_error(result)
 
 
-@issue("predict --image-size 0: ValueError traceback")
 def test_predict_image_size_zero(cli, project):
     flag_error(cli("predict", project["images"], "--model", project["run"], "--image-size", "0", "--device", "cpu"),
                "--image-size")
 
 
-@issue("embed --dim 2000000: RuntimeError (tries to allocate 16 TB)")
 def test_embed_dim_two_million(cli, project, tmp_path):
     """A width far beyond any use (and beyond memory): refused before anything is allocated."""
     flag_error(cli("embed", project["graph"], "-o", tmp_path / "e.h5", "--dim", "2000000", "--steps", "1"), "--dim")
 
 
-@issue("a deleted working directory: absolute paths give 'No such file or directory', naming nothing")
 def test_deleted_working_directory_with_absolute_paths(project, tmp_path):
     """Every path is absolute, so the command does not need its working folder: it works."""
     gone = tmp_path / "gone"
@@ -889,14 +844,12 @@ def test_mp4_with_default_options_and_a_0_frame_clip(cli, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Clear errors that mislead
 
-@issue("--image-size 100000 is called 'too small'")
 def test_image_size_too_large_is_not_called_too_small(cli, project, tmp_path):
     line = one_line_error(cli("extract", project["images"], "-o", tmp_path / "f.h5", "--backbone", "resnet18",
                               "--weights", "none", "--image-size", "100000", "--device", "cpu"))
     assert "--image-size" in line and "too small" not in line, line
 
 
-@issue("a 0.5 label is reported as 'holds 0'")
 def test_half_label_is_reported_as_half(cli, project, tmp_path):
     bad = edit_h5(project["features"], tmp_path / "f.h5",
                   lambda f: replace(f, "labels", np.where(f["labels"][:] == 1, 0.5, 0.0).astype(np.float32)))
@@ -905,7 +858,6 @@ def test_half_label_is_reported_as_half(cli, project, tmp_path):
     assert str(bad) in line and "0.5" in line, line
 
 
-@issue("a count of 1e19 is reported as a negative number (and a numpy warning is printed)")
 def test_huge_count_is_not_reported_as_negative(cli, project, tmp_path):
     bad = edit_json(Path(shutil.copy(project["graph"], tmp_path / "g.json")),
                     lambda d: d["nodes"][0].__setitem__("count", 10**19))

@@ -6,7 +6,7 @@ import errno
 import functools
 import os
 import re
-import sys
+import time
 from enum import Enum
 from typing import Annotated, Any, Callable
 
@@ -128,22 +128,54 @@ def os_error_line(exc: OSError) -> str | None:
         text = match.group(1)
     what = text or os.strerror(code)
     fix = _OS_FIXES.get(code, "check the path and the disk")
+    if code == errno.ENOENT and not _cwd_exists():  # a relative path, or the folder itself, is gone
+        fix = "the current folder was deleted: cd into a folder that exists, or pass absolute paths"
+        name = name if name is not None else "the current folder"
     where = f"{os.fspath(name)}: " if name is not None else ""
     return f"{where}{what} ({fix})"
 
 
-class RichProgress(ProgressHook):
-    """A rich progress bar on stderr, driven by library code through :class:`ProgressHook`."""
+def _cwd_exists() -> bool:
+    try:
+        os.getcwd()
+        return True
+    except OSError:
+        return False
 
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
+
+def progress_bar(quiet: bool = False) -> ProgressHook:
+    """The progress hook a command passes to its stage.
+
+    - a terminal: a rich progress bar, redrawn in place (:class:`RichProgress`);
+    - anything else (a log file of a cluster job, a pipe): a plain line every
+      ``MLGRAPH_PROGRESS_INTERVAL`` seconds (30 by default) with the count, rate and time left
+      (:class:`LogProgress`), since a bar redrawn in place is unreadable there;
+    - ``--quiet``, or ``MLGRAPH_PROGRESS=0``: nothing (notes through ``log`` still print unless quiet);
+      ``MLGRAPH_PROGRESS=1`` draws the rich bar wherever stderr goes.
+    """
+    mode = os.environ.get("MLGRAPH_PROGRESS", "")
+    if quiet:
+        return RichProgress(quiet=True)
+    if err.is_terminal or mode == "1":
+        return RichProgress()
+    if mode == "0":
+        return RichProgress(bar=False)
+    return LogProgress()
+
+
+class RichProgress(ProgressHook):
+    """A rich progress bar on stderr, driven by library code through :class:`ProgressHook`.
+    ``quiet``: neither bar nor notes; ``bar`` False: notes only."""
+
+    def __init__(self, quiet: bool = False, bar: bool = True) -> None:
+        self.quiet, self.bar = quiet, bar
         self._progress: Progress | None = None
         self._task: Any = None
         self._unit = "items"
 
     def start(self, description: str, total: int | None = None, unit: str = "items") -> None:
         self.stop()
-        if self.quiet:
+        if self.quiet or not self.bar:
             return
         self._unit = unit
         self._progress = Progress(
@@ -156,7 +188,6 @@ class RichProgress(ProgressHook):
             TimeRemainingColumn(),
             console=err,
             transient=False,
-            disable=not err.is_terminal and os.environ.get("MLGRAPH_PROGRESS") != "1",
         )
         self._progress.start()
         self._task = self._progress.add_task(description, total=total, rate="")
@@ -178,6 +209,48 @@ class RichProgress(ProgressHook):
     def log(self, message: str) -> None:
         target = self._progress.console if self._progress is not None else err
         target.print(message, style="yellow", markup=False, highlight=False)
+
+
+class LogProgress(ProgressHook):
+    """Progress as plain lines for a log file: tqdm's meter (count, percentage, elapsed, time
+    left, rate) every ``interval`` seconds, and a last line when a phase that printed any ends."""
+
+    def __init__(self, interval: float | None = None) -> None:
+        self.interval = interval if interval is not None else float(os.environ.get("MLGRAPH_PROGRESS_INTERVAL", 30))
+        self._phase: tuple[str, int | None, str] | None = None
+        self._n = 0
+        self._t0 = self._last = 0.0
+        self._printed = False
+
+    def start(self, description: str, total: int | None = None, unit: str = "items") -> None:
+        self.stop()
+        self._phase, self._n, self._printed = (description, total, unit), 0, False
+        self._t0 = self._last = time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        if self._phase is None:
+            return
+        self._n += n
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._line(now)
+
+    def stop(self) -> None:
+        if self._phase is not None and self._printed:
+            self._line(time.monotonic())
+        self._phase = None
+
+    def log(self, message: str) -> None:
+        err.print(message, markup=False, highlight=False)
+
+    def _line(self, now: float) -> None:
+        from tqdm import tqdm
+
+        description, total, unit = self._phase
+        err.print(tqdm.format_meter(self._n, total, now - self._t0, prefix=description, unit=unit, ascii=True,
+                                    ncols=100), markup=False, highlight=False)
+        self._printed = True
 
 
 def summary(message: str) -> None:
@@ -203,10 +276,6 @@ def is_stdout(path: Any) -> bool:
     return path is not None and os.fspath(path) == "-"
 
 
-def stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()
-
-
 # ---------------------------------------------------------------------------------------------
 # Shared by `embed` and `inspect` (here, so that no command module imports another)
 
@@ -222,39 +291,3 @@ class Adjacency(str, Enum):
 
 def choice_value(choice: Enum | None) -> str | None:
     return choice.value if choice is not None else None
-
-
-def _fmt(value: float | None) -> str:
-    import math
-
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
-
-
-def print_report(report: dict[str, Any], *, limit: int = 20) -> None:
-    """The report as a headline and a rich table (stdout); graph neighbours are marked with *."""
-    from rich.table import Table
-    from rich.text import Text
-
-    nb = report["neighbours"]
-    params = ", ".join(f"{k}={v}" for k, v in nb["params"].items())
-    out.print(f"{report['embeddings']} ({report['method']}, {report['labels']} labels x {report['dimension']}) "
-              f"against {report['graph']}", markup=False)
-    out.print(f"neighbour mAP {_fmt(report['map'])} over {report['labels_with_neighbours']} labels with a neighbour "
-              f"(neighbours: {nb['kind']} adjacency{f' with {params}' if params else ''} > {nb['min_weight']:g}); "
-              f"cosine vs {report['reference']['kind']}: Spearman {_fmt(report.get('spearman'))}, "
-              f"Pearson {_fmt(report.get('pearson'))}", markup=False)
-    nearest = report.get("nearest") or {}
-    if not nearest:
-        return
-    table = Table(title="Nearest labels by cosine (* = graph neighbour)", title_justify="left")
-    table.add_column("label")
-    table.add_column("nearest labels (cosine)")
-    names = list(nearest)
-    shown = names if limit == 0 else names[:limit]
-    for name in shown:
-        cells = [f"{'*' if n['neighbour'] else ''}{n['label']} ({n['cosine']:.2f})" for n in nearest[name]]
-        table.add_row(Text(name), Text(", ".join(cells)))  # Text: label names are not markup
-    out.print(table)
-    if len(shown) < len(names):
-        out.print(f"... {len(names) - len(shown)} more labels (--limit 0 shows all, --json gives everything)",
-                  markup=False)

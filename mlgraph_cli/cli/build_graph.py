@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, default_help, handle_errors, is_stdout, load_project, summary
+from mlgraph_cli.cli._common import progress_bar, default_help, handle_errors, is_stdout, load_project, summary
 from mlgraph_cli.core.graph.config import BuildGraphConfig  # a plain dataclass: no numpy
 
 EPILOG = "Example: mlgraph build-graph annotations/instances_train2014.json -o graph.json --format coco"
@@ -81,7 +81,7 @@ def build_graph(
     overrides = dict(format=format.value if format else None, label_order=label_order.value if label_order else None,
                      split=split, min_count=min_count, delimiter=delimiter, label_delimiter=label_delimiter,
                      classes=classes, vocabulary=vocabulary, segment_classes=segment_classes)
-    progress = RichProgress(quiet=quiet)
+    progress = progress_bar(quiet=quiet)
     try:
         result = run_build_graph(annotations, output, overrides, project=load_project(), progress=progress)
     finally:

@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import (Adjacency, RichProgress, choice_value, default_help, handle_errors, load_project,
-                                     print_report, summary)
-from mlgraph_cli.core.embeddings.config import DEFAULT_DIM, EmbedConfig  # plain dataclasses: no torch
+from mlgraph_cli.cli._common import (Adjacency, choice_value, default_help, handle_errors, load_project, progress_bar,
+                                     summary)
+from mlgraph_cli.cli._report import print_report
+from mlgraph_cli.core.embeddings.config import DEFAULT_DIM, MAX_DIM, EmbedConfig  # plain dataclasses: no torch
 
 EPILOG = "Example: mlgraph embed graph.json -o embeddings.h5 --method asge --init glove.6B.300d.txt --seed 0"
 
@@ -56,7 +57,7 @@ def embed(
                        "inputs. Default: \\[dataset] vectors of mlgraph.toml, else one-hot.",
         show_default=False)] = None,
     dim: Annotated[Optional[int], typer.Option(
-        "--dim", min=1, help="Embedding width (asge, deepwalk, spectral). word keeps its own; onehot is the "
+        "--dim", min=1, max=MAX_DIM, help="Embedding width (asge, deepwalk, spectral). word keeps its own; onehot is the "
                              "identity, or with --dim >= labels seeded orthonormal rows that wide. "
                              f"\\[default: {DEFAULT_DIM}]", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help=f"Seed: same seed, same bytes. {_d('seed')}",
@@ -66,12 +67,12 @@ def embed(
                          f"{_d('adjacency')}",
         show_default=False)] = None,
     tau: Annotated[Optional[float], typer.Option(
-        "--tau", help=f"Threshold on P(j|i) for --adjacency binary and mlgcn. {_d('tau')}",
+        "--tau", min=0.0, max=1.0, help=f"Threshold on P(j|i) for --adjacency binary and mlgcn. {_d('tau')}",
         show_default=False)] = None,
     oov: Annotated[Optional[Oov], typer.Option(
         "--oov", help="Labels missing from the vectors: error or random (seeded random vectors, "
                       f"with a warning). {_d('oov')}", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help=f"ASGE optimiser steps. {_d('steps')}",
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, max=10**7, help=f"ASGE optimiser steps. {_d('steps')}",
                                                  show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help=f"ASGE learning rate (Adam). {_d('lr')}",
                                                 show_default=False)] = None,
@@ -96,7 +97,7 @@ def embed(
     overrides = dict(method=choice_value(method), adjacency=choice_value(adjacency), tau=tau, dim=dim, seed=seed,
                      oov=choice_value(oov), steps=steps, lr=lr, weighting=choice_value(weighting),
                      self_weight=self_weight)
-    progress = RichProgress(quiet=quiet)
+    progress = progress_bar(quiet=quiet)
     try:
         result, config, source = run_embed(graph, output, overrides, init=init, trust_pickle=trust_pickle,
                                            project=load_project(), progress=progress)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import default_help, Checkpoint, RichProgress, err, handle_errors, is_stdout, load_project, out, summary
+from mlgraph_cli.cli._common import default_help, Checkpoint, progress_bar, err, handle_errors, is_stdout, load_project, out, summary
 from mlgraph_cli.core.evaluation.config import EvaluateConfig  # a plain dataclass: no torch
 
 EPILOG = "Example: mlgraph evaluate runs/train/exp --features test-features.h5 -o metrics.json --per-label"
@@ -64,7 +64,7 @@ def evaluate(
     overrides = dict(threshold=threshold, checkpoint=checkpoint.value if checkpoint else None, device=device,
                      batch_size=batch_size, top_k_segments=top_k_segments, per_label=per_label,
                      plots=False if no_plots else None)
-    progress = RichProgress(quiet=quiet)
+    progress = progress_bar(quiet=quiet)
     try:
         result = run_evaluate(run_dir, features=features, images=images, annotations=annotations, output=output,
                               plots=plots, overrides=overrides, project=load_project(), progress=progress)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, default_help, handle_errors, load_project, summary
+from mlgraph_cli.cli._common import progress_bar, default_help, handle_errors, load_project, summary
 from mlgraph_cli.core.features.config import ExtractConfig  # a plain dataclass: no torch
 
 EPILOG = ("Example: mlgraph extract images/ --annotations annotations.json -o features.h5 "
@@ -134,7 +134,7 @@ def extract(
                      batch_size=batch_size, workers=workers, threads=threads, device=device, format=format,
                      label_order=label_order, image_set=image_set, label_delimiter=label_delimiter, labels=labels,
                      seed=seed, offline=offline or None, fps=fps, frames=frames, max_frames=max_frames)
-    progress = RichProgress(quiet=quiet)
+    progress = progress_bar(quiet=quiet)
     try:
         result = run_extract(images, output, overrides, annotations=annotations, split=split.value,
                              project=load_project(), allow_outside_paths=allow_outside_paths, shard=shard,

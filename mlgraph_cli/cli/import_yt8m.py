@@ -6,7 +6,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, default_help, handle_errors, load_project, summary
+from mlgraph_cli.cli._common import progress_bar, default_help, handle_errors, load_project, summary
 from mlgraph_cli.core.features.yt8m_config import ImportYt8mConfig  # a plain dataclass: no numpy
 
 EPILOG = ("Example: mlgraph import-yt8m 'frame/train*.tfrecord' -o features.h5 "
@@ -46,7 +46,7 @@ def import_yt8m(
 
     overrides = dict(vocabulary=vocabulary, segment_classes=segment_classes, max_frames=max_frames,
                      batch_size=batch_size)
-    progress = RichProgress(quiet=quiet)
+    progress = progress_bar(quiet=quiet)
     try:
         result = run_import_yt8m(records, output, overrides, project=load_project(), progress=progress)
     finally:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, handle_errors, summary
+from mlgraph_cli.cli._common import progress_bar, handle_errors, summary
 
 EPILOG = "Example: mlgraph init --annotations annotations/train.json --images images/ --format coco"
 
@@ -32,7 +32,7 @@ def init(
         annotations=annotations, format=format, images=images,
         val_annotations=val_annotations, val_images=val_images,
         test_annotations=test_annotations, test_images=test_images, vectors=vectors,
-    ), force=force, progress=RichProgress())
+    ), force=force, progress=progress_bar())
     summary(f"Wrote {path}. Commands run in {folder} now need no paths, e.g. `mlgraph build-graph`.")
 
 

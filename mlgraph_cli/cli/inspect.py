@@ -9,7 +9,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import Adjacency, choice_value, default_help, handle_errors, load_project, print_report
+from mlgraph_cli.cli._common import Adjacency, choice_value, default_help, handle_errors, load_project
+from mlgraph_cli.cli._report import print_report
 from mlgraph_cli.core.embeddings.config import ReportConfig  # a plain dataclass: no torch
 
 EPILOG = "Example: mlgraph inspect embeddings.h5 --graph graph.json --topk 5"

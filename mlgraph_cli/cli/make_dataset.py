@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import RichProgress, handle_errors, summary
+from mlgraph_cli.cli._common import progress_bar, handle_errors, summary
 
 EPILOG = "Example: mlgraph make-dataset fashion-scenes fashion/ --train 600 --val 200 --test 200 --seed 0"
 
@@ -40,7 +40,7 @@ def make_dataset(
     from mlgraph_cli.stages.make_dataset import run_make_dataset
 
     result = run_make_dataset(name, out, dict(train=train, val=val, test=test, size=size, seed=seed), source=source,
-                              force=force, overwrite_all=overwrite_all, progress=RichProgress())
+                              force=force, overwrite_all=overwrite_all, progress=progress_bar())
     counts = ", ".join(f"{split} {n}" for split, n in result.images.items() if n)
     items = sum(result.items.values())
     summary(f"Made {name} in {out}: {counts} scenes ({items} items, {result.size} px) from {result.source}.")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import default_help, Checkpoint, RichProgress, err, handle_errors, load_project, out, summary
+from mlgraph_cli.cli._common import default_help, Checkpoint, progress_bar, err, handle_errors, load_project, out, summary
 from mlgraph_cli.core.inference.config import MAX_AUTO_THREADS, PredictConfig  # plain dataclass: no torch
 
 EPILOG = "Example: mlgraph predict photos/ --model runs/train/exp --topk 5 --format jsonl -o predictions.jsonl"
@@ -63,7 +63,7 @@ def predict(
     checkpoint: Annotated[Optional[Checkpoint], _opt(
         "--checkpoint", help=f"Weights of the best validation epoch, or of the last. {_d('checkpoint')}")] = None,
     image_size: Annotated[Optional[int], _opt(
-        "--image-size", help="Input side in px instead of the run's (the heads take any map size).")] = None,
+        "--image-size", min=1, help="Input side in px instead of the run's (the heads take any map size).")] = None,
     device: Annotated[Optional[str], _opt("--device", help=f"auto, cpu, cuda, cuda:N. {_d('device')}")] = None,
     batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, help=f"Images per batch. {_d('batch_size')}")] = None,
     threads: Annotated[Optional[int], _opt(
@@ -80,7 +80,7 @@ def predict(
     overrides = dict(topk=topk, threshold=threshold, format=format.value if format else None,
                      checkpoint=checkpoint.value if checkpoint else None, device=device, batch_size=batch_size,
                      image_size=image_size, segments=segments, segment_seconds=segment_seconds, threads=threads)
-    progress = RichProgress(quiet=quiet)
+    progress = progress_bar(quiet=quiet)
     try:
         result = run(inputs, model=model, overrides=overrides, project=load_project(), output=output,
                      explain=explain, progress=progress)

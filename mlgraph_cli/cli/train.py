@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import default_help, RichProgress, err, handle_errors, load_project, summary
+from mlgraph_cli.cli._common import default_help, progress_bar, err, handle_errors, load_project, summary
 from mlgraph_cli.core.training.config import MODALITY_DEFAULTS, TrainConfig  # plain dataclasses: no torch
 
 EPILOG = ("Example: mlgraph train --features features.h5 --embeddings embeddings.h5 --head cma --epochs 20 "
@@ -192,7 +192,7 @@ def train(
                          images=images, annotations=annotations, val_images=val_images, val_annotations=val_annotations,
                          labels=labels)
     main = dist_info_from_env().is_main
-    progress = RichProgress(quiet=quiet or not main)
+    progress = progress_bar(quiet=quiet or not main)
     try:
         result = run_train(inputs, overrides, project=load_project(), resume=resume, run_dir=output, name=name,
                            force=force, progress=progress)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.errors import MlgraphError, input_error
 
 PROJECT_FILE = "mlgraph.toml"
@@ -74,8 +75,12 @@ class Project:
 
 
 def find_project(start: str | os.PathLike | None = None) -> Project | None:
-    """The project whose ``mlgraph.toml`` is in ``start`` (default: cwd) or a parent folder."""
-    here = Path(start or Path.cwd()).resolve()
+    """The project whose ``mlgraph.toml`` is in ``start`` (default: cwd) or a parent folder; None
+    also when the current folder was deleted (absolute paths still work there)."""
+    try:
+        here = Path(start or Path.cwd()).resolve()
+    except FileNotFoundError:
+        return None
     for folder in (here, *here.parents):
         candidate = folder / PROJECT_FILE
         if candidate.is_file():
@@ -84,16 +89,32 @@ def find_project(start: str | os.PathLike | None = None) -> Project | None:
 
 
 def load_project(path: str | os.PathLike) -> Project:
-    p = Path(path)
+    """Read ``mlgraph.toml`` through one check: a regular file of UTF-8 TOML; ``[dataset]`` and
+    ``[artifacts]`` tables of known keys whose values are paths in quotes (``format`` one of the
+    formats); stage tables as tables. Each failure is one line naming the file and the key."""
+    fix = "fix the file or rewrite it with `mlgraph init --force`"
+    p = check_input_file(path, fix=fix)
+    raw = p.read_bytes()
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise input_error(p, "not UTF-8 text", fix, line=raw.count(b"\n", 0, exc.start) + 1) from None
     except tomllib.TOMLDecodeError as exc:
-        raise input_error(p, f"malformed TOML: {exc}", "fix the file or rewrite it with `mlgraph init --force`") from None
+        raise input_error(p, f"malformed TOML: {exc}", fix) from None
+    except RecursionError:
+        raise input_error(p, "nested too deeply to read", fix) from None
+    for name in ("dataset", "artifacts"):
+        if not isinstance(data.get(name, {}), dict):
+            raise input_error(p, f"{name} must be a [{name}] table", fix)
     dataset = data.pop("dataset", {}) or {}
     unknown = sorted(set(dataset) - set(DATASET_KEYS))
     if unknown:
         raise input_error(p, f"unknown key(s) in [dataset]: {', '.join(unknown)}",
                           f"known keys: {', '.join(DATASET_KEYS)}")
+    for key, value in dataset.items():
+        if not isinstance(value, str):
+            raise input_error(p, f"[dataset] {key} must be a path in quotes, not {value!r}",
+                              f"e.g. {key} = {_toml_str('data/train.json')}")
     artifacts = dict(data.pop("artifacts", {}) or {})
     allow_outside = artifacts.pop(ALLOW_OUTSIDE, False)
     unknown = sorted(set(artifacts) - set(DEFAULT_ARTIFACTS))
@@ -164,7 +185,19 @@ def render_project_file(dataset: dict[str, str]) -> str:
 
 
 def _toml_str(value: str) -> str:
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A TOML basic string: backslash, quote and every control character (a line break in a path)
+    escaped, so the file reads back as the same text (TOML 1.0, "Strings")."""
+    out = []
+    for ch in str(value):
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0xD800 <= ord(ch) <= 0xDFFF:  # a file name byte that is not UTF-8: TOML holds Unicode only
+            out.append("\uFFFD")
+        elif ord(ch) < 0x20 or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def merge_config(cls: type, project: Project | None, section: str, overrides: dict[str, Any]):
@@ -181,11 +214,16 @@ def merge_config(cls: type, project: Project | None, section: str, overrides: di
             raise input_error(project.file, f"unknown key(s) in [{section}]: {', '.join(unknown)}",
                               f"known keys: {', '.join(sorted(names))}")
         values.update(from_file)
-    values.update({k: v for k, v in overrides.items() if v is not None and k in names})
+    flags = {k: v for k, v in overrides.items() if v is not None and k in names}
     try:
-        return cls(**values)
+        return cls(**{**values, **flags})
     except (TypeError, ValueError) as exc:
-        raise MlgraphError(f"{project.file if project else 'options'}: bad [{section}] setting: {exc}") from None
+        if project is not None and values:
+            try:  # the project's values alone: is the fault theirs, or a flag's?
+                cls(**values)
+            except (TypeError, ValueError) as own:
+                raise MlgraphError(f"{project.file}: bad [{section}] setting: {own}") from None
+        raise MlgraphError(str(exc)) from None
 
 
 def resolve_input(explicit: str | os.PathLike | None, project: Project | None, *, artifact: str | None = None,

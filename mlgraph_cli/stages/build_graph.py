@@ -21,7 +21,7 @@ from mlgraph_cli.core.io.artifacts import provenance
 from mlgraph_cli.core.graph.config import EXTRA_FORMATS, BuildGraphConfig
 from mlgraph_cli.core.graph.counts import LabelGraph, build_label_graph
 from mlgraph_cli.core.graph.files import write_graph
-from mlgraph_cli.core.io.outputs import check_output_not_input
+from mlgraph_cli.core.io.outputs import check_output
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MlgraphError, input_error
 
@@ -82,9 +82,12 @@ def build_graph(annotations: str | os.PathLike, output: str | os.PathLike, confi
     """Read ``annotations``, count the label graph, write it to ``output`` (``-``: JSON on stdout)."""
     src = Path(annotations)
     out = os.fspath(output)
-    check_output_not_input(out, [src])
+    # Files read besides the annotations (class lists, vocabularies) are inputs as much as they are.
+    inputs = [src, config.classes, config.vocabulary, config.segment_classes]
     if out != "-" and Path(out).is_dir():
         raise MlgraphError(f"{out}: is a folder (pass a file name, e.g. -o {Path(out) / 'graph.json'})")
+    if out != "-":
+        check_output(out, inputs)
     fmt = config.format or detect_format(src)
     notes: list[str] = []
     if (config.vocabulary or config.segment_classes) and fmt != "yt8m":
@@ -131,7 +134,7 @@ def build_graph(annotations: str | os.PathLike, output: str | os.PathLike, confi
         "provenance": provenance(COMMAND, {"annotations": src, "output": out, **asdict(config), "format": fmt}),
     })
     progress.start("Writing graph", total=None, unit="edges")
-    write_graph(graph, out)
+    write_graph(graph, out, inputs)
     progress.stop()
     return BuildGraphResult(output=out, graph=graph, format=fmt, unlabeled=unlabeled, dropped=dropped, notes=notes)
 

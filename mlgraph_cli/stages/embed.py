@@ -66,11 +66,12 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
     from mlgraph_cli.core.embeddings.files import LabelEmbeddings, write_embeddings
     from mlgraph_cli.core.graph.adjacency import adjacency
     from mlgraph_cli.core.graph.files import read_graph
-    from mlgraph_cli.core.io.outputs import check_output_not_input
+    from mlgraph_cli.core.io.outputs import check_output
 
     if os.fspath(output) == "-":
         raise MlgraphError("-o -: embeddings are an HDF5 file and cannot go to stdout (give a file name)")
-    check_output_not_input(output, [graph_path, init])
+    inputs = [graph_path, init if init is not None and os.fspath(init) not in ONEHOT_INIT else None]
+    check_output(output, inputs)
     started = time.perf_counter()
     graph = read_graph(graph_path)
     labels, c = list(graph.labels), graph.num_labels
@@ -139,7 +140,7 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
     }
     attrs["provenance"].pop("created")  # same command and seed, same bytes: no wall-clock time in the file
     write_embeddings(output, LabelEmbeddings(labels=labels, vectors=np.asarray(out, dtype=np.float32),
-                                                 attrs=attrs))
+                                                 attrs=attrs), inputs)
     return EmbedResult(path=Path(output), method=method, num_labels=c, dimension=int(out.shape[1]),
                        seconds=time.perf_counter() - started, init=init_desc, fit=fit, oov=oov)
 

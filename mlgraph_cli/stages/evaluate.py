@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mlgraph_cli.core.io.outputs import atomic_write_text
+from mlgraph_cli.core.io.outputs import check_output, write_text
 from mlgraph_cli.core.io.artifacts import maker, provenance, schema_tag
 from mlgraph_cli.core.evaluation.config import TUNED, EvaluateConfig
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
@@ -58,7 +58,9 @@ def run_evaluate(run_dir: str | os.PathLike | None = None, *, features: str | os
     from mlgraph_cli.core.project import merge_config
 
     config = merge_config(EvaluateConfig, project, "evaluate", overrides or {})
-    run_path = _find_run(run_dir, project)
+    from mlgraph_cli.core.training.run_dir import find_run
+
+    run_path = find_run(run_dir, project.artifact("runs") if project is not None else None, flag="RUN_DIR")
     if features is None and images is None and annotations is None and project is not None:
         features = next((project.artifact(k) for k in ("test_features", "val_features")
                          if project.artifact(k).is_file()), None)
@@ -81,11 +83,15 @@ def evaluate(run_dir: str | os.PathLike, config: EvaluateConfig | None = None, *
     from mlgraph_cli.core.evaluation.plots import evaluation_plots, per_label_rows
     from mlgraph_cli.core.inference.run import load_run
     from mlgraph_cli.core.training.run_config import RunConfig
+    from mlgraph_cli.core.training.run_dir import run_files
 
     config = dataclasses.replace(config or EvaluateConfig(), **settings).checked()
     dev = resolve_device(config.device)
     on_images = images is not None or annotations is not None
     saved = RunConfig.read(run_dir)
+    inputs = [*run_files(run_dir), features, images, annotations]  # the run's config and weights are inputs too
+    if output is not None and os.fspath(output) != "-":
+        check_output(output, inputs)  # before the scoring: a wrong -o costs a second, not a run
     video = saved.modality == "video"
     if video and on_images:
         raise MismatchError(f"{Path(run_dir) / 'config.json'}: a video run, but --images/--annotations give images "
@@ -127,22 +133,9 @@ def evaluate(run_dir: str | os.PathLike, config: EvaluateConfig | None = None, *
     if config.plots and (plots is not None or not to_stdout):  # none for stdout unless a folder is named
         stem = f"eval-{data.stem}" if to_stdout else out.stem
         doc["plots"], result.plots, result.warnings = evaluation_plots(scores, targets, run.label_names, rows,
-                                                                       Path(plots or out.parent), stem)
-    atomic_write_text(out, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+                                                                       Path(plots or out.parent), stem, inputs)
+    write_text(out, json.dumps(doc, indent=2, ensure_ascii=False) + "\n", inputs)
     return result
-
-
-def _find_run(run_dir: str | os.PathLike | None, project) -> Path:
-    """``run_dir``, else the latest run under the project's runs folder, then ./runs/train."""
-    from mlgraph_cli.core.training.checkpoint import latest_run
-
-    if run_dir is not None:
-        return Path(run_dir)
-    roots = ([project.artifact("runs")] if project is not None else []) + [Path("runs/train")]
-    found = next((run for run in map(latest_run, roots) if run is not None), None)
-    if found is not None:
-        return found
-    raise MlgraphError(f"no trained run found under {roots[0]} (train one with `{maker('run')}`, or pass RUN_DIR)")
 
 
 def check_modality(run, path: Path) -> None:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from mlgraph_cli import __version__
-from mlgraph_cli.core.io.outputs import atomic_output
-from mlgraph_cli.core.io.artifacts import file_digest, provenance, read_json
+from mlgraph_cli.core.io.outputs import check_output, write_output
+from mlgraph_cli.core.io.artifacts import file_digest, provenance
+from mlgraph_cli.core.io.jsonfile import read_json
 from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph export"
@@ -39,8 +40,10 @@ class ExportConfig:
     check: bool = True  # run the written graph with onnxruntime against torch
 
     def __post_init__(self) -> None:
-        if self.image_size is not None and self.image_size < 1:
-            raise MlgraphError(f"--image-size {self.image_size}: must be a positive number of pixels")
+        from mlgraph_cli.core.features.config import MAX_IMAGE_SIZE
+
+        if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise MlgraphError(f"--image-size {self.image_size}: must be a whole number of px from 1 to {MAX_IMAGE_SIZE}")
 
 
 @dataclass
@@ -59,8 +62,9 @@ def card_path(onnx_path: str | os.PathLike) -> Path:
     return Path(onnx_path).with_suffix(".json")
 
 
-def check_destination(output: str | os.PathLike) -> tuple[Path, Path]:
-    """The .onnx and .json destinations, refusing names that could overwrite something else."""
+def check_destination(output: str | os.PathLike, inputs: list[Path] = ()) -> tuple[Path, Path]:
+    """The .onnx and .json destinations, refusing names that could overwrite something else
+    (``inputs``: the run's files)."""
     dest = Path(output)
     if os.fspath(output) == "-":
         raise MlgraphError("-o -: an ONNX graph is binary (pass a file name, e.g. -o model.onnx)")
@@ -78,6 +82,8 @@ def check_destination(output: str | os.PathLike) -> tuple[Path, Path]:
         if found != SCHEMA:
             raise input_error(card, "exists and is not a card of an earlier `mlgraph export`, and the card of "
                                     f"{dest.name} would replace it", "pick another -o name")
+    check_output(dest, inputs, stream_ok=False)
+    check_output(card, inputs, stream_ok=False)
     return dest, card
 
 
@@ -85,6 +91,7 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike, config: Export
     """Export ``run_dir``'s model (backbone + head, ``config.checkpoint`` weights) to ``output``."""
     from mlgraph_cli.core.inference import export as onnx_export
     from mlgraph_cli.core.training.checkpoint import CONFIG
+    from mlgraph_cli.core.training.run_dir import run_files
     from mlgraph_cli.core.training.run_config import RunConfig
     from mlgraph_cli.core.inference.run import load_run
 
@@ -92,7 +99,8 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike, config: Export
     if RunConfig.read(run).modality == "video":
         raise input_error(run / CONFIG, "a video run: its head reads frame features, not pixels, so it has no "
                                         "image graph to export", f"score clips with `mlgraph predict VIDEOS --model {run}`")
-    dest, card = check_destination(output)
+    inputs = run_files(run)
+    dest, card = check_destination(output, inputs)
     onnx_export.require_onnx()
     loaded = load_run(run, config.checkpoint, device="cpu", with_backbone=True, image_size=config.image_size)
     backbone = loaded.model.backbone
@@ -100,7 +108,8 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike, config: Export
     model = onnx_export.PixelsToProbabilities(loaded.model, scale=pre.scale, mean=pre.mean, std=pre.std).eval()
     size = int(pre.size)
     info = _card(run, loaded, config, size, pre.to_dict())
-    with atomic_output(card) as card_tmp, atomic_output(dest) as onnx_tmp:  # the graph is renamed first
+    with write_output(card, inputs, stream_ok=False) as card_tmp, \
+            write_output(dest, inputs, stream_ok=False) as onnx_tmp:  # the graph is renamed first
         opset = onnx_export.export_onnx(model, onnx_tmp, image_size=size, opset=config.opset,
                                         metadata={"mlgraph": json.dumps(info, ensure_ascii=False)})
         diff = onnx_export.check_with_onnxruntime(model, onnx_tmp, image_size=size) if config.check else None

@@ -32,7 +32,7 @@ from mlgraph_cli.core.features.shards import (finished_shard, merge_shards, pars
                                               shard_path, wait_for_shards)
 from mlgraph_cli.core.features.sources import ClipSource, ImageSource
 from mlgraph_cli.core.features.workers import resolve_parallelism
-from mlgraph_cli.core.io.outputs import check_output_not_input
+from mlgraph_cli.core.io.outputs import check_output
 from mlgraph_cli.core.media.images import SkippedImage
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
@@ -153,7 +153,7 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     if shard is None and info.enabled:  # torchrun: this rank's shard, merged by rank 0 below
         shard = (info.rank, info.world_size)
     dest = Path(output)
-    check_output_not_input(dest, [annotations, *(images or [])])
+    check_output(dest, [annotations, *(images or [])], stream_ok=False)  # before anything is read
     plan = plan_for(images, annotations, config, video=clips, allow_outside_paths=allow_outside_paths,
                     progress=progress)
     device = resolve_device(config.device)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from mlgraph_cli.core.features.extraction import extract_rows
 from mlgraph_cli.core.features.records import RecordSource
 from mlgraph_cli.core.features.yt8m_config import ImportYt8mConfig
-from mlgraph_cli.core.io.outputs import check_output_not_input
+from mlgraph_cli.core.io.outputs import check_output
 from mlgraph_cli.core.media.yt8m.files import expand_inputs
 from mlgraph_cli.core.media.yt8m.tfrecord import BadRecord
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
@@ -60,7 +60,7 @@ def import_yt8m(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, 
     dest = Path(output)
     if dest.is_dir():
         raise MlgraphError(f"{dest}: is a folder (pass a file name, e.g. -o {dest / 'features.h5'})")
-    check_output_not_input(dest, [*expand_inputs(inputs), config.vocabulary, config.segment_classes])
+    check_output(dest, [*expand_inputs(inputs), config.vocabulary, config.segment_classes], stream_ok=False)
     source = RecordSource(inputs, config, progress)
     params = {"inputs": [str(f) for f in source.files], **asdict(config)}
     done = extract_rows(source, dest, command=COMMAND, params=params, progress=progress)

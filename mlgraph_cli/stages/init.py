@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from mlgraph_cli.core.annotations import FORMATS, detect_format
-from mlgraph_cli.core.io.outputs import atomic_write_text
+from mlgraph_cli.core.io.outputs import write_text
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.project import DATASET_KEYS, PROJECT_FILE, render_project_file
 from mlgraph_cli.errors import InputError, MlgraphError
@@ -48,7 +48,7 @@ def init_project(folder: str | os.PathLike, dataset: dict[str, str | None], *, f
                 progress.log(f"warning: {flag} {values[key]}: {problem}; {PROJECT_FILE} names it anyway (fix it "
                              "there, or run `mlgraph init --force` again)")
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, render_project_file(values))
+    write_text(path, render_project_file(values))
     return path
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgraph_cli.core.datasets import DATASETS
+from mlgraph_cli.core.io.outputs import write_text
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MlgraphError
 
@@ -155,7 +156,7 @@ def _write_manifest(folder: Path) -> None:
     files = {p.relative_to(folder).as_posix(): _digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
     doc = {"made_by": COMMAND, "note": "--force replaces only these files, unchanged; see `mlgraph make-dataset "
                                       "--help`", "files": files}
-    (folder / MANIFEST).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text(folder / MANIFEST, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
 
 
 def run_make_dataset(name: str, out: str | os.PathLike, overrides: dict[str, Any], *,
@@ -213,7 +214,7 @@ def make_dataset(name: str, out: str | os.PathLike, config=None, *, source: str 
             if card["splits"][split]["images"]:
                 dataset[f"{split}_annotations"] = f"annotations/{split}.json"
                 dataset[f"{split}_images"] = f"images/{split}"
-        (building / PROJECT_FILE).write_text(render_project_file(dataset), encoding="utf-8")
+        write_text(building / PROJECT_FILE, render_project_file(dataset))
         _write_manifest(building)
         _swap_into_place(building, out)
     except BaseException:

@@ -25,11 +25,11 @@ class MergeResult:
 def merge(shards: Sequence[str | os.PathLike], output: str | os.PathLike, *, virtual: bool = False) -> MergeResult:
     """Merge ``shards`` (any order) into ``output``; with ``virtual`` the maps stay in the shards."""
     from mlgraph_cli.core.features.plan import unique_skipped, write_skipped_report
-    from mlgraph_cli.core.io.outputs import check_output_not_input
+    from mlgraph_cli.core.io.outputs import check_output
     from mlgraph_cli.core.features.shards import merge_shards, read_done
 
     dest = Path(output)
-    check_output_not_input(dest, list(shards))
+    check_output(dest, list(shards), stream_ok=False)
     merged, rows = merge_shards(shards, dest, virtual=virtual)
     skipped = unique_skipped(read_done(merged)[0])
     return MergeResult(output=merged, rows=rows, shards=len(shards), skipped=len(skipped),

@@ -5,6 +5,7 @@ steps from raw tokens to a sparse 0/1 matrix (read a file, tokens -> matrix, mer
 from __future__ import annotations
 
 import os
+import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.core.progress import ProgressHook
 from mlgraph_cli.errors import InputError, MismatchError, input_error
 
@@ -109,8 +111,8 @@ def first_duplicate(items: Sequence[Hashable]) -> Hashable:
 # Reading and assembling
 
 def read_text(p: Path, progress: ProgressHook, chunk: int = 1 << 23) -> str:
-    """The whole file as text (UTF-8, BOM dropped); empty and non-UTF-8 files are input errors."""
-    size = p.stat().st_size
+    """The whole file as text (UTF-8, BOM dropped); special, empty and non-UTF-8 files are input errors."""
+    size = check_input_file(p, fix="point at a file with annotations").stat().st_size
     progress.start(f"Reading {p.name}", total=round(size / 1e6, 1), unit="MB")
     parts = []
     with open(p, "rb") as fh:
@@ -156,15 +158,18 @@ def tokens_matrix(tokens: list, counts: np.ndarray) -> tuple[sp.csr_matrix, list
 
 def merge_rows(p: Path, ids: list[str], files: list, y: sp.csr_matrix, lines: np.ndarray | None,
                notes: list[str]) -> tuple[list[str], list, sp.csr_matrix]:
-    """Merge rows that repeat an image id with the same labels; conflicting labels are an error.
+    """Merge rows that repeat an image with the same labels; conflicting labels are an error.
 
-    lines: (R,) file line of each row, for messages. Returns (U ids, U files, (U, C) matrix).
+    Ids are compared as paths after normalisation (``a.jpg``, ``./a.jpg`` and ``x/../a.jpg`` are
+    one image); the first spelling is kept. lines: (R,) file line of each row, for messages.
+    Returns (U ids, U files, (U, C) matrix).
     """
-    if len(set(ids)) == len(ids):
+    keys = same_file_keys(ids)
+    if len(set(keys)) == len(keys):
         return ids, files, y
-    unique = dict.fromkeys(ids)
+    unique = dict.fromkeys(keys)
     index = {k: i for i, k in enumerate(unique)}
-    image_of_row = np.fromiter(map(index.__getitem__, ids), dtype=np.int64, count=len(ids))
+    image_of_row = np.fromiter(map(index.__getitem__, keys), dtype=np.int64, count=len(keys))
     _, first_row = np.unique(image_of_row, return_index=True)  # (U,) first row of each image
     repeated = np.flatnonzero(first_row[image_of_row] != np.arange(len(ids)))
     for r in repeated.tolist():
@@ -173,10 +178,20 @@ def merge_rows(p: Path, ids: list[str], files: list, y: sp.csr_matrix, lines: np
         if set(a.tolist()) != set(b.tolist()):
             line = int(lines[r]) if lines is not None else None
             first_line = int(lines[f]) if lines is not None else f + 1
+            same = f" as {ids[f]!r}" if ids[f] != ids[r] else ""
             raise input_error(p, f"image {ids[r]!r} is listed again with different labels (first at line "
-                                 f"{first_line})", "give each image one row with all its labels", line=line)
+                                 f"{first_line}{same})", "give each image one row with all its labels", line=line)
     notes.append(f"{len(repeated):,} repeated row(s) of the same image with the same labels were merged")
-    return list(unique), [files[i] for i in first_row.tolist()], y[first_row]
+    return [ids[i] for i in first_row.tolist()], [files[i] for i in first_row.tolist()], y[first_row]
+
+
+def same_file_keys(ids: list[str]) -> list[str]:
+    """``ids`` as :func:`merge_rows` compares them: paths normalised (``./``, ``//``, ``x/..``,
+    backslashes) when any id needs it, else the ids themselves (one C-level scan)."""
+    joined = "\n".join(map(str, ids))
+    if not any(mark in joined for mark in ("./", "//", "\\")) and not joined.startswith("/"):
+        return ids
+    return [posixpath.normpath(str(i).replace("\\", "/")) if i else i for i in ids]
 
 
 def apply_order(ann: Annotations, label_order: str) -> Annotations:

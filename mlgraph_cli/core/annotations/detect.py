@@ -18,6 +18,7 @@ from mlgraph_cli.core.annotations.nuswide import nuswide_root
 from mlgraph_cli.core.annotations.openimages import OPENIMAGES_HEADER
 from mlgraph_cli.core.annotations.voc import voc_root
 from mlgraph_cli.core.annotations.yolo import YAML_SUFFIXES, yolo_yaml
+from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.errors import input_error
 
 # What marks a YouTube-8M TFRecord shard's name (detect_format -> "yt8m").
@@ -59,6 +60,7 @@ def detect_format(path: str | os.PathLike) -> str:
                           FORMAT_FIX + " or point at the annotations file")
     if not p.exists():
         raise missing_path(p)
+    check_input_file(p, fix=FORMAT_FIX)  # a FIFO would block the read below
     with open(p, "rb") as fh:
         head = fh.read(1 << 16)
     if not head.strip():

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlgraph_cli.core.annotations.common import Annotations, first_duplicate, read_text
+from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.core.progress import NULL_PROGRESS
 from mlgraph_cli.errors import MismatchError, input_error
 
@@ -43,9 +44,7 @@ class LabelSet:
 def read_label_set(path: str | os.PathLike) -> LabelSet:
     """The labels of a text file (one per line; blank lines skipped) or of a graph file (.json
     from ``mlgraph build-graph``, or .graphml), in their order."""
-    p = Path(path)
-    if not p.is_file():
-        raise input_error(p, "no such label file", LABELS_FIX)
+    p = check_input_file(path, fix=LABELS_FIX)
     with open(p, "rb") as fh:
         head = fh.read(1 << 12).lstrip()
     if p.suffix.lower() in (".json", ".graphml") or head.startswith((b"{", b"<")):

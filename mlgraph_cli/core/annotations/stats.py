@@ -24,7 +24,7 @@ def load_label_stats(path: str | os.PathLike, *, label_order: str = "name"):
     ``image_counts`` (C ints, n_i), ``cooccurrence`` (C x C ints, M_ij, symmetric) and the image
     count N as ``num_images`` or as "<N> images" inside the ``split`` text.
     """
-    from mlgraph_cli.core.io.artifacts import read_json
+    from mlgraph_cli.core.io.jsonfile import read_json
     from mlgraph_cli.core.graph.counts import LabelGraph
 
     p = Path(path)

@@ -9,6 +9,7 @@ same result, and the exact path also locates errors by line.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import re
@@ -68,6 +69,9 @@ def read_csv(p: Path, text: str, delimiter: str | None, label_delimiter: str | N
         counts = np.fromiter((f.count(label_delimiter) + 1 for f in fields), dtype=np.int64, count=len(fields))
         tokens = label_delimiter.join(fields).split(label_delimiter)
     y, labels = tokens_matrix(tokens, counts)
+    broken = next((name for name in labels if "\n" in name), None)
+    if broken is not None:  # a quoted field across lines: a label name is one line of text
+        raise input_error(p, f"label {broken!r} holds a line break", "write each label on one line, or fix the quotes")
     notes: list[str] = []
     if label_delimiter != " " and len(labels) > 1 and all(" " in x for x in labels[:50]):
         notes.append(f"every label name contains a space and none a {label_delimiter!r}: if labels are space "
@@ -97,7 +101,7 @@ def _read_csv_wide(p: Path, head: str, body: str, delimiter: str) -> Annotations
     if len(set(labels)) != len(labels) or not all(labels):
         raise input_error(p, "the header's label names must be distinct and not empty", line=1)
     paths, cells, numbers = [], [], []
-    reader = csv.reader(body.split("\n"), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(body), delimiter=delimiter)  # a quoted field may span lines
     for row in reader:
         if not any(c.strip() for c in row):
             continue
@@ -176,7 +180,7 @@ def _csv_slow(p: Path, body: str, offset: int, delimiter: str, label_delimiter: 
     """
     paths, fields, numbers = [], [], []
     same = delimiter == label_delimiter
-    reader = csv.reader(body.split("\n"), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(body), delimiter=delimiter)  # a quoted field may span lines
     for row in reader:
         line = offset + reader.line_num
         if same:

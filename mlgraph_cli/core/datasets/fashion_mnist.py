@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlgraph_cli.core.io.outputs import atomic_output
+from mlgraph_cli.core.io.outputs import write_output
 from mlgraph_cli.errors import MlgraphError, input_error
 
 # Fashion-MNIST's class index -> our label name (readable, spaces where natural, so word
@@ -107,7 +107,8 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool = Fa
     code = codes[arr.dtype.newbyteorder("=")]
     body = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
     body += arr.astype(_IDX_DTYPES[code]).tobytes()
-    Path(path).write_bytes(gzip.compress(body, mtime=0) if compress else body)
+    with write_output(path) as tmp:
+        tmp.write_bytes(gzip.compress(body, mtime=0) if compress else body)
 
 
 def _find_idx(folder: Path, part: str, what: str) -> Path:
@@ -209,7 +210,7 @@ def build_subset(source_dir: str | os.PathLike, out_path: str | os.PathLike, per
             chosen.append(np.sort(rng.choice(pool, size=per_part[part], replace=False)))
     idx = np.concatenate(chosen)
     out = Path(out_path)
-    with atomic_output(out) as tmp, open(tmp, "wb") as fh:
+    with write_output(out) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, images=full.images[idx], labels=full.labels[idx], part=full.part[idx],
                             origin=full.origin[idx])
     return out

@@ -27,6 +27,7 @@ from PIL import Image
 from mlgraph_cli.core.datasets.fashion_mnist import BUNDLED_LICENSE, LABELS, FashionSource
 from mlgraph_cli.core.datasets.outfits import LabelSetConfig, check_outfits, sample_label_set
 from mlgraph_cli.core.datasets.scenes import SceneConfig, compose, render_background
+from mlgraph_cli.core.io.outputs import write_text
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MlgraphError
 
@@ -165,7 +166,7 @@ def write_fashion_scenes(folder: str | os.PathLike, source: FashionSource, confi
         "config": _config_dict(config),
         "provenance": params,
     }
-    (root / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text(root / CARD, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     shutil.copyfile(BUNDLED_LICENSE, root / LICENSE_NAME)
     return card
 
@@ -179,8 +180,6 @@ def _config_dict(config: FashionScenesConfig) -> dict[str, Any]:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """One key per line at the top, one record per line inside lists: compact like COCO's own
     files, yet readable and diffable."""
-    # The whole dataset is built in a temporary folder and renamed into place by the caller,
-    # so a plain write is already atomic from the user's point of view.
     def dump(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 
@@ -191,5 +190,4 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
             parts.append(f" {dump(key)}: [\n{body}\n ]")
         else:
             parts.append(f" {dump(key)}: {dump(value)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("{\n" + ",\n".join(parts) + "\n}\n", encoding="utf-8")
+    write_text(path, "{\n" + ",\n".join(parts) + "\n}\n")

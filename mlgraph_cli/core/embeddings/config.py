@@ -4,10 +4,16 @@ import), so the commands' help can show their defaults without loading the metho
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 
 METHODS = ("asge", "word", "deepwalk", "spectral", "onehot")
 DEFAULT_DIM = 300  # width of ASGE / DeepWalk / spectral embeddings unless --dim says otherwise
+MAX_DIM = 65536  # the widest embeddings read back (core/embeddings/files.py MAX_DIMENSION)
+# Upper bounds of the whole-number settings: far beyond any use, and refused before a fit would
+# allocate (or run) that much.
+LIMITS = {"steps": 10**7, "hidden": MAX_DIM, "threads": 1024, "walks_per_label": 10**5, "walk_length": 10**5,
+          "window": 10**4, "epochs": 10**5, "dim": MAX_DIM}
 
 
 @dataclass
@@ -50,19 +56,29 @@ class EmbedConfig:
                                      ("oov", self.oov, OOV_POLICIES), ("weighting", self.weighting, WEIGHTINGS)):
             if value not in choices:
                 raise ValueError(f"unknown {name} {value!r} (choose one of: {', '.join(choices)})")
-        for name in ("steps", "hidden", "threads", "walks_per_label", "walk_length", "window", "epochs"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.dim is not None and int(self.dim) < 1:
-            raise ValueError("dim must be at least 1")
-        if not self.lr > 0:
-            raise ValueError("lr must be positive")
-        if not float(self.self_weight) >= 0:
-            raise ValueError("self_weight must be 0 or more")
+        for name, top in LIMITS.items():
+            value = getattr(self, name)
+            if name == "dim" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                raise ValueError(f"{flag(name)} {value}: must be a whole number from 1 to {top:,}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"--seed {self.seed}: must be a whole number from 0 to 2**63 - 1")
+        for name, low, high in (("tau", 0.0, 1.0), ("p", 0.0, 1.0), ("lr", 0.0, 10.0), ("self_weight", 0.0, 1e6)):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or not low <= value <= high or (name == "lr" and value == 0):
+                raise ValueError(f"{flag(name)} {value}: must be a finite number from {low:g} to {high:g}"
+                                 + (" (and not 0)" if name == "lr" else ""))
 
     def adjacency_params(self) -> dict[str, float]:
         """The parameters the chosen adjacency kind takes (recorded in the output)."""
         return params_for(self.adjacency, tau=self.tau, p=self.p)
+
+
+def flag(name: str) -> str:
+    """The option of a setting, as messages name it (``self_weight`` -> ``--self-weight``)."""
+    return "--" + name.replace("_", "-")
 
 
 def params_for(kind: str, **candidates: float) -> dict[str, float]:
@@ -96,5 +112,11 @@ class ReportConfig:
         for name, value in (("neighbours", self.neighbours), ("reference", self.reference)):
             if value is not None and value not in ADJACENCIES:
                 raise ValueError(f"unknown {name} adjacency {value!r} (choose one of: {', '.join(ADJACENCIES)})")
-        if self.topk < 0:
-            raise ValueError("topk must be 0 or more")
+        if isinstance(self.topk, bool) or not isinstance(self.topk, int) or self.topk < 0:
+            raise ValueError(f"--topk {self.topk}: must be a whole number >= 0")
+        for name in ("tau", "min_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{flag(name)} {value}: must be a finite number")
+        if not 0 <= self.tau <= 1:
+            raise ValueError(f"--tau {self.tau}: must be a number from 0 to 1")

@@ -13,8 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mlgraph_cli.core.io.outputs import atomic_output
-from mlgraph_cli.core.io.hdf5 import h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs, h5_write_strings
+from mlgraph_cli.core.io.outputs import write_output
+from mlgraph_cli.core.io.hdf5 import FLOATS, check_finite, h5_dataset, h5_open, h5_read_attrs, h5_strings, \
+    h5_write_attrs, h5_write_strings
 from mlgraph_cli.core.io.artifacts import labels_digest, maker, schema_tag
 from mlgraph_cli.errors import MismatchError, input_error
 
@@ -51,8 +52,10 @@ class LabelEmbeddings:
         return LabelEmbeddings(labels=labels, vectors=self.vectors[order], attrs=dict(self.attrs))
 
 
-def write_embeddings(path: str | os.PathLike, emb: LabelEmbeddings) -> None:
-    """Write ``emb`` atomically as an ``mlgraph/embeddings@1`` HDF5 file."""
+def write_embeddings(path: str | os.PathLike, emb: LabelEmbeddings,
+                     inputs: Sequence[str | os.PathLike | None] = ()) -> None:
+    """Write ``emb`` as an ``mlgraph/embeddings@1`` HDF5 file through
+    :func:`~mlgraph_cli.core.io.outputs.write_output` (never over one of ``inputs``)."""
     import h5py
 
     vectors = np.ascontiguousarray(emb.vectors, dtype=np.float32)
@@ -60,26 +63,37 @@ def write_embeddings(path: str | os.PathLike, emb: LabelEmbeddings) -> None:
         raise ValueError(f"embeddings of shape {vectors.shape} for {len(emb.labels)} labels")
     attrs = {**emb.attrs, "schema": schema_tag("embeddings"), "dimension": int(vectors.shape[1]),
              "labels_digest": labels_digest(emb.labels)}
-    with atomic_output(path) as tmp:
+    with write_output(path, inputs) as tmp:
         with h5py.File(tmp, "w") as f:
             h5_write_attrs(f, attrs)
             h5_write_strings(f, "labels", emb.labels)
             f.create_dataset("embeddings", data=vectors)
 
 
+# Wider than any use (ASGE's default is 300) and small enough that C x d floats fit in memory.
+MAX_DIMENSION = 65536
+
+
 def read_embeddings(path: str | os.PathLike) -> LabelEmbeddings:
-    """Read an embeddings file; its schema tag, datasets and shapes are checked (one-line errors)."""
+    """Read an embeddings file through one check of everything a consumer relies on: the schema
+    tag; ``labels`` (C distinct strings); ``embeddings`` (C x d floating-point numbers, finite,
+    d <= :data:`MAX_DIMENSION`); the ``method``, ``graph`` and ``adjacency`` attributes of the
+    kinds written. Each failure is one line naming the file and the dataset or attribute."""
     fix = f"re-make it with `{maker('embeddings')}`"
     with h5_open(path, "embeddings") as f:
-        if "labels" not in f or "embeddings" not in f:
-            raise input_error(path, "the `labels` or `embeddings` dataset is missing", fix)
-        labels = h5_read_strings(f["labels"])
-        vectors = np.asarray(f["embeddings"][...], dtype=np.float32)
+        labels = h5_strings(f, "labels", path, fix=fix)
+        ds = h5_dataset(f, "embeddings", path, kinds=FLOATS, fix=fix)
+        if ds.ndim != 2 or ds.shape[0] != len(labels):
+            raise input_error(path, f"`embeddings` has shape {ds.shape} for {len(labels)} labels", fix)
+        if not 1 <= ds.shape[1] <= MAX_DIMENSION:
+            raise input_error(path, f"`embeddings` has {ds.shape[1]} dimensions (1 to {MAX_DIMENSION} expected)", fix)
+        vectors = np.asarray(ds[...], dtype=np.float32)
         attrs = h5_read_attrs(f)
-    if vectors.ndim != 2 or vectors.shape[0] != len(labels):
-        raise input_error(path, f"`embeddings` has shape {vectors.shape} for {len(labels)} labels", fix)
     if len(set(labels)) != len(labels):
         raise input_error(path, "duplicate label names in `labels`", fix)
-    if not np.isfinite(vectors).all():
-        raise input_error(path, "`embeddings` holds NaN or infinite values", fix)
+    check_finite(vectors, "embeddings", path, fix)
+    for key, kind in (("method", str), ("graph", dict), ("adjacency", dict), ("init", str)):
+        if attrs.get(key) is not None and not isinstance(attrs[key], kind):
+            raise input_error(path, f"attribute `{key}` is {type(attrs[key]).__name__}, not "
+                                    f"{'text' if kind is str else 'JSON object text'}", fix)
     return LabelEmbeddings(labels=labels, vectors=vectors, attrs=attrs)

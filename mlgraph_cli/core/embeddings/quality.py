@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.stats import pearsonr, spearmanr
 
+from mlgraph_cli.core.evaluation.metrics import average_precision
 
 
 def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
@@ -13,18 +15,6 @@ def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
     v = np.asarray(vectors, dtype=np.float64)
     v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
     return v @ v.T
-
-
-def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
-    """Non-interpolated AP of ``scores`` (n,) against 0/1 ``positives`` (n,); tied scores form one
-    step (precision at the end of the tie), as scikit-learn's ``average_precision_score``."""
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], positives[order].astype(np.float64)
-    tp = np.cumsum(y)
-    ends = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # last index of each tie group
-    tp_end = tp[ends]
-    gained = np.diff(np.r_[0.0, tp_end])
-    return float((gained * tp_end / (ends + 1)).sum() / max(tp[-1], 1.0))
 
 
 def neighbour_ranking(vectors: np.ndarray, neighbours: np.ndarray, reference: np.ndarray | None = None,
@@ -38,18 +28,16 @@ def neighbour_ranking(vectors: np.ndarray, neighbours: np.ndarray, reference: np
     Pearson correlations with cosine over pairs i < j. pairs: optional (C, C) bool restricting
     both to a subset of pairs (held-out checks). ``nearest``: label -> top-``topk`` labels.
     """
-    from scipy.stats import pearsonr, spearmanr
-
     c = vectors.shape[0]
     cos = cosine_matrix(vectors)
     nb = np.asarray(neighbours, dtype=bool) & ~np.eye(c, dtype=bool)
     use = ~np.eye(c, dtype=bool) if pairs is None else (np.asarray(pairs, dtype=bool) & ~np.eye(c, dtype=bool))
-    aps = []
-    for i in range(c):
-        cand = use[i]
-        if nb[i, cand].any():
-            aps.append(average_precision(cos[i, cand], nb[i, cand]))
-    out: dict[str, Any] = {"map": float(np.mean(aps)) if aps else float("nan"),
+    # Label i ranks the labels j it may be compared with (use[i]) by cosine: column i of the
+    # scores, targets 1 for its neighbours, 0 for the others, -1 (left out) for the rest.
+    targets = np.where(use, nb.astype(np.int8), np.int8(-1))  # (C, C), row i = label i's candidates
+    aps = average_precision(cos.T, targets.T)  # (C,), NaN for a label without a neighbour
+    aps = aps[~np.isnan(aps)]
+    out: dict[str, Any] = {"map": float(np.mean(aps)) if len(aps) else float("nan"),
                            "labels_with_neighbours": len(aps), "labels": c}
     if reference is not None:
         ref = np.asarray(reference, dtype=np.float64)

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.errors import input_error
 
 OOV_POLICIES = ("error", "random")
@@ -86,10 +87,10 @@ def load_word_vectors(path: str | os.PathLike, *, trust_pickle: bool = False):
     """
     from gensim.models import KeyedVectors
 
-    p = Path(path)
     fix = "pass word2vec text/binary, GloVe text or a gensim .kv file to --init"
-    if not p.is_file():
-        raise input_error(p, "no such word-vector file", fix)
+    if not os.path.exists(path):
+        raise input_error(path, "no such word-vector file", fix)
+    p = check_input_file(path, fix=fix)  # a FIFO would block the read
     if p.stat().st_size == 0:
         raise input_error(p, "the word-vector file is empty", fix)
     kind = vector_format(p)
@@ -154,6 +155,9 @@ def label_vectors(kv: Any, labels: Sequence[str], *, source: str | os.PathLike =
         how[label] = found
         if vec is None:
             missing.append(label)
+        elif not np.isfinite(vec).all():  # NaN in, NaN embeddings out: refuse the file instead
+            raise input_error(source, f"the vector of {label!r} holds NaN or infinite values",
+                              "fix or remove that line of the vectors file")
         else:
             out[i] = vec
     if missing and (oov == "error" or len(missing) == len(labels)):

@@ -14,8 +14,10 @@ name, then rename), returning the path written:
   :func:`per_label_rows` computes them from scores and targets.
 
 Labels without positives are accepted everywhere: their AP, recall and F1 are None ("n/a").
-matplotlib is imported inside the functions, on the Agg canvas without pyplot (no global figure
-state, no display needed), so importing this module, or the CLI, never imports matplotlib.
+matplotlib is used on the Agg canvas without pyplot (no global figure state, no display needed).
+It and scikit-learn (whose ``precision_recall_curve`` gives the curves' points) are imported
+inside the functions that draw: the stages import this module on every run, plots or not, and
+the two cost about a second of start-up together.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mlgraph_cli.core.io.outputs import atomic_output
+from mlgraph_cli.core.evaluation.metrics import average_precision
+from mlgraph_cli.core.io.outputs import check_output_not_input, write_output
 
 CURVE_KEYS = ("train_loss", "val_loss", "val_mAP", "lr")
 DPI = 100
@@ -44,7 +47,7 @@ def _figure(width_in: float, height_in: float):
 
 def _save(fig, path: str | os.PathLike) -> Path:
     dest = Path(path)
-    with atomic_output(dest) as tmp:
+    with write_output(dest) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     return dest
 
@@ -105,23 +108,22 @@ def training_curves(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) 
 # Precision-recall curves
 
 def pr_curve(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(recall, precision) of one label, one point per distinct score (highest first), with
-    ``targets`` in {1, 0, -1 = ignore}; empty arrays when the label has no positive."""
+    """(recall, precision) of one label, one point per distinct score (highest first; scikit-learn's
+    ``precision_recall_curve``), with ``targets`` in {1, 0, -1 = ignore}; empty arrays when the
+    label has no positive."""
     keep = targets >= 0
     s, t = scores[keep], targets[keep] == 1
-    npos = int(t.sum())
-    if npos == 0:
+    if not t.any():
         return np.zeros(0), np.zeros(0)
-    order = np.argsort(-s, kind="stable")
-    s, t = s[order], t[order]
-    ends = np.r_[np.flatnonzero(s[:-1] != s[1:]), len(s) - 1]  # last index of each tie block
-    tp = np.cumsum(t)[ends]
-    return tp / npos, tp / (ends + 1)
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, _ = precision_recall_curve(t, s)  # recall falling, ending at the (0, 1) anchor
+    return recall[-2::-1], precision[-2::-1]
 
 
-def _ap(recall: np.ndarray, precision: np.ndarray) -> float:
-    """Non-interpolated AP from the curve: sum of precision x recall step (as metrics.py computes it)."""
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+def _label_ap(scores: np.ndarray, targets: np.ndarray) -> float:
+    """AP of one label (metrics.average_precision: the one AP of the toolkit)."""
+    return float(average_precision(scores[:, None], targets[:, None])[0])
 
 
 def precision_recall_curves(scores: Any, targets: Any, labels: Sequence[str], path: str | os.PathLike, *,
@@ -138,7 +140,7 @@ def precision_recall_curves(scores: Any, targets: Any, labels: Sequence[str], pa
     if s.ndim != 2 or s.shape != t.shape or s.shape[1] != len(labels):
         raise ValueError(f"scores {s.shape}, targets {t.shape} and {len(labels)} labels do not agree")
     curves = [pr_curve(s[:, k], t[:, k]) for k in range(len(labels))]
-    aps = [_ap(*c) if len(c[0]) else None for c in curves]
+    aps = [_label_ap(s[:, k], t[:, k]) if len(curves[k][0]) else None for k in range(len(labels))]
     with_pos = sorted((k for k in range(len(labels)) if aps[k] is not None), key=lambda k: -aps[k])
     without = [k for k in range(len(labels)) if aps[k] is None]
     title = f"precision-recall, {len(labels)} labels"
@@ -159,12 +161,13 @@ def precision_recall_curves(scores: Any, targets: Any, labels: Sequence[str], pa
     fig = _figure(2.6 * cols, 2.5 * nrows + 0.4)
     axes = np.atleast_1d(fig.subplots(nrows, cols, sharex=True, sharey=True)).ravel()
     micro = pr_curve(s.ravel(), t.ravel())
-    panels = [("all labels (micro)", micro, int((t == 1).sum()))]
-    panels += [(labels[k], curves[k], int((t[:, k] == 1).sum())) for k in shown]
-    for ax, (name, (rec, prec), npos) in zip(axes, panels):
+    micro_ap = _label_ap(s.ravel(), t.ravel()) if len(micro[0]) else None
+    panels = [("all labels (micro)", micro, micro_ap, int((t == 1).sum()))]
+    panels += [(labels[k], curves[k], aps[k], int((t[:, k] == 1).sum())) for k in shown]
+    for ax, (name, (rec, prec), ap, npos) in zip(axes, panels):
         if len(rec):
             ax.step(np.r_[0.0, rec], np.r_[prec[0], prec], where="pre", color="tab:blue")
-            ax.set_title(f"{_short(name)}\nAP {100 * _ap(rec, prec):.1f}, {npos} pos.", fontsize=9)
+            ax.set_title(f"{_short(name)}\nAP {100 * ap:.1f}, {npos} pos.", fontsize=9)
         else:
             ax.text(0.5, 0.5, "no positives", ha="center", va="center", transform=ax.transAxes, color="grey")
             ax.set_title(_short(name), fontsize=9)
@@ -193,8 +196,6 @@ def per_label_rows(scores: Any, targets: Any, labels: Sequence[str], threshold: 
     """The rows :func:`per_label_chart` draws: AP, precision, recall, F1 (percent, None when
     undefined) and positives of each label; a label is predicted where its probability reaches
     ``threshold`` (one value, or one per label). Entries with target -1 are left out."""
-    from mlgraph_cli.core.evaluation.metrics import average_precision
-
     s = np.asarray(scores, dtype=np.float64)
     t = np.asarray(targets).astype(np.int8)
     cut = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (s.shape[1],))
@@ -258,10 +259,12 @@ def threshold_caption(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def evaluation_plots(scores: Any, targets: Any, labels: Sequence[str], rows: Sequence[Mapping[str, Any]],
-                     folder: str | os.PathLike, stem: str) -> tuple[dict[str, str], list[Path], list[str]]:
+                     folder: str | os.PathLike, stem: str, inputs: Iterable[str | os.PathLike | None] = ()
+                     ) -> tuple[dict[str, str], list[Path], list[str]]:
     """What ``mlgraph evaluate`` draws: ``folder/<stem>.pr.png`` (:func:`precision_recall_curves`)
     and ``folder/<stem>.labels.png`` (:func:`per_label_chart` of ``rows``). A figure that fails
-    is a warning, not an error: the metrics are the result. Returns (kind -> absolute path, the
+    is a warning, not an error: the metrics are the result; so is a figure whose name is one of
+    ``inputs`` (it is not written). Returns (kind -> absolute path, the
     paths written, the warnings)."""
     written: dict[str, str] = {}
     paths: list[Path] = []
@@ -270,6 +273,7 @@ def evaluation_plots(scores: Any, targets: Any, labels: Sequence[str], rows: Seq
                       ("labels", lambda p: per_label_chart(rows, p))):
         path = Path(folder) / f"{stem}.{key}.png"
         try:
+            check_output_not_input(path, inputs, flag="--plots")
             path.parent.mkdir(parents=True, exist_ok=True)
             paths.append(draw(path))
             written[key] = os.fspath(path.resolve())

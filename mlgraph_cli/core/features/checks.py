@@ -2,7 +2,8 @@
 
 Writing: each row gets a CRC-32 of its bytes and the counters of the batch that wrote it, so a
 resumed run keeps only rows that are verifiably on disk; a batch that would not fit on the disk
-is refused before HDF5 starts it. Reading: the maps are finite and the labels are -1, 0 or 1.
+is refused before HDF5 starts it. Reading: the attributes acted on are of the kinds written, the
+maps are finite and the labels are -1, 0 or 1; the rows' CRCs give a file its fingerprint.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def check_labels(path: Path, labels: np.ndarray, maker: str) -> None:
     bad = np.flatnonzero(~np.isin(labels, (-1, 0, 1)).all(axis=1)) if labels.size else []
     if len(bad):
         row = int(bad[0])
-        value = int(labels[row][~np.isin(labels[row], (-1, 0, 1))][0])
+        value = f"{labels[row][~np.isin(labels[row], (-1, 0, 1))][0].item():g}"  # 0.5 stays 0.5
         raise InputError(f"{path}: labels must be -1, 0 or 1, but row {row} holds {value} ({len(bad):,} row(s) "
                          f"affected; remake the file with `{maker}`)")
 
@@ -179,6 +180,45 @@ def _rows(index: Any, n: int | None) -> list[int]:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def check_file_attrs(path: Path, attrs: dict[str, Any], fix: str) -> None:
+    """The attributes a reader acts on, of the kinds the writers store; a file still being written is refused."""
+    complete = attrs.get("complete", False)
+    if not isinstance(complete, (bool, int)):
+        raise InputError(f"{path}: attribute `complete` is not true or false ({fix})")
+    if not complete:
+        raise InputError(f"{path}: the features file is incomplete (finish it by running `mlgraph extract` again)")
+    for key, kind, what in (("modality", str, "text"), ("backbone_config", dict, "JSON object text")):
+        if attrs.get(key) is not None and not isinstance(attrs[key], kind):
+            raise InputError(f"{path}: attribute `{key}` is not {what} ({fix})")
+
+
+def map_shape(ds: Any, name: str, path: Path, fix: str) -> tuple[int, ...]:
+    """(D, H, W) of a maps dataset, each at least 1."""
+    shape = tuple(int(d) for d in ds.shape[1:])
+    if min(shape) < 1:
+        raise InputError(f"{path}: `{name}` has shape {tuple(ds.shape)}: an empty map per row ({fix})")
+    return shape
+
+
+def rows_digest(path: Path, ids: Sequence[str], labels: np.ndarray | None, attrs: dict[str, Any],
+                shape: tuple[int, ...]) -> str:
+    """A fingerprint of a features file's rows, cheap to take: sha256 of its per-row CRC-32s (of
+    maps, ids and labels, ``row_crc``) and of the extraction settings; files made before
+    ``row_crc`` fall back to the ids and labels."""
+    h = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        crc = f.get("row_crc")
+        if isinstance(crc, h5py.Dataset) and crc.dtype.kind in "iu" and crc.ndim == 1:
+            h.update(rows_fingerprint(f).encode())
+        else:
+            h.update("\n".join(ids).encode("utf-8", "surrogatepass"))
+            if labels is not None:
+                h.update(np.ascontiguousarray(labels, dtype=np.int8).tobytes())
+    settings = {k: attrs.get(k) for k in ("backbone_config", "plan_digest", "provenance")}
+    h.update(json.dumps([settings, list(shape)], sort_keys=True, default=str).encode("utf-8"))
+    return h.hexdigest()[:32]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The largest input side in px a backbone is run at (a 8192 x 8192 image is 200 MB of floats).
+MAX_IMAGE_SIZE = 8192
+
 
 @dataclass
 class ExtractConfig:
@@ -34,9 +37,17 @@ class ExtractConfig:
         if isinstance(self.layers, str):
             self.layers = [self.layers]
         self.layers = [str(x) for x in (self.layers or [])]
+        if self.image_size is not None and not 1 <= int(self.image_size) <= MAX_IMAGE_SIZE:
+            raise ValueError(f"--image-size {self.image_size}: must be a whole number of px from 1 to {MAX_IMAGE_SIZE}")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.workers is not None and int(self.workers) < 0:
             raise ValueError(f"workers must be 0 or more, got {self.workers}")
         if self.threads is not None and int(self.threads) < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not 0 <= self.fps < float("inf"):
+            raise ValueError(f"--fps {self.fps}: must be a finite number of frames per second")
+        for name in ("frames", "max_frames"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= int(value) <= 10**5:
+                raise ValueError(f"--{name.replace('_', '-')} {value}: must be a whole number from 1 to 100,000")

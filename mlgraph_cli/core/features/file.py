@@ -19,8 +19,7 @@ point restarts from ``inputs_done`` (rows past ``rows_done`` are truncated). On 
 read back and checked against ``row_crc``; the file is cut at the start of the first batch with a
 row that is not what was written (a full disk can leave counters whose rows never got there).
 When every input is consumed the file is marked complete and renamed onto the destination.
-Feature maps are stored with HDF5 fletcher32 checksums; reading checks them, that maps are finite
-and that labels are -1, 0 or 1 (core/features/checks.py).
+Reading checks every dataset, the maps' fletcher32 checksums and finiteness, labels in {-1, 0, 1}.
 """
 
 from __future__ import annotations
@@ -34,11 +33,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from mlgraph_cli.core.io.outputs import output_target
-from mlgraph_cli.core.io.hdf5 import h5_open, h5_read_attrs, h5_read_strings, h5_write_attrs
+from mlgraph_cli.core.io.hdf5 import FLOATS, NUMBERS, h5_dataset, h5_open, h5_read_attrs, h5_strings, h5_write_attrs
 from mlgraph_cli.core.io.artifacts import labels_digest, schema_tag
-from mlgraph_cli.core.features.checks import (check_finite, check_free_space, check_labels, check_virtual_sources,
-                                              damaged, disk_errors, row_crcs, truncate_to_verified)
-from mlgraph_cli.errors import InputError
+from mlgraph_cli.core.features.checks import (check_file_attrs, check_finite, check_free_space, check_labels,
+                                              check_virtual_sources, damaged, disk_errors, map_shape, row_crcs,
+                                              rows_digest, truncate_to_verified)
 
 MAIN = "features"
 AUX = "features_aux"
@@ -206,23 +205,30 @@ class FeatureWriter:
 
 
 class FeatureFile:
-    """Read access to a features file. Opens the HDF5 file lazily per process (safe with DataLoader workers)."""
+    """Read access to a features file, opened lazily per process (safe with DataLoader workers).
+    Opening checks every dataset and attribute a consumer relies on (core/features/checks.py), so a
+    hand-edited file is one line naming the dataset, never a traceback or a silent subset."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         with h5_open(self.path, "features") as f:
             self.attrs = h5_read_attrs(f)
-            if not self.attrs.get("complete", False):
-                raise InputError(f"{self.path}: the features file is incomplete (finish it by running `mlgraph extract` again)")
-            self.ids = h5_read_strings(f["ids"])
-            self.files = h5_read_strings(f["files"])
-            self.label_names = h5_read_strings(f["label_names"]) if "label_names" in f else None
-            self.labels = f["labels"][:] if "labels" in f else None
-            self.feature_shape = tuple(f[MAIN].shape[1:])
-            self.aux_shape = tuple(f[AUX].shape[1:]) if AUX in f else None
-            self.skipped = h5_read_strings(f["skipped"]) if "skipped" in f else []
+            self.maker = "mlgraph import-yt8m" if self.attrs.get("modality") == "video" else "mlgraph extract"
+            fix = f"remake it with `{self.maker}`"
+            check_file_attrs(self.path, self.attrs, fix)
+            main = h5_dataset(f, MAIN, self.path, kinds=FLOATS, ndim=4, fix=fix)
+            n = main.shape[0]
+            self.feature_shape = map_shape(main, MAIN, self.path, fix)  # (D, H, W), each >= 1
+            aux = h5_dataset(f, AUX, self.path, kinds=FLOATS, ndim=4, rows=n, fix=fix, required=False)
+            self.aux_shape = map_shape(aux, AUX, self.path, fix) if aux is not None else None
+            self.ids = h5_strings(f, "ids", self.path, rows=n, fix=fix)
+            self.files = h5_strings(f, "files", self.path, rows=n, fix=fix)
+            labels = h5_dataset(f, "labels", self.path, kinds=NUMBERS, ndim=2, rows=n, fix=fix, required=False)
+            self.labels = labels[:] if labels is not None else None
+            self.label_names = h5_strings(f, "label_names", self.path, fix=fix, required=labels is not None,
+                                          rows=labels.shape[1] if labels is not None else None)
+            self.skipped = h5_strings(f, "skipped", self.path, fix=fix, required=False) or []
             check_virtual_sources(self.path, f)  # a merge --virtual's shard files must be beside it
-        self.maker = "mlgraph import-yt8m" if self.attrs.get("modality") == "video" else "mlgraph extract"
         if self.labels is not None:
             check_labels(self.path, self.labels, self.maker)
         self._h5 = None
@@ -231,24 +237,24 @@ class FeatureFile:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def content_digest(self) -> str:
+        """The rows' fingerprint (:func:`rows_digest`): ``--resume`` notices a file made again in place."""
+        return rows_digest(self.path, self.ids, self.labels, self.attrs, self.feature_shape)
+
     @property
     def has_aux(self) -> bool:
         return self.aux_shape is not None
 
     def _file(self):
         import h5py
-
         if self._h5 is None or self._pid != os.getpid():
             self._h5 = h5py.File(self.path, "r")
             self._pid = os.getpid()
         return self._h5
 
     def read(self, index: int | Sequence[int] | slice, name: str = MAIN) -> np.ndarray:
-        """Feature maps as float32: (D, H, W) for an int, (B, D, H, W) for a sorted list or slice.
-
-        A chunk whose stored checksum fails, or maps that are not finite, are a one-line
-        :class:`InputError` naming the file and the command that remakes it.
-        """
+        """Feature maps as float32: (D, H, W) for an int, (B, D, H, W) for a sorted list or slice. A chunk
+        whose checksum fails, or maps that are not finite, are a one-line :class:`InputError`."""
         try:
             out = self._read(index, name)
         except OSError as exc:
@@ -258,10 +264,8 @@ class FeatureFile:
 
     def _read(self, index: int | Sequence[int] | slice, name: str) -> np.ndarray:
         ds = self._file()[name]
-        if isinstance(index, (int, np.integer)):
-            return ds[int(index)].astype(np.float32)
-        if isinstance(index, slice):
-            return ds[index].astype(np.float32)
+        if isinstance(index, (int, np.integer, slice)):
+            return ds[index if isinstance(index, slice) else int(index)].astype(np.float32)
         idx = np.asarray(index, dtype=np.int64)
         out = np.empty((len(idx), *ds.shape[1:]), dtype=np.float32)
         # h5py's fancy indexing is ~20x slower than slicing one-image chunks: read each run of
@@ -286,11 +290,9 @@ class FeatureFile:
             self._h5 = None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_h5"] = None
-        state["_pid"] = None
-        return state
+        return {**self.__dict__, "_h5": None, "_pid": None}
 
 
 def open_features(path: str | os.PathLike) -> FeatureFile:
     return FeatureFile(path)
+

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from mlgraph_cli.core.annotations import LabelSet, declare_labels, load_annotations, read_label_set
 from mlgraph_cli.core.io.inputs import check_inside_folder
-from mlgraph_cli.core.io.outputs import atomic_write_text
+from mlgraph_cli.core.io.outputs import write_text
 from mlgraph_cli.core.media.images import SkippedImage, common_root, list_images, real_path, relative_names
 from mlgraph_cli.core.media.videos import VIDEO_SUFFIXES, is_video_path, only_videos
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
@@ -176,5 +176,5 @@ def write_skipped_report(dest: Path, skipped: list[SkippedImage]) -> Path | None
     if not skipped:
         path.unlink(missing_ok=True)
         return None
-    atomic_write_text(path, "".join(s.line() + "\n" for s in skipped))
+    write_text(path, "".join(s.line() + "\n" for s in skipped))
     return path

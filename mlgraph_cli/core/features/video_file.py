@@ -32,6 +32,8 @@ import numpy as np
 
 from mlgraph_cli.core.features.checks import disk_errors
 from mlgraph_cli.core.features.file import FeatureFile, FeatureWriter
+from mlgraph_cli.core.io.hdf5 import check_finite, h5_dataset
+from mlgraph_cli.core.io.inputs import special_file
 from mlgraph_cli.errors import InputError
 
 MODALITY = "video"
@@ -103,16 +105,36 @@ class Segments:
 
 
 class VideoFeatureFile(FeatureFile):
-    """A features file made by ``mlgraph import-yt8m``: adds ``lengths``, ``mask()`` and ``segments``."""
+    """A features file made by ``mlgraph import-yt8m``: adds ``lengths``, ``mask()`` and ``segments``.
+
+    Opening checks them as the base class checks the rest: ``lengths`` N whole numbers from 0 to T,
+    the segment datasets of one length, each segment on a row of the file and a label column of
+    it, with a start >= 0 and a finite score."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path)
         if self.attrs.get("modality") != MODALITY:
             raise InputError(f"{self.path}: an image features file, not a video one "
                              f"(make one with `mlgraph import-yt8m`)")
+        fix = f"remake it with `{self.maker}`"
+        n, t = len(self.ids), self.frames
         with self._reader() as f:
-            self.lengths = f["lengths"][:].astype(np.int64)
-            self.segments = Segments(*(f[name][:] for name in SEGMENT_DATASETS))
+            self.lengths = h5_dataset(f, "lengths", self.path, kinds="iu", ndim=1, rows=n, fix=fix)[:].astype(np.int64)
+            columns = [h5_dataset(f, name, self.path, kinds=kinds, ndim=1, fix=fix)[:]
+                       for name, kinds in zip(SEGMENT_DATASETS, ("iu", "iu", "iu", "f"))]
+        if len(self.lengths) and not ((self.lengths >= 0) & (self.lengths <= t)).all():
+            raise InputError(f"{self.path}: `lengths` holds values outside 0 to {t} frames ({fix})")
+        if len({len(c) for c in columns}) > 1:
+            raise InputError(f"{self.path}: the segment datasets have different lengths ({fix})")
+        video, start, label, score = columns
+        c = len(self.label_names or [])
+        for name, values, top in (("segment_video", video, n), ("segment_start", start, np.inf),
+                                  ("segment_label", label, c)):
+            if len(values) and not ((values >= 0) & (values < top)).all():
+                raise InputError(f"{self.path}: `{name}` holds values outside 0 to {top - 1:g} ({fix})")
+        check_finite(score, "segment_score", self.path, fix)
+        self.segments = Segments(video.astype(np.int64), start.astype(np.int64), label.astype(np.int64),
+                                 score.astype(np.float32))
 
     def _reader(self):
         import h5py
@@ -134,12 +156,15 @@ def is_video_features(path: str | os.PathLike) -> bool:
     """Whether a features file holds video (``modality = "video"``); False for image features."""
     import h5py
 
+    if special_file(path) is not None:  # a FIFO would block the open: the reader names what it is
+        return False
     try:
         with h5py.File(Path(path), "r") as f:
             value = f.attrs.get("modality")
     except OSError:
         return False
-    return (value.decode() if isinstance(value, bytes) else value) == MODALITY
+    return isinstance(value, (str, bytes)) and (value.decode("utf-8", "replace") if isinstance(value, bytes)
+                                                else value) == MODALITY
 
 
 def load_video_features(path: str | os.PathLike, rows: Sequence[int] | None = None) -> dict[str, Any]:

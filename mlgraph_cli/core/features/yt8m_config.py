@@ -18,5 +18,7 @@ class ImportYt8mConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.max_frames, int) or self.max_frames < 1:
             raise ValueError(f"max_frames must be a whole number >= 1, not {self.max_frames!r}")
+        if self.max_frames > 10**5:  # (B, 1152, T) would not fit in memory; YouTube-8M videos have <= 300 frames
+            raise ValueError(f"max_frames must be at most 100000, not {self.max_frames!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1, not {self.batch_size!r}")

@@ -23,17 +23,21 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from mlgraph_cli.core.io.outputs import atomic_output, atomic_write_text
-from mlgraph_cli.core.io.artifacts import check_schema, maker, read_json
+from mlgraph_cli.core.io.outputs import write_output, write_text
+from mlgraph_cli.core.io.artifacts import check_schema, maker
+from mlgraph_cli.core.io.jsonfile import read_json
 from mlgraph_cli.core.io.hdf5 import refuse_hdf5
+from mlgraph_cli.core.io.inputs import check_input_file
+from mlgraph_cli.core.io.jsonfile import describe
 from mlgraph_cli.core.graph.counts import LabelGraph
 from mlgraph_cli.errors import MismatchError, input_error
 
 FIX = f"rebuild it with `{maker('graph')}`"
 
 
-def write_graph(graph: LabelGraph, path: str | os.PathLike) -> None:
-    """Write node-link JSON (``.json`` or ``-`` for stdout) or GraphML (``.graphml``), atomically."""
+def write_graph(graph: LabelGraph, path: str | os.PathLike, inputs: Sequence[str | os.PathLike | None] = ()) -> None:
+    """Write node-link JSON (``.json`` or ``-`` for stdout) or GraphML (``.graphml``) through
+    :func:`~mlgraph_cli.core.io.outputs.write_output` (never over one of ``inputs``)."""
     p = os.fspath(path)
     if p.endswith(".graphml"):
         import networkx as nx
@@ -43,11 +47,11 @@ def write_graph(graph: LabelGraph, path: str | os.PathLike) -> None:
         for key, value in list(g.graph.items()):
             if isinstance(value, (list, dict)) or value is None:
                 g.graph[key] = json.dumps(value, ensure_ascii=False)
-        with atomic_output(p) as tmp:
+        with write_output(p, inputs) as tmp:
             nx.write_graphml(g, tmp)
         return
     text = _node_link_text(graph)
-    atomic_write_text(p, text)
+    write_text(p, text, inputs)
 
 
 def _node_link_text(graph: LabelGraph) -> str:
@@ -74,10 +78,8 @@ def read_graph(path: str | os.PathLike, *, labels: Sequence[str] | None = None) 
     labels: when given, the label order the caller expects (e.g. from features); a graph with
     other labels or another order raises :class:`MismatchError`.
     """
-    p = Path(path)
     fix = f"make one with `{maker('graph')}`"
-    if not p.is_file():
-        raise input_error(p, "no such file", fix)
+    p = check_input_file(path, fix=fix)
     refuse_hdf5(p, "graph")  # an embeddings or features file is named as such, not as malformed JSON
     if p.suffix == ".graphml":
         graph = _read_graphml(p)
@@ -85,17 +87,21 @@ def read_graph(path: str | os.PathLike, *, labels: Sequence[str] | None = None) 
         data = read_json(p, fix=fix)
         if not isinstance(data, dict) or "nodes" not in data:
             check_schema(p, None, "graph")
-        attrs = dict(data.get("graph") or {})
+        attrs = data.get("graph")
+        if not isinstance(attrs, dict):
+            raise input_error(p, f'"graph" is {describe(attrs)}, not the object of graph attributes', FIX)
         check_schema(p, attrs.get("schema"), "graph")
-        edges = data.get("edges", data.get("links", []))
+        nodes, edges = data["nodes"], data.get("edges", data.get("links", []))
+        for key, items in (("nodes", nodes), ("edges", edges)):
+            if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+                raise input_error(p, f'"{key}" must be a list of objects', FIX)
         try:  # map + itemgetter: C-level passes over millions of edges
             sources = list(map(operator.itemgetter("source"), edges))
             targets = list(map(operator.itemgetter("target"), edges))
             counts = list(map(operator.itemgetter("count"), edges))
-        except (KeyError, TypeError):
-            raise input_error(p, "an edge lacks a source, target or count",
-                              f"rebuild it with `{maker('graph')}`") from None
-        graph = _from_parts(p, attrs, data["nodes"], sources, targets, counts)
+        except KeyError:
+            raise input_error(p, "an edge lacks a source, target or count", FIX) from None
+        graph = _from_parts(p, dict(attrs), nodes, sources, targets, counts)
     if labels is not None:
         check_labels(graph, labels, p)
     return graph
@@ -147,13 +153,14 @@ def _from_parts(p: Path, attrs: dict[str, Any], nodes: list[dict], sources: list
     attrs.pop("schema", None)
     num_images = attrs.pop("num_images", None)
     try:
-        names = [str(n["id"]) for n in nodes]
-        index_of = {str(n["id"]): int(n.get("index", k)) for k, n in enumerate(nodes)}
+        names = [_name(n["id"]) for n in nodes]
+        index_of = {_name(n["id"]): _index(n.get("index", k)) for k, n in enumerate(nodes)}
     except (KeyError, TypeError, ValueError):
-        raise input_error(p, "a node lacks an id or has an index that is not a number", fix) from None
+        raise input_error(p, "a node lacks an id (text) or has an index that is not a whole number", fix) from None
     if order is None:
         order = sorted(index_of, key=index_of.__getitem__)
-    if not isinstance(order, list) or sorted(map(str, order)) != sorted(names) or len(set(order)) != len(order):
+    if not isinstance(order, list) or not all(isinstance(x, str) for x in order) \
+            or sorted(order) != sorted(names) or len(set(order)) != len(order):
         raise input_error(p, "the label order does not match the graph's nodes (the file was edited by hand?)", fix)
     index = {name: i for i, name in enumerate(order)}
     c = len(order)
@@ -163,6 +170,8 @@ def _from_parts(p: Path, attrs: dict[str, Any], nodes: list[dict], sources: list
         cols = np.fromiter(map(index.__getitem__, targets), dtype=np.int64, count=e)
     except KeyError as exc:
         raise input_error(p, f"an edge names {exc.args[0]!r}, which is not a node", fix) from None
+    except TypeError:  # an unhashable source or target (a list, an object)
+        raise input_error(p, "an edge's source or target is not a label name", fix) from None
     by_name = {str(n["id"]): n.get("count", 0) for n in nodes}
     raw_counts = [by_name[name] for name in order]
     image_counts, bad = _whole_numbers(raw_counts)
@@ -186,17 +195,34 @@ def _whole_numbers(values: Sequence[Any]) -> tuple[np.ndarray, int | None]:
 
     Whole floats (2.0) are accepted; fractions, strings, booleans and NaN are not.
     """
-    arr = np.asarray(values) if len(values) else np.zeros(0, dtype=np.int64)
+    try:
+        arr = np.asarray(values) if len(values) else np.zeros(0, dtype=np.int64)
+    except (ValueError, TypeError):  # lists among the numbers: found one by one below
+        arr = np.zeros((0, 0))
     if arr.ndim == 1 and arr.dtype.kind in "iu":
         return arr.astype(np.int64), None
     if arr.ndim == 1 and arr.dtype.kind == "f":
-        ok = np.isfinite(arr) & (arr == np.round(arr))
+        ok = np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) <= 2**53)
         bad = np.flatnonzero(~ok)
         return (arr.astype(np.int64), None) if not len(bad) else (arr, int(bad[0]))
     for k, v in enumerate(values):  # mixed or odd types: look one by one (only for a broken file)
-        if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
+        if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, float) and v.is_integer()
+                                                              and abs(v) <= 2**53)):
             return arr, k
     return np.asarray(values, dtype=np.int64), None
+
+
+def _name(value: Any) -> str:
+    """A node id: text (networkx also writes whole numbers); anything else is refused."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(value)
+    return str(value)
+
+
+def _index(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(value)
+    return value
 
 
 def check_counts(p: str | os.PathLike, labels: Sequence[str], image_counts: np.ndarray, rows: np.ndarray,

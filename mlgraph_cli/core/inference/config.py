@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlgraph_cli.core.features.config import MAX_IMAGE_SIZE
+
 FORMATS = ("table", "jsonl", "csv")
 CHECKPOINTS = ("best", "last")
 TUNED = "tuned"  # --threshold tuned: the run's per-label thresholds (chosen on validation at train time)
@@ -43,10 +45,13 @@ class PredictConfig:
             raise ValueError(f"--format {self.format}: unknown (choose one of: {', '.join(FORMATS)})")
         if self.checkpoint not in CHECKPOINTS:
             raise ValueError(f"--checkpoint {self.checkpoint}: choose one of {', '.join(CHECKPOINTS)}")
+        if self.image_size is not None and (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
+                                            or not 1 <= self.image_size <= MAX_IMAGE_SIZE):
+            raise ValueError(f"--image-size {self.image_size}: must be a whole number of px from 1 to {MAX_IMAGE_SIZE}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"--batch-size {self.batch_size}: must be at least 1")
         if isinstance(self.segment_seconds, bool) or not isinstance(self.segment_seconds, (int, float)) \
-                or not self.segment_seconds > 0:
+                or not 0 < self.segment_seconds < float("inf"):
             raise ValueError(f"--segment-seconds {self.segment_seconds}: must be a positive number of seconds")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             raise ValueError(f"--threads {self.threads}: must be 0 (automatic) or a number of threads")

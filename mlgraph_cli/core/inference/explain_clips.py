@@ -59,7 +59,7 @@ def predict_clip_files(paths: Sequence[Path], run_dir: str | os.PathLike, *, top
 
     threshold: one probability, None for the run's own, or a function of the loaded run giving one
     threshold per label (how the predict stage passes ``--threshold tuned``)."""
-    from mlgraph_cli.core.io.outputs import atomic_output
+    from mlgraph_cli.core.io.outputs import write_output
     from mlgraph_cli.core.device import resolve_device
     from mlgraph_cli.core.inference.scoring import select_labels
 
@@ -92,7 +92,7 @@ def predict_clip_files(paths: Sequence[Path], run_dir: str | os.PathLike, *, top
             sheet = explain_strip(item, [(index[n], n, s) for n, s in shown])
             rel = os.path.relpath(item.path, root) if root else Path(item.path).name
             dest = explain_dir / (rel.replace(os.sep, "__").replace("..", "_") + ".png")
-            with atomic_output(dest) as tmp:
+            with write_output(dest) as tmp:
                 sheet.save(tmp, format="PNG")
             explained.append(dest)
     progress.stop()

@@ -49,7 +49,7 @@ class VideoPredictor:
 
         batch: list[tuple[str, Any]] = []
         progress.start("Predicting", total=None, unit="videos")
-        for path, index, item in iter_videos(files):
+        for path, index, item in iter_videos(files, unique_ids=False):  # scoring a video twice harms nothing
             if isinstance(item, BadRecord):
                 self.skipped.append(Skipped(f"{path}#{index}", item.reason))
                 continue

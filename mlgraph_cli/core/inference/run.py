@@ -23,7 +23,7 @@ import torch
 from mlgraph_cli.core.training import checkpoint as ckpt
 from mlgraph_cli.core.io.artifacts import maker
 from mlgraph_cli.core.training.trainer import Classifier
-from mlgraph_cli.errors import InputError, MismatchError
+from mlgraph_cli.errors import InputError, MismatchError, MlgraphError
 
 
 @dataclass
@@ -83,7 +83,12 @@ def _build_head(run: Path, config: dict[str, Any], tensors: dict[str, torch.Tens
     head_cfg = dict(config.get("head") or {})
     if "name" not in head_cfg:
         raise InputError(f"{run / ckpt.CONFIG}: no head config (re-train with `{maker('run')}`)")
-    head = build_head(**head_cfg)
+    try:
+        head = build_head(**head_cfg)
+    except (MlgraphError, TypeError, ValueError, RuntimeError) as exc:  # options hand-edited into nonsense
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MismatchError(f"{run / ckpt.CONFIG}: \"head\" does not describe a head mlgraph can build ({first}) "
+                            f"(re-train with `{maker('run')}`, or restore the run's own config.json)") from None
     state = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
     try:
         head.load_state_dict(state)

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 from mlgraph_cli import __version__
-from mlgraph_cli.errors import SchemaError, input_error
+from mlgraph_cli.errors import SchemaError
 
 # kind -> (schema tag, the command that makes it)
 SCHEMAS: dict[str, tuple[str, str]] = {
@@ -87,23 +85,3 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def read_json(path: str | os.PathLike, *, fix: str | None = None) -> Any:
-    """Parse a JSON file; missing, empty or malformed files become one-line input errors."""
-    p = Path(path)
-    if not p.is_file():
-        raise input_error(p, "no such file", fix)
-    text = p.read_text(encoding="utf-8", errors="replace")
-    if not text.strip():
-        raise input_error(p, "the file is empty", fix)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise input_error(p, f"malformed JSON: {exc.msg}", fix, line=exc.lineno) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# HDF5 helpers (h5py is imported lazily so the CLI starts fast)
-
-

@@ -1,20 +1,25 @@
-"""The one way an output is written.
+"""The one way an output is written: :func:`write_output` (and :func:`write_text`,
+:func:`write_json` on top of it), which every command's files go through.
 
 - Never over an input: :func:`check_output_not_input` compares an output with the command's
-  inputs after resolving symlinks and ``..`` (and, for files that exist, by inode, so hard links
-  count), before anything is read.
+  inputs (the files named on the command line and those read without being named: a run's
+  config.json and weights, a list file, a vocabulary) after resolving symlinks and ``..`` (and,
+  for files that exist, by inode, so hard links count), before anything is written.
 - Never replacing what is not a regular file: :func:`output_target` follows links to the file
   they name; a character device or a FIFO is a stream the bytes are written into; anything else
   (a block device, a socket) is refused.
-- Never half a file: :func:`atomic_output` writes to a temporary name beside the destination and
-  renames it into place, with the mode a plain ``open()`` would give (0666 less the umask).
+- Never half a file: the content goes to a temporary name beside the destination and is renamed
+  into place, with the mode a plain ``open()`` would give (0666 less the umask).
 - One writer at a time: :class:`WriteLock`, an advisory lock on ``.<name>.lock`` beside the
-  output. Why a lock file of our own rather than HDF5's file locking: HDF5 only locks while the
-  file is open, reports a held lock as the same ``OSError`` as a damaged file, and is switched off
-  by ``HDF5_USE_FILE_LOCKING=FALSE`` on many clusters. ``fcntl.flock`` on a separate file is
-  released by the kernel when the process dies (even by ``kill -9``, so a lock never goes stale),
-  and the PID written into the file lets the message say who holds it. Where ``fcntl`` does not
-  exist (Windows) no lock is taken.
+  output (a run folder's lock is beside the folder). Why a lock file of our own rather than
+  HDF5's file locking: HDF5 only locks while the file is open, reports a held lock as the same
+  ``OSError`` as a damaged file, and is switched off by ``HDF5_USE_FILE_LOCKING=FALSE`` on many
+  clusters. ``fcntl.flock`` on a separate file is released by the kernel when the process dies
+  (even by ``kill -9``, so a lock never goes stale), and the PID written into the file lets the
+  message say who holds it. Where ``fcntl`` does not exist (Windows) no lock is taken.
+
+Writers that build a resumable file of their own (``extract``, ``import-yt8m``, ``merge``) use the
+same pieces: :func:`check_output` first, then :class:`WriteLock` on the target it returns.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from mlgraph_cli.core.io.inputs import special_kind
 from mlgraph_cli.errors import MlgraphError
 
 
@@ -56,7 +62,7 @@ def output_target(path: str | os.PathLike, *, stream_ok: bool = True) -> tuple[P
         return Path(os.path.realpath(dest)), False
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(dest))
-    kind = _special_kind(st.st_mode)
+    kind = special_kind(st.st_mode)
     if stream_ok and (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
         return dest, True
     fix = "pass the name of a file to write" if not stream_ok else "pass a file name, or a pipe or /dev/stdout"
@@ -64,40 +70,51 @@ def output_target(path: str | os.PathLike, *, stream_ok: bool = True) -> tuple[P
                        f"({fix} with -o)")
 
 
-def _special_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "a special file"
+def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), *, flag: str = "-o",
+                 stream_ok: bool = True) -> tuple[Path, bool]:
+    """What :func:`write_output` checks before it writes, for a stage to call before its work:
+    ``path`` is none of ``inputs`` and can be written without replacing what is not a regular file.
+    Returns :func:`output_target`'s ``(path, is_stream)``."""
+    check_output_not_input(path, inputs, flag=flag)
+    return output_target(path, stream_ok=stream_ok)
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path for ``path``'s content; put it in place if the block succeeds.
+def write_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), *, flag: str = "-o",
+                 stream_ok: bool = True) -> Iterator[Path]:
+    """The one way an output file is written: yield a temporary path for its content, and put it in
+    place if the block succeeds.
 
-    A regular (or new) file is replaced by a rename of the temporary file beside it, so a reader
-    never sees half a file. A stream (a character device, a FIFO: :func:`output_target`) gets
-    the bytes written into it once they are complete, and is never replaced. On any exception
-    (KeyboardInterrupt included) the temporary file is removed and the destination is left as it
-    was.
+    Before anything is written: ``path`` is refused when it is one of ``inputs`` (by inode, through
+    links: :func:`check_output_not_input`) or something that a rename would replace (a folder, a
+    block device, a socket: :func:`output_target`). A regular (or new) file is then locked
+    (:class:`WriteLock`, so two mlgraph processes never write one file), written under a temporary
+    name beside it and renamed over it, so a reader never sees half a file. A stream (a character
+    device, a FIFO) gets the bytes written into it once they are complete, and is never replaced
+    (``stream_ok`` False refuses it). The file gets the mode a plain ``open()`` would give (0666 less
+    the umask), whatever the library that wrote it chose. On any exception (KeyboardInterrupt
+    included) the temporary file is removed and the destination is left as it was.
     """
-    dest, stream = output_target(path)
+    dest, stream = check_output(path, inputs, flag=flag, stream_ok=stream_ok)
+    lock = None
     try:
         if stream:  # a temporary file in the system's temporary folder, never in /dev
             fd, tmp = tempfile.mkstemp(prefix=".mlgraph-", suffix=".tmp")
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
+            lock = WriteLock(dest)
             fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     except OSError as exc:
+        if lock is not None:
+            lock.release()
         raise os_error_for(exc, dest) from None
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
-    # mkstemp creates 0600; give the artifact the mode a plain open() would (0666 less the umask).
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        os.chmod(tmp_path, 0o666 & ~umask)
         yield tmp_path
         if stream:
             with open(tmp_path, "rb") as src, open(dest, "wb") as sink:
@@ -106,6 +123,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
             return
         if dest.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(dest))
+        # mkstemp creates 0600, and some writers (safetensors) make the file anew: set the mode last.
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, dest)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -113,6 +132,15 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         if isinstance(exc, OSError):
             raise os_error_for(exc, dest) from None
         raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def os_error_for(exc: OSError, dest: Path) -> OSError:
@@ -134,18 +162,20 @@ def os_error_for(exc: OSError, dest: Path) -> OSError:
     return OSError(exc.errno, text or os.strerror(exc.errno), os.fspath(dest))
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically; ``-`` writes to stdout."""
+def write_text(path: str | os.PathLike, text: str, inputs: Iterable[str | os.PathLike | None] = (), *,
+               flag: str = "-o") -> None:
+    """Write ``text`` (UTF-8) through :func:`write_output`; ``-`` writes to stdout."""
     if os.fspath(path) == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    with atomic_output(path) as tmp:
+    with write_output(path, inputs, flag=flag) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+def write_json(path: str | os.PathLike, data: Any, inputs: Iterable[str | os.PathLike | None] = (), *,
+               flag: str = "-o") -> None:
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", inputs, flag=flag)
 
 
 def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -184,7 +214,7 @@ def lock_path(dest: str | os.PathLike) -> Path:
 class WriteLock:
     """Hold the lock of ``dest`` until :meth:`release`; another holder is a one-line error."""
 
-    def __init__(self, dest: str | os.PathLike) -> None:
+    def __init__(self, dest: str | os.PathLike, what: str = "file") -> None:
         self.dest = Path(dest)
         self.path = lock_path(dest)
         self._fd: int | None = None
@@ -204,8 +234,8 @@ class WriteLock:
                 os.close(fd)
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     who = f" (process {holder})" if holder else ""
-                    raise MlgraphError(f"{self.dest}: another mlgraph is writing this file{who}; wait for it to "
-                                       f"finish, or write to another file with -o") from None
+                    raise MlgraphError(f"{self.dest}: another mlgraph is writing this {what}{who}; wait for it to "
+                                       f"finish, or write to another {what} with -o") from None
                 raise
             # The holder before us may have removed the file between our open and our lock.
             try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from mlgraph_cli.core.io.inputs import special_file
 from mlgraph_cli.errors import input_error
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
@@ -53,8 +54,10 @@ def list_images(inputs: str | os.PathLike | Iterable[str | os.PathLike],
     - any other file: itself (a non-image is skipped later by :func:`load_image`, with a reason).
 
     ``suffixes``: what a folder is searched for (video files: core/media/videos.py's VIDEO_SUFFIXES).
-    Order is the order of ``inputs``; a path named twice is kept once. A missing path is an
-    :class:`InputError`; an input that yields no images is not (the caller decides).
+    Order is the order of ``inputs``; a path named twice (``a.jpg``, ``./a.jpg``) is kept once. A
+    missing path is an :class:`InputError`; an input that yields no images is not (the caller
+    decides). A FIFO or a device among the inputs is listed and then skipped by :func:`load_image`
+    with its reason (``is a named pipe (FIFO), not a regular file``), never opened.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -79,6 +82,10 @@ def _expand(item: str | os.PathLike, suffixes: frozenset[str] = IMAGE_SUFFIXES) 
     if path.is_file():
         if path.suffix.lower() in LIST_SUFFIXES:
             return _read_list(path)
+        return [path]
+    if os.path.exists(path):  # a FIFO or a device named on its own: listed, and skipped with its reason
+        if path.suffix.lower() in LIST_SUFFIXES:
+            raise input_error(path, special_file(path) or "cannot be read", "pass a .txt file of image paths")
         return [path]
     if any(c in text for c in _GLOB_CHARS):
         return [Path(p) for p in sorted(glob.glob(text, recursive=True)) if os.path.isfile(p)]
@@ -134,6 +141,9 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = None):
 
     name = os.fspath(path)
     limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+    special = special_file(name)  # checked before opening: a FIFO would block the read forever
+    if special is not None:
+        return SkippedImage(name, special)
     try:
         with warnings.catch_warnings():
             # PIL only warns between 1x and 2x its limit; a warning here is a refusal too.

@@ -1,6 +1,7 @@
 """Run directories and what lives in them (schema ``mlgraph/run@1``).
 
-A run directory (``runs/train/exp``, ``exp2``, ... or one named with ``-o``) holds:
+A run directory (``runs/train/exp``, ``exp2``, ... or one named with ``-o``; core/training/run_dir.py
+finds and claims it) holds:
 
 - ``config.json``: everything needed to rebuild the model and preprocess an image, read and
   written by :class:`~mlgraph_cli.core.training.run_config.RunConfig` alone (plain JSON, never a pickled
@@ -16,20 +17,23 @@ A run directory (``runs/train/exp``, ``exp2``, ... or one named with ``-o``) hol
 - ``args.json`` (the resolved training config), ``metrics.jsonl`` (one line per epoch),
   ``split.json`` (the validation ids when the split was drawn from the training file).
 
-Every file is written to a temporary name and renamed into place.
+Every file is written through :func:`~mlgraph_cli.core.io.outputs.write_output` (a temporary name
+renamed into place) and read back through a check of what it holds: weights that are finite,
+metrics lines that are objects with their epoch, a resume state of this very run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-from mlgraph_cli.core.io.outputs import atomic_output
+from mlgraph_cli.core.io.outputs import write_output
 from mlgraph_cli.core.io.artifacts import maker
-from mlgraph_cli.core.training.run_config import CONFIG, RunConfig
+from mlgraph_cli.core.io.inputs import check_input_file
+from mlgraph_cli.core.io.jsonfile import describe, parse_json
+from mlgraph_cli.core.training.run_config import CONFIG, DIGEST_KEY, RunConfig
 from mlgraph_cli.errors import InputError, MismatchError, input_error
 
 ARGS = "args.json"
@@ -38,6 +42,8 @@ SPLIT = "split.json"
 RESUME = "resume.pt"
 BACKBONE_WEIGHTS = "backbone.safetensors"
 CHECKPOINTS = ("best", "last")
+RESUME_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "rng")
+CURVES = "curves.png"
 
 
 
@@ -49,64 +55,52 @@ def weights_path(run_dir: str | os.PathLike, which: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# Run directories
-
-def next_run_dir(root: str | os.PathLike, name: str = "exp") -> Path:
-    """The first free ``root/name``, ``root/name2``, ``root/name3``, ... (ultralytics' numbering)."""
-    root = Path(root)
-    candidate = root / name
-    if not candidate.exists():
-        return candidate
-    taken = set()
-    pattern = re.compile(rf"^{re.escape(name)}(\d+)$")
-    if root.is_dir():
-        for child in root.iterdir():
-            m = pattern.match(child.name)
-            if m:
-                taken.add(int(m.group(1)))
-    n = 2
-    while n in taken or (root / f"{name}{n}").exists():
-        n += 1
-    return root / f"{name}{n}"
-
-
-def latest_run(root: str | os.PathLike) -> Path | None:
-    """The run under ``root`` whose ``config.json`` was written last, or None."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    runs = [c for c in root.iterdir() if (c / CONFIG).is_file()]
-    if not runs:
-        return None
-    return max(runs, key=lambda c: ((c / CONFIG).stat().st_mtime_ns, c.name))
-
-
-def is_run_dir(path: str | os.PathLike) -> bool:
-    return (Path(path) / CONFIG).is_file()
-
-
-# ---------------------------------------------------------------------------------------------
 # metrics.jsonl
 
 def append_metrics(run_dir: str | os.PathLike, row: dict[str, Any]) -> None:
     """Append one JSON line to ``metrics.jsonl`` (rewritten atomically, it stays small)."""
     path = Path(run_dir) / METRICS
     old = path.read_text(encoding="utf-8") if path.is_file() else ""
-    with atomic_output(path) as tmp:
+    with write_output(path) as tmp:
         tmp.write_text(old + json.dumps(row) + "\n", encoding="utf-8")
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of ``metrics.jsonl``: each line an object with its whole ``epoch`` >= 1 and numbers
+    (or null) for the measures; a line that is not is one line naming the file and the line."""
     path = Path(run_dir) / METRICS
-    if not path.is_file():
+    if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    fix = f"restore the run's own {METRICS}, or start the run again with `{maker('run')} --force`"
+    check_input_file(path, fix=fix)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise input_error(path, "not UTF-8 text", fix) from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = parse_json(line, path, fix=fix, line=number)
+        bad = None
+        if not isinstance(row, dict):
+            bad = f"the line is {describe(row)}, not an object"
+        elif isinstance(row.get("epoch"), bool) or not isinstance(row.get("epoch"), int) or row["epoch"] < 1:
+            bad = f'"epoch" is {describe(row.get("epoch"))}, not a whole number >= 1'
+        else:
+            odd = [k for k, v in row.items() if k != "epoch" and v is not None
+                   and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+            bad = f'"{odd[0]}" is {describe(row[odd[0]])}, not a number' if odd else None
+        if bad:
+            raise input_error(path, bad, fix, line=number)
+        rows.append(row)
+    return rows
 
 
 def truncate_metrics(run_dir: str | os.PathLike, last_epoch: int) -> None:
     """Drop lines of epochs after ``last_epoch`` (written by a run killed before its checkpoint)."""
     rows = [r for r in read_metrics(run_dir) if int(r.get("epoch", 0)) <= last_epoch]
-    with atomic_output(Path(run_dir) / METRICS) as tmp:
+    with write_output(Path(run_dir) / METRICS) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
@@ -119,23 +113,29 @@ def save_weights(path: str | os.PathLike, state: dict[str, Any], metadata: dict[
 
     # Clones break shared storage (tied or aliased buffers), which safetensors refuses.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    with atomic_output(path) as tmp:
+    with write_output(path) as tmp:
         save_file(tensors, os.fspath(tmp), metadata=metadata or {})
 
 
 def load_weights(path: str | os.PathLike, *, fix: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file; a missing or broken file is a one-line error."""
+    """(tensors, metadata) of a safetensors file; a missing, broken or non-finite file (a NaN weight
+    would only show as missing labels) is a one-line error."""
+    import torch
     from safetensors import safe_open
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise input_error(p, "no such weights file", fix)
+    check_input_file(p, fix=fix)
     try:
         with safe_open(os.fspath(p), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for truncated files
         raise input_error(p, f"not a readable safetensors file ({exc})", fix) from None
+    for name, t in tensors.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            raise input_error(p, f"tensor {name!r} holds NaN or infinite values", fix)
     return tensors, meta
 
 
@@ -143,23 +143,35 @@ def save_resume(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """``torch.save`` a dict of plain tensors / numbers / dicts, atomically."""
     import torch
 
-    with atomic_output(path) as tmp:
+    with write_output(path) as tmp:
         torch.save(state, tmp)
 
 
-def load_resume(path: str | os.PathLike) -> dict[str, Any]:
-    """Read ``resume.pt`` with ``weights_only=True``: nothing but tensors and containers is unpickled."""
+def load_resume(path: str | os.PathLike, saved: RunConfig | None = None) -> dict[str, Any]:
+    """Read ``resume.pt`` with ``weights_only=True`` (nothing but tensors and containers is
+    unpickled) and check it is a resume state of ``saved``'s run: its keys, its epoch, and the
+    config digest it was saved with, so another run's ``resume.pt`` copied in is refused."""
     import torch
 
     p = Path(path)
-    if not p.is_file():
-        raise input_error(p.parent, "no resume.pt: the run never finished an epoch",
-                          f"start it again with `{maker('run')}`")
+    fix = f"start the run again with `{maker('run')}`"
+    if not p.exists():
+        raise input_error(p.parent, "no resume.pt: the run never finished an epoch", f"start it again with `{maker('run')}`")
+    check_input_file(p, fix=fix)
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # an unpickling error names the offending global
-        raise input_error(p, f"not a readable resume state ({exc.__class__.__name__})",
-                          f"start the run again with `{maker('run')}`") from None
+        raise input_error(p, f"not a readable resume state ({exc.__class__.__name__})", fix) from None
+    missing = [k for k in RESUME_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise input_error(p, f"not a resume state of mlgraph train (no {missing[0]!r})", fix)
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        raise input_error(p, f"the epoch it was saved after is {epoch!r}, not a whole number >= 1", fix)
+    if saved is not None and saved.run_id and state.get(DIGEST_KEY) != saved.digest():
+        raise MismatchError(f"{p}: this resume state belongs to another run than {p.parent / CONFIG} (its labels, "
+                            f"head or run id differ) (restore the run's own resume.pt, or {fix})")
+    return state
 
 
 def rng_state(device) -> dict[str, Any]:

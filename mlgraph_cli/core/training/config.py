@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlgraph_cli.core.features.config import MAX_IMAGE_SIZE
+
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 CACHES = ("auto", "ram", "disk")
@@ -83,6 +85,14 @@ class TrainConfig:
         return dataclasses.replace(self, **fill) if fill else self
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # NaN passes every comparison below as False, inf most of them
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"--{f.name.replace('_', '-')} {value}: must be a finite number")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"--seed {self.seed}: must be a whole number from 0 to 2**63 - 1")
+        if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(f"--image-size {self.image_size}: must be a whole number of px from 1 to {MAX_IMAGE_SIZE}")
         checks = [
             (self.epochs is None or self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be at least 1, not {self.batch_size}"),

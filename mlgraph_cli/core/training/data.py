@@ -153,6 +153,7 @@ def prepare_features(features: Path | None, val_features: Path | None, config, *
         "features": os.fspath(path.resolve()), "num_images": len(ff), "train_images": int(len(train_rows)),
         "labels_digest": labels_digest(names), "feature_shape": list(ff.feature_shape),
         "declared_labels": os.fspath(Path(labels.source).resolve()) if labels is not None else None,
+        "features_digest": ff.content_digest(),  # --resume refuses a file made again under this name
         "aux_shape": list(ff.aux_shape) if ff.aux_shape else None, "val": val_info}
     if video:  # T, and whether clips are frame-level (T seconds) or video-level (one mean frame)
         data_info.update(frames=ff.frames, record_kind=ff.attrs.get("record_kind"),

@@ -18,13 +18,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlgraph_cli.core.io.artifacts import check_schema, maker, read_json
+from mlgraph_cli.core.features.config import MAX_IMAGE_SIZE
+from mlgraph_cli.core.io.artifacts import check_schema, maker
+from mlgraph_cli.core.io.jsonfile import read_json
 from mlgraph_cli.core.io.outputs import write_json
 from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 
@@ -107,6 +110,7 @@ class RunConfig:
         head = values.get("head")
         if not isinstance(head, dict) or not isinstance(head.get("name"), str):
             raise bad("head", "must be the head's config with its \"name\"")
+        _check_head(head, len(labels), bad)
         values["modality"] = values.get("modality") or "image"  # runs from before video support
         if values["modality"] not in MODALITIES:
             raise bad("modality", f"must be one of {', '.join(MODALITIES)}, not {values['modality']!r}")
@@ -127,6 +131,9 @@ class RunConfig:
                 raise bad(key, "must be an object or null")
         if not isinstance(values.get("backbone_trained", False), bool):
             raise bad("backbone_trained", "must be true or false")
+        _check_backbone(values.get("backbone") or {}, values.get("backbone_weights"), values.get("data") or {}, bad)
+        if not isinstance(values.get("run_id", ""), str):
+            raise bad("run_id", "must be text")
         values.setdefault("run_id", "")  # runs from before the digest: their weights carry none either
         return cls(**values)
 
@@ -158,10 +165,84 @@ class RunConfig:
     def check_weights(self, path: Path, metadata: dict[str, str]) -> None:
         """Refuse weights whose stored digest is not this config's (reordered labels, another run)."""
         stored = metadata.get(DIGEST_KEY)
+        if stored is None and self.run_id:  # weights re-saved by a tool that drops metadata: not tied to this config
+            raise MismatchError(f"{path}: these weights carry no {DIGEST_KEY}, so nothing ties them to "
+                                f"{path.parent / CONFIG} (its labels and their order) (use the run's own files, or "
+                                f"re-train with `{maker('run')}`)")
         if stored is not None and stored != self.digest():
             raise MismatchError(f"{path}: these weights belong to another config than {path.parent / CONFIG} (its "
                                 f"labels, their order or its head differ, or the weights come from another run) "
                                 f"(use the run's own files, or re-train with `{maker('run')}`)")
+
+
+# Sizes a saved head or backbone may claim: beyond any real model, within what fits in memory.
+MAX_WIDTH = 65536  # channels, embedding width, hidden units
+MAX_COUNT = 1 << 20  # labels, layers, any other whole number of a head's options
+
+
+def _check_head(head: dict[str, Any], labels: int, bad) -> None:
+    """The head config's numbers are finite and of sizes a model can have; ``num_labels`` is C."""
+    for key, value in head.items():
+        values = value if isinstance(value, list) else [value]
+        limit = MAX_WIDTH if key in ("in_channels", "embedding_dim", "hidden") else MAX_COUNT
+        for v in values:
+            if isinstance(v, bool) or v is None or isinstance(v, str):
+                continue
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or abs(v) > limit:
+                raise bad(f"head.{key}", f"must be a finite number of at most {limit}, not {v!r}")
+    channels = head.get("in_channels", 1)
+    for c in channels if isinstance(channels, list) else [channels]:
+        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+            raise bad("head.in_channels", f"must be a whole number of channels >= 1 (a list for ms-cma), not {c!r}")
+    if "num_labels" in head and head["num_labels"] != labels:
+        raise bad("head.num_labels", f"is {head['num_labels']!r} for {labels} label names")
+
+
+def _check_backbone(backbone: dict[str, Any], weights_file: Any, data: dict[str, Any], bad) -> None:
+    """What predict and export rebuild the backbone and the preprocessing from."""
+    if weights_file is not None and (not isinstance(weights_file, str) or Path(weights_file).name != weights_file
+                                     or weights_file in ("", ".", "..")):
+        raise bad("backbone_weights", "must be the name of a file in the run folder, or null")
+    frames = data.get("frames")
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_COUNT):
+        raise bad("data.frames", f"must be a whole number of frames >= 1, not {frames!r}")
+    if not backbone:
+        return
+    for key in ("name", "weights"):
+        if not isinstance(backbone.get(key), str):
+            raise bad(f"backbone.{key}", "must be text")
+    if not _whole(backbone.get("image_size"), 1, MAX_IMAGE_SIZE):
+        raise bad("backbone.image_size", f"must be a whole number of px from 1 to {MAX_IMAGE_SIZE}")
+    if not _whole(backbone.get("init_seed", 0), 0, 2**63 - 1):
+        raise bad("backbone.init_seed", "must be a whole number >= 0")
+    layers = backbone.get("layers", [])
+    if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers) or len(layers) > 2:
+        raise bad("backbone.layers", "must be a list of at most two layer names")
+    for key in ("outputs", "out_shapes", "preprocessing"):
+        if backbone.get(key) is not None and not isinstance(backbone[key], dict):
+            raise bad(f"backbone.{key}", "must be an object")
+    for name, shape in (backbone.get("out_shapes") or {}).items():
+        if not isinstance(shape, list) or len(shape) != 3 or not all(_whole(d, 1, MAX_COUNT) for d in shape):
+            raise bad(f"backbone.out_shapes.{name}", "must be [D, H, W], whole numbers >= 1")
+    pre = backbone.get("preprocessing") or {}
+    if pre:
+        if not _whole(pre.get("size"), 1, MAX_IMAGE_SIZE):
+            raise bad("backbone.preprocessing.size", f"must be a whole number of px from 1 to {MAX_IMAGE_SIZE}")
+        for key, low in (("mean", -math.inf), ("std", 0.0)):
+            v = pre.get(key)
+            if not isinstance(v, list) or len(v) != 3 or not all(_number(x) and x > low for x in v):
+                what = "positive numbers (a std of 0 divides by zero)" if key == "std" else "finite numbers"
+                raise bad(f"backbone.preprocessing.{key}", f"must be 3 {what}, not {v!r}")
+        if "scale" in pre and not (_number(pre["scale"]) and pre["scale"] > 0):
+            raise bad("backbone.preprocessing.scale", "must be a positive number")
+
+
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _thresholds(value: Any, count: int, bad) -> list[float] | None:

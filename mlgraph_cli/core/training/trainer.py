@@ -244,10 +244,10 @@ class Trainer:
             dist_util.barrier(self.dist)
             return
         state = self.model.state_dict()
+        from mlgraph_cli.core.training.run_config import DIGEST_KEY
+
         meta = {"schema": "mlgraph/run@1", "epoch": str(epoch), "val_mAP": str(row["val_mAP"])}
         if self.digest is not None:
-            from mlgraph_cli.core.training.run_config import DIGEST_KEY
-
             meta[DIGEST_KEY] = self.digest
         ckpt.append_metrics(self.run_dir, row)
         ckpt.save_weights(ckpt.weights_path(self.run_dir, "last"), state, meta)
@@ -257,6 +257,7 @@ class Trainer:
             "epoch": epoch, "model": state, "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
             "best_map": best_map, "best_epoch": best_epoch, "world_size": self.dist.world_size,
+            **({DIGEST_KEY: self.digest} if self.digest is not None else {}),  # whose resume state this is
         })
         dist_util.barrier(self.dist)
 

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from mlgraph_cli.core.io.outputs import atomic_output, atomic_write_text
-from mlgraph_cli.core.io.artifacts import maker
+from mlgraph_cli.core.io.outputs import check_output, write_output, write_text
 from mlgraph_cli.core.inference.config import TUNED, PredictConfig, auto_threads
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
@@ -47,23 +46,6 @@ class PredictResult:
     explained: list[Path] = field(default_factory=list)
     modality: str = "image"  # "video": rows are videos (and their segments)
     threads: int = 0  # torch CPU threads used
-
-
-def find_run(model: str | os.PathLike | None, runs_root: str | os.PathLike | None) -> Path:
-    """``--model`` if given, else the most recent run under ``runs_root`` (the project's runs
-    folder) or ``./runs/train``."""
-    from mlgraph_cli.core.training.checkpoint import latest_run
-
-    if model is not None:
-        return Path(model)
-    roots = [Path(runs_root)] if runs_root is not None else []
-    roots.append(Path("runs/train"))
-    for root in roots:
-        found = latest_run(root)
-        if found is not None:
-            return found
-    raise MlgraphError(f"no trained run found under {roots[0]} "
-                       f"(train one with `{maker('run')}`, or pass --model RUN_DIR)")
 
 
 def resolve_config(overrides: dict[str, Any] | None, project=None) -> PredictConfig:
@@ -97,11 +79,12 @@ def predict(inputs: Sequence[str | os.PathLike], *, model: str | os.PathLike | N
     run, every video of ``inputs`` (TFRecord files, quoted globs, folders of shards). ``config``
     given is used as is; else it is resolved from ``overrides`` and ``project``."""
     from mlgraph_cli.core.media.images import list_images
-    from mlgraph_cli.core.io.outputs import check_output_not_input
     from mlgraph_cli.core.training.run_config import RunConfig
 
     cfg = config if config is not None else resolve_config(overrides, project)
-    run_dir = find_run(model, project.artifact("runs") if project is not None else None)
+    from mlgraph_cli.core.training.run_dir import find_run
+
+    run_dir = find_run(model, project.artifact("runs") if project is not None else None, flag="--model RUN_DIR")
     fmt = output_format(cfg.format, output)
     from mlgraph_cli.core.inference.clips import clip_inputs
 
@@ -121,8 +104,8 @@ def predict(inputs: Sequence[str | os.PathLike], *, model: str | os.PathLike | N
     paths = list_images(list(inputs))
     if not paths:
         raise MlgraphError(f"{shown}: no images found ({IMAGE_FIX})")
-    if output is not None:
-        check_output_not_input(output, paths)
+    protected = [*inputs, *paths]  # a .txt list is an input as much as the images it names
+    check_rows_output(output, protected, run_dir)
     explain_dir = Path(explain) if explain is not None else None
     if explain_dir is not None and explain_dir.exists() and not explain_dir.is_dir():
         raise input_error(explain_dir, "is a file, and --explain writes one PNG per image into a folder",
@@ -136,7 +119,7 @@ def predict(inputs: Sequence[str | os.PathLike], *, model: str | os.PathLike | N
         rows, skipped, explained, run = _score_images(paths, run_dir, cfg, explain_dir, progress)
     if not rows:
         raise none_readable(skipped, "image", IMAGE_FIX)
-    out_path = write_rows(rows, fmt, output, video=False)
+    out_path = write_rows(rows, fmt, output, video=False, inputs=[*protected, *run_inputs(run_dir)])
     return PredictResult(rows=rows, skipped=skipped, run_dir=Path(run_dir), checkpoint=cfg.checkpoint,
                          threshold=shown_threshold(cfg, run), output=out_path, format=fmt, explained=explained,
                          threads=threads)
@@ -167,7 +150,7 @@ def _score_images(paths: list[Path], run_dir: Path, cfg: PredictConfig, explain_
             index = {n: i for i, n in enumerate(run.label_names)}
             sheet = explain_image(item.image, item.maps, [(index[n], n, s, float(cuts[index[n]])) for n, s in shown])
             dest = by_path[item.path]
-            with atomic_output(dest) as tmp:
+            with write_output(dest, paths, flag="--explain") as tmp:
                 sheet.save(tmp, format="PNG")
             explained.append(dest)
     return rows, [(s.path, s.reason) for s in predictor.skipped], explained, run
@@ -194,10 +177,24 @@ def none_readable(skipped: list[tuple[str, str]], item: str, fix: str) -> Mlgrap
     return input_error(where, f"no readable {item} among the inputs ({reason}{more})", fix)
 
 
+def run_inputs(run_dir: str | os.PathLike) -> list[Path]:
+    """The files of a run that predict reads (config.json, weights): never written over."""
+    from mlgraph_cli.core.training.run_dir import run_files
+
+    return run_files(run_dir)
+
+
+def check_rows_output(output: str | os.PathLike | None, inputs: Sequence[str | os.PathLike], run_dir) -> None:
+    """Refuse ``-o`` before any scoring when it names an input (the images, a list file, the records,
+    the run's config.json or weights) or something it would replace."""
+    if output is not None and os.fspath(output) != "-":
+        check_output(output, [*inputs, *run_inputs(run_dir)])
+
+
 def write_rows(rows: list[dict[str, Any]], fmt: str, output: str | os.PathLike | None, *, video: bool,
-               clips: bool = False) -> Path | None:
-    """Write jsonl / csv to ``output`` (or stdout); return the file written, if any. ``clips``: rows
-    of video files, whose segments have start and end times in seconds."""
+               clips: bool = False, inputs: Sequence[str | os.PathLike] = ()) -> Path | None:
+    """Write jsonl / csv to ``output`` (or stdout), never over one of ``inputs``; return the file
+    written, if any. ``clips``: rows of video files, whose segments have start and end times in seconds."""
     from mlgraph_cli.core.inference.output import to_csv, to_jsonl, to_video_csv
     from mlgraph_cli.core.inference.clips import to_clip_csv
 
@@ -205,7 +202,7 @@ def write_rows(rows: list[dict[str, Any]], fmt: str, output: str | os.PathLike |
         return None
     csv_rows = to_clip_csv if clips else (to_video_csv if video else to_csv)
     text = to_jsonl(rows) if fmt == "jsonl" else csv_rows(rows)
-    atomic_write_text(output if output is not None else "-", text)
+    write_text(output if output is not None else "-", text, inputs)
     return Path(output) if output is not None and os.fspath(output) != "-" else None
 
 

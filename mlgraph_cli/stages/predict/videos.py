@@ -11,7 +11,7 @@ from mlgraph_cli.core.inference.config import PredictConfig
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 from mlgraph_cli.stages.predict import PredictResult, is_tfrecord_input, label_thresholds, shown_threshold
-from mlgraph_cli.stages.predict import torch_threads, write_rows
+from mlgraph_cli.stages.predict import check_rows_output, run_inputs, torch_threads, write_rows
 
 CLIP_FIX = "pass MP4/MKV/WebM/AVI/MOV files that play"
 
@@ -21,7 +21,6 @@ def predict_videos(inputs: Sequence[str | os.PathLike], run_dir: Path, cfg: Pred
                    progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
     """Label the videos of YouTube-8M TFRecords with a video run."""
     from mlgraph_cli.core.device import resolve_device
-    from mlgraph_cli.core.io.outputs import check_output_not_input
     from mlgraph_cli.core.inference.records import VideoPredictor
     from mlgraph_cli.core.inference.run import load_run
     from mlgraph_cli.core.inference.scoring import select_labels
@@ -37,8 +36,7 @@ def predict_videos(inputs: Sequence[str | os.PathLike], run_dir: Path, cfg: Pred
         if value is not None:
             raise MlgraphError(f"{flag}: for image runs only; {run_dir} is a video run (drop {flag})")
     files = expand_inputs(inputs)
-    if output is not None:
-        check_output_not_input(output, files)
+    check_rows_output(output, [*inputs, *files], run_dir)
     with torch_threads(cfg.threads, None) as threads:
         dev = resolve_device(cfg.device)
         run = load_run(run_dir, cfg.checkpoint, device=dev)
@@ -60,7 +58,7 @@ def predict_videos(inputs: Sequence[str | os.PathLike], run_dir: Path, cfg: Pred
     if not rows:
         where, reason = skipped[0] if skipped else (os.fspath(files[0]), "the file has no records")
         raise input_error(where, f"no readable YouTube-8M record ({reason})", RECORDS_FIX)
-    out_path = write_rows(rows, fmt, output, video=True)
+    out_path = write_rows(rows, fmt, output, video=True, inputs=[*inputs, *files, *run_inputs(run_dir)])
     return PredictResult(rows=rows, skipped=skipped, run_dir=Path(run_dir), checkpoint=cfg.checkpoint,
                          threshold=shown_threshold(cfg, run), output=out_path, format=fmt, modality="video",
                          threads=threads)
@@ -72,13 +70,11 @@ def predict_clips(clips: Sequence[Path], run_dir: Path, cfg: PredictConfig, *, f
                   progress: ProgressHook = NULL_PROGRESS) -> PredictResult:
     """Label video files with a run trained on `mlgraph extract CLIPS/` features: per clip, and per
     ``cfg.segment_seconds`` window with ``cfg.segments``."""
-    from mlgraph_cli.core.io.outputs import check_output_not_input
     from mlgraph_cli.core.training.run_config import RunConfig
     from mlgraph_cli.core.inference.explain_clips import predict_clip_files
     from mlgraph_cli.stages.predict import label_thresholds
 
-    if output is not None:
-        check_output_not_input(output, clips)
+    check_rows_output(output, clips, run_dir)
     with torch_threads(cfg.threads, len(clips)) as threads:
         rows, skipped, explained, _ = predict_clip_files(
             clips, run_dir, topk=cfg.topk, threshold=lambda run: label_thresholds(cfg, run),
@@ -87,7 +83,7 @@ def predict_clips(clips: Sequence[Path], run_dir: Path, cfg: PredictConfig, *, f
     if not rows:
         where, reason = skipped[0]
         raise input_error(where, f"no readable video file ({reason})", CLIP_FIX)
-    out_path = write_rows(rows, fmt, output, video=True, clips=True)
+    out_path = write_rows(rows, fmt, output, video=True, clips=True, inputs=[*clips, *run_inputs(run_dir)])
     threshold = cfg.threshold if cfg.threshold is not None else RunConfig.read(run_dir).threshold
     return PredictResult(rows=rows, skipped=skipped, run_dir=Path(run_dir), checkpoint=cfg.checkpoint,
                          threshold=threshold, output=out_path, format=fmt, explained=explained, modality="video",

@@ -29,8 +29,9 @@ from typing import Any, Callable
 
 from mlgraph_cli.core.training import checkpoint as ckpt
 from mlgraph_cli.core.training import distributed as dist_util
-from mlgraph_cli.core.io.artifacts import read_json
-from mlgraph_cli.core.io.outputs import write_json
+from mlgraph_cli.core.training import run_dir as run_dir_mod
+from mlgraph_cli.core.io.jsonfile import read_json
+from mlgraph_cli.core.io.outputs import WriteLock, write_json
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.training.run_config import RunConfig
 from mlgraph_cli.core.training.config import TrainConfig
@@ -80,9 +81,10 @@ def train(inputs: TrainInputs, config: TrainConfig, *, run_dir: str | os.PathLik
     modality. Returns the run's :class:`TrainResult` (on every rank)."""
     config = inputs_mod.resolved_config(inputs, config)
     dist, device = _start(config)
+    lock = None
     try:
         prepared = inputs_mod.prepare(inputs, config, device=device, dist=dist, progress=progress)
-        out = _choose_run_dir(run_dir, runs_root, name, force, dist)
+        out, lock = _choose_run_dir(run_dir, runs_root, name, force, dist)
         if config.probe_epochs:
             from mlgraph_cli.core.training.probe import probe_start
 
@@ -96,6 +98,8 @@ def train(inputs: TrainInputs, config: TrainConfig, *, run_dir: str | os.PathLik
         return _fit(prepared, config, out, device, dist, progress, on_epoch_end, resume=None,
                     digest=run_config.digest())
     finally:
+        if lock is not None:
+            lock.release()
         dist_util.teardown(dist)
 
 
@@ -110,14 +114,24 @@ def resume_training(run_dir: str | os.PathLike, overrides: dict[str, Any] | None
     """
     run = Path(run_dir)
     saved = RunConfig.read(run)
+    lock = WriteLock(run, "run folder") if dist_util.dist_info_from_env().is_main else None
+    try:
+        return _resume(run, saved, overrides or {}, inputs, progress, on_epoch_end)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _resume(run: Path, saved: RunConfig, overrides: dict[str, Any], inputs: TrainInputs | None,
+            progress: ProgressHook, on_epoch_end) -> TrainResult:
     args = read_json(run / ckpt.ARGS, fix=f"the run is incomplete; start a new one with `{COMMAND}`")
-    ckpt.check_same_head(run, saved, (overrides or {}).get("head"))
-    config = _resumed_config(run, args, overrides or {}).for_modality(saved.modality)  # older args.json
-    state = ckpt.load_resume(run / ckpt.RESUME)
+    ckpt.check_same_head(run, saved, overrides.get("head"))
+    config = _resumed_config(run, args, overrides).for_modality(saved.modality)  # older args.json
+    state = ckpt.load_resume(run / ckpt.RESUME, saved)
     if int(state["epoch"]) >= config.epochs:
         raise MlgraphError(f"{run}: the run already finished its {config.epochs} epochs (evaluate it with "
                            f"`mlgraph evaluate {run}`, or start a longer one with `{COMMAND} --epochs N`)")
-    paths = TrainInputs.from_json(args["inputs"])
+    paths = TrainInputs.from_json(args.get("inputs") if isinstance(args, dict) else None)
     if inputs is not None:
         paths = dataclasses.replace(paths, **{k: v for k, v in dataclasses.asdict(inputs).items() if v is not None})
     dist, device = _start(config)
@@ -194,38 +208,21 @@ def _fit(prepared, config, run_dir, device, dist, progress, on_epoch_end, resume
         raise TrainingInterrupted(Path(run_dir)) from None
 
 
-def _choose_run_dir(run_dir, runs_root, name, force: bool, dist) -> Path:
-    """Rank 0 picks (and checks) the folder and tells the others, so they never race its files."""
-    out, problem = None, None
+def _choose_run_dir(run_dir, runs_root, name, force: bool, dist):
+    """Rank 0 picks the folder and claims it (``run_dir.claim_run_dir``: checked and locked until the
+    run ends), then tells the others, so they never race its files. Returns (folder, lock or None)."""
+    out, problem, lock = None, None, None
     if dist.is_main:
         try:
-            out = os.fspath(_pick_run_dir(run_dir, runs_root, name, force))
+            folder = Path(run_dir) if run_dir is not None else run_dir_mod.next_run_dir(runs_root, name or "exp")
+            lock = run_dir_mod.claim_run_dir(folder, force=force, command=COMMAND)
+            out = os.fspath(folder)
         except MlgraphError as exc:
             problem = str(exc)
     out, problem = dist_util.broadcast_object(dist, (out, problem))
     if problem is not None:
         raise MlgraphError(problem)
-    return Path(out)
-
-
-def _pick_run_dir(run_dir, runs_root, name, force: bool) -> Path:
-    if run_dir is not None:
-        out = Path(run_dir)
-        # a run that never finished an epoch (stopped by bad data, say) has nothing to keep: reuse it
-        started = ckpt.is_run_dir(out) and (out / ckpt.RESUME).is_file()
-        if started and not force:
-            raise MlgraphError(f"{out}: already holds a training run (continue it with `{COMMAND} --resume {out}`, "
-                               "pass --force to overwrite it, or choose another -o)")
-        if out.exists() and not out.is_dir():
-            raise MlgraphError(f"{out}: exists and is not a folder (choose another -o)")
-    else:
-        out = ckpt.next_run_dir(runs_root, name or "exp")
-    out.mkdir(parents=True, exist_ok=True)
-    if force or run_dir is not None:  # files of an overwritten run that this one might not rewrite
-        for stale in (ckpt.METRICS, ckpt.RESUME, ckpt.SPLIT, ckpt.BACKBONE_WEIGHTS, "best.safetensors",
-                      "last.safetensors", finish.CURVES):
-            (out / stale).unlink(missing_ok=True)
-    return out
+    return Path(out), lock
 
 
 def _run_config(inputs: TrainInputs, config: TrainConfig, prepared) -> RunConfig:

@@ -20,7 +20,7 @@ from mlgraph_cli.core.progress import ProgressHook
 from mlgraph_cli.core.training.run_config import RunConfig
 from mlgraph_cli.core.evaluation.thresholds import TunedThresholds
 
-CURVES = "curves.png"
+CURVES = ckpt.CURVES
 
 
 def validation_note(data) -> str | None:

@@ -209,10 +209,13 @@ def _adjacency(path: Path | None, names: list[str], source: Path, config):
 
 
 def check_same_data(run: Path, saved, prepared: Prepared) -> None:
-    """A resumed run must see the same labels and the same number of images as when it started."""
+    """A resumed run must see the data it started on: the same labels, number of images and map
+    shape, and (``features_digest``, the rows' checksums) the same rows, not a file made again."""
     old, new = saved.data, prepared.data.data_info
-    for key in ("labels_digest", "num_images", "feature_shape"):
+    where = new.get("features") or new.get("annotations") or run
+    for key in ("labels_digest", "num_images", "feature_shape", "features_digest"):
         if key in old and old.get(key) != new.get(key):
-            raise MismatchError(f"{run}: the training data changed since the run started ({key} {old.get(key)!r} "
-                                f"-> {new.get(key)!r}) (resume with the original files, or start a new run with "
-                                f"`{maker('run')}`)")
+            what = ("its rows are not those the run trained on (the file was made again)" if key == "features_digest"
+                    else f"{key} {old.get(key)!r} -> {new.get(key)!r}")
+            raise MismatchError(f"{where}: changed since {run} started ({what}) (resume with the original file, or "
+                                f"start a new run with `{maker('run')}`)")

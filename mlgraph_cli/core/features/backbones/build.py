@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from mlgraph_cli.core.features.config import MAX_IMAGE_SIZE
 from mlgraph_cli.core.features.backbones.lite0 import LITE0, LITE0_MEAN_STD, Lite0Body, lite0_layer_names
 from mlgraph_cli.core.features.backbones.preprocess import Preprocess
 from mlgraph_cli.core.features.backbones.timm_models import PREFIX as TIMM_PREFIX, canonical_timm_name, timm_model
@@ -183,8 +184,9 @@ def build_backbone(name: str, weights: str = "none", layers: Sequence[str] | Non
         raise MlgraphError(f"--layer given {len(layers)} times: at most two (the main stage, and one earlier stage for MS-CMA)")
     if len(set(layers)) != len(layers):
         raise MlgraphError(f"--layer {layers[0]} given twice (give two different stages, or one)")
-    if image_size and int(image_size) < 1:
-        raise MlgraphError(f"--image-size {image_size}: must be a positive number of pixels")
+    if image_size is not None and not 1 <= int(image_size) <= MAX_IMAGE_SIZE:
+        raise MlgraphError(f"--image-size {image_size}: must be a whole number of px from 1 to {MAX_IMAGE_SIZE} "
+                           "(the backbones' own sizes are 224 to 600)")
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     offline = offline_from_env() if offline is None else bool(offline or offline_from_env())
     body, resolved, layers, mean, std, size = _family_body(name, weights, layers, image_size, seed, offline)

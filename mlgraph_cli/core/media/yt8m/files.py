@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.errors import MlgraphError, input_error
 
 RECORDS_FIX = "pass YouTube-8M frame- or video-level TFRecords"
@@ -28,10 +29,8 @@ def expand_inputs(patterns: Sequence[str | os.PathLike]) -> list[Path]:
             found = sorted(Path(q) for q in glob.glob(text) if Path(q).is_file())
             if not found:
                 raise input_error(text, "no file matches this pattern", "check the pattern and quote it")
-        elif p.is_file():
-            found = [p]
         else:
-            raise input_error(p, "no such file", RECORDS_FIX)
+            found = [check_input_file(p, fix=RECORDS_FIX)]  # missing, or a FIFO: said as such
         out.extend(q for q in found if q not in out)
     if not out:
         raise MlgraphError(f"no TFRecord files given ({RECORDS_FIX})")

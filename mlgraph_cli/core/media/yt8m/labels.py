@@ -17,6 +17,7 @@ import numpy as np
 
 from mlgraph_cli.core.media.yt8m.tfrecord import BadRecord
 from mlgraph_cli.core.media.yt8m.records import iter_videos
+from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.errors import input_error
 
 VOCAB_FIX = "use YouTube-8M's vocabulary.csv (header Index,TrainVideoCount,KnowledgeGraphId,Name,...)"
@@ -34,8 +35,7 @@ class Vocabulary:
 
 def _open_csv(path: Path, fix: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header (lower-cased) and (line number, row) pairs of a CSV file."""
-    if not path.is_file():
-        raise input_error(path, "no such file", fix)
+    check_input_file(path, fix=fix)  # a FIFO would block the read
     with open(path, newline="", encoding="utf-8", errors="replace") as fh:
         reader = csv.reader(fh)
         try:

@@ -24,6 +24,7 @@ import numpy as np
 
 from mlgraph_cli.core.media.yt8m.protowire import DecodedExample, ProtoError, decode_example
 from mlgraph_cli.core.media.yt8m.tfrecord import BadRecord, read_records
+from mlgraph_cli.errors import input_error
 
 # The feature widths are part of YouTube-8M's file format, not a modelling choice.
 RGB_DIM = 1024
@@ -33,6 +34,7 @@ FEATURE_DIM = RGB_DIM + AUDIO_DIM
 SEGMENT_FRAMES = 5
 # Dequantisation range of utils.py ``Dequantize`` (max_quantized_value=2, min_quantized_value=-2).
 QUANT_MIN, QUANT_MAX = -2.0, 2.0
+FLOAT16_MAX = 65504.0  # features files store float16
 
 ID_KEYS = ("id", "video_id")
 
@@ -48,6 +50,10 @@ def quantize(x: np.ndarray) -> np.ndarray:
     span = QUANT_MAX - QUANT_MIN
     q = np.round((np.asarray(x, np.float64) - QUANT_MIN - span / 512.0) * 255.0 / span)
     return np.clip(q, 0, 255).astype(np.uint8)
+
+
+class UnusableRecord(ProtoError):
+    """A well-formed record that cannot be used: a class index below 0, a clip with no frames."""
 
 
 @dataclass
@@ -104,6 +110,8 @@ def parse_record(data: bytes, *, context_only: bool = False) -> VideoRecord:
     if vid is None:
         raise ProtoError("no 'id' (or 'video_id') in the context")
     labels = _ints(ex, "labels")
+    if len(labels) and (labels < 0).any():  # class indices index the vocabulary: -1 is no class at all
+        raise UnusableRecord(f"video {vid!r} has class index {int(labels[labels < 0][0])}, and class indices are >= 0")
     if ex.is_sequence:
         kind = "frame"
     elif "mean_rgb" in ex.features:
@@ -130,6 +138,8 @@ def parse_record(data: bytes, *, context_only: bool = False) -> VideoRecord:
         audio = _stack_bytes(ex.feature_lists["audio"], "audio", AUDIO_DIM)  # (T, 128) uint8
         if len(rgb) != len(audio):
             raise ProtoError(f"{len(rgb)} rgb frames but {len(audio)} audio frames")
+        if not len(rgb):  # nothing to score or learn from: a mask of no frames scores 0.5 for every label
+            raise UnusableRecord(f"video {vid!r} has no frames")
         frames = dequantize(np.concatenate([rgb, audio], axis=1))  # (T, 1152)
     else:
         rgb, audio = ex.features.get("mean_rgb"), ex.features.get("mean_audio")
@@ -138,24 +148,39 @@ def parse_record(data: bytes, *, context_only: bool = False) -> VideoRecord:
                 size = value.shape[0] if isinstance(value, np.ndarray) else 0
                 raise ProtoError(f"{key!r} has {size} floats, expected {width}")
         frames = np.concatenate([rgb, audio])[None, :].astype(np.float32)  # (1, 1152)
+        if not np.isfinite(frames).all() or np.abs(frames).max() > FLOAT16_MAX:  # stored as float16: inf there
+            raise UnusableRecord(f"video {vid!r} has mean_rgb or mean_audio values that are not finite or beyond "
+                                 f"+-{FLOAT16_MAX:g} (YouTube-8M's lie in -2 to 2)")
     return VideoRecord(vid, labels, frames, kind, segments)
 
 
-def iter_videos(paths: Iterable[str | os.PathLike], *, context_only: bool = False
+def iter_videos(paths: Iterable[str | os.PathLike], *, context_only: bool = False, unique_ids: bool = True
                 ) -> Iterator[tuple[str, int, VideoRecord | BadRecord]]:
     """Yield ``(path, record index, VideoRecord or BadRecord)`` over the files in order.
 
     Checksum failures and malformed messages come back as :class:`BadRecord`, never raised.
+    ``unique_ids``: a video id met a second time (among ``paths``) is a one-line
+    :class:`~mlgraph_cli.errors.InputError`, as an image listed twice is: its two records would
+    be two rows of one id, with labels that may disagree.
     """
+    seen: dict[str, str] = {}
     for path in paths:
         for index, item in read_records(path):
             if isinstance(item, BadRecord):
                 yield str(path), index, item
                 continue
             try:
-                yield str(path), index, parse_record(item, context_only=context_only)
+                video = parse_record(item, context_only=context_only)
             except ProtoError as exc:
-                yield str(path), index, BadRecord(str(path), index, f"not a YouTube-8M record ({exc})")
+                reason = str(exc) if isinstance(exc, UnusableRecord) else f"not a YouTube-8M record ({exc})"
+                yield str(path), index, BadRecord(str(path), index, reason)
+                continue
+            if unique_ids:
+                first = seen.setdefault(video.id, f"{path}#{index}")
+                if first != f"{path}#{index}":
+                    raise input_error(f"{path}#{index}", f"video id {video.id!r} is also the id of record {first}",
+                                      "give each video one record (YouTube-8M ids are unique)")
+            yield str(path), index, video
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ little-endian, where masked(crc) = ((crc >> 15) | (crc << 17)) + 0xa282ead8 (mod
 ``tfrecord`` package reads the same framing but never checks the CRCs; here both are checked, so a
 flipped byte is reported (file, record number, what failed) and that record skipped instead of
 parsed as garbage. A bad *length* checksum means the length itself cannot be trusted, so the rest
-of that file is skipped. Gzip-compressed files (TFRecordOptions GZIP) are recognised by their
+of that file is skipped; so does a length beyond :data:`MAX_RECORD` (checked before a byte of the
+record is read), or one the file is too short to hold. Gzip-compressed files (TFRecordOptions GZIP) are recognised by their
 magic bytes and read through :mod:`gzip`.
 
 CRC32C (Castagnoli) comes from ``google-crc32c`` (C, hardware-accelerated where available): a
@@ -26,7 +27,12 @@ from typing import BinaryIO, Iterable, Iterator
 
 import google_crc32c
 
+from mlgraph_cli.core.io.inputs import check_input_file
+
 _MASK_DELTA = 0xA282EAD8
+# The largest record read: a frame-level YouTube-8M record is under 0.5 MB (300 s x 1,152 bytes);
+# a length field beyond this is damage, and reading it would allocate that much.
+MAX_RECORD = 64 * 2**20
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -69,7 +75,7 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[int, bytes | BadReco
     (the length was intact). A length checksum mismatch or a truncated record yields a
     :class:`BadRecord` and ends the file: nothing after it can be located.
     """
-    p = Path(path)
+    p = check_input_file(path, fix="pass YouTube-8M frame- or video-level TFRecords")  # a FIFO would block
     with _open(p) as fh:
         index = 0
         while True:
@@ -88,6 +94,10 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[int, bytes | BadReco
             if masked_crc32c(header[:8]) != length_crc:
                 yield index, BadRecord(str(p), index, "length checksum mismatch (not a TFRecord file, or corrupt); "
                                                       "rest of file skipped")
+                return
+            if length > MAX_RECORD:  # checked before reading: a length field must not allocate 2**60 bytes
+                yield index, BadRecord(str(p), index, f"the record claims {length:,} bytes, more than any YouTube-8M "
+                                                      f"record ({MAX_RECORD:,}); rest of file skipped")
                 return
             try:
                 data = fh.read(length)
