@@ -250,8 +250,7 @@ def read_jsonl(p: Path, text: str) -> Annotations:
 
 
 def _imagefolder_root(p: Path) -> dict[str, str]:
-    """A Hugging Face ``metadata.jsonl`` / ``metadata.csv`` names files relative to its own folder,
-    which is then the images folder when none is given."""
+    """Hugging Face's ``metadata.jsonl`` / ``.csv`` names files relative to its folder: the images folder."""
     return {"image_root": str(p.parent)} if p.name.lower() in IMAGEFOLDER_METADATA else {}
 
 
@@ -275,12 +274,11 @@ def _jsonl_exact(p: Path, lines: list[str], numbers: list[int]):
         raise input_error(p, "malformed JSON lines", "one JSON object per line") from None
     images, label_lists = [], []
     for k, o in enumerate(objs):
-        path_key = next((key for key in JSONL_PATH_KEYS if key in o), None) if isinstance(o, dict) else None
-        label_key = next((key for key in CSV_LABEL_COLUMNS if key in o), None) if isinstance(o, dict) else None
-        img = o[path_key] if path_key else None
-        labels = o[label_key] if label_key else None
-        if isinstance(labels, str) and label_key in _ONE_LABEL_KEYS:  # Hugging Face's single-label `label`
-            labels = [labels]
+        keys = o if isinstance(o, dict) else {}
+        path_key = next((key for key in JSONL_PATH_KEYS if key in keys), None)
+        label_key = next((key for key in CSV_LABEL_COLUMNS if key in keys), None)
+        img, labels = keys.get(path_key), keys.get(label_key)
+        labels = [labels] if isinstance(labels, str) and label_key in _ONE_LABEL_KEYS else labels  # one `label`
         if path_key is None or label_key is None or not isinstance(img, str) or not isinstance(labels, list):
             what = ("expected an object with an image path (\"image\" or \"file_name\") and \"labels\""
                     if path_key is None or label_key is None else
