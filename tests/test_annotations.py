@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import one_line_error
 from mlgraph_cli.core import annotations
 from mlgraph_cli.core.annotations import tabular
 from mlgraph_cli.core.annotations import Annotations, detect_format, load_annotations, load_label_stats
@@ -414,26 +415,67 @@ def test_csv_rows_that_look_like_data_are_not_called_headers(tmp_path, text):
 
 
 def test_csv_labels_joined_by_another_character_are_said(tmp_path):
-    path = tmp_path / "a.csv"
-    path.write_text("a.jpg,cat|dog\nb.jpg,dog\nc.jpg,cat|bird\n")
-    ann = load_annotations(path)
-    assert ann.labels == ["cat|bird", "cat|dog", "dog"]  # the guess stands ...
-    assert ("2 label name(s) contain '|' (e.g. 'cat|dog') and were each read as one label: if '|' separates "
-            "labels, pass --label-delimiter '|'") in ann.notes  # ... and is said
     slashed = tmp_path / "b.csv"  # a '/' inside names that are not made of other labels is left alone
     slashed.write_text("a.jpg,t-shirt/top;bag\nb.jpg,bag\n")
     assert not any("--label-delimiter" in n for n in load_annotations(slashed).notes)
     slashed.write_text("a.jpg,shirt/bag\nb.jpg,bag\nc.jpg,shirt\n")  # ... unless the pieces are labels too
-    assert any("contain '/'" in n for n in load_annotations(slashed).notes)
+    ann = load_annotations(slashed)
+    assert ann.labels == ["bag", "shirt", "shirt/bag"]  # the guess stands ...
+    assert ("1 label name(s) contain '/' (e.g. 'shirt/bag') and were each read as one label: if '/' separates "
+            "labels, pass --label-delimiter '/'") in ann.notes  # ... and is said
     explicit = tmp_path / "c.csv"  # a delimiter chosen by the user is not a guess
-    explicit.write_text("a.jpg,cat|dog\nb.jpg,dog\n")
+    explicit.write_text("a.jpg,shirt/bag\nb.jpg,bag\nc.jpg,shirt\n")
     assert not any("--label-delimiter" in n for n in load_annotations(explicit, label_delimiter=";").notes)
 
 
 def test_build_graph_says_its_guesses_on_stderr(cli, tmp_path):
     path = tmp_path / "a.csv"
-    path.write_text("a.jpg,cat|dog\nb.jpg,dog;cat\nc.jpg,cat\n")
+    path.write_text("a.jpg,shirt/bag\nb.jpg,bag;shirt\nc.jpg,shirt\n")
     result = cli("build-graph", path, "-o", tmp_path / "g.json")
     assert result.exit_code == 0, result.output
-    assert ("note: 1 label name(s) contain '|' (e.g. 'cat|dog') and were each read as one label: if '|' separates "
-            "labels, pass --label-delimiter '|'") in result.stderr.splitlines()
+    assert ("note: 1 label name(s) contain '/' (e.g. 'shirt/bag') and were each read as one label: if '/' separates "
+            "labels, pass --label-delimiter '/'") in result.stderr.splitlines()
+
+
+def test_csv_labels_joined_by_a_bar_are_refused_unless_the_delimiter_is_given(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("a.jpg,cat|dog\nb.jpg,dog\nc.jpg,cat|bird\n")
+    with pytest.raises(InputError) as info:
+        load_annotations(path)
+    assert str(info.value) == (f"{path}: 2 label name(s) contain '|' (e.g. 'cat|dog'): the labels seem to be joined "
+                               "by '|', not ';' (pass --label-delimiter '|')")
+    assert load_annotations(path, label_delimiter="|").labels == ["bird", "cat", "dog"]
+    explicit = load_annotations(path, label_delimiter=";")  # a delimiter chosen by the user is not a guess
+    assert explicit.labels == ["cat|bird", "cat|dog", "dog"] and not any("|" in n for n in explicit.notes)
+    columns = tmp_path / "b.csv"  # '|' as the column delimiter is not a joined label
+    columns.write_text("a.jpg|cat;dog\nb.jpg|dog\n")
+    assert load_annotations(columns, delimiter="|").labels == ["cat", "dog"]
+
+
+def test_build_graph_refuses_bar_joined_labels_in_one_line(cli, tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("path,labels\n" + "".join(f"img{k}.jpg,{a}|{b}\n" for k, (a, b) in
+                                              enumerate([("cat", "dog"), ("dog", "bird"), ("cat", "bird")])))
+    line = one_line_error(cli("build-graph", path, "-o", tmp_path / "g.json"))
+    assert line == (f"Error: {path}: 3 label name(s) contain '|' (e.g. 'cat|dog'): the labels seem to be joined by "
+                    "'|', not ';' (pass --label-delimiter '|')")
+    assert not (tmp_path / "g.json").exists()
+    result = cli("build-graph", path, "-o", tmp_path / "g.json", "--label-delimiter", "|")
+    assert result.exit_code == 0, result.output
+    assert "3 labels, 3 images, 3 edges" in result.stderr
+
+
+def test_extract_takes_the_label_delimiter_too(cli, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    for k in range(2):
+        Image.new("RGB", (32, 32), (80 * k, 0, 0)).save(tmp_path / "imgs" / f"{k}.png")
+    path = tmp_path / "a.csv"
+    path.write_text("0.png,cat|dog\n1.png,dog\n")
+    fast = ["--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--workers", "0"]
+    line = one_line_error(cli("extract", tmp_path / "imgs", "-a", path, "-o", tmp_path / "f.h5", *fast))
+    assert line.endswith("(pass --label-delimiter '|')")
+    result = cli("extract", tmp_path / "imgs", "-a", path, "-o", tmp_path / "f.h5", *fast, "--label-delimiter", "|")
+    assert result.exit_code == 0, result.output
+    assert "2 images, 2 labels" in " ".join(result.stderr.split())

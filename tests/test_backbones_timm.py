@@ -119,3 +119,31 @@ def test_timm_missing_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # import timm now raises ImportError
     assert message(build_backbone, "timm/resnet18", "none") == (
         '--backbone timm/...: timm is not installed (install timm with `pip install "mlgraph[timm]"`)')
+
+
+def test_an_unreachable_hub_fails_at_once_in_one_whole_line(tmp_path):
+    """No network (the hub's address refuses connections): one line naming the hub and what to
+    download, the reason whole, and none of huggingface_hub's retry lines."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "imgs" / "a.png")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLGRAPH_OFFLINE", "HF_HUB_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"), MLGRAPH_PROGRESS="0")
+    proc = subprocess.run([sys.executable, "-m", "mlgraph_cli", "extract", str(tmp_path / "imgs"), "-o",
+                           str(tmp_path / "f.h5"), "--backbone", "timm/test_resnet", "--image-size", "32",
+                           "--workers", "0"], env=env, capture_output=True, text=True, timeout=600)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert "Retry" not in proc.stderr and "Traceback" not in proc.stderr
+    head = "Error: timm/test_resnet.r160_in1k: cannot reach the Hugging Face hub at http://127.0.0.1:9 ("
+    tail = (") (download model.safetensors (or pytorch_model.bin) from https://huggingface.co/timm/test_resnet.r160_in1k "
+            "and pass --weights PATH, or --weights none; or put it in the Hugging Face cache and pass --offline)")
+    assert lines[0].startswith(head) and lines[0].endswith(tail), lines[0]
+    reason = lines[0][len(head):-len(tail)]
+    assert reason.startswith("ConnectError: ") and reason.endswith("Connection refused"), reason  # whole, not cut
+    assert not (tmp_path / "f.h5").exists()

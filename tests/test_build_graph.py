@@ -184,7 +184,8 @@ def test_graph_file_given(cli, tmp_path):
     assert cli("build-graph", write_csv(tmp_path / "t.csv"), "-o", out).exit_code == 0
     line = one_line_error(cli("build-graph", out))
     assert line == f"Error: {out}: this is an mlgraph graph file, which `mlgraph embed` reads (expected " \
-                   "annotations: COCO JSON, a VOC or NUS-WIDE folder, Open Images CSV, CSV or JSONL)"
+                   "annotations: COCO JSON, a VOC or NUS-WIDE folder, Open Images CSV, CSV or JSONL, or a YOLO " \
+                   "data.yaml)"
 
 
 def test_hdf5_file_given(cli, tmp_path):
@@ -202,7 +203,7 @@ def test_undetectable_file(cli, tmp_path):
     path.write_text("just some words\n")
     line = one_line_error(cli("build-graph", path))
     assert line == f"Error: {path}: cannot tell the annotation format from the name or content (pass --format " \
-                   "coco|voc|nuswide|openimages|csv|jsonl|stats)"
+                   "coco|voc|nuswide|openimages|csv|jsonl|yolo|stats)"
 
 
 def test_output_is_a_folder(cli, tmp_path):

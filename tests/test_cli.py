@@ -44,6 +44,19 @@ def test_every_command_help_ends_with_a_runnable_example(cli):
         assert tail.startswith(f"Example: mlgraph {name}"), (name, tail)
 
 
+def test_help_names_arguments_in_capitals_and_shows_no_type_beside_a_flag(cli):
+    from mlgraph_cli.cli.docs import command_names
+
+    assert "Usage: mlgraph [OPTIONS] COMMAND [ARGS]..." in cli("--help").stdout
+    for name in command_names():
+        text = cli(name, "--help").stdout
+        assert "<bool>" not in text and "{" not in text.split("Usage:", 1)[1].splitlines()[0], (name, text)
+    usage = {name: cli(name, "--help").stdout.split("Usage:", 1)[1].splitlines()[0].strip()
+             for name in ("predict", "extract", "evaluate")}
+    assert usage == {"predict": "mlgraph predict [OPTIONS] INPUTS...", "extract": "mlgraph extract [OPTIONS] [IMAGES...]",
+                     "evaluate": "mlgraph evaluate [OPTIONS] [RUN_DIR]"}
+
+
 def test_help_does_not_import_heavy_modules():
     """`mlgraph --help` and every `mlgraph CMD --help` answer without importing torch & co."""
     from mlgraph_cli.cli.docs import command_names

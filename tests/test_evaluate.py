@@ -66,6 +66,10 @@ def test_stdout_json_threshold_last_checkpoint_and_per_label(cli, run):
     expected = _expected(run["run"], run["val"], "last", 0.3)
     assert doc["CP"] == pytest.approx(expected["CP"]) and doc["OF1"] == pytest.approx(expected["OF1"])
     assert "per label" in result.stderr and "fish" in result.stderr and "positives" in result.stderr
+    said = " ".join(result.stderr.split())  # the table's top-3 column names its threshold and says what it is
+    assert "top-3 at 0.3" in said
+    assert ("top-3: a label counts as predicted only when it is among the image's 3 highest scores and reaches the "
+            "threshold 0.3") in said
 
 
 def test_project_defaults_run_and_features(cli, run, tmp_path, monkeypatch):

@@ -109,3 +109,13 @@ def test_importing_the_cli_does_not_import_matplotlib():
     code = "import sys, mlgraph_cli.cli.app, mlgraph_cli.core.evaluation.plots; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_label_chart_names_its_threshold(tmp_path):
+    rows = [{"label": "a", "ap": 50.0, "precision": 40.0, "recall": 30.0, "f1": 34.3, "positives": 3, "threshold": 0.5},
+            {"label": "b", "ap": None, "precision": None, "recall": None, "f1": None, "positives": 0, "threshold": 0.5}]
+    assert plots.threshold_caption(rows) == "AP over all thresholds; precision, recall and F1 at threshold 0.5"
+    rows[1]["threshold"] = 0.25
+    assert plots.threshold_caption(rows) == ("AP over all thresholds; precision, recall and F1 at each label's own "
+                                             "threshold (0.25-0.50)")
+    assert plots.per_label_chart(rows, tmp_path / "c.png").is_file()

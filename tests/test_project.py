@@ -165,7 +165,7 @@ def test_init_with_existing_paths_says_nothing_more(cli, tmp_path):
 def test_init_refuses_an_unknown_format(cli, tmp_path):
     line = one_line_error(cli("init", tmp_path, "--format", "cocoo"))
     assert line == ("Error: --format cocoo: unknown annotation format (choose one of coco, voc, nuswide, openimages, "
-                    "csv, jsonl, stats, yt8m, or leave it out to detect it)")
+                    "csv, jsonl, yolo, stats, yt8m, or leave it out to detect it)")
     assert not (tmp_path / "mlgraph.toml").exists()
 
 
@@ -176,7 +176,7 @@ def test_init_warns_about_annotations_it_cannot_read(cli, tmp_path):
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2
-    assert warnings[0].startswith(f"warning: --annotations img: {tmp_path / 'img'}: this folder is neither a Pascal VOC")
+    assert warnings[0].startswith(f"warning: --annotations img: {tmp_path / 'img'}: this folder is not a Pascal VOC")
     assert warnings[1].startswith(f"warning: --val-annotations notes.json: {tmp_path / 'notes.json'}: a JSON file that "
                                   "is neither COCO")
     assert warnings[1].endswith("; mlgraph.toml names it anyway (fix it there, or run `mlgraph init --force` again)")

@@ -315,3 +315,19 @@ def test_predict_skips_an_unreadable_clip_and_refuses_an_image_run(run, clips, t
         "-o", tmp_path / "imgrun", "--device", "cpu")
     line = one_line_error(_invoke("predict", clips / "c0.mp4", "--model", tmp_path / "imgrun"))
     assert "an image run, but the inputs are video files" in line
+
+
+def test_a_clip_run_speaks_of_videos_and_video_files(run, clips, features, tmp_path):
+    """A clip run's validation note counts videos and, with --val-features given, does not suggest
+    it again; an image given to a clip run is answered with video files, not YouTube-8M records."""
+    result = _ok("train", "--features", features, "--val-features", features, "--head", "gap", "--epochs", "1",
+                 "--batch-size", "4", "-o", tmp_path / "r", "--device", "cpu")
+    note = next(line for line in result.stderr.splitlines() if line.startswith("validation:"))
+    assert note.startswith("validation: 8 video(s) from the validation file")
+    assert note.endswith("too few videos for a reliable val mAP (put more into the --val-features file)")
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "photo.png")
+    line = one_line_error(_invoke("predict", tmp_path / "photo.png", "--model", run))
+    assert line == (f"Error: {tmp_path / 'photo.png'}: images, but {run / 'config.json'} is a video run (pass video "
+                    f"files (.mp4, .mkv, ...) or their folder: `mlgraph predict clips/ --model {run}`)")

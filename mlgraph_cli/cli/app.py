@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from mlgraph_cli import __version__
+from mlgraph_cli.cli._help import HelpGroup, use_plain_help
 
 HELP = (
     "Multi-label image classification with cross-modality attention guided by label-graph "
@@ -21,6 +22,7 @@ HELP = (
 
 app = typer.Typer(
     name="mlgraph",
+    cls=HelpGroup,
     help=HELP,
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
@@ -59,6 +61,7 @@ def _root(
 
 for _name in COMMANDS:
     importlib.import_module(f"mlgraph_cli.cli.{_name}").register(app)
+use_plain_help(app)  # INPUTS... and no <bool> in every command's help
 
 
 def main() -> None:

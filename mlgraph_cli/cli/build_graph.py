@@ -27,6 +27,7 @@ class Format(str, Enum):
     openimages = "openimages"
     csv = "csv"
     jsonl = "jsonl"
+    yolo = "yolo"
     stats = "stats"
     yt8m = "yt8m"
 
@@ -38,7 +39,8 @@ class LabelOrder(str, Enum):
 
 def build_graph(
     annotations: Annotated[Optional[Path], typer.Argument(
-        help="COCO instances JSON, VOC or NUS-WIDE folder, Open Images CSV, CSV/JSONL, label statistics JSON, or "
+        help="COCO instances JSON, VOC or NUS-WIDE folder, Open Images CSV, CSV/JSONL, an ultralytics YOLO data.yaml "
+             "(or its folder), label statistics JSON, or "
              "YouTube-8M TFRecords (a file, a quoted glob such as 'train*.tfrecord', or a folder of shards). "
              "Default: \\[dataset] annotations of mlgraph.toml.", show_default=False)] = None,
     *,
@@ -53,7 +55,7 @@ def build_graph(
                               f"first appearance in CSV/JSONL). {_d('label_order')}", show_default=False)] = None,
     split: Annotated[Optional[str], typer.Option(
         "--split", help="VOC image set (default trainval); NUS-WIDE all|train|test (default train when "
-                        "TrainTestLabels exists).", show_default=False)] = None,
+                        "TrainTestLabels exists); YOLO train|val|test (default train).", show_default=False)] = None,
     min_count: Annotated[Optional[int], typer.Option(
         "--min-count", min=0, help=f"Drop labels carried by fewer than N images. {_d('min_count')}", show_default=False)] = None,
     delimiter: Annotated[Optional[str], typer.Option(

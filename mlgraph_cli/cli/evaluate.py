@@ -112,12 +112,16 @@ def metrics_table(m: dict[str, Any]):
     both = m.get("thresholds") or {}
     fixed, tuned = both.get("fixed") or {}, both.get("tuned")
     title = f"{m.get('head', '')} on {m['num_images']:,} {_items(m)} ({split})"
-    table = Table(title=title, title_justify="left")
+    in_use = "tuned" if m.get("threshold_mode") == "tuned" else f"at {_threshold(m)}"
+    cut = "each label's tuned threshold" if m.get("threshold_mode") == "tuned" else f"the threshold {_threshold(m)}"
+    caption = (f"top-{topk}: a label counts as predicted only when it is among the image's {topk} highest scores "
+               f"and reaches {cut}")
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("metric")
     table.add_column(f"at {fixed.get('threshold', m['threshold']):g}" if fixed else "all labels", justify="right")
     if tuned is not None:
         table.add_column("tuned", justify="right")
-    table.add_column(f"top-{topk} ({'tuned' if m.get('threshold_mode') == 'tuned' else 'global'})", justify="right")
+    table.add_column(f"top-{topk} {in_use}", justify="right")
     top = m.get(f"top{topk}") or {}
     table.add_row("mAP", _fmt(m.get("mAP")), *([""] if tuned is not None else []), "")
     for key in ROWS:

@@ -29,8 +29,9 @@ class Split(str, Enum):
 def extract(
     images: Annotated[Optional[list[str]], typer.Argument(
         help="Images: a folder (searched recursively), files, globs or a .txt list. With --annotations, the "
-             "folder their file names are relative to. Default: \\[dataset] images (or val_images/test_images "
-             "with --split).", show_default=False)] = None,
+             "folder their file names are relative to. An ultralytics YOLO data.yaml: its --split images, with "
+             "their labels. Default: \\[dataset] images (or val_images/test_images with --split).",
+        show_default=False)] = None,
     *,
     images_option: Annotated[Optional[str], typer.Option(
         "--images", help="The same as IMAGES (the images folder).", show_default=False)] = None,
@@ -43,7 +44,7 @@ def extract(
                                "test_features with --split), or features.h5.", show_default=False)] = None,
     split: Annotated[Split, typer.Option(
         "--split", help="In a project: which \\[dataset] images/annotations to read and which \\[artifacts] "
-                        "file to write.")] = Split.train,
+                        "file to write. A YOLO dataset: which of its splits to read.")] = Split.train,
     backbone: Annotated[Optional[str], typer.Option(
         "--backbone", "-b", help="efficientnet-lite0 (ImageNet weights ship with it) or a torchvision "
                                  "CNN: resnet50, resnet101 (the paper's), convnext_tiny, ...; timm/NAME with timm installed. "
@@ -75,12 +76,22 @@ def extract(
     device: Annotated[Optional[str], typer.Option("--device", help="auto (cuda if present, else cpu), cpu, "
                                                   f"cuda, cuda:N. {_d('device')}", show_default=False)] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Annotation format: coco|voc|nuswide|"
-                                                  "openimages|csv|jsonl (auto-detected when left out).",
+                                                  "openimages|csv|jsonl|yolo (auto-detected when left out).",
                                                   show_default=False)] = None,
     label_order: Annotated[Optional[str], typer.Option("--label-order", help="name or id: must match "
                                                        f"`mlgraph build-graph --label-order`. {_d('label_order')}", show_default=False)] = None,
     image_set: Annotated[Optional[str], typer.Option("--image-set", help="VOC image set (default trainval) or "
-                                                     "NUS-WIDE split of the annotations.", show_default=False)] = None,
+                                                     "NUS-WIDE split of the annotations (a YOLO dataset's split: "
+                                                     "--split).", show_default=False)] = None,
+    labels: Annotated[Optional[str], typer.Option(
+        "--labels", help="The dataset's label set, so every split stores the same columns in the same order: a "
+                         "file of one label per line, or the graph from `mlgraph build-graph` (its order). A label "
+                         "no image of this split carries is stored as an all-zero column. Default: the project's "
+                         "\\[artifacts] graph when it exists, else the labels of the annotations.",
+        show_default=False)] = None,
+    label_delimiter: Annotated[Optional[str], typer.Option(
+        "--label-delimiter", help="CSV delimiter between labels within a row (default ';'), as in "
+                                  "`mlgraph build-graph`.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help=f"Random init seed for --weights none. {_d('seed')}",
                                                 show_default=False)] = None,
     fps: Annotated[Optional[float], typer.Option(
@@ -121,8 +132,8 @@ def extract(
         images = [images_option]
     overrides = dict(backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
                      batch_size=batch_size, workers=workers, threads=threads, device=device, format=format,
-                     label_order=label_order, image_set=image_set, seed=seed, offline=offline or None,
-                     fps=fps, frames=frames, max_frames=max_frames)
+                     label_order=label_order, image_set=image_set, label_delimiter=label_delimiter, labels=labels,
+                     seed=seed, offline=offline or None, fps=fps, frames=frames, max_frames=max_frames)
     progress = progress_bar(quiet=quiet)
     try:
         result = run_extract(images, output, overrides, annotations=annotations, split=split.value,

@@ -85,6 +85,11 @@ def train(
                                                panel=HELP_PANEL_DATA)] = None,
     graph: Annotated[Optional[Path], _opt("--graph", help="Label graph from `mlgraph build-graph` (mlgcn's "
                                           "adjacency). Default: \\[artifacts] graph.", panel=HELP_PANEL_DATA)] = None,
+    labels: Annotated[Optional[Path], _opt("--labels", help="The dataset's label set, the run's labels in order: a "
+                                           "file of one label per line, or the graph from `mlgraph build-graph`. "
+                                           "Features files lacking one of them read it as having no positive. "
+                                           "Default: \\[artifacts] graph when it exists, else the training "
+                                           "features' labels.", panel=HELP_PANEL_DATA)] = None,
     val_fraction: Annotated[Optional[float], _opt("--val-fraction", help="Share of the training data held out for "
                                                   "validation when no validation file is given; a reproducible split "
                                                   "by --seed, recorded in split.json. 0 = no validation. "
@@ -198,7 +203,8 @@ def train(
         select_by=select_by.value if select_by else None, tensorboard=tensorboard,
     )
     inputs = TrainInputs(features=features, val_features=val_features, embeddings=embeddings, graph=graph,
-                         images=images, annotations=annotations, val_images=val_images, val_annotations=val_annotations)
+                         images=images, annotations=annotations, val_images=val_images, val_annotations=val_annotations,
+                         labels=labels)
     main = dist_info_from_env().is_main
     progress = progress_bar(quiet=quiet or not main)
     try:

@@ -153,8 +153,8 @@ def render_project_file(dataset: dict[str, str]) -> str:
         "[dataset]",
     ]
     hints = {
-        "annotations": "training annotations (COCO JSON, VOC folder, NUS-WIDE folder, Open Images CSV, CSV/JSONL)",
-        "format": "coco | voc | nuswide | openimages | csv | jsonl | stats (auto-detected when left out)",
+        "annotations": "training annotations (COCO JSON, VOC folder, NUS-WIDE folder, Open Images CSV, CSV/JSONL, YOLO data.yaml)",
+        "format": "coco | voc | nuswide | openimages | csv | jsonl | yolo | stats (auto-detected when left out)",
         "images": "folder of training images",
         "val_annotations": "validation annotations",
         "val_images": "folder of validation images",

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import h5py
 import torch
 
+from mlgraph_cli.core.annotations import YAML_SUFFIXES, yolo_yaml
 from mlgraph_cli.core.device import resolve_device
 from mlgraph_cli.core.features.backbones.build import build_backbone
 from mlgraph_cli.core.features.config import ExtractConfig
@@ -85,20 +86,51 @@ def run_extract(images: Sequence[str | os.PathLike] | None, output: str | os.Pat
                 progress: ProgressHook = NULL_PROGRESS) -> ExtractResult:
     """``mlgraph extract`` as one call. Paths left out (None) come from ``project`` (its ``split``
     images and, with them, its annotations and format; ``[artifacts]`` features, or features.h5);
-    ``overrides``: ExtractConfig values from flags (None = not given), over ``[extract]``."""
+    ``overrides``: ExtractConfig values from flags (None = not given), over ``[extract]``.
+
+    A YOLO dataset (``data.yaml``, given as IMAGES or as annotations) holds its own splits:
+    ``split`` picks one (unless ``image_set`` is given), and the images are those it names. In a
+    project whose ``[dataset] annotations`` is such a dataset, ``--split val`` reads its val split
+    when no ``val_annotations`` is set.
+
+    With annotations, the label columns are the declared ones (``labels``: a label file or a
+    graph); in a project they default to its graph's labels once ``mlgraph build-graph`` wrote it.
+    """
     img_key, ann_key, out_key = SPLIT_KEYS[split]
     overrides = dict(overrides)
+    fmt = overrides.get("format")
+    if annotations is None and images and len(images) == 1 and Path(images[0]).suffix.lower() in YAML_SUFFIXES \
+            and Path(images[0]).is_file():
+        annotations, images = images[0], None  # `mlgraph extract data.yaml --split val`
     if not images and project is not None:
-        images = [str(resolve_input(None, project, dataset=img_key, what=f"{img_key} folder",
-                                    fix="e.g. `mlgraph extract images/`"))]
-        if annotations is None and project.dataset_path(ann_key) is not None:
-            annotations = str(project.dataset_path(ann_key))
-            if overrides.get("format") is None:
-                overrides["format"] = project.dataset.get("format") or None
+        project_fmt = project.dataset.get("format") or None
+        if annotations is None:
+            annotations = project.dataset_path(ann_key)
+            if annotations is None and _yolo(project.dataset_path("annotations"), project_fmt):
+                annotations = project.dataset_path("annotations")  # one dataset yaml for every split
+            if annotations is not None and fmt is None:
+                fmt = overrides["format"] = project_fmt
+        if _yolo(annotations, fmt):  # the yaml names its images
+            images = [str(project.dataset_path(img_key))] if project.dataset_path(img_key) else None
+        else:
+            images = [str(resolve_input(None, project, dataset=img_key, what=f"{img_key} folder",
+                                        fix="e.g. `mlgraph extract images/`"))]
+    if annotations is not None and overrides.get("image_set") is None and _yolo(annotations, fmt):
+        overrides["image_set"] = split
+    if annotations is not None and overrides.get("labels") is None and project is not None \
+            and "labels" not in project.section("extract") and project.artifact("graph").is_file():
+        overrides["labels"] = str(project.artifact("graph"))  # every split gets the graph's label columns
     config = merge_config(ExtractConfig, project, "extract", overrides)
     dest = resolve_output(output, project, out_key, "features.h5")
     return extract(images, dest, config, annotations=annotations, allow_outside_paths=allow_outside_paths,
                    progress=progress, shard=parse_shard(shard) if shard else None)
+
+
+def _yolo(path: str | os.PathLike | None, fmt: str | None) -> bool:
+    """Whether ``path`` is an ultralytics YOLO dataset (its yaml, or the folder holding data.yaml)."""
+    if path is None or (fmt is not None and fmt != "yolo"):
+        return False
+    return fmt == "yolo" or yolo_yaml(Path(path)) is not None
 
 
 def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLike, config: ExtractConfig, *,
@@ -113,7 +145,7 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
     rank writes the shard of its rank and rank 0 merges them into ``output`` once all are there.
     """
     info = dist_info_from_env()
-    clips = wants_clips(images, annotations)
+    clips = wants_clips(images, annotations, label_delimiter=config.label_delimiter)
     if clips:
         if shard is not None or info.enabled:
             raise MlgraphError("video files are extracted in one process (drop --shard, or run without torchrun)")

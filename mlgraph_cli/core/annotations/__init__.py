@@ -16,7 +16,8 @@ category ids, the VOC / NUS-WIDE concept list, sorted Open Images MIDs, first ap
 CSV / JSONL). The choice is recorded in ``meta["label_order"]``.
 
 Layout: common (the result type, shared steps), detect (format detection), one module per
-format family (coco, voc, nuswide, openimages, tabular = CSV / JSONL, stats); this module
+format family (coco, voc, nuswide, openimages, tabular = CSV / JSONL, yolo = ultralytics dataset
+folders, stats), labelset (a declared label set that every split's columns follow); this module
 dispatches. Import everything from here; the submodules are not a public interface.
 """
 
@@ -31,6 +32,7 @@ from mlgraph_cli.core.annotations.coco import read_coco
 from mlgraph_cli.core.annotations.common import (FORMAT_FIX, FORMATS, LABEL_ORDERS, Annotations, apply_order,
                                                  missing_path, read_text)
 from mlgraph_cli.core.annotations.detect import ARTIFACT_READERS, TFRECORD_MARK, detect_format
+from mlgraph_cli.core.annotations.labelset import LabelSet, declare_labels, read_label_set
 from mlgraph_cli.core.annotations.nuswide import read_nuswide
 from mlgraph_cli.core.annotations.openimages import (OPENIMAGES_CLASS_FILES, OPENIMAGES_HEADER, OPENIMAGES_POSITIVE,
                                                      read_openimages)
@@ -39,13 +41,15 @@ from mlgraph_cli.core.annotations.tabular import (CSV_LABEL_COLUMNS, CSV_PATH_CO
                                                   read_csv, read_jsonl)
 # The exact (slow) parsers, re-exported so a test can check that the fast paths do without them.
 from mlgraph_cli.core.annotations.voc import read_voc
+from mlgraph_cli.core.annotations.yolo import YAML_SUFFIXES, YOLO_SPLITS, read_yolo, yolo_yaml
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.errors import InputError, input_error
 
 __all__ = [
     "ARTIFACT_READERS", "CSV_LABEL_COLUMNS", "CSV_PATH_COLUMNS", "DEFAULT_LABEL_DELIMITER", "FORMATS", "FORMAT_FIX",
     "LABEL_ORDERS", "OPENIMAGES_CLASS_FILES", "OPENIMAGES_HEADER", "OPENIMAGES_POSITIVE", "TFRECORD_MARK",
-    "Annotations", "detect_format", "load_annotations", "load_label_stats",
+    "YAML_SUFFIXES", "YOLO_SPLITS", "Annotations", "LabelSet", "declare_labels", "detect_format", "load_annotations",
+    "load_label_stats", "read_label_set", "yolo_yaml",
 ]
 # Formats that are folders; every other one is a single file.
 _FOLDER_FORMATS = ("voc", "nuswide")
@@ -58,7 +62,8 @@ def load_annotations(path: str | os.PathLike, format: str | None = None, *, labe
     """Read annotations of any supported format (auto-detected when ``format`` is None).
 
     delimiter / label_delimiter: CSV column and label separators (default: sniffed / ``;``).
-    split: VOC image set (default ``trainval``) or NUS-WIDE ``all|train|test``.
+    split: VOC image set (default ``trainval``), NUS-WIDE ``all|train|test`` or YOLO ``train|val|test``
+    (default ``train``).
     classes: Open Images class descriptions CSV or NUS-WIDE concept list.
     """
     p = Path(path)
@@ -75,9 +80,11 @@ def load_annotations(path: str | os.PathLike, format: str | None = None, *, labe
     folder_format = fmt in _FOLDER_FORMATS
     if folder_format and not p.is_dir():
         raise input_error(p, f"--format {fmt} reads a folder, this is a file", FORMAT_FIX)
-    if not folder_format and p.is_dir():
+    if not folder_format and fmt != "yolo" and p.is_dir():
         raise input_error(p, f"--format {fmt} reads a file, this is a folder", FORMAT_FIX)
-    if fmt == "voc":
+    if fmt == "yolo":  # a data.yaml, or the folder that holds it
+        ann = read_yolo(p, split, progress)
+    elif fmt == "voc":
         ann = read_voc(p, split or "trainval", progress)
     elif fmt == "nuswide":
         ann = read_nuswide(p, split, classes, progress)

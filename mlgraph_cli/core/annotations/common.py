@@ -18,7 +18,7 @@ from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.core.progress import ProgressHook
 from mlgraph_cli.errors import InputError, MismatchError, input_error
 
-FORMATS = ("coco", "voc", "nuswide", "openimages", "csv", "jsonl", "stats")
+FORMATS = ("coco", "voc", "nuswide", "openimages", "csv", "jsonl", "yolo", "stats")
 LABEL_ORDERS = ("name", "id")
 # How a user gets a file build-graph can read; ends most error messages.
 FORMAT_FIX = "pass --format " + "|".join(FORMATS)
@@ -62,13 +62,14 @@ class Annotations:
             y[self.ignore.toarray() > 0] = -1
         return y
 
-    def reorder(self, labels: Sequence[str]) -> "Annotations":
+    def reorder(self, labels: Sequence[str], drop: Sequence[str] = ()) -> "Annotations":
         """The same images with columns in the order of ``labels`` (e.g. a graph's label order).
 
         Labels of ``labels`` absent here become all-zero columns (no image carries them); a label
-        present here but missing from ``labels`` raises :class:`MismatchError`.
+        present here but missing from ``labels`` raises :class:`MismatchError`, unless it is in
+        ``drop`` (its column is then left out).
         """
-        wanted = set(labels)
+        wanted = set(labels) | set(drop)
         extra = [name for name in self.labels if name not in wanted]
         if extra:
             shown = ", ".join(repr(x) for x in extra[:5]) + (" ..." if len(extra) > 5 else "")

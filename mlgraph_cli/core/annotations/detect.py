@@ -1,7 +1,8 @@
 """Which annotation format a path holds, from its suffix and first bytes (64 KiB).
 
-Folders are VOC, NUS-WIDE or YouTube-8M shards; files are told apart by suffix, then by the first
-line or JSON keys. mlgraph's own artifacts (a graph JSON, an HDF5 file) are refused with the name
+Folders are VOC, NUS-WIDE, an ultralytics YOLO dataset (holding ``data.yaml``) or YouTube-8M
+shards; files are told apart by suffix (``.yaml`` / ``.yml``: a YOLO dataset's yaml), then by the
+first line or JSON keys. mlgraph's own artifacts (a graph JSON, an HDF5 file) are refused with the name
 of the command that reads them, since pointing build-graph at one is an easy slip.
 """
 
@@ -16,6 +17,7 @@ from mlgraph_cli.core.annotations.common import FORMAT_FIX, empty_file, missing_
 from mlgraph_cli.core.annotations.nuswide import nuswide_root
 from mlgraph_cli.core.annotations.openimages import OPENIMAGES_HEADER
 from mlgraph_cli.core.annotations.voc import voc_root
+from mlgraph_cli.core.annotations.yolo import YAML_SUFFIXES, yolo_yaml
 from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.errors import input_error
 
@@ -24,7 +26,8 @@ TFRECORD_MARK = ".tfrecord"
 # Which command reads each mlgraph artifact, for "wrong kind of file" messages.
 ARTIFACT_READERS = {"graph": "mlgraph embed", "embeddings": "mlgraph train", "features": "mlgraph train",
                     "run": "mlgraph evaluate"}
-_EXPECTED = "expected annotations: COCO JSON, a VOC or NUS-WIDE folder, Open Images CSV, CSV or JSONL"
+_EXPECTED = ("expected annotations: COCO JSON, a VOC or NUS-WIDE folder, Open Images CSV, CSV or JSONL, or a YOLO "
+             "data.yaml")
 # Top-level keys of a COCO instances file / of label statistics.
 _COCO_KEYS = re.compile(r'"(categories|annotations|images)"\s*:')
 _STATS_KEYS = re.compile(r'"(cooccurrence|image_counts)"\s*:')
@@ -48,10 +51,13 @@ def detect_format(path: str | os.PathLike) -> str:
             return "voc"
         if nuswide_root(p) is not None:
             return "nuswide"
+        if yolo_yaml(p) is not None:
+            return "yolo"
         if any(TFRECORD_MARK in q.name for q in p.iterdir() if q.is_file()):
             return "yt8m"
-        raise input_error(p, "this folder is neither a Pascal VOC folder (ImageSets/Main) nor a NUS-WIDE folder "
-                             "(Groundtruth/, Concepts81.txt)", FORMAT_FIX + " or point at the annotations file")
+        raise input_error(p, "this folder is not a Pascal VOC folder (ImageSets/Main), a NUS-WIDE folder "
+                             "(Groundtruth/, Concepts81.txt) or a YOLO dataset (data.yaml)",
+                          FORMAT_FIX + " or point at the annotations file")
     if not p.exists():
         raise missing_path(p)
     check_input_file(p, fix=FORMAT_FIX)  # a FIFO would block the read below
@@ -61,6 +67,8 @@ def detect_format(path: str | os.PathLike) -> str:
         raise empty_file(p)
     _refuse_artifacts(p, head)
     suffix = p.suffix.lower()
+    if suffix in YAML_SUFFIXES:
+        return "yolo"
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
     first = text.lstrip().split("\n", 1)[0].strip()
     if suffix in (".jsonl", ".ndjson"):

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mlgraph_cli.core.annotations.common import Annotations, merge_rows, tokens_matrix
-from mlgraph_cli.core.annotations.guesses import joined_labels, unknown_header
+from mlgraph_cli.core.annotations.guesses import joined_labels, refuse_bar_joined, unknown_header
 from mlgraph_cli.errors import input_error
 
 # Column names that mark the first CSV row as a header (compared lower-case).
@@ -77,6 +77,7 @@ def read_csv(p: Path, text: str, delimiter: str | None, label_delimiter: str | N
         notes.append(f"every label name contains a space and none a {label_delimiter!r}: if labels are space "
                      "separated, pass --label-delimiter ' '")
     if guessed:
+        refuse_bar_joined(p, labels, (delimiter, label_delimiter))
         notes += joined_labels(labels, (delimiter, label_delimiter))
     if not header:
         notes += unknown_header(head, paths, y, labels, f"{CSV_PATH_COLUMNS[0]},{CSV_LABEL_COLUMNS[0]}")
@@ -86,7 +87,8 @@ def read_csv(p: Path, text: str, delimiter: str | None, label_delimiter: str | N
     ids, files, y = merge_rows(p, paths, paths, y, numbers, notes)
     return Annotations(labels=labels, image_ids=ids, files=files, positives=y, ignore=None, source=str(p),
                        format="csv", notes=notes,
-                       meta={"delimiter": delimiter, "label_delimiter": label_delimiter, "header": header})
+                       meta={"delimiter": delimiter, "label_delimiter": label_delimiter, "header": header,
+                             **_imagefolder_root(p)})
 
 
 def _read_csv_wide(p: Path, head: str, body: str, delimiter: str) -> Annotations:
@@ -214,10 +216,18 @@ _JSONL_LINE = re.compile(
     rf'^{_WS}\{{{_WS}"image"{_WS}:{_WS}{_JSON_STR}{_WS},{_WS}"labels"{_WS}:{_WS}\[{_WS}'
     rf'((?:"[^"\\\n]*"(?:{_WS},{_WS}"[^"\\\n]*")*)?){_WS}\]{_WS}\}}{_WS}\r?$', re.M)
 _JSONL_SHAPE = 'write {"image": "a.jpg", "labels": ["cat", "dog"]}'
+# Keys of an object's image path: ours, then Hugging Face imagefolder's metadata.jsonl (``file_name``).
+JSONL_PATH_KEYS = ("image", "path", "file", "file_name")
+# Files that Hugging Face's imagefolder reads: their file names are relative to their own folder.
+IMAGEFOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
+# Label keys whose value may be one name instead of a list (``"label": "cat"``).
+_ONE_LABEL_KEYS = ("label", "tag", "class")
 
 
 def read_jsonl(p: Path, text: str) -> Annotations:
-    """The image path is ``image`` (or ``path`` / ``file``); the id is ``id`` when given, else the path."""
+    """The image path is ``image`` (or ``path`` / ``file`` / ``file_name``); the labels are ``labels``
+    (or another of :data:`CSV_LABEL_COLUMNS`: a list of names; ``label``, ``tag`` and ``class`` may
+    hold one name); the id is ``id`` when given, else the path."""
     fast = _JSONL_LINE.findall(text) if "\\" not in text else []
     if fast and len(fast) == text.count("\n") + (not text.endswith("\n")):
         numbers = np.arange(len(fast))  # every line matched: no blank lines to skip
@@ -236,7 +246,12 @@ def read_jsonl(p: Path, text: str) -> Annotations:
     notes: list[str] = []
     ids, files, y = merge_rows(p, ids, images, y, numbers + 1, notes)
     return Annotations(labels=labels, image_ids=ids, files=files, positives=y, ignore=None, source=str(p),
-                       format="jsonl", notes=notes, meta={})
+                       format="jsonl", notes=notes, meta=_imagefolder_root(p))
+
+
+def _imagefolder_root(p: Path) -> dict[str, str]:
+    """Hugging Face's ``metadata.jsonl`` / ``.csv`` names files relative to its folder: the images folder."""
+    return {"image_root": str(p.parent)} if p.name.lower() in IMAGEFOLDER_METADATA else {}
 
 
 def _jsonl_exact(p: Path, lines: list[str], numbers: list[int]):
@@ -257,16 +272,21 @@ def _jsonl_exact(p: Path, lines: list[str], numbers: list[int]):
                 raise input_error(p, f"malformed JSON: {exc.msg}", "one JSON object per line",
                                   line=numbers[k] + 1) from None
         raise input_error(p, "malformed JSON lines", "one JSON object per line") from None
-    images = []
+    images, label_lists = [], []
     for k, o in enumerate(objs):
-        ok = isinstance(o, dict) and "labels" in o
-        img = o.get("image", o.get("path", o.get("file"))) if ok else None
-        if not ok or not isinstance(img, str) or not isinstance(o["labels"], list):
-            what = "expected an object with \"image\" and \"labels\"" if not ok else \
-                "\"image\" must be a path" if not isinstance(img, str) else "\"labels\" must be a list of names"
+        keys = o if isinstance(o, dict) else {}
+        path_key = next((key for key in JSONL_PATH_KEYS if key in keys), None)
+        label_key = next((key for key in CSV_LABEL_COLUMNS if key in keys), None)
+        img, labels = keys.get(path_key), keys.get(label_key)
+        labels = [labels] if isinstance(labels, str) and label_key in _ONE_LABEL_KEYS else labels  # one `label`
+        if path_key is None or label_key is None or not isinstance(img, str) or not isinstance(labels, list):
+            what = ("expected an object with an image path (\"image\" or \"file_name\") and \"labels\""
+                    if path_key is None or label_key is None else
+                    f"\"{path_key}\" must be a path" if not isinstance(img, str) else
+                    f"\"{label_key}\" must be a list of names")
             raise input_error(p, what, _JSONL_SHAPE, line=numbers[k] + 1)
         images.append(img)
-    label_lists = [o["labels"] for o in objs]
+        label_lists.append(labels)
     tokens = list(itertools.chain.from_iterable(label_lists))
     try:
         names_ok = all(type(t) is str for t in dict.fromkeys(tokens))  # checks distinct tokens only

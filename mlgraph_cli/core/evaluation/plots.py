@@ -9,7 +9,8 @@ name, then rename), returning the path written:
   (N, C) in {1, 0, -1 = ignore}, one curve per label (the best and worst labels by AP when C is
   large) plus the micro-averaged curve of all labels.
 - :func:`per_label_chart` ``(rows, path)``: one dict per label with ``label``, ``ap``,
-  ``precision``, ``recall``, ``f1`` (0-100 or None) and ``positives`` (count);
+  ``precision``, ``recall``, ``f1`` (0-100 or None), ``positives`` (count) and ``threshold``
+  (what precision, recall and F1 are measured at, said in the title);
   :func:`per_label_rows` computes them from scores and targets.
 
 Labels without positives are accepted everywhere: their AP, recall and F1 are None ("n/a").
@@ -218,7 +219,8 @@ CHART_COLUMNS = (("ap", "AP"), ("precision", "precision"), ("recall", "recall"),
 
 def per_label_chart(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Horizontal bars per label: AP, precision, recall, F1 (0-100) and positives side by side,
-    labels sorted by AP (best on top; labels without AP last, marked n/a). The figure grows with
+    labels sorted by AP (best on top; labels without AP last, marked n/a), titled with the
+    threshold precision, recall and F1 are measured at (:func:`threshold_caption`). The figure grows with
     the number of labels so each keeps a readable row (about 100 labels fit a tall page).
     Returns ``path``."""
     rows = sorted(rows, key=lambda r: -_number(r.get("ap")) if not math.isnan(_number(r.get("ap"))) else math.inf)
@@ -242,7 +244,18 @@ def per_label_chart(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) 
         ax.tick_params(axis="x", labeltop=n > 30)  # a tall chart gets its scale at the top too
     axes[0].set_yticks(y, names, fontsize=font)
     axes[0].set_ylim(len(rows) - 0.5, -0.5)  # best AP on top
+    fig.suptitle(threshold_caption(rows), fontsize=10)
     return _save(fig, path)
+
+
+def threshold_caption(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What the per-label chart's precision, recall and F1 are measured at: the one threshold of
+    the rows (their ``threshold``), or the range of the labels' own ones."""
+    cuts = sorted({float(r["threshold"]) for r in rows if r.get("threshold") is not None})
+    if not cuts:
+        return "AP over all thresholds; precision, recall and F1 at the run's threshold"
+    at = f"threshold {cuts[0]:g}" if len(cuts) == 1 else f"each label's own threshold ({cuts[0]:.2f}-{cuts[-1]:.2f})"
+    return f"AP over all thresholds; precision, recall and F1 at {at}"
 
 
 def evaluation_plots(scores: Any, targets: Any, labels: Sequence[str], rows: Sequence[Mapping[str, Any]],

@@ -24,7 +24,9 @@ class ExtractConfig:
     seed: int = 0  # random init when weights = none
     format: str | None = None  # annotation format (auto-detected)
     label_order: str = "name"  # as `mlgraph build-graph --label-order`
-    image_set: str | None = None  # VOC image set / NUS-WIDE split of the annotations
+    image_set: str | None = None  # VOC image set / NUS-WIDE split / YOLO split of the annotations
+    label_delimiter: str | None = None  # CSV: between the labels of a row (default ;)
+    labels: str | None = None  # declared label set: a file of one label per line, or a graph (its order)
     max_pixels: int | None = None  # decompression-bomb limit (default: PIL's, ~89 Mpx)
     offline: bool = False  # never download weights (also MLGRAPH_OFFLINE=1 or HF_HUB_OFFLINE=1)
     fps: float = 1.0  # video files (core/media/videos.py): frames per second sampled,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from mlgraph_cli.core.annotations import load_annotations
+from mlgraph_cli.core.annotations import LabelSet, declare_labels, load_annotations, read_label_set
 from mlgraph_cli.core.io.inputs import check_inside_folder
 from mlgraph_cli.core.io.outputs import write_text
 from mlgraph_cli.core.media.images import SkippedImage, common_root, list_images, real_path, relative_names
@@ -70,20 +70,23 @@ def plan_for(images: Sequence[str | os.PathLike] | None, annotations: str | os.P
              video: bool, allow_outside_paths: bool = False, progress: ProgressHook = NULL_PROGRESS) -> ExtractPlan:
     """The plan of ``mlgraph extract``: the annotated inputs with their labels, or every input found."""
     if annotations:
+        declared = read_label_set(config.labels) if config.labels else None
         return plan_with_annotations(images, Path(annotations), format=config.format, label_order=config.label_order,
-                                     image_set=config.image_set, allow_outside_paths=allow_outside_paths,
-                                     progress=progress)
+                                     image_set=config.image_set, label_delimiter=config.label_delimiter,
+                                     declared=declared, allow_outside_paths=allow_outside_paths, progress=progress)
     return plan_folder(images, video=video)
 
 
-def wants_clips(images: Sequence[str | os.PathLike] | None, annotations: str | os.PathLike | None) -> bool:
+def wants_clips(images: Sequence[str | os.PathLike] | None, annotations: str | os.PathLike | None, *,
+                label_delimiter: str | None = None) -> bool:
     """Whether ``mlgraph extract`` was given video files: inputs that hold videos and no images,
     or CSV/JSONL annotations whose file names are videos."""
     if annotations is not None:
         if not str(annotations).lower().endswith(TABULAR_SUFFIXES) or not Path(annotations).is_file():
             return False
         try:
-            files = [f for f in load_annotations(Path(annotations)).files if f is not None]
+            files = [f for f in load_annotations(Path(annotations), label_delimiter=label_delimiter).files
+                     if f is not None]
         except MlgraphError:
             return False  # planning reports it
         return bool(files) and all(is_video_path(f) for f in files)
@@ -96,11 +99,18 @@ def wants_clips(images: Sequence[str | os.PathLike] | None, annotations: str | o
 
 
 def plan_with_annotations(images: Sequence[str | os.PathLike] | None, ann_path: Path, *, format: str | None = None,
-                          label_order: str = "name", image_set: str | None = None,
-                          allow_outside_paths: bool = False, progress: ProgressHook = NULL_PROGRESS) -> ExtractPlan:
+                          label_order: str = "name", image_set: str | None = None, label_delimiter: str | None = None,
+                          declared: LabelSet | None = None, allow_outside_paths: bool = False,
+                          progress: ProgressHook = NULL_PROGRESS) -> ExtractPlan:
     """The annotated images, with their labels; file names must stay inside the images folder
-    unless ``allow_outside_paths`` (see :func:`mlgraph_cli.core.io.inputs.check_inside_folder`)."""
-    ann = load_annotations(ann_path, format, label_order=label_order, split=image_set, progress=progress)
+    unless ``allow_outside_paths`` (see :func:`mlgraph_cli.core.io.inputs.check_inside_folder`).
+    ``declared``: the label columns to store, in order (core/annotations/labelset.py)."""
+    ann = load_annotations(ann_path, format, label_order=label_order, split=image_set,
+                           label_delimiter=label_delimiter, progress=progress)
+    notes = list(ann.notes)
+    if declared is not None:
+        ann, said = declare_labels(ann, declared)
+        notes += said
     if images and len(images) > 1:
         raise MlgraphError(f"with --annotations give one images folder, not {len(images)} paths "
                            "(the folder the annotation file names are relative to)")
@@ -124,7 +134,7 @@ def plan_with_annotations(images: Sequence[str | os.PathLike] | None, ann_path: 
                           "pass the folder they are relative to as IMAGES or --images, or fix [dataset] images")
     return ExtractPlan(paths=paths, files=files, ids=[str(i) for i in ann.image_ids], root=root, labels=ann.dense(),
                        label_names=list(ann.labels), annotations=ann_path, annotations_format=ann.format,
-                       notes=list(ann.notes))
+                       notes=notes)
 
 
 def files_for(ann, root: Path) -> list[str]:

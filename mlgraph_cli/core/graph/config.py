@@ -14,7 +14,7 @@ class BuildGraphConfig:
 
     format: str | None = None  # one of GRAPH_FORMATS; None = detect
     label_order: str = "name"  # "name" (sorted) | "id" (the dataset's own order)
-    split: str | None = None  # VOC image set (default trainval) / NUS-WIDE all|train|test
+    split: str | None = None  # VOC image set (default trainval) / NUS-WIDE all|train|test / YOLO split
     min_count: int = 0  # drop labels carried by fewer images
     delimiter: str | None = None  # CSV column delimiter (default: sniffed , or tab)
     label_delimiter: str | None = None  # CSV label delimiter (default ;)

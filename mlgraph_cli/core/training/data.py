@@ -87,11 +87,13 @@ def modality_name(video: bool) -> str:
 
 
 def prepare_features(features: Path | None, val_features: Path | None, config, *, multi_scale: bool, dist,
-                     progress: ProgressHook) -> TrainingData:
+                     progress: ProgressHook, labels=None) -> TrainingData:
     """Training (and validation) rows of cached features; ``multi_scale``: the head reads two stages.
 
     config: the run's TrainConfig (val_fraction, seed, cache). Validation comes from
-    ``val_features`` or a seeded split of the training file (recorded in ``split``).
+    ``val_features`` or a seeded split of the training file (recorded in ``split``). labels: a
+    declared :class:`~mlgraph_cli.core.annotations.LabelSet`, the run's labels in order (default:
+    the training file's). Files are aligned to the run's labels by :func:`align_targets`.
     """
     from mlgraph_cli.core.training.batches import FeatureSet, split_rows
 
@@ -102,7 +104,10 @@ def prepare_features(features: Path | None, val_features: Path | None, config, *
     modality = features_modality(path)
     video = modality == "video"
     ff = open_labelled_features(path)
-    names = list(ff.label_names)
+    names = list(labels.labels) if labels is not None else list(ff.label_names)
+    targets = ff.labels
+    if labels is not None:
+        targets = align_targets(ff, names, path, labels.source, labels.fix, progress if dist.is_main else None)
     multi = multi_scale
     if multi and not ff.has_aux:
         raise input_error(path, "head ms-cma needs two backbone stages but the file has one (no features_aux)",
@@ -120,14 +125,16 @@ def prepare_features(features: Path | None, val_features: Path | None, config, *
             _same_frame_layout(path, ff, vpath, vf)
         else:
             _same_extraction(path, ff, vpath, vf)
-        val_targets = _aligned_targets(vf, names, vpath, path)
+        val_targets = align_targets(vf, names, vpath, labels.source if labels is not None else path,
+                                    f"extract both with the same declared labels: `{maker('features')} ... --labels "
+                                    "graph.json`", progress if dist.is_main else None)
         val_rows = np.arange(len(vf))
         train_rows = np.arange(len(ff))
         val_ff = vf
         val_info = {"source": "file", "path": os.fspath(vpath.resolve()), "num_images": len(vf)}
     else:
         train_rows, val_rows = split_rows(len(ff), config.val_fraction if len(ff) >= 2 else 0.0, config.seed)
-        val_ff, val_targets = ff, ff.labels[val_rows]
+        val_ff, val_targets = ff, targets[val_rows]
         if len(val_rows):
             val_info = {"source": "split", "fraction": config.val_fraction, "seed": config.seed,
                         "num_images": int(len(val_rows))}
@@ -137,7 +144,7 @@ def prepare_features(features: Path | None, val_features: Path | None, config, *
                       dist.world_size)
     if in_ram and dist.is_main and config.cache == "auto" and _ram_bytes(ff, len(train_rows), multi) >= 64 * 2**20:
         progress.log(f"Loading {path} into memory ({_ram_bytes(ff, len(train_rows), multi) / 2**20:,.1f} MiB)")
-    train_set = FeatureSet(ff, train_rows, ff.labels[train_rows], aux=multi, in_ram=in_ram, video=video)
+    train_set = FeatureSet(ff, train_rows, targets[train_rows], aux=multi, in_ram=in_ram, video=video)
     val_set = None
     if len(val_rows) and dist.is_main:
         val_set = FeatureSet(val_ff, val_rows, val_targets, aux=multi, in_ram=in_ram, video=video)
@@ -145,6 +152,7 @@ def prepare_features(features: Path | None, val_features: Path | None, config, *
     data_info: dict[str, Any] = {
         "features": os.fspath(path.resolve()), "num_images": len(ff), "train_images": int(len(train_rows)),
         "labels_digest": labels_digest(names), "feature_shape": list(ff.feature_shape),
+        "declared_labels": os.fspath(Path(labels.source).resolve()) if labels is not None else None,
         "features_digest": ff.content_digest(),  # --resume refuses a file made again under this name
         "aux_shape": list(ff.aux_shape) if ff.aux_shape else None, "val": val_info}
     if video:  # T, and whether clips are frame-level (T seconds) or video-level (one mean frame)
@@ -173,14 +181,39 @@ def _same_frame_layout(path: Path, ff, vpath: Path, vf) -> None:
                             f"features (import both with `mlgraph import-yt8m`)")
 
 
-def _aligned_targets(ff, names: list[str], path: Path, reference: Path) -> np.ndarray:
-    """``ff``'s labels with columns in the order of ``names`` (same set required)."""
-    check_same_label_set(list(ff.label_names), names, path, reference,
-                    f"extract both from annotations with the same labels: `{maker('features')}`")
-    if list(ff.label_names) == names:
+def align_targets(ff, names: list[str], path: Path, reference: Path, fix: str, progress) -> np.ndarray:
+    """``ff``'s labels (N, C') as columns in the order of ``names`` (N, C), matched by name.
+
+    A label of ``names`` the file lacks is read as having no positive there (a column of 0); a
+    label of the file not in ``names`` is left out when no row of the file has it as a positive
+    (a declared but empty column); with positives it is a real mismatch, a :class:`MismatchError`
+    naming the files and ``fix``. Each alignment is said in one line through ``progress`` (None: silent).
+    """
+    found = list(ff.label_names)
+    if found == names:
         return ff.labels
-    index = {n: i for i, n in enumerate(ff.label_names)}
-    return ff.labels[:, [index[n] for n in names]]
+    if len(set(found)) != len(found):
+        raise MismatchError(f"{path} lists a label twice ({fix})")
+    index = {n: i for i, n in enumerate(found)}
+    wanted = set(names)
+    extra = [n for n in found if n not in wanted]
+    positive = (np.asarray(ff.labels) == 1).any(axis=0)  # (C',)
+    real = [n for n in extra if positive[index[n]]]
+    if real:
+        raise MismatchError(f"{path} and {reference} have different label sets ({len(real)} only in {path}, with "
+                            f"positives there: {', '.join(map(repr, real[:4]))}) ({fix})")
+    missing = [n for n in names if n not in index]
+    if progress is not None and missing:
+        progress.log(f"{path} lacks {len(missing)} label(s) of {reference}, read as having no positive there: "
+                     f"{', '.join(map(repr, missing[:8]))}")
+    if progress is not None and extra:
+        progress.log(f"{path}: {len(extra)} label(s) not in {reference} and without positives are left out: "
+                     f"{', '.join(map(repr, extra[:8]))}")
+    out = np.zeros((len(ff), len(names)), dtype=np.int8)  # (N, C)
+    for j, name in enumerate(names):
+        if name in index:
+            out[:, j] = ff.labels[:, index[name]]
+    return out
 
 
 def check_same_label_set(found: list[str], expected: list[str], path: Path, reference: Path, fix: str) -> None:

@@ -110,9 +110,11 @@ def predict(inputs: Sequence[str | os.PathLike], *, model: str | os.PathLike | N
     if explain_dir is not None and explain_dir.exists() and not explain_dir.is_dir():
         raise input_error(explain_dir, "is a file, and --explain writes one PNG per image into a folder",
                           "pass a folder name to --explain")
-    if RunConfig.read(run_dir).modality == "video":
-        raise MismatchError(f"{shown}: images, but {Path(run_dir) / 'config.json'} is a video run (pass YouTube-8M "
-                            f"TFRecords: `mlgraph predict videos.tfrecord --model {run_dir}`)")
+    saved = RunConfig.read(run_dir)
+    if saved.modality == "video":  # trained on clips of video files (a frame backbone) or on YouTube-8M records
+        fix = (f"pass video files (.mp4, .mkv, ...) or their folder: `mlgraph predict clips/ --model {run_dir}`"
+               if saved.backbone else f"pass YouTube-8M TFRecords: `mlgraph predict videos.tfrecord --model {run_dir}`")
+        raise MismatchError(f"{shown}: images, but {Path(run_dir) / 'config.json'} is a video run ({fix})")
     with torch_threads(cfg.threads, len(paths)) as threads:
         rows, skipped, explained, run = _score_images(paths, run_dir, cfg, explain_dir, progress)
     if not rows:

@@ -31,15 +31,18 @@ def validation_note(data) -> str | None:
         return "validation: none (no --val-features and --val-fraction 0): best = last epoch, no tuned thresholds"
     targets = np.asarray(val.targets)  # (N, C) 1 / 0 / -1
     missing = [name for name, k in zip(data.label_names, range(targets.shape[1])) if not (targets[:, k] == 1).any()]
-    source = (data.data_info.get("val") or {}).get("source")
-    where = "held out of the training file" if source == "split" else "from the validation file"
-    line = f"validation: {len(val):,} image(s) {where}"
+    from_file = (data.data_info.get("val") or {}).get("source") != "split"
+    where = "from the validation file" if from_file else "held out of the training file"
+    noun = "video" if data.modality == "video" else "image"
+    line = f"validation: {len(val):,} {noun}(s) {where}"
     if missing:
         shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
         line += (f"; {len(missing)} of {len(data.label_names)} labels have no positive there ({shown}): "
                  "val mAP leaves them out and they keep the global threshold")
     if len(val) < 20:
-        line += "; too few images for a reliable val mAP (pass --val-features, or a larger --val-fraction)"
+        fix = ("put more into the --val-features file" if from_file
+               else "pass --val-features, or a larger --val-fraction")
+        line += f"; too few {noun}s for a reliable val mAP ({fix})"
     return line
 
 

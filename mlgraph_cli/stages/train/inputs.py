@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mlgraph_cli.core.annotations import read_label_set
 from mlgraph_cli.core.io.artifacts import file_digest, labels_digest, maker
 from mlgraph_cli.core.progress import ProgressHook
 from mlgraph_cli.core.training.data import TrainingData, check_same_label_set, features_modality
@@ -38,6 +39,7 @@ class TrainInputs:
     annotations: Path | None = None
     val_images: Path | None = None
     val_annotations: Path | None = None
+    labels: Path | None = None  # the declared label set (a label file or a graph): the run's labels, in order
 
     @property
     def end_to_end(self) -> bool:
@@ -56,7 +58,8 @@ class TrainInputs:
     def with_project(self, project, head: str, head_options: dict[str, Any] | None = None) -> "TrainInputs":
         """Fill the paths left out from a project folder (None: as given): artifacts for features,
         validation features (if that file exists), embeddings and graph (for the heads that read
-        them); the dataset's images, annotations and validation split for end-to-end runs."""
+        them); the dataset's images, annotations and validation split for end-to-end runs; the
+        declared labels from the graph, once `mlgraph build-graph` wrote it."""
         from mlgraph_cli.core.models import HEADS
 
         if project is None:
@@ -78,6 +81,8 @@ class TrainInputs:
             fill["embeddings"] = self.embeddings or project.artifact("embeddings")
         if any(k.needs_adjacency for k in kinds):
             fill["graph"] = self.graph or project.artifact("graph")
+        if self.labels is None and project.artifact("graph").is_file():
+            fill["labels"] = project.artifact("graph")
         return dataclasses.replace(self, **fill)
 
 
@@ -125,13 +130,15 @@ def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook
 
     name = resolve_head(config.head, data_modality(inputs), None if inputs.end_to_end else inputs.features)
     multi = HEADS[name].head_class.multi_scale
+    declared = read_label_set(inputs.labels) if inputs.labels is not None else None
     if inputs.end_to_end:
         from mlgraph_cli.stages.train.images import prepare_images
 
-        data = prepare_images(inputs, config, multi_scale=multi, device=device, progress=progress)
+        data = prepare_images(inputs, config, multi_scale=multi, device=device, progress=progress,
+                              labels=declared.labels if declared is not None else None)
     else:
         data = prepare_features(inputs.features, inputs.val_features, config, multi_scale=multi, dist=dist,
-                                progress=progress)
+                                progress=progress, labels=declared)
     return _with_model(data, name, inputs, config)
 
 

@@ -3,7 +3,10 @@
 Spelled ``--backbone timm/<architecture>`` (``timm/convnext_tiny``, ``timm/resnet50``). Layers are
 timm's feature stages, named by their module (``stages.3``, ``layer4``). Weights: ``none`` (seeded
 random init), ``DEFAULT`` (timm's default pretrained tag) or a tag (``fb_in1k``), fetched from the
-Hugging Face hub into its cache, or a local ``.safetensors``/``.pth`` file. Preprocessing takes
+Hugging Face hub into its cache, or a local ``.safetensors``/``.pth`` file. A download first asks
+the hub once, without retries, whether it can be reached: huggingface_hub retries a failed
+download five times with back-off (a warning line each, about a minute) before it gives up, and
+without a network that is all it can do. Preprocessing takes
 the mean, std and input size from timm's pretrained config of that tag; the resize stays
 mlgraph's whole-image stretch (see core/features/backbones/preprocess.py).
 """
@@ -18,7 +21,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from mlgraph_cli.core.features.backbones.weights import looks_like_path, seeded
+from mlgraph_cli.core.features.backbones.weights import exception_line, looks_like_path, seeded
 from mlgraph_cli.errors import InputError, MlgraphError, input_error
 
 PREFIX = "timm/"
@@ -73,7 +76,7 @@ def _create(arch: str, weights: str, seed: int, offline: bool, out_indices: tupl
             net = seeded(seed, lambda: timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": os.fspath(path)},
                                                          **kwargs))
         except Exception as exc:  # noqa: BLE001 -- a file that does not fit is the user's to replace
-            raise input_error(path, f"does not fit timm/{arch} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})",
+            raise input_error(path, f"does not fit timm/{arch} ({exception_line(exc)})",
                               "pass weights saved from the same architecture, or pick the matching --backbone") from None
         return net, os.fspath(path.resolve())
     tag = "" if spec.upper() in _PRETRAINED else spec
@@ -85,21 +88,43 @@ def _create(arch: str, weights: str, seed: int, offline: bool, out_indices: tupl
     cfg = timm.models.get_pretrained_cfg(full) if hasattr(timm.models, "get_pretrained_cfg") else None
     hub_id = getattr(cfg, "hf_hub_id", None) or f"timm/{full}"
     overlay = {}
+    cached = _cached(hub_id)
     if offline:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = [try_to_load_from_cache(hub_id, f) for f in ("model.safetensors", "pytorch_model.bin")]
-        cached = next((f for f in found if isinstance(f, str)), None)
         if cached is None:
             raise InputError(f"{hub_id}: timm weights are not in the Hugging Face cache and offline mode forbids "
                              f"downloading (--offline, MLGRAPH_OFFLINE or HF_HUB_OFFLINE) ({_FETCH.format(hub_id)})")
         overlay = {"pretrained_cfg_overlay": {"file": cached}}
+    elif cached is None and getattr(cfg, "hf_hub_id", None):  # (weights at a plain URL go through torch's download)
+        _check_hub_reachable(hub_id)
     try:
         net = timm.create_model(full, pretrained=True, **overlay, **kwargs)
     except Exception as exc:  # noqa: BLE001 -- no network, a proxy, a missing file: the same advice
-        raise InputError(f"{hub_id}: cannot fetch timm weights ({type(exc).__name__}: "
-                         f"{(str(exc).splitlines() or [''])[0][:160]}) ({_FETCH.format(hub_id)})") from None
+        raise InputError(f"{hub_id}: cannot fetch timm weights ({exception_line(exc)}) "
+                         f"({_FETCH.format(hub_id)})") from None
     return net, str(net.pretrained_cfg.get("tag") or tag or "DEFAULT")
+
+
+def _cached(hub_id: str) -> str | None:
+    """The weights file of ``hub_id`` in the Hugging Face cache, or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = [try_to_load_from_cache(hub_id, f) for f in ("model.safetensors", "pytorch_model.bin")]
+    return next((f for f in found if isinstance(f, str)), None)
+
+
+def _check_hub_reachable(hub_id: str) -> None:
+    """One request for the weights' metadata, without retries; a hub that cannot be reached is a
+    one-line :class:`InputError` at once. A hub that answers (even "no such file") lets timm go on."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import HfHubHTTPError
+
+    try:
+        get_hf_file_metadata(hf_hub_url(hub_id, "model.safetensors"), timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except HfHubHTTPError:
+        return  # the hub answered: a missing file or a gated repository is timm's to report
+    except Exception as exc:  # noqa: BLE001 -- no network, a proxy, DNS, a timeout: the same advice
+        raise InputError(f"{hub_id}: cannot reach the Hugging Face hub at {constants.ENDPOINT} ({exception_line(exc)}) "
+                         f"({_FETCH.format(hub_id)}; or put it in the Hugging Face cache and pass --offline)") from None
 
 
 def timm_model(name: str, weights: str, layers: Sequence[str], seed: int, *, offline: bool

@@ -32,6 +32,12 @@ def offline_from_env() -> bool:
     return any(os.environ.get(key, "").strip().lower() in ("1", "true", "yes", "on") for key in OFFLINE_ENV)
 
 
+def exception_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, whole: a download error is never cut mid-word."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def looks_like_path(spec: str) -> bool:
     return "/" in spec or os.sep in spec or spec.lower().endswith(STATE_SUFFIXES)
 
@@ -46,7 +52,7 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- any unreadable file is the user's to replace
-        raise input_error(path, f"cannot read a state dict ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+        raise input_error(path, f"cannot read a state dict ({exception_line(exc)})",
                           "pass a .pth/.safetensors state dict, a weights name, or --weights none") from None
     for key in ("state_dict", "model"):  # common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -100,9 +106,8 @@ def fetch_hub_file(url: str, what: str, *, offline: bool) -> Path:
     try:
         torch.hub.download_url_to_file(url, os.fspath(cached), match.group(1) if match else None, progress=True)
     except Exception as exc:  # noqa: BLE001 -- no network, a proxy, a bad hash: all end in the same advice
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise InputError(f"{cached}: weights {what} are not in the torch hub cache and the download failed "
-                         f"({type(exc).__name__}: {reason}) ({fix})") from None
+                         f"({exception_line(exc)}) ({fix})") from None
     return cached
 
 
