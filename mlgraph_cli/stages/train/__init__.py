@@ -238,6 +238,9 @@ def _fit(prepared, config, run_dir, device, dist, progress, on_epoch_end, resume
                 finish.record_selection(Path(run_dir), result)
                 result.thresholds = finish.tune_run_thresholds(prepared, config, Path(run_dir), device)
                 result.curves = finish.draw_curves(Path(run_dir), progress)
+            # The other ranks wait for rank 0's finishing work: a rank that tears its process group
+            # down while rank 0 still holds it can abort under gloo (seen in CI as SIGABRT at exit).
+            dist_util.barrier(dist)
             return result
     except KeyboardInterrupt:
         raise TrainingInterrupted(Path(run_dir)) from None
