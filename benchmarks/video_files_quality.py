@@ -47,9 +47,8 @@ HEADS = {
     "gmp": "max pooling + linear",
     "frame-max": "frame level: per-frame linear, max over time",
     "cma-no-mean-branch": "temporal CMA without its mean-pool branch (mean_branch = false)",
-    "cma-sharpen": "temporal CMA, learned per-label sharpness (head option sharpen)",
 }
-HEAD_OPTIONS = {"cma-no-mean-branch": ("cma", {"mean_branch": False}), "cma-sharpen": ("cma", {"sharpen": True})}
+HEAD_OPTIONS = {"cma-no-mean-branch": ("cma", {"mean_branch": False})}
 
 
 def make_data(work: Path, progress) -> dict[str, Path]:

@@ -21,7 +21,6 @@ CASES = [
     ("cma", {}),
     ("cma", {"cmt_layers": 2, "hidden": 7, "gap_branch": False, "dropout": 0.1}),
     ("cma", {"collapse": "zero"}),
-    ("cma", {"sharpen": True, "tune_embeddings": True, "anchor": 0.5}),
     ("ms-cma", {}),
     ("gap", {}),
     ("gmp", {"dropout": 0.2}),

@@ -318,8 +318,8 @@ def test_predict_image_run_on_tfrecords(cli, chain, image_run):
 def test_predict_segments_need_videos(cli, image_run, tmp_path):
     trainkit.make_images(tmp_path / "photos", 1)
     line = one_line_error(cli("predict", tmp_path / "photos", "--model", image_run["run"], "--segments"))
-    assert line == ("Error: --segments scores the 5-frame segments of videos (pass YouTube-8M TFRecords and a video "
-                    "run, or drop --segments)")
+    assert line == ("Error: --segments scores the segments of videos (pass video files or YouTube-8M TFRecords and "
+                    "a video run, or drop --segments)")
 
 
 def test_predict_video_run_refuses_explain(cli, chain, tmp_path):
@@ -331,7 +331,7 @@ def test_predict_unreadable_records(cli, chain, tmp_path):
     bad = tmp_path / "bad.tfrecord"
     bad.write_text("video,labels\n")
     line = one_line_error(cli("predict", bad, "--model", chain["run"]))
-    assert line.startswith(f"Error: {bad}#0: no readable YouTube-8M record (")
+    assert line.startswith(f"Error: {bad}#0: no readable YouTube-8M record among the inputs (")
     assert line.endswith("(pass YouTube-8M frame- or video-level TFRecords)")
 
 

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -143,20 +143,3 @@ def _resize(picture: np.ndarray, w: int, h: int) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(picture).resize((w, h), Image.Resampling.BILINEAR))
-
-
-def to_clip_csv(rows: list[dict[str, Any]]) -> str:
-    """Long format ``video,start,end,rank,label,score``: the clip's labels (empty start/end), then each
-    segment's; a clip or segment with no listed label gets one line with empty label and score."""
-    from mlgraph_cli.core.io.text import csv_text
-
-    def lines() -> Iterator[list[Any]]:
-        for row in rows:
-            parts = [("", "", row["labels"])] + [(s["start"], s["end"], s["labels"]) for s in row.get("segments", [])]
-            for start, end, labels in parts:
-                if not labels:
-                    yield [row["video"], start, end, "", "", ""]
-                for rank, item in enumerate(labels, start=1):
-                    yield [row["video"], start, end, rank, item["label"], f"{item['score']:.6f}"]
-
-    return csv_text(["video", "start", "end", "rank", "label", "score"], lines())

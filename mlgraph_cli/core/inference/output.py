@@ -5,7 +5,7 @@ spreadsheet formula."""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from mlgraph_cli.core.io.text import csv_text, printable_strings
 
@@ -14,30 +14,23 @@ def to_jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(printable_strings(row), ensure_ascii=False) + "\n" for row in rows)
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    """Long format ``image,rank,label,score``: one line per listed label, an image with none gets
-    one line with empty label and score (so every image read is accounted for)."""
+def to_csv(rows: list[dict[str, Any]], *, key: str = "image", segment_fields: Sequence[str] = ()) -> str:
+    """Long format ``KEY,[SEGMENT FIELDS,]rank,label,score``: one line per listed label, the whole
+    input's first (its segment fields empty), then each segment's; an input or segment with no
+    listed label gets one line with empty label and score, so every one read is accounted for.
+
+    Images: ``image,rank,label,score``; YouTube-8M records: ``video,start,rank,...`` (start: the
+    segment's first frame); video files: ``video,start,end,rank,...`` (seconds)."""
+    blank = [""] * len(segment_fields)
+
     def lines() -> Iterator[list[Any]]:
         for row in rows:
-            if not row["labels"]:
-                yield [row["image"], "", "", ""]
-            for rank, item in enumerate(row["labels"], start=1):
-                yield [row["image"], rank, item["label"], f"{item['score']:.6f}"]
-
-    return csv_text(["image", "rank", "label", "score"], lines())
-
-
-def to_video_csv(rows: list[dict[str, Any]]) -> str:
-    """Long format ``video,start,rank,label,score``: the video's labels with an empty ``start``, then
-    each segment's with its first frame; a video or segment with no listed label gets one line with
-    empty label and score."""
-    def lines() -> Iterator[list[Any]]:
-        for row in rows:
-            parts = [("", row["labels"])] + [(seg["start"], seg["labels"]) for seg in row.get("segments", [])]
-            for start, labels in parts:
+            parts = [(blank, row["labels"])]
+            parts += [([seg[f] for f in segment_fields], seg["labels"]) for seg in row.get("segments", [])]
+            for fields, labels in parts:
                 if not labels:
-                    yield [row["video"], start, "", "", ""]
+                    yield [row[key], *fields, "", "", ""]
                 for rank, item in enumerate(labels, start=1):
-                    yield [row["video"], start, rank, item["label"], f"{item['score']:.6f}"]
+                    yield [row[key], *fields, rank, item["label"], f"{item['score']:.6f}"]
 
-    return csv_text(["video", "start", "rank", "label", "score"], lines())
+    return csv_text([key, *segment_fields, "rank", "label", "score"], lines())

@@ -87,6 +87,23 @@ def resolve_head(name: str, modality: str, source: object = None) -> str:
                      f"(choose one of: {choices})")
 
 
+# Options the benchmarks measured and did not keep (docs/benchmarks.md), removed from the heads:
+# option -> the value that did nothing. A run saved before their removal carries them in its
+# config.json at that value and still loads; any other value cannot be rebuilt.
+RETIRED_OPTIONS: dict[str, Any] = {"sharpen": False, "tune_embeddings": False, "anchor": None, "norm": False,
+                                   "delta": 0.0}
+
+
+def _without_retired(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` less the retired ones at their no-op value; a retired option that did something
+    is a one-line error."""
+    for key, inert in RETIRED_OPTIONS.items():
+        if key in options and inert is not None and options[key] != inert:
+            raise InputError(f"head {name!r}: option {key} = {options[key]!r} was removed (the benchmarks did not keep "
+                             f"it; train the run again without it with `mlgraph train`)")
+    return {k: v for k, v in options.items() if k not in RETIRED_OPTIONS}
+
+
 def build_head(name: str, *, in_channels: int | list[int], num_labels: int,
                embeddings: torch.Tensor | None = None, adjacency: torch.Tensor | None = None,
                **options: Any) -> nn.Module:
@@ -105,6 +122,7 @@ def build_head(name: str, *, in_channels: int | list[int], num_labels: int,
         factory = HEADS[name]
     except KeyError:
         raise InputError(f"unknown head {name!r} (choose one of: {', '.join(HEADS)})") from None
+    options = _without_retired(name, options)
     allowed = factory.head_class.option_names()
     unknown = sorted(set(options) - set(allowed))
     if unknown:

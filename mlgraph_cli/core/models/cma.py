@@ -12,10 +12,8 @@ ReLU-clipped cosine between Z(h, w) and e_k, normalised to sum to one (not a sof
     logit_k   = <w_k, f_k> + b_k                   (one weight vector per label)
 
 Ours where the paper is silent (docs/method.md): the number of CMT layers, its hidden width,
-an optional GAP + linear branch added to the logits, dropout on the features, what happens
-when every s_k is zero (``collapse``, below), and two options measured in benchmarks/fair.py:
-a learned per-label sharpness of the attention (``sharpen``) and label embeddings that train
-with the head while a penalty holds them near the graph's (``tune_embeddings``, ``anchor``).
+an optional GAP + linear branch added to the logits, dropout on the features, and what happens
+when every s_k is zero (``collapse``, below).
 """
 
 from __future__ import annotations
@@ -25,8 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlgraph_cli.core.models.common import (Head, ProbeFit, as_feature_map, check_attention_options,
-                                            check_channels, check_option, label_buffer, makes, sharpened,
-                                            start_from_probe)
+                                            check_channels, check_option, label_buffer, makes, start_from_probe)
 
 
 class CrossModalityTransform(nn.Module):
@@ -71,13 +68,6 @@ class CrossModalityAttention(Head):
       and within eps of the paper's a_k otherwise. Either way no gradient reaches phi or the
       label's cosine through such an image (the ReLU is flat there); "uniform" at least keeps
       w_k learning from an informative f_k instead of a zero vector.
-    sharpen: learn one exponent per label, a_k proportional to s_k ** g_k with g_k = exp(t_k),
-      t_k starting at 0 (the paper's a_k). g_k > 1 concentrates a label's attention on its best
-      locations; scaling s_k alone could not, since a_k is a ratio.
-    tune_embeddings: train the label embeddings with the head, starting from the given ones
-      (e_k = e0_k + o_k, o_k a parameter starting at 0), with ``anchor`` times the mean over
-      labels of |unit(e_k) - unit(e0_k)|^2 added to the loss (:meth:`penalty`): the graph's
-      embeddings as a prior that enough data may overrule. Off: the embeddings stay frozen.
     """
 
     name = "cma"
@@ -89,16 +79,11 @@ class CrossModalityAttention(Head):
     def __init__(self, in_channels: int, num_labels: int, embeddings: torch.Tensor | None = None, *,
                  embedding_dim: int | None = None, cmt_layers: int = 1, hidden: int = 512,
                  gap_branch: bool = True, dropout: float = 0.3, eps: float = 1e-6,
-                 collapse: str = "uniform", sharpen: bool = False, tune_embeddings: bool = False,
-                 anchor: float = 1.0) -> None:
+                 collapse: str = "uniform") -> None:
         super().__init__()
         check_option(isinstance(cmt_layers, int) and cmt_layers >= 1, self.name, "cmt_layers", cmt_layers,
                      "1 = a single 1x1 projection, 2 = projection, BN, ReLU, projection")
         check_attention_options(self.name, hidden=hidden, dropout=dropout, eps=eps, collapse=collapse)
-        for key, value in (("sharpen", sharpen), ("tune_embeddings", tune_embeddings)):
-            check_option(isinstance(value, bool), self.name, key, value, "true or false")
-        check_option(isinstance(anchor, (int, float)) and not isinstance(anchor, bool) and float(anchor) >= 0,
-                     self.name, "anchor", anchor, "a weight >= 0 (0: the embeddings train freely)")
         e = label_buffer(embeddings, num_labels, embedding_dim, self.name)
         self.register_buffer("embeddings", e)  # (C, d), frozen
         self.in_channels, self.num_labels = int(in_channels), int(num_labels)
@@ -110,14 +95,9 @@ class CrossModalityAttention(Head):
         self.bias = nn.Parameter(torch.empty(num_labels).uniform_(-bound, bound))  # (C,)
         self.gap = nn.Linear(in_channels, num_labels) if gap_branch else None
         self.dropout = nn.Dropout(float(dropout))
-        # log of the per-label exponents g_k (sharpen) and the embeddings' offsets (tune_embeddings)
-        self.sharpness = nn.Parameter(torch.zeros(num_labels)) if sharpen else None  # (C,)
-        self.embedding_offset = nn.Parameter(torch.zeros_like(e)) if tune_embeddings else None  # (C, d)
-        self.anchor = float(anchor)
         self._remember(in_channels=self.in_channels, num_labels=self.num_labels, embedding_dim=int(e.shape[1]),
                        cmt_layers=cmt_layers, hidden=hidden, gap_branch=bool(gap_branch),
-                       dropout=float(dropout), eps=self.eps, collapse=collapse, sharpen=bool(sharpen),
-                       tune_embeddings=bool(tune_embeddings), anchor=self.anchor)
+                       dropout=float(dropout), eps=self.eps, collapse=collapse)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W) or (B, D, T) features in the parameters' dtype (cached maps are float16)."""
@@ -145,16 +125,8 @@ class CrossModalityAttention(Head):
         return start_from_probe(self, self._linear_transform(), self.label_embeddings(), weight, bias, self.gap)
 
     def label_embeddings(self) -> torch.Tensor:
-        """The e_k the attention uses, (C, d) float32: the given ones, plus their trained offsets."""
-        e = self.embeddings.float()
-        return e if self.embedding_offset is None else e + self.embedding_offset.float()
-
-    def penalty(self) -> torch.Tensor | None:
-        """anchor * mean_k |unit(e_k) - unit(e0_k)|^2 with tune_embeddings (None otherwise), added to the loss."""
-        if self.embedding_offset is None or self.anchor == 0:
-            return None
-        moved = F.normalize(self.label_embeddings(), dim=1) - F.normalize(self.embeddings.float(), dim=1)
-        return self.anchor * moved.pow(2).sum(dim=1).mean()
+        """The e_k the attention uses, (C, d) float32."""
+        return self.embeddings.float()
 
     def similarity(self, x: torch.Tensor) -> torch.Tensor:
         """s_k(h, w) = ReLU(cos(phi(X)(h, w), e_k)), shape (B, C, H*W), float32."""
@@ -168,7 +140,6 @@ class CrossModalityAttention(Head):
     def _attend(self, x: torch.Tensor) -> torch.Tensor:
         """a_k over the N = H*W locations, (B, C, N) float32 (float32 so eps / N does not underflow)."""
         s = self.similarity(x)  # (B, C, N)
-        s = sharpened(s, self.sharpness)  # s ** g per label with sharpen, else s
         total = s.sum(dim=-1, keepdim=True)  # (B, C, 1)
         if self.collapse == "uniform":
             return (s + self.eps / s.shape[-1]) / (total + self.eps)

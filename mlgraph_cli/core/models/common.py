@@ -51,10 +51,6 @@ class Head(nn.Module):
         an option decides, as the query head's ``init``)."""
         return cls.needs_embeddings
 
-    def penalty(self) -> torch.Tensor | None:
-        """A term the trainer adds to the loss (a regulariser of the head's own), or None."""
-        return None
-
     @property
     def config(self) -> dict[str, Any]:
         """A JSON-able dict: ``build_head(**head.config, embeddings=..., adjacency=...)`` rebuilds it."""
@@ -138,18 +134,6 @@ def check_option(ok: bool, head: str, option: str, value: Any, expected: str) ->
 # What a label does when none of the locations (or frames) has a positive cosine with it: attend
 # to all alike ("uniform") or see nothing ("zero"). Shared by CMA and temporal CMA.
 COLLAPSE_MODES = ("uniform", "zero")
-
-
-def sharpened(s: torch.Tensor, log_exponent: torch.Tensor | None) -> torch.Tensor:
-    """s ** g per label, g = exp(log_exponent) (C,), for scores s (B, C, N) >= 0 (None: s unchanged).
-
-    A zero score stays zero with a finite gradient, so a normalised attention s ** g / sum s ** g
-    keeps its support and only changes how much its best locations (or frames) stand out.
-    """
-    if log_exponent is None:
-        return s
-    g = log_exponent.float().exp().view(1, -1, 1)  # (1, C, 1)
-    return torch.where(s > 0, torch.exp(g * torch.log(s.clamp_min(1e-30))), torch.zeros_like(s))
 
 
 # Singular values of the unit label embeddings below this share of the largest count as zero in

@@ -73,11 +73,6 @@ class MultiScaleCMA(Head):
             raise ValueError(f"ms-cma expects a list of {len(self.branches)} feature maps, got {got}")
         return xs
 
-    def penalty(self) -> torch.Tensor | None:
-        """The branches' embedding penalties, averaged as their logits are (None when none has one)."""
-        terms = [t for t in (branch.penalty() for branch in self.branches) if t is not None]
-        return torch.stack(terms).mean() if terms else None
-
     def forward(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
         logits = [branch(x) for branch, x in zip(self.branches, self._split(xs))]  # S x (B, C)
         return torch.stack(logits).mean(dim=0)  # (S, B, C) -> (B, C)

@@ -8,16 +8,15 @@ Temporal CMA is CMA (You et al., AAAI 2020; docs/method.md; core/models/cma.py) 
 in the place of the H x W locations:
 
     z_t       = phi(x_t)                          cross-modality transform, per frame (a 1x1 conv)
-    s_k(t)    = ReLU(cos(z_t, e_k) - delta)       e_k: the frozen label embedding
+    s_k(t)    = ReLU(cos(z_t, e_k))               e_k: the frozen label embedding
     a_k(t)    = s_k(t) / (sum_t' s_k(t') + eps)   over real frames only
     f_k       = sum_t a_k(t) x_t                  category-wise feature
     logit_k   = <w_k, f_k> + b_k                  per-label classifier
 
 Ours where the paper is silent (measured in benchmarks/video_quality.py, docs/video.md):
 ``center`` feeds phi each frame minus its clip's mean frame (so the attention looks at what is
-particular to a frame, not at what the whole clip shares), ``delta`` is a margin below which a
-frame is not attended (delta = 0 is the paper's formula), ``norm`` normalises z over the real
-frames of the batch before the cosine, and ``mean_branch`` adds a masked mean-pool + linear term.
+particular to a frame, not at what the whole clip shares), and ``mean_branch`` adds a masked
+mean-pool + linear term.
 
 Baselines (docs/method.md): masked mean pooling + linear (``video-gap``) and masked max pooling +
 linear (``video-gmp``).
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlgraph_cli.core.models.common import (Head, ProbeFit, check_attention_options, check_channels,
-                                            check_option, label_buffer, makes, sharpened, start_from_probe)
+                                            check_option, label_buffer, makes, start_from_probe)
 
 
 def as_frames(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,14 +117,11 @@ class TemporalCMA(Head):
 
     embeddings: (C, d) label embeddings, frozen (a buffer, saved with the state dict).
     cmt_layers / hidden: depth and hidden width of phi. center: phi sees x_t minus the clip's mean
-    frame. norm: masked batch norm of z before the cosine. delta: the margin of
-    s_k(t) = ReLU(cos - delta). mean_branch: add masked mean-pool + linear to the logits (default
+    frame. mean_branch: add masked mean-pool + linear to the logits (default
     on, like the image CMA's GAP branch: chosen on the validation clips of
     benchmarks/video_files_quality.py, docs/video.md).
     dropout: on the frame features before the classifiers. eps, collapse: as in the image CMA
     (core/models/cma.py): "uniform" attends evenly over real frames when every s_k(t) is 0.
-    sharpen: a learned exponent per label, a_k(t) proportional to s_k(t) ** g_k (g_k = 1 at the
-    start), as in the image CMA: lets a label's attention settle on the few frames that show it.
     """
 
     name = "video-cma"
@@ -134,30 +130,24 @@ class TemporalCMA(Head):
 
     def __init__(self, in_channels: int, num_labels: int, embeddings: torch.Tensor | None = None, *,
                  embedding_dim: int | None = None, cmt_layers: int = 1, hidden: int = 512, center: bool = True,
-                 norm: bool = False, delta: float = 0.0, mean_branch: bool = True, dropout: float = 0.0,
-                 eps: float = 1e-6, collapse: str = "uniform", sharpen: bool = False) -> None:
+                 mean_branch: bool = True, dropout: float = 0.0, eps: float = 1e-6, collapse: str = "uniform") -> None:
         super().__init__()
         check_option(isinstance(cmt_layers, int) and cmt_layers >= 1, self.name, "cmt_layers", cmt_layers,
                      "1 = one linear map per frame, 2 = linear, BN, ReLU, linear")
-        check_option(-1.0 <= float(delta) < 1.0, self.name, "delta", delta, "a cosine margin in [-1, 1)")
         check_attention_options(self.name, hidden=hidden, dropout=dropout, eps=eps, collapse=collapse)
-        check_option(isinstance(sharpen, bool), self.name, "sharpen", sharpen, "true or false")
         e = label_buffer(embeddings, num_labels, embedding_dim, self.name)
         self.register_buffer("embeddings", e)  # (C, d), frozen
         self.in_channels, self.num_labels = int(in_channels), int(num_labels)
-        self.sharpness = nn.Parameter(torch.zeros(num_labels)) if sharpen else None  # log g_k, (C,)
-        self.center, self.delta, self.eps, self.collapse = bool(center), float(delta), float(eps), collapse
+        self.center, self.eps, self.collapse = bool(center), float(eps), collapse
         self.cmt = TemporalTransform(in_channels, e.shape[1], layers=cmt_layers, hidden=hidden)
-        self.norm = MaskedBatchNorm(e.shape[1]) if norm else None
         bound = in_channels ** -0.5  # nn.Linear's default init, one row per label
         self.weight = nn.Parameter(torch.empty(num_labels, in_channels).uniform_(-bound, bound))  # (C, D)
         self.bias = nn.Parameter(torch.empty(num_labels).uniform_(-bound, bound))  # (C,)
         self.mean_fc = nn.Linear(in_channels, num_labels) if mean_branch else None
         self.dropout = nn.Dropout(float(dropout))
         self._remember(in_channels=self.in_channels, num_labels=self.num_labels, embedding_dim=int(e.shape[1]),
-                       cmt_layers=cmt_layers, hidden=hidden, center=self.center, norm=bool(norm),
-                       delta=self.delta, mean_branch=bool(mean_branch), dropout=float(dropout), eps=self.eps,
-                       collapse=collapse, sharpen=bool(sharpen))
+                       cmt_layers=cmt_layers, hidden=hidden, center=self.center, mean_branch=bool(mean_branch),
+                       dropout=float(dropout), eps=self.eps, collapse=collapse)
 
     def _linear_transform(self) -> nn.Conv1d | None:
         """phi when it is one linear map per frame (``cmt_layers = 1``), else None."""
@@ -181,19 +171,17 @@ class TemporalCMA(Head):
         return start_from_probe(self, self._linear_transform(), self.embeddings, weight, bias, self.mean_fc)
 
     def similarity(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """s_k(t) = ReLU(cos(z_t, e_k) - delta), zero at padded frames: (B, C, T) float32."""
+        """s_k(t) = ReLU(cos(z_t, e_k)), zero at padded frames: (B, C, T) float32."""
         x, mask = as_frames(x, mask)
         check_channels(x, self.in_channels, self.name)
         x = x.float()
         if self.center:
             x = x - masked_mean(x, mask).unsqueeze(-1)  # (B, D, T) minus the clip's mean frame
         z = self.cmt(x, mask)  # (B, d, T)
-        if self.norm is not None:
-            z = self.norm(z, mask)
         z = F.normalize(z, dim=1)  # unit vector per frame
         e = F.normalize(self.embeddings, dim=1)  # (C, d)
-        s = F.relu(torch.einsum("cd,bdt->bct", e, z) - self.delta)  # (B, C, T)
-        return sharpened(s, self.sharpness) * mask.unsqueeze(1).to(s.dtype)
+        s = F.relu(torch.einsum("cd,bdt->bct", e, z))  # (B, C, T)
+        return s * mask.unsqueeze(1).to(s.dtype)
 
     def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """a_k(t), (B, C, T) float32: sums to one over the real frames, zero at padded ones

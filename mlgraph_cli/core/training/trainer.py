@@ -30,15 +30,14 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from mlgraph_cli.core.training import checkpoint as ckpt
 from mlgraph_cli.core.training import distributed as dist_util
@@ -200,9 +199,6 @@ class Trainer:
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.amp):
                 logits = net(x, aux, mask)
             loss = self.loss(logits, y)
-            extra = self.model.head.penalty()  # a head's own regulariser, if it has one
-            if extra is not None:
-                loss = loss + extra
             if not torch.isfinite(loss):
                 self._diverged(epoch, float(loss.detach()))
             optimizer.zero_grad(set_to_none=True)
