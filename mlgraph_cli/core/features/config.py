@@ -25,6 +25,7 @@ class ExtractConfig:
     max_pixels: int | None = None  # decompression-bomb limit (default: PIL's, ~89 Mpx)
     offline: bool = False  # never download weights (also MLGRAPH_OFFLINE=1 or HF_HUB_OFFLINE=1)
     fps: float = 1.0  # video files (core/media/videos.py): frames per second sampled,
+    min_frames: int = 0  # but at least this many spread over a clip that has them (docs/video.md),
     frames: int | None = None  # or this many frames spread over each clip,
     max_frames: int = 300  # and at most this many
 
@@ -38,3 +39,8 @@ class ExtractConfig:
             raise ValueError(f"workers must be 0 or more, got {self.workers}")
         if self.threads is not None and int(self.threads) < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
+
+    def sampling_fields(self) -> dict:
+        """The keyword arguments of ``core.media.videos.Sampling`` these settings give."""
+        return {"fps": float(self.fps), "frames": int(self.frames) if self.frames else None,
+                "max_frames": int(self.max_frames), "min_frames": int(self.min_frames)}
