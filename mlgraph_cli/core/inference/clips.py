@@ -11,6 +11,7 @@ in seconds. Files that cannot be read are skipped with their reason.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -69,6 +70,36 @@ def run_sampling(config: dict[str, Any]) -> Sampling:
         fields = ExtractConfig().sampling_fields()
         fields["max_frames"] = min(fields["max_frames"], int(data.get("frames") or fields["max_frames"]))
         return Sampling(**fields)
+
+
+def training_clip(config: dict[str, Any]) -> Path | None:
+    """One of the run's own training clips that is still where it was (for the export's check), or None."""
+    data = config.get("data") or {}
+    try:
+        import h5py
+
+        with h5py.File(data.get("features", ""), "r") as f:
+            root = Path(str(f.attrs.get("images_root", "")))
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["files"][:64]]
+    except Exception:  # noqa: BLE001 -- the training file moved or is not a clips file: no clip
+        return None
+    return next((root / n for n in names if (root / n).is_file()), None)
+
+
+def training_rows(config: dict[str, Any], n: int) -> tuple[list[np.ndarray] | None, str]:
+    """The first ``n`` clips of the run's training features file as (T_i, D) float32 frames, and what
+    they are; (None, reason) when the file cannot be read."""
+    from mlgraph_cli.core.features.video_file import VideoFeatureFile, load_video_features
+
+    path = (config.get("data") or {}).get("features", "")
+    try:
+        with contextlib.closing(VideoFeatureFile(path)) as vf:
+            n = min(n, len(vf))
+        data = load_video_features(path, rows=list(range(n)))
+    except Exception:  # noqa: BLE001 -- moved, or fewer rows: the caller falls back
+        return None, "no training features"
+    rows = [x[:, m].T.astype(np.float32) for x, m in zip(data["features"], data["mask"])]  # (D, T) -> (T_i, D)
+    return rows, f"{path} (its first {len(rows)} clips)"
 
 
 def load_clip_run(run_dir: str | os.PathLike, checkpoint: str, device):

@@ -36,6 +36,12 @@ from mlgraph_cli.errors import MlgraphError
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"})
 INSTALL_FIX = 'pip install "mlgraph[video]"'
 SEEK_GAP = 2.0  # seconds: a target further ahead than this is reached by a seek, a nearer one by decoding on
+# The rule of Sampling.times in words, for a runtime that samples clips without mlgraph (the export card).
+SAMPLING_RULE = ("seconds from the clip's start: with frames, n = min(frames, max_frames) and t_i = (i + 0.5) * "
+                 "duration / n; else n = ceil(duration * fps) and t_i = (i + 0.5) / fps, except that when n < "
+                 "min_frames the clip gets n = min(min_frames, its own frame count) and when n > max_frames it gets "
+                 "n = max_frames, both spread as t_i = (i + 0.5) * duration / n; the frame taken for t is the one on "
+                 "screen at t")
 
 
 def require_av():
