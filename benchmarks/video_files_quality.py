@@ -15,6 +15,10 @@ checkpoint, and the test file is scored once by `stages.evaluate.evaluate`. A se
 once too, as a check on how much one test set of 300 clips moves the numbers. The temporal CMA
 settings (the `cma-*` rows) are compared on the validation clips; the default is the best of them.
 
+The same pipeline (``make_split``, ``make_embeddings``, ``train_row``) serves
+benchmarks/video_sampling.py, which chooses `mlgraph extract`'s default sampling on clips of
+several lengths.
+
     .venv/bin/python benchmarks/video_files_quality.py                 # 3 seeds, all rows
     .venv/bin/python benchmarks/video_files_quality.py --seeds 0 --heads cma gap --work /tmp/vf
 
@@ -51,45 +55,57 @@ HEADS = {
 HEAD_OPTIONS = {"cma-no-mean-branch": ("cma", {"mean_branch": False})}
 
 
-def make_data(work: Path, progress) -> dict[str, Path]:
-    """Clips, their features files and the embeddings; kept in ``work`` and reused when present."""
+def make_split(folder: Path, out: Path, n: int, seed: int, world, pool: str, sampling: dict, progress,
+               timing: dict, image_size: int | None = EXTRACT_SIZE) -> Path:
+    """``n`` clips in ``folder`` (generated once) and their features file ``out`` (extracted once) with
+    ``sampling`` (ExtractConfig's fps, min_frames, frames, max_frames) at ``image_size`` px."""
+    from clipkit import fashion_clips
+    from mlgraph_cli.stages.extract import ExtractConfig, extract
+
+    if not (folder / "labels.csv").is_file():
+        fashion_clips(folder, n, seed=seed, world=world, pool=pool)
+    if not out.is_file():
+        t0 = time.perf_counter()
+        config = ExtractConfig(backbone="efficientnet-lite0", weights="DEFAULT", image_size=image_size, workers=0,
+                               batch_size=32, device="cpu", offline=True, **sampling)
+        r = extract([folder], out, config, annotations=folder / "labels.csv", progress=progress)
+        timing[out.stem] = {"clips": r.rows, "frames": r.frames, "seconds": time.perf_counter() - t0}
+        print(f"  extracted {out}: {r.rows} clips, {r.frames} frames, {r.frames_per_s:.1f} frames/s",
+              file=sys.stderr, flush=True)
+    return out
+
+
+def make_embeddings(work: Path) -> Path:
+    """The label graph and embeddings a plain `mlgraph build-graph` + `mlgraph embed` write for ``work/train``."""
     from mlgraph_cli.core.annotations import load_annotations
-    from clipkit import ClipWorld, fashion_clips
     from mlgraph_cli.core.graph.counts import build_label_graph
     from mlgraph_cli.core.graph.files import write_graph
     from mlgraph_cli.stages.embed import EmbedConfig, embed
-    from mlgraph_cli.stages.extract import ExtractConfig, extract
 
-    world = ClipWorld(size=FRAME_PX, frames=20, fps=FPS)
-    paths: dict[str, Path] = {}
-    timing = {}
-    for split, n in SIZES.items():
-        folder = work / split
-        if not (folder / "labels.csv").is_file():
-            fashion_clips(folder, n, seed=DATA_SEEDS[split], world=world, pool=POOLS[split])
-        out = work / f"{split}.h5"
-        if not out.is_file():
-            t0 = time.perf_counter()
-            config = ExtractConfig(backbone="efficientnet-lite0", weights="DEFAULT", image_size=EXTRACT_SIZE, fps=FPS,
-                                   workers=0, batch_size=32, device="cpu", offline=True)
-            r = extract([folder], out, config, annotations=folder / "labels.csv", progress=progress)
-            timing[split] = {"clips": r.rows, "frames": r.frames, "seconds": time.perf_counter() - t0}
-            print(f"  extracted {split}: {r.rows} clips, {r.frames} frames, {r.frames_per_s:.1f} frames/s",
-                  file=sys.stderr, flush=True)
-        paths[split] = out
-    # the label graph and embeddings a plain `mlgraph build-graph` + `mlgraph embed` write
     ann = load_annotations(work / "train" / "labels.csv")
-    graph = work / "graph.json"
+    graph, out = work / "graph.json", work / "embeddings-default.h5"
     if not graph.is_file():
         write_graph(build_label_graph(ann.dense(), list(ann.labels)), graph)
-    paths["embeddings"] = work / "embeddings-default.h5"
-    if not paths["embeddings"].is_file():
-        embed(graph, paths["embeddings"], EmbedConfig(), command="benchmarks/video_files_quality.py")
+    if not out.is_file():
+        embed(graph, out, EmbedConfig(), command="benchmarks/video_files_quality.py")
+    return out
+
+
+def make_data(work: Path, progress) -> dict[str, Path]:
+    """Clips, their features files and the embeddings; kept in ``work`` and reused when present."""
+    from clipkit import ClipWorld
+
+    world = ClipWorld(size=FRAME_PX, frames=20, fps=FPS)
+    timing: dict = {}
+    paths: dict = {split: make_split(work / split, work / f"{split}.h5", n, DATA_SEEDS[split], world, POOLS[split],
+                                     {"fps": FPS}, progress, timing) for split, n in SIZES.items()}
+    paths["embeddings"] = make_embeddings(work)
     paths["timing"] = timing
     return paths
 
 
-def train_row(head: str, paths: dict, run: Path, seed: int) -> dict:
+def train_row(head: str, paths: dict, run: Path, seed: int, tests: tuple[str, ...] = ("test", "test2")) -> dict:
+    """Train ``head`` (validation file choosing the checkpoint), then score each of ``tests`` once."""
     from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
@@ -100,11 +116,13 @@ def train_row(head: str, paths: dict, run: Path, seed: int) -> dict:
     name, options = HEAD_OPTIONS.get(head, (head, {}))
     result = train(inputs, TrainConfig(head=name, seed=seed, device="cpu", head_options=options), run_dir=run,
                    force=True)
-    seconds = time.perf_counter() - start
-    report = evaluate(run, features=paths["test"], device="cpu", output=run / "test.json").metrics
-    second = evaluate(run, features=paths["test2"], device="cpu", output=run / "test2.json").metrics
-    return {"head": head, "seed": seed, "mAP": report["mAP"], "GAP@20": report["GAP@20"], "test2_mAP": second["mAP"],
-            "val_mAP": result.best_map, "best_epoch": result.best_epoch, "seconds": seconds}
+    row = {"head": head, "seed": seed, "val_mAP": result.best_map, "best_epoch": result.best_epoch,
+           "seconds": time.perf_counter() - start}
+    for key in tests:
+        metrics = evaluate(run, features=paths[key], device="cpu", output=run / f"{key}.json").metrics
+        row.update({"mAP": metrics["mAP"], "GAP@20": metrics["GAP@20"]} if key == "test"
+                   else {f"{key}_mAP": metrics["mAP"]})
+    return row
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -129,6 +147,17 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
+def machine(threads: int) -> dict:
+    """The machine, and its load when a study starts (a shared machine: other processes slow it)."""
+    import os
+
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": threads,
+            "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
+
+
 def main() -> None:
     import tempfile
 
@@ -141,7 +170,8 @@ def main() -> None:
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
     parser.add_argument("--work", type=Path, help="keep clips and features here (reused on the next run)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "results" / "video_files_quality.json")
+    parser.add_argument("-o", "--output", type=Path,
+                        default=ROOT / "benchmarks" / "results" / "video_files_quality.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tmp = None
@@ -149,6 +179,7 @@ def main() -> None:
         tmp = tempfile.TemporaryDirectory(prefix="video-files-")
         args.work = Path(tmp.name)
     args.work.mkdir(parents=True, exist_ok=True)
+    host = machine(args.threads)
     paths = make_data(args.work, NULL_PROGRESS)
     runs = []
     for head in args.heads:
@@ -166,8 +197,7 @@ def main() -> None:
                        "weights": "IMAGENET1K (packaged)", "image_size": EXTRACT_SIZE or 224, "fps": FPS,
                        "timing": paths["timing"]},
         "training": {"path": "stages.train.train (mlgraph train), defaults", "seeds": args.seeds},
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
-        "summary": summarise(runs), "runs": runs,
+        "machine": host, "summary": summarise(runs), "runs": runs,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(payload, indent=2) + "\n")

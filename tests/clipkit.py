@@ -5,7 +5,8 @@ with irregular timestamps for a variable frame rate). ``fashion_clips`` writes a
 which each labelled Fashion-MNIST item is on screen for only a few consecutive frames, pasted
 (tinted, enlarged) over a moving textured background with moving distractor shapes on every
 frame: what a clip is about is visible in a small share of its frames, the case where attention
-over time should beat averaging all frames. Train, validation and test clips draw their items
+over time should beat averaging all frames. ``ClipWorld.lasting`` makes sets of one clip length
+(short, medium, long), for studies of how frames are sampled. Train, validation and test clips draw their items
 from disjoint photographs. Seeded numpy: the same seed writes the same pixels.
 """
 
@@ -54,7 +55,7 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, *, fps: float = 4.0,
 
 @dataclass(frozen=True)
 class ClipWorld:
-    """Sizes of a generated set: frame side (px), frames per clip, seconds per frame, on-screen run."""
+    """Sizes of a generated set: frame side (px), frames per clip, frames per second, on-screen run."""
 
     size: int = 96
     frames: int = 24
@@ -63,6 +64,16 @@ class ClipWorld:
     item_px: tuple[int, int] = (36, 52)  # pasted item side
     labels_per_clip: tuple[int, int] = (1, 3)
     distractors: int = 3
+
+    @classmethod
+    def lasting(cls, seconds: float, fps: float, **sizes) -> "ClipWorld":
+        """Clips of ``seconds`` at ``fps`` (a short, medium or long set; items stay on screen for
+        ``visible`` frames whatever the length, so a longer clip shows its labels in a smaller share)."""
+        return cls(frames=max(1, round(seconds * fps)), fps=fps, **sizes)
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.fps
 
 
 # Label groups that co-occur (half of the clips draw from one group), so the label graph has structure.

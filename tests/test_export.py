@@ -144,13 +144,6 @@ def test_in_graph_normalisation_equals_the_runs_preprocessing(mean, std):
     assert torch.allclose(seen[0][0], pre(image), atol=1e-5)
 
 
-def _fake_video_run(path: Path) -> Path:
-    path.mkdir()
-    (path / "config.json").write_text(json.dumps({"schema": "mlgraph/run@1", "modality": "video", "labels": ["a"],
-                                                  "head": {"name": "video-cma"}}))
-    return path
-
-
 @pytest.mark.parametrize("case,expected", [
     ("suffix", "{run}/best.safetensors: an ONNX file name must end in .onnx (pass e.g. -o {run}/best.onnx)"),
     ("card", "{run}/config.json: exists and is not a card of an earlier `mlgraph export`, and the card of "
@@ -165,14 +158,6 @@ def test_destination_mistakes(cli, exported, tmp_path, case, expected):
     line = one_line_error(cli("export", run, "-o", output))
     assert line == "Error: " + expected.format(run=run, tmp=tmp_path)
     assert _digests(run) == before
-
-
-def test_video_runs_are_refused(cli, tmp_path):
-    run = _fake_video_run(tmp_path / "video")
-    line = one_line_error(cli("export", run, "-o", tmp_path / "m.onnx"))
-    assert line == (f"Error: {run}/config.json: a video run: its head reads frame features, not pixels, so it has no "
-                    f"image graph to export (score clips with `mlgraph predict VIDEOS --model {run}`)")
-    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_not_a_run(cli, tmp_path):

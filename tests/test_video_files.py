@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import one_line_error
+from mlgraph_cli.errors import MlgraphError
 
 pytest.importorskip("av")
 
@@ -75,11 +76,35 @@ def features(clips, tmp_path_factory):
 def test_sampling_times_fps_frames_and_cap():
     from mlgraph_cli.core.media.videos import Sampling
 
-    assert np.allclose(Sampling(fps=2).times(2.0), [0.25, 0.75, 1.25, 1.75])
+    assert np.allclose(Sampling(fps=2, min_frames=0).times(2.0), [0.25, 0.75, 1.25, 1.75])
     assert np.allclose(Sampling(frames=4).times(8.0), [1, 3, 5, 7])
     long = Sampling(fps=1, max_frames=5).times(3600.0)  # a one-hour clip: 5 frames over all of it
     assert len(long) == 5 and long[0] == 360 and long[-1] == 3240
     assert Sampling(frames=10, max_frames=3).capacity == 3
+
+
+def test_the_floor_spreads_min_frames_over_a_short_clip_and_never_more_than_it_has():
+    from mlgraph_cli.core.media.videos import Sampling
+
+    floor = Sampling(fps=1, min_frames=16)
+    assert np.allclose(floor.times(4.0, 8.0), (np.arange(16) + 0.5) * 0.25)  # 4 s: 16 frames, not 4
+    assert np.allclose(floor.times(1.0, 8.0), (np.arange(8) + 0.5) / 8)  # 8 frames in all: each once
+    assert np.allclose(floor.times(1.0), (np.arange(16) + 0.5) / 16)  # frame rate unknown: the floor as asked
+    assert np.allclose(floor.times(30.0, 8.0), np.arange(30) + 0.5)  # longer than 16 s: 1 fps, as without it
+    assert len(Sampling(fps=1, min_frames=16, max_frames=5).times(4.0, 8.0)) == 5  # the cap holds the floor too
+    assert len(Sampling(frames=3, min_frames=16).times(4.0, 8.0)) == 3  # --frames has no floor
+    assert np.allclose(Sampling(fps=1, min_frames=0).times(4.0, 8.0), [0.5, 1.5, 2.5, 3.5])  # 0: no floor
+
+
+def test_sampling_defaults_are_extracts_and_old_files_read_without_a_floor():
+    from mlgraph_cli.core.features.config import ExtractConfig
+    from mlgraph_cli.core.media.videos import Sampling
+
+    assert Sampling(**ExtractConfig().sampling_fields()) == Sampling()
+    assert Sampling.from_dict({"fps": 1.0, "frames": None, "max_frames": 300}).min_frames == 0  # before the floor
+    assert Sampling.from_dict(Sampling(fps=2, min_frames=8).to_dict()) == Sampling(fps=2, min_frames=8)
+    with pytest.raises(MlgraphError, match="--min-frames -1: must be 0"):
+        Sampling(min_frames=-1)
 
 
 def test_variable_frame_rate_gives_the_frame_on_screen(tmp_path):
@@ -172,13 +197,15 @@ def test_extract_stores_frame_vectors_lengths_and_labels(features):
     assert np.all(x[1, :, 4:] == 0) and np.abs(x[1, :, :4]).sum() > 0  # padding past the 4 real frames
     assert data["label_names"] == ["blue", "red"]
     assert data["labels"][2].tolist() == [1, 1] and data["labels"][0].tolist() == [0, 1]
-    assert data["attrs"]["sampling"] == {"fps": 4.0, "frames": None, "max_frames": 300}
+    assert data["attrs"]["sampling"] == {"fps": 4.0, "frames": None, "max_frames": 300, "min_frames": 0}
 
 
 @pytest.mark.parametrize("flags, frames, lengths", [
     (("--frames", "3"), 3, [3, 3]),
     (("--fps", "4", "--max-frames", "2"), 2, [2, 2]),
-    (("--fps", "2"), 4, [4, 2]),
+    (("--fps", "2", "--min-frames", "0"), 4, [4, 2]),
+    (("--fps", "2", "--min-frames", "16"), 8, [8, 4]),  # a floor of 16: every frame of these 2 s and 1 s clips
+    (("--min-frames", "6"), 6, [6, 4]),  # 6 spread over the 2 s clip; the 1 s clip has only 4
 ])
 def test_frames_fps_and_max_frames_set_T(clips, tmp_path, flags, frames, lengths):
     from mlgraph_cli.core.features.video_file import VideoFeatureFile
@@ -331,3 +358,24 @@ def test_a_clip_run_speaks_of_videos_and_video_files(run, clips, features, tmp_p
     line = one_line_error(_invoke("predict", tmp_path / "photo.png", "--model", run))
     assert line == (f"Error: {tmp_path / 'photo.png'}: images, but {run / 'config.json'} is a video run (pass video "
                     f"files (.mp4, .mkv, ...) or their folder: `mlgraph predict clips/ --model {run}`)")
+
+
+def test_predict_samples_clips_as_the_training_file_was_sampled(run, tmp_path):
+    """`predict` reuses the sampling stored with the training features (the floor included); a file
+    from before the floor is read without one; with the file gone, extract's default at most T frames."""
+    import shutil
+
+    import h5py
+
+    from mlgraph_cli.core.inference.clips import run_sampling
+    from mlgraph_cli.core.media.videos import Sampling
+
+    config = json.loads((run / "config.json").read_text())
+    assert run_sampling(config) == Sampling(fps=4, min_frames=0)  # as `extract --fps 4` sampled
+    old = tmp_path / "old.h5"
+    shutil.copy(config["data"]["features"], old)
+    with h5py.File(old, "r+") as f:
+        f.attrs["sampling"] = json.dumps({"fps": 4.0, "frames": None, "max_frames": 300})
+    assert run_sampling(dict(config, data=dict(config["data"], features=str(old)))) == Sampling(fps=4, min_frames=0)
+    gone = dict(config, data=dict(config["data"], features=str(tmp_path / "gone.h5")))
+    assert run_sampling(gone) == Sampling(max_frames=8)  # the run's T

@@ -1,4 +1,4 @@
-"""``mlgraph export``: a trained image run -> an ONNX graph (pixels in, probabilities out) and its card."""
+"""``mlgraph export``: a trained run -> an ONNX graph (pixels, or clips' frames, in; probabilities out) and its card."""
 
 from __future__ import annotations
 
@@ -14,31 +14,37 @@ EPILOG = ("Example: mlgraph export runs/train/exp -o model.onnx  (needs the expo
 
 
 def export(
-    run: Annotated[Path, typer.Argument(help="Run folder from `mlgraph train` (an image run).", show_default=False)],
+    run: Annotated[Path, typer.Argument(help="Run folder from `mlgraph train`.", show_default=False)],
     *,
     output: Annotated[Path, typer.Option(
         "-o", "--output", help="ONNX file to write (.onnx); its card goes beside it with .json (model.onnx -> "
                                "model.json).")] = Path("model.onnx"),
     checkpoint: CheckpointOption = Checkpoint.best,
     image_size: Annotated[Optional[int], typer.Option(
-        "--image-size", help="Input side S in px instead of the run's (the heads take any map size).",
+        "--image-size", help="Image runs: input side S in px instead of the run's (the heads take any map size).",
         show_default=False)] = None,
     opset: Annotated[Optional[int], typer.Option(
         "--opset", min=7, help="ONNX opset. Default: the exporter's (recorded in the card).", show_default=False)] = None,
     check: Annotated[bool, typer.Option(
-        "--check/--no-check", help="Run the written graph with onnxruntime on a random batch and compare it with "
-                                   "the torch model.")] = True,
+        "--check/--no-check", help="Run the written graph with onnxruntime and compare it with the torch model "
+                                   "(images: a random batch; clips: one of the run's training clips).")] = True,
 ) -> None:
-    """Export a trained image run to ONNX: input float32 (N, 3, S, S) RGB pixels 0-255 (EXIF-transposed,
+    """Export a trained run to ONNX: input float32 (N, 3, S, S) RGB pixels 0-255 (EXIF-transposed,
     stretched to S x S with PIL bilinear, as extract does), normalisation inside the graph, output (N, C)
-    probabilities, dynamic batch. The card (.json) holds the labels, image size, thresholds and preprocessing."""
+    probabilities, dynamic batch. The card (.json) holds the labels, image size, thresholds and preprocessing.
+
+    A run trained on video files takes (N, T, 3, S, S) frames, sampled as the card's `sampling` says, and
+    an (N, T) bool mask of the real ones (per-frame backbone, average pooling and the temporal head in
+    the graph); a YouTube-8M run takes (N, T, D) frame features and the mask (its head alone)."""
     from mlgraph_cli.stages.export import ExportConfig, export as run_export
 
     result = run_export(run, output, ExportConfig(checkpoint=checkpoint.value, image_size=image_size, opset=opset,
                                                   check=check))
-    checked = (f"; onnxruntime matches torch to {result.max_abs_diff:.1e}" if result.max_abs_diff is not None
-               else "; not checked")
-    summary(f"Exported {run} ({checkpoint.value}, {len(result.labels)} labels, {result.image_size} px, opset "
+    checked = (f"; onnxruntime matches torch to {result.max_abs_diff:.1e} on {result.checked_on}"
+               if result.max_abs_diff is not None else "; not checked")
+    kind = (f"{result.image_size} px" if result.modality == "image" else
+            f"clips of {result.image_size} px frames" if result.image_size else "frame features")
+    summary(f"Exported {run} ({checkpoint.value}, {len(result.labels)} labels, {kind}, opset "
             f"{result.opset}) -> {result.onnx} ({result.size_bytes / 1e6:.1f} MB) and {result.card}{checked}")
 
 

@@ -96,6 +96,10 @@ def extract(
                                                 show_default=False)] = None,
     fps: Annotated[Optional[float], typer.Option(
         "--fps", min=0.0, help=f"Video files: frames sampled per second of clip. {_d('fps')}", show_default=False)] = None,
+    min_frames: Annotated[Optional[int], typer.Option(
+        "--min-frames", min=0, help="Video files: at least this many frames, spread over a clip that --fps "
+                                    "would sample more thinly (never more than the clip has; 0: no floor). "
+                                    f"{_d('min_frames')}", show_default=False)] = None,
     frames: Annotated[Optional[int], typer.Option(
         "--frames", min=1, help="Video files: this many frames spread over each clip, instead of --fps.",
         show_default=False)] = None,
@@ -117,8 +121,9 @@ def extract(
 ) -> None:
     """Extract backbone feature maps (and labels) of a set of images into an HDF5 features file.
 
-    Video files (.mp4, .mkv, .webm, .avi, .mov) instead of images: sampled frames (--fps, --frames,
-    --max-frames) become one pooled vector each, stored as `mlgraph import-yt8m` stores clips.
+    Video files (.mp4, .mkv, .webm, .avi, .mov) instead of images: sampled frames (--fps,
+    --min-frames, --frames, --max-frames) become one pooled vector each, stored as
+    `mlgraph import-yt8m` stores clips.
 
     Resumable: run the same command again after an interruption and it continues where it stopped.
     Unreadable images (and clips) are skipped and listed in OUTPUT.skipped.txt.
@@ -133,7 +138,8 @@ def extract(
     overrides = dict(backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
                      batch_size=batch_size, workers=workers, threads=threads, device=device, format=format,
                      label_order=label_order, image_set=image_set, label_delimiter=label_delimiter, labels=labels,
-                     seed=seed, offline=offline or None, fps=fps, frames=frames, max_frames=max_frames)
+                     seed=seed, offline=offline or None, fps=fps, min_frames=min_frames, frames=frames,
+                     max_frames=max_frames)
     progress = progress_bar(quiet=quiet)
     try:
         result = run_extract(images, output, overrides, annotations=annotations, split=split.value,
@@ -150,7 +156,8 @@ def extract(
     noun = result.noun
     if noun == "clip":  # video files: one pooled vector per sampled frame
         width, frames = result.shapes["features"][:2]
-        shapes, rate = f"{width} features x {frames} frames", f"{result.frames_per_s:,.1f} frames/s"
+        shapes = f"{width} features x {frames} frames ({sampling_words(result.sampling)})"
+        rate = f"{result.frames_per_s:,.1f} frames/s"
     else:
         shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in result.shapes.items())
         rate = f"{result.per_second:,.1f} img/s"
@@ -162,6 +169,14 @@ def extract(
     if result.skipped:
         summary(f"Skipped {len(result.skipped):,} unreadable {noun}(s), listed in {result.skipped_report}"
                 + ("" if verbose else " (--verbose lists them here)") + ".")
+
+
+def sampling_words(sampling: dict) -> str:
+    """How a clip's frames were chosen, in a few words: "1 fps, at least 16 a clip, at most 300"."""
+    if sampling.get("frames"):
+        return f"{sampling['frames']} spread over each clip, at most {sampling['max_frames']}"
+    floor = f", at least {sampling['min_frames']} a clip" if sampling.get("min_frames", 0) > 1 else ""
+    return f"{sampling['fps']:g} fps{floor}, at most {sampling['max_frames']}"
 
 
 def register(app: typer.Typer) -> None:

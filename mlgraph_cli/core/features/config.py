@@ -30,6 +30,7 @@ class ExtractConfig:
     max_pixels: int | None = None  # decompression-bomb limit (default: PIL's, ~89 Mpx)
     offline: bool = False  # never download weights (also MLGRAPH_OFFLINE=1 or HF_HUB_OFFLINE=1)
     fps: float = 1.0  # video files (core/media/videos.py): frames per second sampled,
+    min_frames: int = 0  # but at least this many spread over a clip that has them (docs/video.md),
     frames: int | None = None  # or this many frames spread over each clip,
     max_frames: int = 300  # and at most this many
 
@@ -51,3 +52,10 @@ class ExtractConfig:
             value = getattr(self, name)
             if value is not None and not 1 <= int(value) <= 10**5:
                 raise ValueError(f"--{name.replace('_', '-')} {value}: must be a whole number from 1 to 100,000")
+        if not 0 <= int(self.min_frames) <= 10**5:
+            raise ValueError(f"--min-frames {self.min_frames}: must be a whole number from 0 to 100,000")
+
+    def sampling_fields(self) -> dict:
+        """The keyword arguments of ``core.media.videos.Sampling`` these settings give."""
+        return {"fps": float(self.fps), "frames": int(self.frames) if self.frames else None,
+                "max_frames": int(self.max_frames), "min_frames": int(self.min_frames)}

@@ -131,14 +131,15 @@ class ClipSource(_BackboneSource):
     def __init__(self, plan: ExtractPlan, backbone, config: ExtractConfig, device: torch.device,
                  progress: ProgressHook = NULL_PROGRESS) -> None:
         super().__init__(plan, backbone, config, device)
-        self.sampling = Sampling(float(config.fps), config.frames, int(config.max_frames))
+        self.sampling = Sampling(**config.sampling_fields())
         progress.start("Reading clip headers", total=len(plan.paths), unit="clip")
         self.infos: list[ClipInfo | SkippedImage] = []
         for path in plan.paths:
             self.infos.append(probe(path))
             progress.advance(1)
         progress.stop()
-        self.times = [self.sampling.times(i.duration) if isinstance(i, ClipInfo) else None for i in self.infos]
+        self.times = [self.sampling.times(i.duration, i.fps) if isinstance(i, ClipInfo) else None
+                      for i in self.infos]
         self.frames = max([len(t) for t in self.times if t is not None] or [1])
         self.decoded = 0  # frames decoded and run through the backbone by this run
 

@@ -1,16 +1,17 @@
 """``mlgraph predict CLIP.mp4``: labels of video files with a run trained on clips' frame vectors.
 
 A clip is sampled and turned into frame vectors exactly as ``mlgraph extract`` did for the run's
-training file (the sampling stored in that file's attrs when it can still be read; else 1 frame a
-second, at most the run's T frames), then scored by the run's temporal head. ``segments``: the
-clip is cut into fixed-length windows [k L, (k + 1) L) seconds and the head scores each window's
-frames alone (the others masked), as YouTube-8M Segments are scored. Rows:
+training file (the sampling stored in that file's attrs when it can still be read; else the default
+sampling of ``mlgraph extract``, at most the run's T frames), then scored by the run's temporal
+head. ``segments``: the clip is cut into fixed-length windows [k L, (k + 1) L) seconds and the head
+scores each window's frames alone (the others masked), as YouTube-8M Segments are scored. Rows:
 ``{"video": path, "labels": [...], "segments": [{"start": s, "end": e, "labels": [...]}]}``, times
 in seconds. Files that cannot be read are skipped with their reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -53,17 +54,50 @@ def clip_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path] | None:
 
 
 def run_sampling(config: dict[str, Any]) -> Sampling:
-    """The sampling the run's training clips were extracted with (or 1 fps, at most its T frames)."""
+    """The sampling the run's training clips were extracted with; when that file is gone or predates
+    the ``sampling`` attribute, ``mlgraph extract``'s default sampling, at most the run's T frames."""
+    from mlgraph_cli.core.features.config import ExtractConfig
+
     data = config.get("data") or {}
-    frames = int(data.get("frames") or 300)
     try:
         import h5py
 
         with h5py.File(data.get("features", ""), "r") as f:
-            stored = json.loads(f.attrs["sampling"])
-        return Sampling(float(stored["fps"]), stored.get("frames"), int(stored["max_frames"]))
+            return Sampling.from_dict(json.loads(f.attrs["sampling"]))
     except Exception:  # noqa: BLE001 -- the training file moved or predates sampling attrs: the default
-        return Sampling(1.0, None, frames)
+        fields = ExtractConfig().sampling_fields()
+        fields["max_frames"] = min(fields["max_frames"], int(data.get("frames") or fields["max_frames"]))
+        return Sampling(**fields)
+
+
+def training_clip(config: dict[str, Any]) -> Path | None:
+    """One of the run's own training clips that is still where it was (for the export's check), or None."""
+    data = config.get("data") or {}
+    try:
+        import h5py
+
+        with h5py.File(data.get("features", ""), "r") as f:
+            root = Path(str(f.attrs.get("images_root", "")))
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["files"][:64]]
+    except Exception:  # noqa: BLE001 -- the training file moved or is not a clips file: no clip
+        return None
+    return next((root / n for n in names if (root / n).is_file()), None)
+
+
+def training_rows(config: dict[str, Any], n: int) -> tuple[list[np.ndarray] | None, str]:
+    """The first ``n`` clips of the run's training features file as (T_i, D) float32 frames, and what
+    they are; (None, reason) when the file cannot be read."""
+    from mlgraph_cli.core.features.video_file import VideoFeatureFile, load_video_features
+
+    path = (config.get("data") or {}).get("features", "")
+    try:
+        with contextlib.closing(VideoFeatureFile(path)) as vf:
+            n = min(n, len(vf))
+        data = load_video_features(path, rows=list(range(n)))
+    except Exception:  # noqa: BLE001 -- moved, or fewer rows: the caller falls back
+        return None, "no training features"
+    rows = [x[:, m].T.astype(np.float32) for x, m in zip(data["features"], data["mask"])]  # (D, T) -> (T_i, D)
+    return rows, f"{path} (its first {len(rows)} clips)"
 
 
 def load_clip_run(run_dir: str | os.PathLike, checkpoint: str, device):
@@ -98,7 +132,7 @@ def score_clips(paths: Sequence[Path], run, device, *, sampling: Sampling, segme
         if isinstance(info, SkippedImage):
             yield info
             continue
-        times = sampling.times(info.duration)
+        times = sampling.times(info.duration, info.fps)
         got = read_frames(path, times, size=(size, size))  # scaled by the decoder, as `mlgraph extract` does
         if isinstance(got, SkippedImage):
             yield got

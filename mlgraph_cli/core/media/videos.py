@@ -3,9 +3,13 @@
 Sampling (times in seconds from the clip's first frame):
 
 - ``fps`` f: one frame at the middle of every 1/f seconds, t_i = (i + 0.5) / f, i < ceil(duration * f);
-- ``frames`` N: N frames spread over the whole clip, t_i = (i + 0.5) * duration / N;
-- ``max_frames`` M caps either: when a sampling asks for more than M frames, M are spread over the
-  whole clip instead (a two-hour clip is covered end to end, at a lower rate, rather than cut).
+- ``min_frames`` K, a floor under ``fps``: a clip that f would give fewer than K frames gets K
+  spread over it, t_i = (i + 0.5) * duration / K, but never more than it has (a clip of n < K
+  frames gives each of its n frames once). A 4-second clip gets K frames, not 4; a clip longer
+  than K / f seconds is sampled at f, as without the floor;
+- ``frames`` N: N frames spread over the whole clip, t_i = (i + 0.5) * duration / N (no floor);
+- ``max_frames`` M caps all of them: when a sampling asks for more than M frames, M are spread over
+  the whole clip instead (a two-hour clip is covered end to end, at a lower rate, rather than cut).
 
 Decoding seeks to the key frame before a wanted time and decodes forward to it, so a long clip
 costs what its sampled frames cost, not what the whole clip costs; targets less than
@@ -32,6 +36,12 @@ from mlgraph_cli.errors import MlgraphError
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"})
 INSTALL_FIX = 'pip install "mlgraph[video]"'
 SEEK_GAP = 2.0  # seconds: a target further ahead than this is reached by a seek, a nearer one by decoding on
+# The rule of Sampling.times in words, for a runtime that samples clips without mlgraph (the export card).
+SAMPLING_RULE = ("seconds from the clip's start: with frames, n = min(frames, max_frames) and t_i = (i + 0.5) * "
+                 "duration / n; else n = ceil(duration * fps) and t_i = (i + 0.5) / fps, except that when n < "
+                 "min_frames the clip gets n = min(min_frames, its own frame count) and when n > max_frames it gets "
+                 "n = max_frames, both spread as t_i = (i + 0.5) * duration / n; the frame taken for t is the one on "
+                 "screen at t")
 
 
 def require_av():
@@ -45,11 +55,13 @@ def require_av():
 
 @dataclass(frozen=True)
 class Sampling:
-    """Which frames of a clip are used: ``fps`` per second, or ``frames`` spread over it; at most ``max_frames``."""
+    """Which frames of a clip are used: ``fps`` per second with a floor of ``min_frames``, or ``frames``
+    spread over it; at most ``max_frames``. Defaults: those of ``mlgraph extract`` (ExtractConfig)."""
 
     fps: float = 1.0
     frames: int | None = None
     max_frames: int = 300
+    min_frames: int = 0
 
     def __post_init__(self) -> None:
         if not (self.fps > 0 and math.isfinite(self.fps)):
@@ -58,23 +70,52 @@ class Sampling:
             raise MlgraphError(f"--frames {self.frames}: must be at least 1")
         if int(self.max_frames) < 1:
             raise MlgraphError(f"--max-frames {self.max_frames}: must be at least 1")
+        if int(self.min_frames) < 0:
+            raise MlgraphError(f"--min-frames {self.min_frames}: must be 0 (no floor) or more")
 
     @property
     def capacity(self) -> int:
         """The most frames one clip can get (the T of a features file when clips are long enough)."""
         return min(int(self.frames), int(self.max_frames)) if self.frames else int(self.max_frames)
 
-    def times(self, duration: float) -> np.ndarray:
-        """(n,) float64 seconds of the frames to take from a clip of ``duration`` seconds."""
+    def count(self, duration: float, rate: float | None = None) -> tuple[int, bool]:
+        """How many frames a clip of ``duration`` seconds (``rate`` frames per second, when its header
+        says) gets, and whether they are spread over the clip (True) or one every 1/fps seconds."""
         duration = max(float(duration), 1e-6)
-        n = int(self.frames) if self.frames else max(1, math.ceil(duration * self.fps - 1e-9))
-        if n > self.max_frames or self.frames:
-            n = min(n, int(self.max_frames))
+        if self.frames:
+            return min(int(self.frames), int(self.max_frames)), True
+        n = max(1, math.ceil(duration * self.fps - 1e-9))
+        spread = False
+        if n < int(self.min_frames):
+            # The floor never asks for more frames than the clip has: above that it would only repeat them.
+            has = max(1, round(duration * rate)) if rate and rate > 0 else int(self.min_frames)
+            floor = min(int(self.min_frames), has)
+            if floor > n:
+                n, spread = floor, True
+        if n > int(self.max_frames):
+            n, spread = int(self.max_frames), True
+        return n, spread
+
+    def times(self, duration: float, rate: float | None = None) -> np.ndarray:
+        """(n,) float64 seconds of the frames to take from a clip of ``duration`` seconds whose frame
+        rate is ``rate`` (None: unknown, so the floor is not held to the clip's frame count)."""
+        duration = max(float(duration), 1e-6)
+        n, spread = self.count(duration, rate)
+        if spread:
             return (np.arange(n) + 0.5) * duration / n
         return (np.arange(n) + 0.5) / self.fps
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fps": float(self.fps), "frames": self.frames, "max_frames": int(self.max_frames)}
+        return {"fps": float(self.fps), "frames": self.frames, "max_frames": int(self.max_frames),
+                "min_frames": int(self.min_frames)}
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> "Sampling":
+        """The sampling a features file's ``sampling`` attribute records; files written before the
+        floor existed (no ``min_frames``) were sampled without one, and are read so."""
+        frames = stored.get("frames")
+        return cls(float(stored["fps"]), int(frames) if frames else None, int(stored["max_frames"]),
+                   int(stored.get("min_frames", 0)))
 
 
 @dataclass
