@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+import torch
+
 from mlgraph_cli.errors import MlgraphError
 
 _SPEC = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
@@ -17,8 +19,6 @@ def resolve_device(spec: str | None = "auto"):
 
     A device this machine does not have is a user error (one line naming ``--device``).
     """
-    import torch
-
     text = (spec or "auto").strip().lower()
     m = _SPEC.match(text)
     if not m or (m.group(2) is not None and m.group(1) != "cuda"):

@@ -16,13 +16,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mlgraph_cli.core.annotations import FORMATS, detect_format, load_annotations, load_label_stats
-from mlgraph_cli.core.io.artifacts import provenance
 from mlgraph_cli.core.graph.config import EXTRA_FORMATS, BuildGraphConfig
 from mlgraph_cli.core.graph.counts import LabelGraph, build_label_graph
 from mlgraph_cli.core.graph.files import write_graph
+from mlgraph_cli.core.io.artifacts import provenance
 from mlgraph_cli.core.io.outputs import check_output
+from mlgraph_cli.core.media.yt8m.files import expand_inputs
+from mlgraph_cli.core.media.yt8m.labels import load_yt8m_annotations
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
 from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph build-graph"
@@ -63,8 +68,6 @@ def run_build_graph(annotations: str | os.PathLike | None, output: str | os.Path
     given: the project's ``[dataset] annotations`` and ``[artifacts] graph``, or graph.json);
     ``overrides``: BuildGraphConfig values from flags (None = not given); ``project``: the folder's
     project (core.project) or None. Defaults, then ``[build-graph]``, then the flags."""
-    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
-
     source = resolve_input(annotations, project, dataset="annotations", what="annotations",
                            fix="e.g. `mlgraph build-graph train.json`")
     overrides = dict(overrides)
@@ -141,11 +144,6 @@ def build_graph(annotations: str | os.PathLike, output: str | os.PathLike, confi
 
 def _yt8m_annotations(src: Path, config: BuildGraphConfig, progress: ProgressHook):
     """The video labels of YouTube-8M shards, columns in ``config.label_order`` (name or class index)."""
-    import numpy as np
-
-    from mlgraph_cli.core.media.yt8m.labels import load_yt8m_annotations
-    from mlgraph_cli.core.media.yt8m.files import expand_inputs
-
     files = expand_inputs([src])
     progress.start("Reading video labels", total=None, unit="videos")
     ann = load_yt8m_annotations(files, config.vocabulary, segment_classes=config.segment_classes)

@@ -13,9 +13,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from mlgraph_cli.core.embeddings.baselines import deepwalk_embeddings, onehot_embeddings, spectral_embeddings
 from mlgraph_cli.core.embeddings.config import DEFAULT_DIM, METHODS, EmbedConfig, ReportConfig, params_for
+from mlgraph_cli.core.embeddings.files import LabelEmbeddings, read_embeddings, write_embeddings
+from mlgraph_cli.core.embeddings.quality import neighbour_ranking
+from mlgraph_cli.core.embeddings.wordvectors import label_vectors, load_word_vectors
+from mlgraph_cli.core.graph.adjacency import adjacency, keep_apart
+from mlgraph_cli.core.graph.files import read_graph
 from mlgraph_cli.core.io.artifacts import file_digest, labels_digest, maker, provenance
+from mlgraph_cli.core.io.outputs import check_output
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
 from mlgraph_cli.errors import MlgraphError
 
 ONEHOT_INIT = ("onehot", "none")  # --init values that mean "no word vectors"
@@ -38,8 +48,6 @@ def _initial_vectors(init: str | os.PathLike | None, labels: list[str], config: 
     """(vectors or None for one-hot, description for the file, OOV labels)."""
     if init is None or os.fspath(init) in ONEHOT_INIT:
         return None, "onehot", []
-    from mlgraph_cli.core.embeddings.wordvectors import label_vectors, load_word_vectors
-
     kv = load_word_vectors(init, trust_pickle=trust_pickle)
     lv = label_vectors(kv, labels, source=init, oov=config.oov, seed=config.seed)
     if lv.missing:
@@ -59,15 +67,6 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
     allow a pickle-based gensim ``.kv`` file as ``init``. It is deliberately not part of
     :class:`EmbedConfig`, so no project file can switch it on.
     """
-    import numpy as np
-
-    from mlgraph_cli.core.embeddings.asge import asge_embeddings
-    from mlgraph_cli.core.embeddings.baselines import deepwalk_embeddings, onehot_embeddings, spectral_embeddings
-    from mlgraph_cli.core.embeddings.files import LabelEmbeddings, write_embeddings
-    from mlgraph_cli.core.graph.adjacency import adjacency
-    from mlgraph_cli.core.graph.files import read_graph
-    from mlgraph_cli.core.io.outputs import check_output
-
     if os.fspath(output) == "-":
         raise MlgraphError("-o -: embeddings are an HDF5 file and cannot go to stdout (give a file name)")
     inputs = [graph_path, init if init is not None and os.fspath(init) not in ONEHOT_INIT else None]
@@ -101,9 +100,10 @@ def embed(graph_path: str | os.PathLike, output: str | os.PathLike, config: Embe
     target = adjacency(graph, config.adjacency, **params) if method in ("asge", "deepwalk", "spectral") else None
     fit: dict[str, Any] = {}
     if method == "asge":
-        if config.self_weight:
-            from mlgraph_cli.core.graph.adjacency import keep_apart
+        # lazy: start-up — asge.py loads torch (about 1.5 s), which no other --method and no `mlgraph inspect` needs
+        from mlgraph_cli.core.embeddings.asge import asge_embeddings
 
+        if config.self_weight:
             target = keep_apart(target, config.self_weight)
         out, fit = asge_embeddings(target, vectors, dim=dim, hidden=config.hidden, steps=config.steps,
                                      lr=config.lr, seed=config.seed, weighting=config.weighting,
@@ -159,11 +159,6 @@ def inspect_embeddings(embeddings_path: str | os.PathLike, graph_path: str | os.
     neighbour), labels_with_neighbours, spearman, pearson, nearest (label -> [{label, cosine,
     neighbour}]).
     """
-    from mlgraph_cli.core.embeddings.quality import neighbour_ranking
-    from mlgraph_cli.core.embeddings.files import read_embeddings
-    from mlgraph_cli.core.graph.adjacency import adjacency
-    from mlgraph_cli.core.graph.files import read_graph
-
     config = config or ReportConfig()
     emb = read_embeddings(embeddings_path)
     if graph_path is None:
@@ -204,8 +199,6 @@ def run_embed(graph: str | os.PathLike | None, output: str | os.PathLike | None,
     ``embeddings``, ``[dataset] vectors``); ``overrides`` (None = not given) go over ``[embed]``.
     ``trust_pickle`` covers only an ``init`` given here, never the project's vectors. Returns the
     result, the settings used and the graph read."""
-    from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
-
     source = resolve_input(graph, project, artifact="graph", what="label graph",
                            fix="make one with `mlgraph build-graph`")
     config = merge_config(EmbedConfig, project, "embed", overrides)
@@ -220,8 +213,6 @@ def run_inspect(embeddings: str | os.PathLike | None, graph: str | os.PathLike |
                 *, project=None) -> dict[str, Any]:
     """``mlgraph inspect``: ``embeddings`` None is the project's ``[artifacts] embeddings``; the graph
     falls back to ``[artifacts] graph``; ``overrides``: ReportConfig values (None = not given)."""
-    from mlgraph_cli.core.project import resolve_input
-
     source = resolve_input(embeddings, project, artifact="embeddings", what="embeddings file",
                            fix="make one with `mlgraph embed`")
     config = ReportConfig(**{k: v for k, v in overrides.items() if v is not None})

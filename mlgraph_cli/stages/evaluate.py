@@ -18,10 +18,25 @@ from typing import Any
 
 import numpy as np
 
-from mlgraph_cli.core.io.outputs import check_output, write_text
-from mlgraph_cli.core.io.artifacts import maker, provenance, schema_tag
+from mlgraph_cli.core.device import resolve_device
 from mlgraph_cli.core.evaluation.config import TUNED, EvaluateConfig
+from mlgraph_cli.core.evaluation.metrics import multilabel_metrics, threshold_comparison
+from mlgraph_cli.core.evaluation.plots import evaluation_plots, per_label_rows
+from mlgraph_cli.core.evaluation.video_metrics import SEGMENT_TOP_K, VIDEO_TOP_K, segment_map, video_metrics
+from mlgraph_cli.core.features.file import open_features
+from mlgraph_cli.core.features.video_file import VideoFeatureFile
+from mlgraph_cli.core.inference.frames import score_segments
+from mlgraph_cli.core.inference.run import load_run
+from mlgraph_cli.core.inference.scoring import Predictor
+from mlgraph_cli.core.io.artifacts import maker, provenance, schema_tag
+from mlgraph_cli.core.io.outputs import check_output, write_text
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.core.project import merge_config
+from mlgraph_cli.core.training.batches import FeatureSet, eval_loader, read_rows
+from mlgraph_cli.core.training.data import annotated_images, is_video, modality_name
+from mlgraph_cli.core.training.run_config import RunConfig
+from mlgraph_cli.core.training.run_dir import find_run, run_files
+from mlgraph_cli.core.training.trainer import score
 from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 
 COMMAND = "mlgraph evaluate"
@@ -55,11 +70,7 @@ def run_evaluate(run_dir: str | os.PathLike | None = None, *, features: str | os
     ``[evaluate]``, then ``overrides`` (flags; None = not given). Without ``run_dir`` the latest
     run under the project's runs folder (or runs/train); without data, the project's
     test_features if it exists, else its val_features."""
-    from mlgraph_cli.core.project import merge_config
-
     config = merge_config(EvaluateConfig, project, "evaluate", overrides or {})
-    from mlgraph_cli.core.training.run_dir import find_run
-
     run_path = find_run(run_dir, project.artifact("runs") if project is not None else None, flag="RUN_DIR")
     if features is None and images is None and annotations is None and project is not None:
         features = next((project.artifact(k) for k in ("test_features", "val_features")
@@ -78,13 +89,6 @@ def evaluate(run_dir: str | os.PathLike, config: EvaluateConfig | None = None, *
     ``config.plots`` is off, ``<output stem>.pr.png`` and ``<output stem>.labels.png`` beside it
     (in ``plots`` when given; none for stdout without ``plots``). ``settings``: EvaluateConfig
     fields that replace ``config``'s (``device="cpu"``)."""
-    from mlgraph_cli.core.device import resolve_device
-    from mlgraph_cli.core.evaluation.metrics import multilabel_metrics, threshold_comparison
-    from mlgraph_cli.core.evaluation.plots import evaluation_plots, per_label_rows
-    from mlgraph_cli.core.inference.run import load_run
-    from mlgraph_cli.core.training.run_config import RunConfig
-    from mlgraph_cli.core.training.run_dir import run_files
-
     config = dataclasses.replace(config or EvaluateConfig(), **settings).checked()
     dev = resolve_device(config.device)
     on_images = images is not None or annotations is not None
@@ -140,8 +144,6 @@ def evaluate(run_dir: str | os.PathLike, config: EvaluateConfig | None = None, *
 
 def check_modality(run, path: Path) -> None:
     """A video run evaluates on video features, an image run on image features: one line naming both."""
-    from mlgraph_cli.core.training.data import is_video, modality_name
-
     video_run, video_data = run.modality == "video", is_video(path)
     if video_run != video_data:
         kind = "a video run" if video_run else "an image run"
@@ -187,10 +189,6 @@ def aligned_targets(labels: np.ndarray, names: list[str], run, path: Path) -> np
 
 
 def _score_features(run, path: Path, device, batch_size: int, progress: ProgressHook):
-    from mlgraph_cli.core.features.file import open_features
-    from mlgraph_cli.core.training.batches import FeatureSet, eval_loader
-    from mlgraph_cli.core.training.trainer import score
-
     ff = open_features(path)
     if len(ff) == 0:
         raise input_error(path, "the features file holds no images", f"extract some with `{maker('features')}`")
@@ -211,9 +209,6 @@ def _score_features(run, path: Path, device, batch_size: int, progress: Progress
 
 
 def _score_images(run, images, annotations, device, batch_size: int, progress: ProgressHook):
-    from mlgraph_cli.core.inference.scoring import Predictor
-    from mlgraph_cli.core.training.data import annotated_images
-
     ann_path = Path(annotations) if annotations is not None else None
     # reorder: the run's label order; a label the annotations never mention is all negative there
     files, targets, _ = annotated_images(Path(images) if images else None, ann_path,
@@ -236,11 +231,6 @@ def _score_images(run, images, annotations, device, batch_size: int, progress: P
 def _score_videos(run, path: Path, device, batch_size: int, top_k: int | None, progress: ProgressHook):
     """Probabilities and targets of every video of ``path``, and the video-only keys of the report:
     ``GAP@20``, and with Segments ratings ``segment_MAP@K`` and ``segments`` (the per-class detail)."""
-    from mlgraph_cli.core.training.batches import FeatureSet, eval_loader
-    from mlgraph_cli.core.training.trainer import score
-    from mlgraph_cli.core.evaluation.video_metrics import VIDEO_TOP_K, video_metrics
-    from mlgraph_cli.core.features.video_file import VideoFeatureFile
-
     vf = VideoFeatureFile(path)
     if len(vf) == 0 or vf.labels is None or vf.label_names is None:
         what = "the features file holds no videos" if len(vf) == 0 else "no labels to evaluate against"
@@ -264,10 +254,6 @@ def _score_videos(run, path: Path, device, batch_size: int, top_k: int | None, p
 def _segment_report(run, vf, device, batch_size: int, top_k: int | None, progress: ProgressHook) -> dict[str, Any]:
     """MAP@K over the rated segments: each segment scored on its own 5 frames (the rest of its clip
     masked), read a block of videos at a time so the file never has to fit in memory."""
-    from mlgraph_cli.core.training.batches import read_rows
-    from mlgraph_cli.core.evaluation.video_metrics import SEGMENT_TOP_K, segment_map
-    from mlgraph_cli.core.inference.frames import score_segments
-
     k = top_k or SEGMENT_TOP_K
     seg = vf.segments
     index = {n: i for i, n in enumerate(run.label_names)}

@@ -28,9 +28,17 @@ from typing import Any, Callable
 import numpy as np
 
 from mlgraph_cli import __version__
-from mlgraph_cli.core.io.outputs import check_output, write_output
+from mlgraph_cli.core.features.config import MAX_IMAGE_SIZE
+from mlgraph_cli.core.inference import export as onnx_export
+from mlgraph_cli.core.inference.clips import run_sampling, training_clip, training_rows
+from mlgraph_cli.core.inference.run import load_run
 from mlgraph_cli.core.io.artifacts import file_digest, provenance
 from mlgraph_cli.core.io.jsonfile import read_json
+from mlgraph_cli.core.io.outputs import check_output, write_output
+from mlgraph_cli.core.media.videos import SAMPLING_RULE
+from mlgraph_cli.core.training.checkpoint import CONFIG, weights_path
+from mlgraph_cli.core.training.run_config import RunConfig
+from mlgraph_cli.core.training.run_dir import run_files
 from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph export"
@@ -47,8 +55,6 @@ class ExportConfig:
     check: bool = True  # run the written graph with onnxruntime against torch
 
     def __post_init__(self) -> None:
-        from mlgraph_cli.core.features.config import MAX_IMAGE_SIZE
-
         if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
             raise MlgraphError(f"--image-size {self.image_size}: must be a whole number of px from 1 to {MAX_IMAGE_SIZE}")
 
@@ -111,11 +117,6 @@ class Graph:
 
 def export(run_dir: str | os.PathLike, output: str | os.PathLike, config: ExportConfig) -> ExportResult:
     """Export ``run_dir``'s model (backbone + head, ``config.checkpoint`` weights) to ``output``."""
-    from mlgraph_cli.core.inference import export as onnx_export
-    from mlgraph_cli.core.training.run_dir import run_files
-    from mlgraph_cli.core.inference.run import load_run
-    from mlgraph_cli.core.training.run_config import RunConfig
-
     run = Path(run_dir)
     rc = RunConfig.read(run)
     if rc.modality == "video" and config.image_size is not None:
@@ -149,8 +150,6 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike, config: Export
 
 
 def _image_graph(loaded: Any) -> Graph:
-    from mlgraph_cli.core.inference import export as onnx_export
-
     pre = loaded.model.backbone.preprocessor
     size = int(pre.size)
     model = onnx_export.PixelsToProbabilities(loaded.model, scale=pre.scale, mean=pre.mean, std=pre.std).eval()
@@ -171,10 +170,6 @@ def _image_graph(loaded: Any) -> Graph:
 
 def _clip_graph(loaded: Any) -> Graph:
     """A run trained on video files: per-frame backbone + average pooling + the temporal head."""
-    from mlgraph_cli.core.inference import export as onnx_export
-    from mlgraph_cli.core.inference.clips import run_sampling, training_clip
-    from mlgraph_cli.core.media.videos import SAMPLING_RULE
-
     backbone = loaded.model.backbone
     pre = backbone.preprocessor
     size = int(pre.size)
@@ -216,9 +211,6 @@ def _clip_graph(loaded: Any) -> Graph:
 
 def _frames_graph(loaded: Any) -> Graph:
     """A YouTube-8M run: its temporal head alone, on dequantised frame features."""
-    from mlgraph_cli.core.inference import export as onnx_export
-    from mlgraph_cli.core.inference.clips import training_rows
-
     channels = int(loaded.config["head"]["in_channels"])
     frames = int((loaded.config.get("data") or {}).get("frames") or 300)
     model = onnx_export.FramesToProbabilities(loaded.model.head).eval()
@@ -246,16 +238,11 @@ def _frames_graph(loaded: Any) -> Graph:
 
 
 def _mask_card() -> dict[str, Any]:
-    from mlgraph_cli.core.inference import export as onnx_export
-
     return {"name": onnx_export.MASK_NAME, "dtype": "bool", "shape": ["batch", "frames"],
             "meaning": "True for a real frame; pad shorter clips of a batch with frames under False"}
 
 
 def _card(run: Path, loaded: Any, config: ExportConfig, graph: Graph) -> dict[str, Any]:
-    from mlgraph_cli.core.inference import export as onnx_export
-    from mlgraph_cli.core.training.checkpoint import CONFIG, weights_path
-
     labels = list(loaded.label_names)
     bcfg = loaded.config.get("backbone") or {}
     return {

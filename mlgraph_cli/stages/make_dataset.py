@@ -26,8 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from mlgraph_cli.core.datasets import DATASETS
+from mlgraph_cli.core.datasets.fashion_mnist import LABELS, load_source
+from mlgraph_cli.core.datasets.fashion_scenes import CARD, FashionScenesConfig, write_fashion_scenes
+from mlgraph_cli.core.io.artifacts import provenance
 from mlgraph_cli.core.io.outputs import write_text
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.core.project import PROJECT_FILE, merge_config, render_project_file
 from mlgraph_cli.errors import MlgraphError
 
 COMMAND = "mlgraph make-dataset"
@@ -73,8 +77,6 @@ def _check_out(out: Path, force: bool, overwrite_all: bool = False) -> None:
                            "e.g. `mlgraph make-dataset fashion-scenes fashion/`)")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    from mlgraph_cli.core.datasets.fashion_scenes import CARD
-
     if not force:
         raise MlgraphError(f"{out}: folder is not empty (use --force to replace it, or choose another OUT)")
     if not (out / CARD).is_file():
@@ -165,9 +167,6 @@ def run_make_dataset(name: str, out: str | os.PathLike, overrides: dict[str, Any
     """``mlgraph make-dataset`` as one call. ``overrides``: FashionScenesConfig values from flags
     (train, val, test, size, seed; None = not given). make-dataset creates a project rather than
     reading one, so the defaults are the dataclass's alone."""
-    from mlgraph_cli.core.datasets.fashion_scenes import FashionScenesConfig
-    from mlgraph_cli.core.project import merge_config
-
     config = merge_config(FashionScenesConfig, None, "make-dataset", overrides)
     return make_dataset(name, out, config, source=source, force=force, overwrite_all=overwrite_all,
                         progress=progress)
@@ -185,11 +184,6 @@ def make_dataset(name: str, out: str | os.PathLike, config=None, *, source: str 
     """
     if name not in DATASETS:
         raise MlgraphError(f"unknown dataset {name!r} (choices: {', '.join(DATASETS)})")
-    from mlgraph_cli.core.io.artifacts import provenance
-    from mlgraph_cli.core.datasets.fashion_mnist import LABELS, load_source
-    from mlgraph_cli.core.datasets.fashion_scenes import FashionScenesConfig, write_fashion_scenes
-    from mlgraph_cli.core.project import PROJECT_FILE, render_project_file
-
     config = config or FashionScenesConfig()
     _check_config(config)
     out = Path(out)

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from mlgraph_cli.core.features.plan import unique_skipped, write_skipped_report
+from mlgraph_cli.core.features.shards import merge_shards, read_done
+from mlgraph_cli.core.io.outputs import check_output
+
 
 @dataclass
 class MergeResult:
@@ -24,10 +28,6 @@ class MergeResult:
 
 def merge(shards: Sequence[str | os.PathLike], output: str | os.PathLike, *, virtual: bool = False) -> MergeResult:
     """Merge ``shards`` (any order) into ``output``; with ``virtual`` the maps stay in the shards."""
-    from mlgraph_cli.core.features.plan import unique_skipped, write_skipped_report
-    from mlgraph_cli.core.io.outputs import check_output
-    from mlgraph_cli.core.features.shards import merge_shards, read_done
-
     dest = Path(output)
     check_output(dest, list(shards), stream_ok=False)
     merged, rows = merge_shards(shards, dest, virtual=virtual)

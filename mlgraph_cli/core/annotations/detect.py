@@ -13,11 +13,14 @@ import os
 import re
 from pathlib import Path
 
+import h5py
+
 from mlgraph_cli.core.annotations.common import FORMAT_FIX, empty_file, missing_path
 from mlgraph_cli.core.annotations.nuswide import nuswide_root
 from mlgraph_cli.core.annotations.openimages import OPENIMAGES_HEADER
 from mlgraph_cli.core.annotations.voc import voc_root
 from mlgraph_cli.core.annotations.yolo import YAML_SUFFIXES, yolo_yaml
+from mlgraph_cli.core.io.artifacts import SCHEMAS
 from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.errors import input_error
 
@@ -98,11 +101,7 @@ def _refuse_artifacts(p: Path, head: bytes) -> None:
 
 def _hdf5_kind(p: Path) -> str | None:
     """The artifact kind (``features``, ...) named by an HDF5 file's schema tag, None if it has none."""
-    from mlgraph_cli.core.io.artifacts import SCHEMAS
-
     try:
-        import h5py
-
         with h5py.File(p, "r") as f:
             tag = f.attrs.get("schema")
     except Exception:  # an unreadable HDF5 file is still not annotations

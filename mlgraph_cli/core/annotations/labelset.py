@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlgraph_cli.core.annotations.common import Annotations, first_duplicate, read_text
+from mlgraph_cli.core.graph.files import read_graph
 from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.core.progress import NULL_PROGRESS
 from mlgraph_cli.errors import MismatchError, input_error
@@ -48,8 +49,6 @@ def read_label_set(path: str | os.PathLike) -> LabelSet:
     with open(p, "rb") as fh:
         head = fh.read(1 << 12).lstrip()
     if p.suffix.lower() in (".json", ".graphml") or head.startswith((b"{", b"<")):
-        from mlgraph_cli.core.graph.files import read_graph
-
         graph = read_graph(p)
         return LabelSet(list(graph.labels), p, graph=True, dropped=sorted(graph.meta.get("dropped_labels") or {}))
     labels = [line.strip() for line in read_text(p, NULL_PROGRESS).splitlines() if line.strip()]

@@ -12,6 +12,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from mlgraph_cli.core.annotations.common import FORMAT_FIX, first_duplicate
+from mlgraph_cli.core.graph.counts import LabelGraph
+from mlgraph_cli.core.io.jsonfile import read_json
 from mlgraph_cli.errors import input_error
 
 STATS_KEYS = ("labels", "image_counts", "cooccurrence")
@@ -24,9 +26,6 @@ def load_label_stats(path: str | os.PathLike, *, label_order: str = "name"):
     ``image_counts`` (C ints, n_i), ``cooccurrence`` (C x C ints, M_ij, symmetric) and the image
     count N as ``num_images`` or as "<N> images" inside the ``split`` text.
     """
-    from mlgraph_cli.core.io.jsonfile import read_json
-    from mlgraph_cli.core.graph.counts import LabelGraph
-
     p = Path(path)
     data = read_json(p, fix="label statistics need labels, image_counts, cooccurrence")
     if not isinstance(data, dict) or not set(STATS_KEYS) <= set(data):

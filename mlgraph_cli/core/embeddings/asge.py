@@ -21,11 +21,12 @@ import contextlib
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn as nn
 
+from mlgraph_cli.core.embeddings.config import WEIGHTINGS
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
-
-WEIGHTINGS = ("balanced", "uniform")
-
 
 
 def pair_weights(target: np.ndarray, weighting: str = "uniform") -> np.ndarray:
@@ -52,9 +53,6 @@ def _asge_map(num_labels: int, in_dim: int | None, hidden: int, dim: int):
     """g: v_i -> e_i = W2 tanh(W1 v_i + b1) + b2. For one-hot inputs W1 v_i is row i of a free
     (C, hidden) table. tanh rather than ReLU: ReLU's non-negative hidden units give every pair an
     initial cosine near 0.3, and uniform weights then spend their first steps undoing that."""
-    import torch
-    import torch.nn as nn
-
     class OneHotTable(nn.Module):  # W1 applied to the identity: the table itself, in label order
         def __init__(self) -> None:
             super().__init__()
@@ -95,8 +93,6 @@ def _uniform_loss(e, adj, adj_sq_sum: float, scale: float):
     against C^2 d for S. ``adj`` is fixed, so A E is computed outside autograd: q = sum(E * AE)
     has gradient AE, and 2q - q.detach() has q's value and the true gradient 2 AE (A symmetric).
     """
-    import torch
-
     if isinstance(adj, torch.Tensor):
         ae = adj @ e.detach()  # (C, d)
     else:
@@ -113,8 +109,6 @@ def _deterministic_torch(seed: int, threads: int):
     One thread by default: the same bytes whatever the machine's core count, and on a busy
     2-core CPU two OpenMP threads were 20x slower than one for 80 labels (spin-waiting).
     """
-    import torch
-
     before = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads)
@@ -136,9 +130,6 @@ def asge_embeddings(target: np.ndarray, init: np.ndarray | None = None, *, dim: 
     symmetric; its diagonal is ignored. init: (C, d0) initial vectors (through
     :func:`standardise_init` before g), or None for one-hot. The same bytes for the same seed, thread count and machine.
     """
-    import scipy.sparse as sp
-    import torch
-
     a = np.asarray(target, dtype=np.float64)
     a = (a + a.T) / 2.0
     np.fill_diagonal(a, 0.0)

@@ -7,6 +7,7 @@ and a spectral embedding of the normalised adjacency.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 
 
@@ -56,8 +57,6 @@ def random_walks(target: np.ndarray, *, walks_per_label: int, walk_length: int, 
     probability A_ij / sum_k A_ik. Walks are label indices as strings; an isolated label's walk
     is just itself. All walks advance together (vectorised): the rows' cumulative weights are
     offset by the row index so one ``searchsorted`` serves every row."""
-    import scipy.sparse as sp
-
     a = np.asarray(target, dtype=np.float64)
     a = (a + a.T) / 2.0
     np.fill_diagonal(a, 0.0)
@@ -92,6 +91,7 @@ def deepwalk_embeddings(target: np.ndarray, *, dim: int, seed: int, walks_per_la
     min_count=0 keeps rarely visited labels; workers=1 and ``seed`` make it deterministic
     (gensim's word2vec docs). Returns (C, dim) float32 in label order.
     """
+    # lazy: start-up — gensim takes about 1 s to import; only --method deepwalk needs it
     from gensim.models import Word2Vec
 
     walks = random_walks(target, walks_per_label=walks_per_label, walk_length=walk_length, seed=seed)

@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass
 
 METHODS = ("asge", "word", "deepwalk", "spectral", "onehot")
+WEIGHTINGS = ("balanced", "uniform")  # --weighting: how ASGE weights the pairs of its loss (asge.py)
+OOV_POLICIES = ("error", "random")  # --oov: a label without a word vector (wordvectors.py)
 DEFAULT_DIM = 300  # width of ASGE / DeepWalk / spectral embeddings unless --dim says otherwise
 MAX_DIM = 65536  # the widest embeddings read back (core/embeddings/files.py MAX_DIMENSION)
 # Upper bounds of the whole-number settings: far beyond any use, and refused before a fit would
@@ -48,9 +50,7 @@ class EmbedConfig:
     epochs: int = 5
 
     def __post_init__(self) -> None:
-        from mlgraph_cli.core.embeddings.asge import WEIGHTINGS
-        from mlgraph_cli.core.graph.adjacency import ADJACENCIES
-        from mlgraph_cli.core.embeddings.wordvectors import OOV_POLICIES
+        from mlgraph_cli.core.graph.adjacency import ADJACENCIES  # lazy: start-up — the CLI imports this config
 
         for name, value, choices in (("method", self.method, METHODS), ("adjacency", self.adjacency, ADJACENCIES),
                                      ("oov", self.oov, OOV_POLICIES), ("weighting", self.weighting, WEIGHTINGS)):
@@ -83,7 +83,7 @@ def flag(name: str) -> str:
 
 def params_for(kind: str, **candidates: float) -> dict[str, float]:
     """The subset of ``candidates`` that adjacency ``kind`` takes (tau for binary, tau and p for mlgcn)."""
-    from mlgraph_cli.core.graph.adjacency import ADJACENCIES
+    from mlgraph_cli.core.graph.adjacency import ADJACENCIES  # lazy: start-up — the CLI imports this config
 
     accepted = inspect.signature(ADJACENCIES[kind]).parameters
     return {k: v for k, v in candidates.items() if k in accepted}
@@ -107,7 +107,7 @@ class ReportConfig:
     topk: int = 5
 
     def __post_init__(self) -> None:
-        from mlgraph_cli.core.graph.adjacency import ADJACENCIES
+        from mlgraph_cli.core.graph.adjacency import ADJACENCIES  # lazy: start-up — the CLI imports this config
 
         for name, value in (("neighbours", self.neighbours), ("reference", self.reference)):
             if value is not None and value not in ADJACENCIES:

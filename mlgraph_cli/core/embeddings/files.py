@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import h5py
 import numpy as np
 
 from mlgraph_cli.core.io.outputs import write_output
@@ -56,8 +57,6 @@ def write_embeddings(path: str | os.PathLike, emb: LabelEmbeddings,
                      inputs: Sequence[str | os.PathLike | None] = ()) -> None:
     """Write ``emb`` as an ``mlgraph/embeddings@1`` HDF5 file through
     :func:`~mlgraph_cli.core.io.outputs.write_output` (never over one of ``inputs``)."""
-    import h5py
-
     vectors = np.ascontiguousarray(emb.vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(emb.labels):
         raise ValueError(f"embeddings of shape {vectors.shape} for {len(emb.labels)} labels")

@@ -37,6 +37,7 @@ DPI = 100
 
 
 def _figure(width_in: float, height_in: float):
+    # lazy: start-up — matplotlib (about 0.6 s) only where a figure is drawn (tests/test_plots.py)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -115,6 +116,7 @@ def pr_curve(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.nd
     s, t = scores[keep], targets[keep] == 1
     if not t.any():
         return np.zeros(0), np.zeros(0)
+    # lazy: start-up — scikit-learn takes about 1 s to import; only the PR curves need it
     from sklearn.metrics import precision_recall_curve
 
     precision, recall, _ = precision_recall_curve(t, s)  # recall falling, ending at the (0, 1) anchor

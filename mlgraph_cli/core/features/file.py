@@ -30,9 +30,10 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import h5py
 import numpy as np
 
-from mlgraph_cli.core.io.outputs import output_target
+from mlgraph_cli.core.io.outputs import WriteLock, output_target
 from mlgraph_cli.core.io.hdf5 import FLOATS, NUMBERS, h5_dataset, h5_open, h5_read_attrs, h5_strings, h5_write_attrs
 from mlgraph_cli.core.io.artifacts import labels_digest, schema_tag
 from mlgraph_cli.core.features.checks import (check_file_attrs, check_finite, check_free_space, check_labels,
@@ -68,10 +69,6 @@ class FeatureWriter:
 
     def __init__(self, dest: str | os.PathLike, *, shapes: dict[str, tuple[int, int, int]], plan: str,
                  attrs: dict[str, Any], label_names: Sequence[str] | None = None) -> None:
-        import h5py
-
-        from mlgraph_cli.core.io.outputs import WriteLock
-
         self.dest = output_target(dest, stream_ok=False)[0]  # a file, never a device or a pipe; links followed
         self.path = partial_path(self.dest)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,7 +243,6 @@ class FeatureFile:
         return self.aux_shape is not None
 
     def _file(self):
-        import h5py
         if self._h5 is None or self._pid != os.getpid():
             self._h5 = h5py.File(self.path, "r")
             self._pid = os.getpid()

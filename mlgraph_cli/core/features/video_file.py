@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import h5py
 import numpy as np
 
 from mlgraph_cli.core.features.checks import disk_errors
@@ -137,8 +138,6 @@ class VideoFeatureFile(FeatureFile):
                                  score.astype(np.float32))
 
     def _reader(self):
-        import h5py
-
         return h5py.File(self.path, "r")
 
     @property
@@ -154,8 +153,6 @@ class VideoFeatureFile(FeatureFile):
 
 def is_video_features(path: str | os.PathLike) -> bool:
     """Whether a features file holds video (``modality = "video"``); False for image features."""
-    import h5py
-
     if special_file(path) is not None:  # a FIFO would block the open: the reader names what it is
         return False
     try:

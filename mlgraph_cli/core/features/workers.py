@@ -4,6 +4,10 @@ DataLoader that decodes and preprocesses in file order."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
+
+import torch
+from torch.utils.data import DataLoader
 
 from mlgraph_cli.core.media.images import SkippedImage, load_image
 
@@ -17,8 +21,6 @@ def resolve_parallelism(config, device_type: str):
     a worker per core but one. Processes of one node started together (torchrun's
     ``LOCAL_WORLD_SIZE``) share the cores. Threads: the cores left after the workers.
     """
-    from dataclasses import replace
-
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -49,8 +51,6 @@ class _Images:
 
 def _collate(items):
     """(positions, positions kept, (B, 3, S, S) tensor or None, [(position, reason)])."""
-    import torch
-
     kept = [(i, t) for i, t, _ in items if t is not None]
     batch = torch.stack([t for _, t in kept]).contiguous(memory_format=torch.channels_last) if kept else None
     return [i for i, _, _ in items], [i for i, _ in kept], batch, [(i, r) for i, t, r in items if t is None]
@@ -58,8 +58,6 @@ def _collate(items):
 
 def image_loader(paths: list[str], preprocess, config, device):
     """Batches of decoded, preprocessed images in file order: (positions, kept, batch, [(position, reason)])."""
-    from torch.utils.data import DataLoader
-
     workers = int(config.workers)
     return DataLoader(_Images(paths, preprocess, config.max_pixels), batch_size=int(config.batch_size),
                       shuffle=False, num_workers=workers, collate_fn=_collate,

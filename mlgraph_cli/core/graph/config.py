@@ -23,6 +23,7 @@ class BuildGraphConfig:
     segment_classes: str | None = None  # yt8m: segment_label_ids.csv (only these classes)
 
     def __post_init__(self) -> None:
+        # lazy: start-up — the CLI imports this config; core.annotations loads numpy and every reader
         from mlgraph_cli.core.annotations import FORMATS, LABEL_ORDERS
 
         if self.format is not None and self.format not in (*FORMATS, *EXTRA_FORMATS):

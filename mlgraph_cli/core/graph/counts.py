@@ -71,6 +71,7 @@ class LabelGraph:
 
     def to_networkx(self):
         """A ``networkx.Graph`` with the same nodes, edges and attributes as the file."""
+        # lazy: start-up — networkx takes about 0.3 s to import; only GraphML and to_networkx need it
         import networkx as nx
 
         g = nx.Graph()

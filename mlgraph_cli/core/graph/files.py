@@ -40,6 +40,7 @@ def write_graph(graph: LabelGraph, path: str | os.PathLike, inputs: Sequence[str
     :func:`~mlgraph_cli.core.io.outputs.write_output` (never over one of ``inputs``)."""
     p = os.fspath(path)
     if p.endswith(".graphml"):
+        # lazy: start-up — networkx takes about 0.3 s to import; only GraphML needs it
         import networkx as nx
 
         g = graph.to_networkx()
@@ -124,6 +125,7 @@ def check_labels(graph: LabelGraph, labels: Sequence[str], path: str | os.PathLi
 
 
 def _read_graphml(p: Path) -> LabelGraph:
+    # lazy: start-up — networkx takes about 0.3 s to import; only GraphML needs it
     import networkx as nx
 
     try:

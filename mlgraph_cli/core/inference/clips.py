@@ -19,9 +19,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+from PIL import Image
 
+from mlgraph_cli.core.features.config import ExtractConfig
+from mlgraph_cli.core.inference.run import load_run
 from mlgraph_cli.core.media.images import SkippedImage, list_images
-from mlgraph_cli.core.media.videos import VIDEO_SUFFIXES, Sampling, is_video_path, probe, read_frames, require_av
+from mlgraph_cli.core.media.videos import (VIDEO_SUFFIXES, Sampling, is_video_path, only_videos, probe, read_frames,
+                                           require_av)
+from mlgraph_cli.core.training.run_config import RunConfig
 from mlgraph_cli.errors import MismatchError, MlgraphError
 
 
@@ -42,8 +48,6 @@ def clip_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path] | None:
     if not inputs or not all(is_video_path(i) or Path(i).is_dir() or any(c in os.fspath(i) for c in "*?[")
                              for i in inputs):
         return None
-    from mlgraph_cli.core.media.videos import only_videos
-
     try:
         if not only_videos(inputs):
             return None
@@ -56,10 +60,9 @@ def clip_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path] | None:
 def run_sampling(config: dict[str, Any]) -> Sampling:
     """The sampling the run's training clips were extracted with; when that file is gone or predates
     the ``sampling`` attribute, ``mlgraph extract``'s default sampling, at most the run's T frames."""
-    from mlgraph_cli.core.features.config import ExtractConfig
-
     data = config.get("data") or {}
     try:
+        # lazy: start-up — a predict on images loads no h5py, no annotations (tests/test_predict.py)
         import h5py
 
         with h5py.File(data.get("features", ""), "r") as f:
@@ -74,6 +77,7 @@ def training_clip(config: dict[str, Any]) -> Path | None:
     """One of the run's own training clips that is still where it was (for the export's check), or None."""
     data = config.get("data") or {}
     try:
+        # lazy: start-up — a predict on images loads no h5py, no annotations (tests/test_predict.py)
         import h5py
 
         with h5py.File(data.get("features", ""), "r") as f:
@@ -87,6 +91,7 @@ def training_clip(config: dict[str, Any]) -> Path | None:
 def training_rows(config: dict[str, Any], n: int) -> tuple[list[np.ndarray] | None, str]:
     """The first ``n`` clips of the run's training features file as (T_i, D) float32 frames, and what
     they are; (None, reason) when the file cannot be read."""
+    # lazy: start-up — a predict on images loads no h5py, no annotations (tests/test_predict.py)
     from mlgraph_cli.core.features.video_file import VideoFeatureFile, load_video_features
 
     path = (config.get("data") or {}).get("features", "")
@@ -102,9 +107,6 @@ def training_rows(config: dict[str, Any], n: int) -> tuple[list[np.ndarray] | No
 
 def load_clip_run(run_dir: str | os.PathLike, checkpoint: str, device):
     """The run with its backbone, refusing an image run or a YouTube-8M run (no backbone)."""
-    from mlgraph_cli.core.inference.run import load_run
-    from mlgraph_cli.core.training.run_config import RunConfig
-
     rc = RunConfig.read(run_dir)
     where = Path(run_dir) / "config.json"
     if rc.modality != "video":
@@ -119,8 +121,7 @@ def load_clip_run(run_dir: str | os.PathLike, checkpoint: str, device):
 def score_clips(paths: Sequence[Path], run, device, *, sampling: Sampling, segment_seconds: float | None = None,
                 explain: bool = False, batch_size: int = 16, thumb: int = 64, progress=None):
     """Yield :class:`ClipScores` or :class:`SkippedImage`, clip by clip."""
-    import torch
-
+    # lazy: start-up — a predict on images loads no h5py, no annotations (tests/test_predict.py)
     from mlgraph_cli.core.features.sources import frame_vectors
 
     require_av()
@@ -163,8 +164,6 @@ def score_clips(paths: Sequence[Path], run, device, *, sampling: Sampling, segme
 def frame_weights(head, x):
     """(B, C, T): the temporal attention a_k(t) of a head that has one; else each frame's share of
     the per-frame probabilities (the head on each frame alone), which sums to one over frames too."""
-    import torch
-
     if hasattr(head, "attention"):
         return head.attention(x, None).float()
     b, d, t = x.shape
@@ -174,6 +173,4 @@ def frame_weights(head, x):
 
 
 def _resize(picture: np.ndarray, w: int, h: int) -> np.ndarray:
-    from PIL import Image
-
     return np.asarray(Image.fromarray(picture).resize((w, h), Image.Resampling.BILINEAR))

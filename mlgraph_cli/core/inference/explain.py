@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 # An "inferno"-like colour ramp (dark purple -> red -> yellow): perceptually ordered, readable
 # over photographs. Anchor colours at 0, 0.25, 0.5, 0.75, 1.
@@ -65,8 +66,6 @@ def panel_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
 
 def caption_font():
     """A TrueType font at :data:`FONT_SIZE` px (Pillow >= 10.1 ships one), else PIL's bitmap font."""
-    from PIL import ImageFont
-
     try:
         return ImageFont.load_default(size=FONT_SIZE)
     except TypeError:  # Pillow < 10.1: no size argument
@@ -92,8 +91,6 @@ def explain_image(image, maps: np.ndarray, labels: Sequence[tuple[int, str, floa
     The caption strip below (:data:`CAPTION` px) holds the label and score, grey when the score
     is under the label's threshold. Size: (len(labels) * panel width, panel height + CAPTION).
     """
-    from PIL import Image, ImageDraw
-
     pw, ph = panel_size(image.size, longest)
     base = np.asarray(image.convert("RGB").resize((pw, ph), Image.Resampling.BILINEAR), dtype=np.float32)
     sheet = Image.new("RGB", (pw * max(1, len(labels)), ph + CAPTION), "white")

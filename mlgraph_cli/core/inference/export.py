@@ -30,13 +30,17 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
+from mlgraph_cli.core.media.images import SkippedImage, load_image
+from mlgraph_cli.core.media.videos import probe, read_frames
 from mlgraph_cli.errors import MlgraphError
 
 # What `pip install "mlgraph[export]"` brings: the graph format, the dynamo exporter's ONNX
@@ -152,8 +156,6 @@ def export_onnx(model: nn.Module, dest: str | os.PathLike, signature: Signature,
                 metadata: dict[str, str] | None = None) -> int:
     """Write ``model`` (in eval mode, on the CPU) to ``dest`` as one self-contained ONNX file with the
     free axes of ``signature``. ``metadata`` goes into the graph's ``metadata_props``. Returns the opset written."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's FutureWarnings and tracing notes, not the user's
         program = torch.onnx.export(model, signature.example, input_names=signature.names, output_names=[OUTPUT_NAME],
@@ -167,6 +169,7 @@ def export_onnx(model: nn.Module, dest: str | os.PathLike, signature: Signature,
 def check_with_onnxruntime(model: nn.Module, path: str | os.PathLike, inputs: dict[str, np.ndarray]) -> float:
     """Run ``inputs`` (ONNX name -> array, in the graph's input order) through the written graph and
     through ``model``; return the largest |difference| of the probabilities."""
+    # lazy: optional dependency (onnxruntime, extra `export`)
     import onnxruntime as ort
 
     with torch.no_grad():
@@ -198,9 +201,6 @@ def clip_input(path: str | os.PathLike, size: int, sampling) -> tuple[np.ndarray
     Frames at the times ``sampling`` (a ``core.media.videos.Sampling``, the run's) gives the clip,
     converted to RGB and stretched to S x S by FFmpeg's scaler (bilinear) in the decoder, turned
     upright, exactly as ``mlgraph extract`` and ``mlgraph predict`` read them."""
-    from mlgraph_cli.core.media.images import SkippedImage
-    from mlgraph_cli.core.media.videos import probe, read_frames
-
     info = probe(path)
     got = info if isinstance(info, SkippedImage) else read_frames(path, sampling.times(info.duration, info.fps),
                                                                    size=(size, size))
@@ -215,10 +215,6 @@ def onnx_input(image: Any, size: int) -> np.ndarray:
 
     EXIF orientation applied, whole image stretched to ``size`` x ``size`` with PIL bilinear,
     exactly as ``mlgraph extract`` and ``mlgraph predict`` resize. Stack several along axis 0."""
-    from PIL import Image
-
-    from mlgraph_cli.core.media.images import SkippedImage, load_image
-
     if not isinstance(image, Image.Image):
         loaded = load_image(image)
         if isinstance(loaded, SkippedImage):

@@ -9,8 +9,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from mlgraph_cli.core.inference.frames import predict_videos, score_segments
 from mlgraph_cli.core.inference.run import LoadedRun
 from mlgraph_cli.core.inference.scoring import Skipped
+from mlgraph_cli.core.media.yt8m.records import SEGMENT_FRAMES, iter_videos
+from mlgraph_cli.core.media.yt8m.tfrecord import BadRecord
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 
 
@@ -44,9 +47,6 @@ class VideoPredictor:
     def __call__(self, files: Sequence[Path], *, segments: bool = False,
                  progress: ProgressHook = NULL_PROGRESS) -> Iterator[VideoScores]:
         """Yield scores video by video, in record order."""
-        from mlgraph_cli.core.media.yt8m.tfrecord import BadRecord
-        from mlgraph_cli.core.media.yt8m.records import iter_videos
-
         batch: list[tuple[str, Any]] = []
         progress.start("Predicting", total=None, unit="videos")
         for path, index, item in iter_videos(files, unique_ids=False):  # scoring a video twice harms nothing
@@ -64,9 +64,6 @@ class VideoPredictor:
         progress.stop()
 
     def _score(self, batch: list[tuple[str, Any]], segments: bool) -> Iterator[VideoScores]:
-        from mlgraph_cli.core.inference.frames import predict_videos, score_segments
-        from mlgraph_cli.core.media.yt8m.records import SEGMENT_FRAMES
-
         head = self.run.model.head
         lengths = [min(len(rec.frames), self.max_frames or len(rec.frames)) for _, rec in batch]
         x = np.zeros((len(batch), batch[0][1].frames.shape[1], max(lengths)), np.float32)  # (B, D, T) zero padded

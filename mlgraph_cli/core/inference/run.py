@@ -20,8 +20,11 @@ from typing import Any
 
 import torch
 
-from mlgraph_cli.core.training import checkpoint as ckpt
+from mlgraph_cli.core.features.backbones.build import backbone_from_config
 from mlgraph_cli.core.io.artifacts import maker
+from mlgraph_cli.core.models import build_head
+from mlgraph_cli.core.training import checkpoint as ckpt
+from mlgraph_cli.core.training.run_config import RunConfig
 from mlgraph_cli.core.training.trainer import Classifier
 from mlgraph_cli.errors import InputError, MismatchError, MlgraphError
 
@@ -54,8 +57,6 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", *, device: Any = "
              image_size: int | None = None) -> LoadedRun:
     """Rebuild a run's model. ``image_size`` overrides the backbone's input size (attention
     heads and global pooling work on any map size; the backbone must still give a map)."""
-    from mlgraph_cli.core.training.run_config import RunConfig
-
     run = Path(run_dir)
     run_config = RunConfig.read(run)
     config = run_config.to_json()
@@ -78,8 +79,6 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", *, device: Any = "
 
 
 def _build_head(run: Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path):
-    from mlgraph_cli.core.models import build_head
-
     head_cfg = dict(config.get("head") or {})
     if "name" not in head_cfg:
         raise InputError(f"{run / ckpt.CONFIG}: no head config (re-train with `{maker('run')}`)")
@@ -105,8 +104,6 @@ def _build_head(run: Path, config: dict[str, Any], tensors: dict[str, torch.Tens
 
 def _build_backbone(run: Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path, device,
                     image_size: int | None):
-    from mlgraph_cli.core.features.backbones.build import backbone_from_config
-
     bcfg = dict(config.get("backbone") or {})
     if not bcfg:
         raise InputError(f"{run / ckpt.CONFIG}: no backbone recorded, so images cannot be turned into features "

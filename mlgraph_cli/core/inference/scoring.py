@@ -12,6 +12,7 @@ import torch
 
 from mlgraph_cli.core.inference.explain import explanation_maps
 from mlgraph_cli.core.inference.run import LoadedRun
+from mlgraph_cli.core.media.images import SkippedImage, load_image
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 
 
@@ -49,8 +50,6 @@ class Predictor:
     def __call__(self, paths: Sequence[Path], *, explain: bool = False,
                  progress: ProgressHook = NULL_PROGRESS) -> Iterator[ImageScores]:
         """Yield scores image by image, in input order; unreadable files go to ``self.skipped``."""
-        from mlgraph_cli.core.media.images import SkippedImage, load_image
-
         model = self.run.model
         pre = model.backbone.preprocessor
         progress.start("Predicting", total=len(paths), unit="img")

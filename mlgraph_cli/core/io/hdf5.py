@@ -13,6 +13,9 @@ import json
 import os
 from typing import Any, Sequence
 
+import h5py
+import numpy as np
+
 from mlgraph_cli.core.io.artifacts import _jsonable, check_schema, maker, schema_tag
 from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.errors import InputError, SchemaError, input_error
@@ -40,8 +43,6 @@ def refuse_hdf5(path: str | os.PathLike, kind: str) -> None:
     """If ``path`` is an HDF5 file, raise :class:`SchemaError` naming what it is (for non-HDF5 kinds)."""
     if not is_hdf5(path):
         return
-    import h5py
-
     try:
         with h5py.File(path, "r") as f:
             found = f.attrs.get("schema")
@@ -78,8 +79,6 @@ def h5_read_attrs(obj: Any) -> dict[str, Any]:
 
 def h5_open(path: str | os.PathLike, kind: str, mode: str = "r"):
     """Open an mlgraph HDF5 artifact of ``kind`` and check its schema tag."""
-    import h5py
-
     p = check_input_file(path, fix=f"make one with `{maker(kind)}`")  # a FIFO would block the open
     try:
         f = h5py.File(p, mode)
@@ -101,9 +100,6 @@ def h5_open(path: str | os.PathLike, kind: str, mode: str = "r"):
 
 
 def h5_write_strings(group: Any, name: str, values: Sequence[str]) -> None:
-    import h5py
-    import numpy as np
-
     group.create_dataset(name, data=np.array(list(values), dtype=object), dtype=h5py.string_dtype("utf-8"))
 
 
@@ -116,8 +112,6 @@ def h5_dataset(f: Any, name: str, path: str | os.PathLike, *, kinds: str, fix: s
     """``f[name]`` checked: a dataset (not a group), of a dtype kind in ``kinds`` (numpy's letters:
     :data:`FLOATS`, :data:`NUMBERS`), with ``ndim`` axes and ``rows`` entries along the first.
     None when absent and not ``required``; any other failure is one line naming ``name``."""
-    import h5py
-
     if name not in f:
         if required:
             raise input_error(path, f"no `{name}` dataset", fix)
@@ -137,8 +131,6 @@ def h5_dataset(f: Any, name: str, path: str | os.PathLike, *, kinds: str, fix: s
 def h5_strings(f: Any, name: str, path: str | os.PathLike, *, fix: str, rows: int | None = None,
                required: bool = True) -> list[str] | None:
     """``f[name]`` as a list of text: a 1-D dataset of strings (UTF-8), ``rows`` long."""
-    import h5py
-
     if name not in f:
         if required:
             raise input_error(path, f"no `{name}` dataset", fix)
@@ -166,8 +158,6 @@ def _check_shape(ds: Any, name: str, path: str | os.PathLike, fix: str, ndim: in
 
 def check_finite(values: Any, name: str, path: str | os.PathLike, fix: str) -> None:
     """Refuse NaN and infinities in a numeric array read from ``path``'s ``name``."""
-    import numpy as np
-
     bad = ~np.isfinite(values)
     if bad.any():
         first = np.argwhere(bad)[0].tolist()

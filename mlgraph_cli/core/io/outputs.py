@@ -219,6 +219,7 @@ class WriteLock:
         self.path = lock_path(dest)
         self._fd: int | None = None
         try:
+            # lazy: POSIX only; without it the lock is skipped (ImportError below)
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
             return

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+from PIL import Image, ImageOps
+
 from mlgraph_cli.core.io.inputs import special_file
 from mlgraph_cli.errors import input_error
 
@@ -137,8 +140,6 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = None):
     corrupt or truncated, or larger than ``max_pixels`` (default: PIL's ``Image.MAX_IMAGE_PIXELS``,
     about 89 megapixels) -- the decompression-bomb guard, applied before any pixel is decoded.
     """
-    from PIL import Image, ImageOps
-
     name = os.fspath(path)
     limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
     special = special_file(name)  # checked before opening: a FIFO would block the read forever
@@ -180,9 +181,6 @@ def to_8bit(im):
     16-bit ranges are divided by 257 (65535 -> 255), floats in 0-1 are multiplied by 255, and any
     other range is stretched from its minimum to its maximum. Other modes pass through.
     """
-    import numpy as np
-    from PIL import Image
-
     if not (im.mode.startswith("I;16") or im.mode in ("I", "F")):
         return im
     a = np.asarray(im).astype(np.float64)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+from PIL import Image
 
 from mlgraph_cli.core.media.images import SkippedImage, list_images
 from mlgraph_cli.errors import MlgraphError
@@ -47,6 +48,7 @@ SAMPLING_RULE = ("seconds from the clip's start: with frames, n = min(frames, ma
 def require_av():
     """The ``av`` module, or a one-line error saying what to install."""
     try:
+        # lazy: optional dependency (av, extra `video`)
         import av
     except ImportError:
         raise MlgraphError(f"reading video files needs PyAV, which is not installed (install it with `{INSTALL_FIX}`)") from None
@@ -221,8 +223,6 @@ def read_frames(path: str | os.PathLike, times: np.ndarray, *, size: tuple[int, 
         return SkippedImage(name, "no frame could be decoded")
     shapes = {p.shape for p in pictures}
     if len(shapes) > 1:  # a mid-clip size change without ``size``: fit all to the first frame's
-        from PIL import Image
-
         h, w = pictures[0].shape[:2]
         pictures = [p if p.shape[:2] == (h, w) else np.asarray(Image.fromarray(p).resize((w, h))) for p in pictures]
     return np.stack(pictures), np.asarray(stamps)

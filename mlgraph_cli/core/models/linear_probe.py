@@ -123,9 +123,11 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None, y_val: 
     the raw features, and {"C", "val_mAP": {C: mAP}, "unconverged"}. The first C of the best
     validation mAP wins (the grid ascends, so ties go to the stronger regularisation); "unconverged"
     counts the labels whose lbfgs hit ``max_iter`` at that C."""
+    # lazy: start-up — scikit-learn takes about 1 s; only the probe's fit needs it, and every run imports core.models
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    # lazy: start-up — metrics loads scipy; a predict on images must not (tests/test_predict.py)
     from mlgraph_cli.core.evaluation.metrics import average_precision
 
     x = np.asarray(x, np.float64)

@@ -26,8 +26,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from mlgraph_cli.core.io.outputs import write_output
 from mlgraph_cli.core.io.artifacts import maker
@@ -112,8 +118,6 @@ def truncate_metrics(run_dir: str | os.PathLike, last_epoch: int) -> None:
 
 def save_weights(path: str | os.PathLike, state: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
     """Write a tensor dict as safetensors, atomically. Tensors are copied to CPU, contiguous."""
-    from safetensors.torch import save_file
-
     # Clones break shared storage (tied or aliased buffers), which safetensors refuses.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     with write_output(path) as tmp:
@@ -123,9 +127,6 @@ def save_weights(path: str | os.PathLike, state: dict[str, Any], metadata: dict[
 def load_weights(path: str | os.PathLike, *, fix: str) -> tuple[dict[str, Any], dict[str, str]]:
     """(tensors, metadata) of a safetensors file; a missing, broken or non-finite file (a NaN weight
     would only show as missing labels) is a one-line error."""
-    import torch
-    from safetensors import safe_open
-
     p = Path(path)
     if not p.exists():
         raise input_error(p, "no such weights file", fix)
@@ -144,8 +145,6 @@ def load_weights(path: str | os.PathLike, *, fix: str) -> tuple[dict[str, Any], 
 
 def save_resume(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """``torch.save`` a dict of plain tensors / numbers / dicts, atomically."""
-    import torch
-
     with write_output(path) as tmp:
         torch.save(state, tmp)
 
@@ -154,8 +153,6 @@ def load_resume(path: str | os.PathLike, saved: RunConfig | None = None) -> dict
     """Read ``resume.pt`` with ``weights_only=True`` (nothing but tensors and containers is
     unpickled) and check it is a resume state of ``saved``'s run: its keys, its epoch, and the
     config digest it was saved with, so another run's ``resume.pt`` copied in is refused."""
-    import torch
-
     p = Path(path)
     fix = f"start the run again with `{maker('run')}`"
     if not p.exists():
@@ -180,11 +177,6 @@ def load_resume(path: str | os.PathLike, saved: RunConfig | None = None) -> dict
 def rng_state(device) -> dict[str, Any]:
     """This process's RNG states (torch, CUDA, numpy, Python) as tensors and numbers only, so
     ``resume.pt`` loads with ``weights_only=True``."""
-    import random
-
-    import numpy as np
-    import torch
-
     np_state = np.random.get_state()
     py_state = random.getstate()
     state = {
@@ -201,11 +193,6 @@ def rng_state(device) -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any], device) -> None:
     """Restore what :func:`rng_state` captured."""
-    import random
-
-    import numpy as np
-    import torch
-
     torch.set_rng_state(state["torch"])
     np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
                          state["numpy_has_gauss"], state["numpy_gauss"]))

@@ -19,8 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from mlgraph_cli.core.annotations import load_annotations
+from mlgraph_cli.core.features.backbones.build import backbone_from_config
+from mlgraph_cli.core.features.file import open_features
+from mlgraph_cli.core.features.video_file import VideoFeatureFile, is_video_features
 from mlgraph_cli.core.io.artifacts import labels_digest, maker
+from mlgraph_cli.core.media.images import SkippedImage, load_image
 from mlgraph_cli.core.progress import ProgressHook
+from mlgraph_cli.core.training.batches import FeatureSet, split_rows
 from mlgraph_cli.errors import MismatchError, MlgraphError, input_error
 
 EXTRACT_FIX = "extract it with `mlgraph extract IMAGES --annotations ANNOTATIONS`"
@@ -52,8 +58,6 @@ class TrainingData:
 
 def features_modality(path: str | os.PathLike) -> str:
     """"video" for a video features file (``mlgraph import-yt8m``), else "image" (also if unreadable)."""
-    from mlgraph_cli.core.features.video_file import is_video_features
-
     return "video" if Path(path).is_file() and is_video_features(path) else "image"
 
 
@@ -65,11 +69,7 @@ def is_video(path: str | os.PathLike) -> bool:
 def open_labelled_features(path: Path, role: str = "features"):
     """A features file with labels and at least one image (or video), or a one-line error.
     Video features come back as a VideoFeatureFile (``mask(rows)``, ``segments``)."""
-    from mlgraph_cli.core.features.file import open_features
-
     if features_modality(path) == "video":
-        from mlgraph_cli.core.features.video_file import VideoFeatureFile
-
         ff, what, fix, where = VideoFeatureFile(path), "videos", IMPORT_FIX, "records with videos"
     else:
         ff, what, fix, where = open_features(path), "images", EXTRACT_FIX, "a folder with images"
@@ -95,8 +95,6 @@ def prepare_features(features: Path | None, val_features: Path | None, config, *
     declared :class:`~mlgraph_cli.core.annotations.LabelSet`, the run's labels in order (default:
     the training file's). Files are aligned to the run's labels by :func:`align_targets`.
     """
-    from mlgraph_cli.core.training.batches import FeatureSet, split_rows
-
     if features is None:
         raise MlgraphError(f"no training data given (pass --features F.h5 from `{maker('features')}`, "
                            "or --images DIR --annotations ANN to train end to end)")
@@ -252,8 +250,6 @@ def _frozen_backbone_state(bcfg: dict[str, Any], progress: ProgressHook) -> dict
     weights = str(bcfg.get("weights", ""))
     if not bcfg or (weights.lower() != "none" and not os.path.isabs(weights)):
         return None  # a named pretrained set (torchvision enum, IMAGENET1K of Lite0): rebuilt by name
-    from mlgraph_cli.core.features.backbones.build import backbone_from_config
-
     try:
         return backbone_from_config(bcfg, "cpu").state_dict()
     except MlgraphError as exc:
@@ -263,8 +259,6 @@ def _frozen_backbone_state(bcfg: dict[str, Any], progress: ProgressHook) -> dict
 
 def load_or_none(path: str):
     """A PIL RGB image, or None for a file that cannot be used (module level: picklable for workers)."""
-    from mlgraph_cli.core.media.images import SkippedImage, load_image
-
     image = load_image(path)
     return None if isinstance(image, SkippedImage) else image
 
@@ -275,8 +269,6 @@ def annotated_images(images: Path | None, annotations: Path | None, role: str = 
 
     role: the flag prefix (``val-``); label_names: reorder the columns to these.
     """
-    from mlgraph_cli.core.annotations import load_annotations
-
     if images is None or annotations is None:
         raise MlgraphError(f"{purpose} needs both --{role}images and --{role}annotations")
     ann = load_annotations(annotations)

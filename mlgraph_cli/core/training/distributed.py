@@ -14,6 +14,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import torch
+import torch.distributed as dist
+
 ENV_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
 
 
@@ -62,9 +65,6 @@ def setup(info: DistInfo, device_type: str) -> None:
     """
     if not info.enabled:
         return
-    import torch
-    import torch.distributed as dist
-
     if dist.is_initialized():
         return
     if device_type == "cuda":
@@ -83,16 +83,12 @@ def device_for(info: DistInfo, device: str) -> str:
 def teardown(info: DistInfo) -> None:
     if not info.enabled:
         return
-    import torch.distributed as dist
-
     if dist.is_initialized():
         dist.destroy_process_group()
 
 
 def barrier(info: DistInfo) -> None:
     if info.enabled:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
@@ -100,9 +96,6 @@ def all_reduce_sum(info: DistInfo, values: list[float], device) -> list[float]:
     """Element-wise sum of a few numbers over all ranks (float64, so loss sums stay exact enough)."""
     if not info.enabled:
         return list(values)
-    import torch
-    import torch.distributed as dist
-
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
@@ -112,8 +105,6 @@ def broadcast_object(info: DistInfo, value, src: int = 0):
     """``value`` from rank ``src`` on every rank (a small picklable Python object, sent in memory only)."""
     if not info.enabled:
         return value
-    import torch.distributed as dist
-
     box = [value]
     dist.broadcast_object_list(box, src=src)
     return box[0]

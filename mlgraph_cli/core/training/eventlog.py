@@ -47,6 +47,7 @@ class EventLog:
     """Scalars of each epoch into TensorBoard event files in ``run_dir``; call it with a metrics row."""
 
     def __init__(self, run_dir: str | os.PathLike, start_epoch: int = 0) -> None:
+        # lazy: optional dependency (tensorboard, extra `tensorboard`)
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=os.fspath(run_dir), purge_step=start_epoch + 1 if start_epoch else None)

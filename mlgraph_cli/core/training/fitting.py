@@ -15,16 +15,15 @@ import torch
 from torch.utils.data import Dataset
 
 from mlgraph_cli.core.models.classifier import Classifier, inputs_on
-from mlgraph_cli.core.training.losses import LossFn
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.core.training.batches import eval_loader
+from mlgraph_cli.core.training.losses import LossFn
 
 
 @torch.no_grad()
 def pooled(model: Classifier, dataset: Dataset, batch_size: int, workers: int, device: torch.device,
            progress: ProgressHook = NULL_PROGRESS, what: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """The head's input features of every example, (N, F) float32, and targets (N, C) int8."""
-    from mlgraph_cli.core.training.batches import eval_loader
-
     head = model.head
     feats, targets = [], []
     video = head.modality == "video"

@@ -26,17 +26,19 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from mlgraph_cli.core.models import build_head
 from mlgraph_cli.core.models.classifier import Classifier
+from mlgraph_cli.core.models.common import as_feature_map
+from mlgraph_cli.core.models.temporal import as_frames, masked_mean
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
+from mlgraph_cli.core.training.batches import TensorSet, eval_loader
 from mlgraph_cli.core.training.config import TrainConfig
+from mlgraph_cli.core.training.trainer import Trainer
 
 
 def _pooled(x, mask: torch.Tensor | None, video: bool) -> torch.Tensor:
     """(B, D) means: over a clip's real frames (video), or over every location of a map; the
     maps of a multi-scale head (a list) are pooled each and concatenated, in the head's order."""
-    from mlgraph_cli.core.models.common import as_feature_map
-    from mlgraph_cli.core.models.temporal import as_frames, masked_mean
-
     if isinstance(x, (list, tuple)):
         return torch.cat([_pooled(m, mask, video) for m in x], dim=1)
     if video:
@@ -53,10 +55,6 @@ def probe_start(model: Classifier, train_set: Dataset, config: TrainConfig, devi
     a head without a linear transform to start (no ``init_from_probe``, or ``cmt_layers`` > 1), a
     model with a backbone, or 0 probe epochs.
     """
-    from mlgraph_cli.core.training.batches import TensorSet, eval_loader
-    from mlgraph_cli.core.models import build_head
-    from mlgraph_cli.core.training.trainer import Trainer
-
     head = model.head
     epochs = int(config.probe_epochs or 0)
     if (not getattr(head, "accepts_probe", False) or epochs < 1

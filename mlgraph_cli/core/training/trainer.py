@@ -36,18 +36,22 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as tdist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from mlgraph_cli.core.models.classifier import Classifier, inputs_on, score
+from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.training import checkpoint as ckpt
 from mlgraph_cli.core.training import distributed as dist_util
 from mlgraph_cli.core.training.batches import eval_loader, make_loader
-from mlgraph_cli.core.models.classifier import Classifier, inputs_on, score
+from mlgraph_cli.core.training.config import TrainConfig
+from mlgraph_cli.core.training.fitting import fit_head
 from mlgraph_cli.core.training.losses import make_loss
 from mlgraph_cli.core.training.optim import extend_schedule, make_optimizer, make_scheduler, param_groups
+from mlgraph_cli.core.training.run_config import DIGEST_KEY
 from mlgraph_cli.core.training.selection import figures, is_better, resumed_best
-from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
-from mlgraph_cli.core.training.config import TrainConfig
 from mlgraph_cli.errors import MlgraphError
 
 __all__ = ["Classifier", "TrainConfig", "TrainResult", "Trainer", "score", "seed_everything"]
@@ -103,8 +107,6 @@ class Trainer:
     def _wrapped(self) -> nn.Module:
         if not self.dist.enabled:
             return self.model
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(self.model, device_ids=ids)
 
@@ -176,6 +178,7 @@ class Trainer:
                            stopped_early=stopped and epoch < cfg.epochs, select_by=cfg.select_by, best=best)
 
     def _validate(self, epoch: int) -> tuple[dict[str, Any], float]:
+        # lazy: start-up — metrics loads scipy; a predict on images must not (tests/test_predict.py)
         from mlgraph_cli.core.evaluation.metrics import multilabel_metrics
 
         cfg = self.config
@@ -221,8 +224,6 @@ class Trainer:
 
     def _fit_head(self) -> float:
         """A fitted head (core/training/fitting.py) solves its problem on rank 0; every rank takes its weights."""
-        from mlgraph_cli.core.training.fitting import fit_head
-
         loss = None
         if self.dist.is_main:
             loss, _ = fit_head(self.model, self.train_set, self.val_set, batch_size=self.config.batch_size,
@@ -249,8 +250,6 @@ class Trainer:
             dist_util.barrier(self.dist)
             return
         state = self.model.state_dict()
-        from mlgraph_cli.core.training.run_config import DIGEST_KEY
-
         meta = {"schema": "mlgraph/run@1", "epoch": str(epoch), "val_mAP": str(row["val_mAP"]),
                 "val_loss": str(row["val_loss"]), "select_by": self.config.select_by}
         if self.digest is not None:
@@ -274,8 +273,6 @@ class Trainer:
         mine = ckpt.rng_state(self.device)
         if not self.dist.enabled:
             return [mine]
-        import torch.distributed as tdist
-
         box: list[Any] = [None] * self.dist.world_size
         tdist.all_gather_object(box, mine)
         return box

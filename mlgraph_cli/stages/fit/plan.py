@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from mlgraph_cli.core.io.jsonfile import read_json
+from mlgraph_cli.core.project import merge_config
 from mlgraph_cli.core.training import checkpoint as ckpt
+from mlgraph_cli.core.training.fit_config import FitConfig
 from mlgraph_cli.core.training.run_config import CONFIG
 from mlgraph_cli.core.training.run_dir import is_run_dir
 from mlgraph_cli.errors import MlgraphError
-from mlgraph_cli.core.training.fit_config import FitConfig
 from mlgraph_cli.stages.fit.manifest import MANIFEST, Manifest, fingerprint
 from mlgraph_cli.stages.fit.splits import SPLITS, Drawn, draw_splits, has_split_column
 
@@ -197,8 +198,6 @@ def run_plan(inputs: FitInputs, options: StageOptions, overrides: dict[str, Any]
              output: str | os.PathLike | None = None, force: bool = False) -> FitPlan:
     """``mlgraph fit``'s plan: FitConfig's defaults, then ``[fit]`` of ``project``, then ``overrides``
     (None = not given); see :func:`plan_fit`."""
-    from mlgraph_cli.core.project import merge_config
-
     config = merge_config(FitConfig, project, "fit", overrides)
     return plan_fit(inputs, options, config, project=project, output=output, force=force)
 

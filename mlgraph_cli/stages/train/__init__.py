@@ -27,19 +27,24 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from mlgraph_cli.core.training import checkpoint as ckpt
-from mlgraph_cli.core.training import distributed as dist_util
+import torch
+
+from mlgraph_cli.core.device import resolve_device
 from mlgraph_cli.core.io.jsonfile import read_json
 from mlgraph_cli.core.io.outputs import WriteLock, write_json
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
-from mlgraph_cli.core.training.run_config import RunConfig
+from mlgraph_cli.core.project import merge_config
+from mlgraph_cli.core.training import checkpoint as ckpt
+from mlgraph_cli.core.training import distributed as dist_util
 from mlgraph_cli.core.training.config import TrainConfig
 from mlgraph_cli.core.training.eventlog import EventLog, wants_log
-from mlgraph_cli.core.training.trainer import TrainResult
+from mlgraph_cli.core.training.probe import probe_start
+from mlgraph_cli.core.training.run_config import RunConfig
+from mlgraph_cli.core.training.trainer import TrainResult, Trainer
 from mlgraph_cli.errors import MismatchError, MlgraphError
 from mlgraph_cli.stages.train import finish
-from mlgraph_cli.stages.train.folder import choose_run_dir, run_config_of, write_run_files
 from mlgraph_cli.stages.train import inputs as inputs_mod
+from mlgraph_cli.stages.train.folder import choose_run_dir, run_config_of, write_run_files
 from mlgraph_cli.stages.train.inputs import TrainInputs
 
 COMMAND = "mlgraph train"
@@ -67,8 +72,6 @@ def run_train(inputs: TrainInputs, overrides: dict[str, Any], *, project=None, r
     if resume is not None:
         given = {k: v for k, v in dataclasses.asdict(inputs).items() if v is not None}
         return resume_training(resume, overrides, inputs=TrainInputs(**given) if given else None, progress=progress)
-    from mlgraph_cli.core.project import merge_config
-
     config = merge_config(TrainConfig, project, "train", overrides)
     runs_root = project.artifact("runs") if project is not None else Path("runs/train")
     return train(inputs.with_project(project, config.head, config.head_options), config, run_dir=run_dir, runs_root=runs_root, name=name,
@@ -168,10 +171,6 @@ def _resume(run: Path, saved: RunConfig, args: dict[str, Any], config: TrainConf
 # ---------------------------------------------------------------------------------------------
 
 def _start(config: TrainConfig):
-    import torch
-
-    from mlgraph_cli.core.device import resolve_device
-
     dist = dist_util.dist_info_from_env()
     base = resolve_device(config.device)
     device = torch.device(dist_util.device_for(dist, str(base)))
@@ -200,8 +199,6 @@ def _sigterm_as_interrupt():
 def _probe_start(prepared, config, out: Path, device, dist, progress):
     """The probe start of a new run (core/training/probe.py); Ctrl-C or SIGTERM during it leaves a run
     folder that ``--resume`` (or the same command again) starts over."""
-    from mlgraph_cli.core.training.probe import probe_start
-
     try:
         with _sigterm_as_interrupt():
             return probe_start(prepared.model, prepared.data.train_set, config, device,
@@ -211,8 +208,6 @@ def _probe_start(prepared, config, out: Path, device, dist, progress):
 
 
 def _fit(prepared, config, run_dir, device, dist, progress, on_epoch_end, resume, digest) -> TrainResult:
-    from mlgraph_cli.core.training.trainer import Trainer
-
     if resume is not None:
         try:
             prepared.model.load_state_dict(resume["model"])

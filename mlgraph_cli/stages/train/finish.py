@@ -16,10 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 
-from mlgraph_cli.core.training import checkpoint as ckpt
+from mlgraph_cli.core.evaluation.plots import training_curves
+from mlgraph_cli.core.evaluation.thresholds import TunedThresholds, tune_thresholds
+from mlgraph_cli.core.models.classifier import score
 from mlgraph_cli.core.progress import ProgressHook
+from mlgraph_cli.core.training import checkpoint as ckpt
+from mlgraph_cli.core.training.batches import eval_loader
 from mlgraph_cli.core.training.run_config import RunConfig
-from mlgraph_cli.core.evaluation.thresholds import TunedThresholds
 
 CURVES = ckpt.CURVES
 
@@ -57,10 +60,6 @@ def record_selection(run_dir: Path, result) -> None:
 def tune_run_thresholds(prepared, config, run_dir: Path, device) -> TunedThresholds | None:
     """Score the validation split with ``best`` weights, choose per-label thresholds, write them
     into ``run_dir/config.json``. None when there is no validation split."""
-    from mlgraph_cli.core.training.batches import eval_loader
-    from mlgraph_cli.core.models.classifier import score
-    from mlgraph_cli.core.evaluation.thresholds import tune_thresholds
-
     val = prepared.data.val_set
     if val is None or len(val) == 0:
         return None
@@ -77,8 +76,6 @@ def tune_run_thresholds(prepared, config, run_dir: Path, device) -> TunedThresho
 
 def draw_curves(run_dir: Path, progress: ProgressHook) -> Path | None:
     """``run_dir/curves.png`` from metrics.jsonl; a failure is a warning, not a lost run."""
-    from mlgraph_cli.core.evaluation.plots import training_curves
-
     try:
         return training_curves(ckpt.read_metrics(run_dir), run_dir / CURVES)
     except Exception as exc:  # a plot is a view of the run; the weights and metrics are what matter

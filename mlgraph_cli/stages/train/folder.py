@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlgraph_cli.core.io.artifacts import provenance
 from mlgraph_cli.core.io.outputs import WriteLock, write_json
 from mlgraph_cli.core.training import checkpoint as ckpt
 from mlgraph_cli.core.training import distributed as dist_util
@@ -40,8 +41,6 @@ def choose_run_dir(run_dir, runs_root, name, force: bool, dist) -> tuple[Path, W
 
 
 def run_config_of(inputs: TrainInputs, config: TrainConfig, prepared) -> RunConfig:
-    from mlgraph_cli.core.io.artifacts import provenance
-
     data = prepared.data
     return RunConfig(
         labels=data.label_names, head=prepared.model.head.config, modality=data.modality,

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from mlgraph_cli.core.features.backbones.build import backbone_config, build_backbone
 from mlgraph_cli.core.io.artifacts import labels_digest
 from mlgraph_cli.core.progress import ProgressHook
+from mlgraph_cli.core.training.batches import ImageSet, split_rows
 from mlgraph_cli.core.training.data import TrainingData, annotated_images, load_or_none
 from mlgraph_cli.errors import MlgraphError
 
 
 def prepare_images(inputs, config, *, multi_scale: bool, device, progress: ProgressHook,
                    labels: list[str] | None = None) -> TrainingData:
-    from mlgraph_cli.core.features.backbones.build import backbone_config, build_backbone
-    from mlgraph_cli.core.training.batches import ImageSet, split_rows
-
     files, targets, names = annotated_images(inputs.images, inputs.annotations, label_names=labels)
     backbone = build_backbone(config.backbone, config.weights, config.layers, config.image_size, device,
                               seed=config.seed)

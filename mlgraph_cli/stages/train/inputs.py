@@ -17,12 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mlgraph_cli.core.annotations import read_label_set
+from mlgraph_cli.core.embeddings.files import read_embeddings
+from mlgraph_cli.core.graph.adjacency import adjacency
+from mlgraph_cli.core.graph.files import read_graph
 from mlgraph_cli.core.io.artifacts import file_digest, labels_digest, maker
+from mlgraph_cli.core.models import HEADS, build_head, resolve_head
 from mlgraph_cli.core.progress import ProgressHook
-from mlgraph_cli.core.training.data import TrainingData, check_same_label_set, features_modality
+from mlgraph_cli.core.training.data import TrainingData, check_same_label_set, features_modality, prepare_features
+from mlgraph_cli.core.training.trainer import Classifier, seed_everything
 from mlgraph_cli.errors import InputError, MismatchError, MlgraphError, input_error
+from mlgraph_cli.stages.train.images import prepare_images
 
 
 @dataclass
@@ -60,8 +67,6 @@ class TrainInputs:
         validation features (if that file exists), embeddings and graph (for the heads that read
         them); the dataset's images, annotations and validation split for end-to-end runs; the
         declared labels from the graph, once `mlgraph build-graph` wrote it."""
-        from mlgraph_cli.core.models import HEADS
-
         if project is None:
             return self
         fill: dict[str, Any] = {}
@@ -109,8 +114,6 @@ def resolved_config(inputs: TrainInputs, config):
     """``config`` with its unset values filled for the head and the data's modality (read from the
     features file's schema, once). A fitted head (``probe``) runs one epoch, its fit, whatever
     ``epochs`` says."""
-    from mlgraph_cli.core.models import HEADS, resolve_head
-
     modality = data_modality(inputs)
     name = resolve_head(config.head, modality, None if inputs.end_to_end else inputs.features)
     head_class = HEADS[name].head_class
@@ -125,15 +128,10 @@ def resolved_config(inputs: TrainInputs, config):
 def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook) -> Prepared:
     """Check the inputs and build datasets and model (seeded by ``config.seed``); ``config`` is
     already resolved for the data's modality (``TrainConfig.for_modality``)."""
-    from mlgraph_cli.core.models import HEADS, resolve_head
-    from mlgraph_cli.core.training.data import prepare_features
-
     name = resolve_head(config.head, data_modality(inputs), None if inputs.end_to_end else inputs.features)
     multi = HEADS[name].head_class.multi_scale
     declared = read_label_set(inputs.labels) if inputs.labels is not None else None
     if inputs.end_to_end:
-        from mlgraph_cli.stages.train.images import prepare_images
-
         data = prepare_images(inputs, config, multi_scale=multi, device=device, progress=progress,
                               labels=declared.labels if declared is not None else None)
     else:
@@ -143,11 +141,6 @@ def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook
 
 
 def _with_model(data: TrainingData, name: str, inputs: TrainInputs, config) -> Prepared:
-    import torch
-
-    from mlgraph_cli.core.models import HEADS, build_head
-    from mlgraph_cli.core.training.trainer import Classifier, seed_everything
-
     names, source = data.label_names, data.source
     head_class = HEADS[name].head_class
     needs_e = head_class.reads_embeddings(dict(config.head_options or {}))
@@ -167,8 +160,6 @@ def _with_model(data: TrainingData, name: str, inputs: TrainInputs, config) -> P
 
 
 def _embeddings(path: Path | None, names: list[str], source: Path, head: str):
-    from mlgraph_cli.core.embeddings.files import read_embeddings
-
     fix = f"make them with `{maker('embeddings')}` and pass --embeddings"
     if path is None:
         raise MlgraphError(f"head {head} needs label embeddings and none were given ({fix})")
@@ -187,9 +178,6 @@ def _embeddings(path: Path | None, names: list[str], source: Path, head: str):
 
 
 def _adjacency(path: Path | None, names: list[str], source: Path, config):
-    from mlgraph_cli.core.graph.adjacency import adjacency
-    from mlgraph_cli.core.graph.files import read_graph
-
     if path is None:
         raise MlgraphError(f"head {config.head} needs the label graph and none was given "
                            f"(make one with `{maker('graph')} ANNOTATIONS` and pass --graph)")

@@ -88,6 +88,7 @@ class Backbone(nn.Module):
 
 def list_backbones() -> list[str]:
     """Every backbone name ``build_backbone`` accepts."""
+    # lazy: start-up — torchvision adds about 1.5 s after torch; runs on features import this module
     import torchvision
 
     names = torchvision.models.list_models(module=torchvision.models)  # classification models only
@@ -114,6 +115,7 @@ def canonical_name(name: str) -> str:
 
 def _tv_stages(model: nn.Module) -> tuple[list[str], list[str]]:
     """(stage names in forward order, every FX node name) of a torchvision model."""
+    # lazy: start-up — torchvision adds about 1.5 s after torch; runs on features import this module
     from torchvision.models.feature_extraction import get_graph_node_names
 
     with warnings.catch_warnings():
@@ -158,6 +160,7 @@ def _family_body(name: str, weights: str, layers: list[str], image_size: int | N
     layers.sort(key=lambda layer: stages.index(layer) if name == LITE0 else _node_position(nodes, layer))
     if name == LITE0:
         return Lite0Body(net, layers), resolved, layers, mean, std, size
+    # lazy: start-up — torchvision adds about 1.5 s after torch; runs on features import this module
     from torchvision.models.feature_extraction import create_feature_extractor
 
     with warnings.catch_warnings():

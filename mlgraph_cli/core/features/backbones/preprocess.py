@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from mlgraph_cli.errors import MlgraphError
 
@@ -29,8 +30,6 @@ class Preprocess:
     scale: float = 1 / 255
 
     def __call__(self, image) -> torch.Tensor:
-        from PIL import Image
-
         if image.size != (self.size, self.size):
             image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
         x = np.asarray(image, dtype=np.float32) * self.scale  # (S, S, 3) in [0, 1]

@@ -33,6 +33,7 @@ _FETCH = ("download model.safetensors (or pytorch_model.bin) from https://huggin
 
 def _timm():
     try:
+        # lazy: optional dependency (timm, extra `timm`)
         import timm
     except ImportError:
         raise MlgraphError(f"--backbone timm/...: timm is not installed ({INSTALL})") from None
@@ -106,6 +107,7 @@ def _create(arch: str, weights: str, seed: int, offline: bool, out_indices: tupl
 
 def _cached(hub_id: str) -> str | None:
     """The weights file of ``hub_id`` in the Hugging Face cache, or None."""
+    # lazy: optional dependency (huggingface_hub comes with timm)
     from huggingface_hub import try_to_load_from_cache
 
     found = [try_to_load_from_cache(hub_id, f) for f in ("model.safetensors", "pytorch_model.bin")]
@@ -115,6 +117,7 @@ def _cached(hub_id: str) -> str | None:
 def _check_hub_reachable(hub_id: str) -> None:
     """One request for the weights' metadata, without retries; a hub that cannot be reached is a
     one-line :class:`InputError` at once. A hub that answers (even "no such file") lets timm go on."""
+    # lazy: optional dependency (huggingface_hub comes with timm)
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
     from huggingface_hub.utils import HfHubHTTPError
 

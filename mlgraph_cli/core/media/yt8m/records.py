@@ -22,7 +22,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from mlgraph_cli.core.media.yt8m.protowire import DecodedExample, ProtoError, decode_example
+from mlgraph_cli.core.media.yt8m.protowire import (DecodedExample, ProtoError, decode_example, encode_example,
+                                                   encode_sequence_example)
 from mlgraph_cli.core.media.yt8m.tfrecord import BadRecord, read_records
 from mlgraph_cli.errors import input_error
 
@@ -192,8 +193,6 @@ def encode_frame_record(video_id: str, labels: Sequence[int], rgb: np.ndarray, a
 
     ``segments``: (start, class index, score) ratings, written as YouTube-8M Segments does.
     """
-    from mlgraph_cli.core.media.yt8m.protowire import encode_sequence_example
-
     context: dict[str, object] = {id_key: video_id.encode("utf-8"), "labels": np.asarray(labels, np.int64)}
     if segments is not None:
         context["segment_labels"] = np.asarray([c for _, c, _ in segments], np.int64)
@@ -208,8 +207,6 @@ def encode_frame_record(video_id: str, labels: Sequence[int], rgb: np.ndarray, a
 def encode_video_record(video_id: str, labels: Sequence[int], mean_rgb: np.ndarray, mean_audio: np.ndarray, *,
                         id_key: str = "id") -> bytes:
     """A video-level Example: mean_rgb float[1024], mean_audio float[128]."""
-    from mlgraph_cli.core.media.yt8m.protowire import encode_example
-
     return encode_example({id_key: video_id.encode("utf-8"), "labels": np.asarray(labels, np.int64),
                            "mean_rgb": np.asarray(mean_rgb, np.float32),
                            "mean_audio": np.asarray(mean_audio, np.float32)})
