@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 
-from mlgraph_cli.core.evaluation.plots import training_curves
+from mlgraph_cli.core.evaluation import plots  # a module: tests replace plots.training_curves
 from mlgraph_cli.core.evaluation.thresholds import TunedThresholds, tune_thresholds
 from mlgraph_cli.core.models.classifier import score
 from mlgraph_cli.core.progress import ProgressHook
@@ -77,7 +77,7 @@ def tune_run_thresholds(prepared, config, run_dir: Path, device) -> TunedThresho
 def draw_curves(run_dir: Path, progress: ProgressHook) -> Path | None:
     """``run_dir/curves.png`` from metrics.jsonl; a failure is a warning, not a lost run."""
     try:
-        return training_curves(ckpt.read_metrics(run_dir), run_dir / CURVES)
+        return plots.training_curves(ckpt.read_metrics(run_dir), run_dir / CURVES)
     except Exception as exc:  # a plot is a view of the run; the weights and metrics are what matter
         progress.log(f"warning: {run_dir / CURVES} not written ({type(exc).__name__}: {exc}); the run is complete")
         return None
