@@ -32,48 +32,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-from studykit import RESULTS, embeddings, kept, mean_std, paired, prepare, project, train_and_score
+from studykit import RESULTS, Spec, describe, machine, mean_std, paired, prepare, run_spec
 
-# name -> (head, map, embeddings kind (studykit.embeddings) or None, head options)
-HEADS: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {
-    "probe-gap": ("probe", "head", None, {"pool": "gap"}),
-    "probe-gmp": ("probe", "head", None, {"pool": "gmp"}),
-    "probe-gapgmp": ("probe", "head", None, {"pool": "gapgmp"}),
-    "gap": ("gap", "head", None, {}),
-    "gmp": ("gmp", "head", None, {}),
-    "mlgcn": ("mlgcn", "head", "word", {}),  # GloVe as the GCN's input, as in Chen et al.
-    "cma": ("cma", "head", "default", {}),
-    "ms-cma": ("ms-cma", "both", "default", {}),
-    "query-graph": ("query", "head", "default", {}),  # queries from a plain `mlgraph embed`
-    "query-word": ("query", "head", "word", {}),  # from `mlgraph embed --method word` (GloVe)
-    "query-random": ("query", "head", None, {"init": "random"}),
+# name -> the row's head, embeddings kind (studykit.embeddings: "default" is a plain `mlgraph embed`) and options
+HEADS: dict[str, Spec] = {
+    "probe-gap": Spec("probe", options={"pool": "gap"}),
+    "probe-gmp": Spec("probe", options={"pool": "gmp"}),
+    "probe-gapgmp": Spec("probe", options={"pool": "gapgmp"}),
+    "gap": Spec("gap"),
+    "gmp": Spec("gmp"),
+    "mlgcn": Spec("mlgcn", "word"),  # GloVe as the GCN's input, as in Chen et al.
+    "cma": Spec("cma", "default"),
+    "ms-cma": Spec("ms-cma", "default"),  # reads both maps (stage5 and head)
+    "query-graph": Spec("query", "default"),  # queries from a plain `mlgraph embed`
+    "query-word": Spec("query", "word"),  # from `mlgraph embed --method word` (GloVe)
+    "query-random": Spec("query", options={"init": "random"}),
 }
 LOSSES = ("bce", "asl")
-ROWS = [f"{h}/{loss}" for h in HEADS for loss in LOSSES if not (HEADS[h][0] == "probe" and loss == "asl")]
+ROWS = [f"{h}/{loss}" for h in HEADS for loss in LOSSES if not (HEADS[h].head == "probe" and loss == "asl")]
 REFERENCE = "cma/bce"  # what `mlgraph train` runs by default today
 MIN_RUNS = 9  # the rule: 3 data seeds x 3 training seeds before a default may change
 
 
 def run_one(work: Path, row: str, data_seed: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    from mlgraph_cli.core.training.trainer import TrainConfig
-    from mlgraph_cli.stages.train.inputs import TrainInputs
-
     name, loss = row.split("/")
-    head, _, emb_kind, options = HEADS[name]
-    art = project(work, data_seed) / "artifacts"
-
-    def run() -> dict[str, Any]:
-        emb = embeddings(art.parent, emb_kind, seed, "benchmarks/heads.py") if emb_kind else None
-        extra = {"epochs": 1} if args.smoke else {}
-        cfg = TrainConfig(head=head, seed=seed, loss=loss, cache="ram", workers=0, device="cpu",
-                          head_options=dict(options), **extra)
-        inputs = TrainInputs(features=art / "features.h5", val_features=art / "val-features.h5", embeddings=emb,
-                             graph=art / "graph.json" if head == "mlgcn" else None)
-        scored = train_and_score(work / "runs" / f"{name}-{loss}-d{data_seed}-s{seed}", inputs, cfg,
-                                 art / "test-features.h5")
-        return {"row": row, "data_seed": data_seed, "seed": seed, **scored}
-
-    return kept(work / "results" / f"{name}-{loss}-d{data_seed}-s{seed}.json", run)
+    return run_spec(work, name, loss, HEADS[name], data_seed, seed, command="benchmarks/heads.py", smoke=args.smoke)
 
 
 def summary(runs: list[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
@@ -115,7 +98,8 @@ def table(rows: list[dict[str, Any]], reference: str) -> str:
              f"test vs {reference} | runs | s / run |", "|---|---|---|---|---|---|---|---|---|---|"]
     for rank, r in enumerate(rows, 1):
         name, loss = r["row"].split("/")
-        head, _, emb, options = HEADS[name]
+        spec = HEADS[name]
+        head, emb, options = spec.head, spec.embeddings, spec.options
         where = "random" if options.get("init") == "random" else {"default": "graph", None: "-"}.get(emb, emb)
         pool = f" ({options['pool']})" if "pool" in options else ""
         beyond = "-" if r["row"] == reference or r["val_vs_ref"]["se"] is None else (
@@ -143,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", default=",".join(ROWS), help="head/loss rows to run")
     p.add_argument("--reference", default=REFERENCE)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--layers", default="stage5,head",
+                   help="maps to extract (comma-separated), or 'default' for what `mlgraph extract` writes with its "
+                        "defaults (one map: ms-cma rows then cannot run)")
     p.add_argument("--report", action="store_true", help="print the table of the runs kept; train nothing")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="JSON [benchmarks/results/heads.json; with --smoke, heads-smoke.json in --work, since a "
@@ -157,22 +144,26 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown row(s) {', '.join(unknown)} (choose from: {', '.join(ROWS)})")
     torch.set_num_threads(args.threads)
+    layers = None if args.layers == "default" else tuple(args.layers.split(","))
+    info = machine()
     if not args.report:
         for d in (int(s) for s in args.data_seeds.split(",")):
-            prepare(work, d, args, stage5=False, rare=False)
+            prepare(work, d, args, stage5=False, rare=False, layers=layers)
             for seed in (int(s) for s in args.seeds.split(",")):
                 for row in rows:
                     r = run_one(work, row, d, seed, args)
                     print(f"{row:22s} d{d} s{seed}: val {r['val_mAP']:.2f} test {r['test']['mAP']:.2f} "
                           f"({r['train_seconds']:.0f} s)", flush=True)
-    runs = [json.loads(f.read_text()) for f in sorted((work / "results").glob("*.json"))]
+    runs = [r for f in sorted((work / "results").glob("*.json")) if (r := json.loads(f.read_text()))["row"] in ROWS]
     ranked = summary(runs, args.reference)
     choice, why = recommend(ranked, args.reference)
     print(table(ranked, args.reference))
     print(f"\nRecommended for images: {choice} ({why}).")
+    print(describe(info, runs))
     output.parent.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    output.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "settings": settings, "reference": args.reference,
+    output.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "settings": settings, "machine": info,
+                                  "reference": args.reference,
                                   "recommendation": {"row": choice, "why": why}, "summary": ranked, "runs": runs},
                                  indent=1) + "\n")
     return 0
