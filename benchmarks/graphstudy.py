@@ -7,7 +7,8 @@ reference row of its scenario over the same (data seed, training seed):
 - ``width``: CMA on the full training set with ASGE embeddings fitted to A (`--self-weight 0`, the
   paper's target), to (A + 3I) / 4 (`--self-weight 3`, today's default) and one-hot embeddings as
   wide as ASGE's (`mlgraph embed --method onehot --dim 300`: the same Gram matrix as the identity,
-  so the comparison is no longer also one of widths); the 10-wide identity for reference.
+  so the comparison is no longer also one of widths); the 10-wide identity for reference. The
+  same for the label-query head (queries projected from those embeddings, or random).
 - ``rare``: the training subset where shirt, sneaker and bag keep 15 images each (studykit.rare_subset),
   with the graph built by `mlgraph build-graph` from exactly that subset's labels, so the graph
   rows see no co-occurrence the images do not show.
@@ -40,22 +41,26 @@ CORPUS_SETS = 20_000  # label sets in the label-only corpus (33x the 600 trainin
 RARE_GRAPH, CORPUS_GRAPH = "rare-graph.json", "corpus-graph.json"
 _rare = {"train_file": "rare-features.h5"}
 
-# scenario -> (reference row, {row key: spec}); a key that heads.py also runs names the same runs
-SCENARIOS: dict[str, tuple[str, dict[str, Spec]]] = {
-    "width": ("cma-onehot300", {
+# scenario -> ({head: its reference row}, {row key: spec}); a key that heads.py also runs names the same runs
+SCENARIOS: dict[str, tuple[dict[str, str], dict[str, Spec]]] = {
+    "width": ({"cma": "cma-onehot300", "query": "query-onehot300"}, {
         "cma": Spec("cma", "default"),  # today's default embeddings (--self-weight 3); heads.py's row
         "cma-asge": Spec("cma", "asge"),
         "cma-onehot300": Spec("cma", "onehot-300"),
         "cma-onehot": Spec("cma", "onehot"),
+        "query-graph": Spec("query", "default"),  # heads.py's row
+        "query-asge": Spec("query", "asge"),
+        "query-onehot300": Spec("query", "onehot-300"),
+        "query-random": Spec("query", options={"init": "random"}),  # heads.py's row
     }),
-    "rare": ("rare-cma-onehot300", {
+    "rare": ({"cma": "rare-cma-onehot300", "gap": "rare-cma-onehot300", "probe": "rare-cma-onehot300"}, {
         "rare-probe-gapgmp": Spec("probe", options={"pool": "gapgmp"}, **_rare),
         "rare-gap": Spec("gap", **_rare),
         "rare-cma-asge": Spec("cma", "asge", graph=RARE_GRAPH, **_rare),
         "rare-cma-lam3": Spec("cma", "asge-lam3", graph=RARE_GRAPH, **_rare),
         "rare-cma-onehot300": Spec("cma", "onehot-300", graph=RARE_GRAPH, **_rare),
     }),
-    "corpus": ("rare-cma-onehot300", {
+    "corpus": ({"cma": "rare-cma-onehot300", "gap": "rare-cma-onehot300", "probe": "rare-cma-onehot300"}, {
         "corpus-cma-asge": Spec("cma", "asge", graph=CORPUS_GRAPH, **_rare),
         "corpus-cma-lam3": Spec("cma", "asge-lam3", graph=CORPUS_GRAPH, **_rare),
     }),
@@ -88,23 +93,24 @@ def _ap(run: dict[str, Any], rare: bool) -> float:
 
 
 def table(scenario: str, runs: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    reference, rows = SCENARIOS[scenario]
-    ref = [r for r in runs if r["row"] == f"{reference}/bce"]
+    references, rows = SCENARIOS[scenario]
     if scenario == "corpus":  # compared with the rare scenario's rows as well
         rows = {**SCENARIOS["rare"][1], **rows}
-    lines = [f"| row | head | graph from | embeddings | val mAP | val vs {reference} | > 2 SE | test mAP | "
-             f"test AP rare labels | rare AP vs {reference} | test AP other labels | runs |",
+    lines = ["| row | head | graph from | embeddings | val mAP | val vs reference | > 2 SE | test mAP | "
+             "test AP rare labels | rare AP vs reference | test AP other labels | runs |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     out = []
     for key, spec in rows.items():
         mine = [r for r in runs if r["row"] == f"{key}/bce"]
         if not mine:
             continue
+        reference = references[spec.head]
+        ref = [r for r in runs if r["row"] == f"{reference}/bce"]
         val = paired(mine, ref, lambda r: r["val_mAP"])
         rare = paired(mine, ref, lambda r: _ap(r, True))
         cells = {"val": mean_std([r["val_mAP"] for r in mine]), "test": mean_std([r["test"]["mAP"] for r in mine]),
                  "rare": mean_std([_ap(r, True) for r in mine]), "other": mean_std([_ap(r, False) for r in mine])}
-        out.append({"row": key, "runs": len(mine), **{k: list(v) for k, v in cells.items()},
+        out.append({"row": key, "reference": reference, "runs": len(mine), **{k: list(v) for k, v in cells.items()},
                     "val_vs_ref": val, "rare_vs_ref": rare})
         fmt = {k: f"{m:.2f} ± {s:.2f}" for k, (m, s) in cells.items()}
         diff = {k: "-" if d["se"] is None or key == reference else f"{d['mean']:+.2f} ± {d['se']:.2f}"
@@ -149,14 +155,15 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{key:22s} d{d} s{seed}: val {r['val_mAP']:.2f} test {r['test']['mAP']:.2f} "
                               f"({r['train_seconds']:.0f} s)", flush=True)
     runs = [json.loads(f.read_text()) for f in sorted((args.work / "results").glob("*-bce-d*-s*.json"))]
-    keys = {f"{k}/bce" for s in scenarios for k in SCENARIOS[s][1]} | {f"{SCENARIOS[s][0]}/bce" for s in scenarios}
+    keys = {f"{k}/bce" for s in scenarios for k in SCENARIOS[s][1]}
     if "corpus" in scenarios:
         keys |= {f"{k}/bce" for k in SCENARIOS["rare"][1]}
     runs = [r for r in runs if r["row"] in keys]
     summary = {}
     for scenario in scenarios:
         text, summary[scenario] = table(scenario, runs)
-        print(f"\n{scenario}:\n{text}")
+        refs = ", ".join(f"{h}: {r}" for h, r in SCENARIOS[scenario][0].items())
+        print(f"\n{scenario} (reference rows: {refs}):\n{text}")
     print(f"\nRare labels: {', '.join(RARE)} ({RARE_IMAGES} training images each in the rare and corpus scenarios).")
     print(describe(info, runs))
     args.output.parent.mkdir(parents=True, exist_ok=True)
