@@ -15,8 +15,17 @@ checkpoint, and the test file is scored once by `stages.evaluate.evaluate`. A se
 once too, as a check on how much one test set of 300 clips moves the numbers. The temporal CMA
 settings (the `cma-*` rows) are compared on the validation clips; the default is the best of them.
 
+Issue 19: every head x loss (`--loss bce|asl`; the label-query head `video-query` with graph or
+random queries, the converged probe `video-probe`), and ``--clip-sets K``: K independent clip sets
+(generator seeds DATA_SEEDS + 10 k), so that the rule of docs/benchmarks.md (paired over >= 9 runs,
+> 2 SE on validation) can be applied: rows are paired with ``cma/bce`` (today's default) over
+(clip set, training seed), and the mean-pool branch with ``cma-no-mean-branch/bce``. ``--size``
+sets the clips per split; ``--no-test2`` skips the second test set.
+
     .venv/bin/python benchmarks/video_files_quality.py                 # 3 seeds, all rows
     .venv/bin/python benchmarks/video_files_quality.py --seeds 0 --heads cma gap --work /tmp/vf
+    .venv/bin/python benchmarks/video_files_quality.py --clip-sets 3 --size 200 --no-test2 --losses bce asl \
+        --work /work/bench-work/video -o benchmarks/results/video_heads.json
 
 Prints a table and writes benchmarks/results/video_files_quality.json.
 """
@@ -33,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's mlgraph_cli; tests/ holds the clip generators
+# this checkout's mlgraph_cli; tests/ holds the clip generators; benchmarks/ the study kit
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 SIZES = {"train": 300, "val": 300, "test": 300, "test2": 300}
 DATA_SEEDS = {"train": 11, "val": 12, "test": 13, "test2": 14}
@@ -48,11 +58,22 @@ HEADS = {
     "frame-max": "frame level: per-frame linear, max over time",
     "cma-no-mean-branch": "temporal CMA without its mean-pool branch (mean_branch = false)",
     "cma-sharpen": "temporal CMA, learned per-label sharpness (head option sharpen)",
+    "query": "label queries over the frames (video-query), queries from the graph's embeddings",
+    "query-random": "label queries over the frames (video-query), random queries",
+    "probe": "converged linear probe on mean + max pooled frames (video-probe)",
 }
-HEAD_OPTIONS = {"cma-no-mean-branch": ("cma", {"mean_branch": False}), "cma-sharpen": ("cma", {"sharpen": True})}
+HEAD_OPTIONS = {"cma-no-mean-branch": ("cma", {"mean_branch": False}), "cma-sharpen": ("cma", {"sharpen": True}),
+                "query-random": ("query", {"init": "random"})}
+REFERENCE = "cma/bce"
 
 
-def make_data(work: Path, progress) -> dict[str, Path]:
+def clip_set(work: Path, k: int, size: int, test2: bool) -> tuple[Path, dict[str, int], dict[str, int]]:
+    """Folder, sizes and generator seeds of clip set ``k`` (set 0: the original seeds, in ``work``)."""
+    sizes = {split: size for split in SIZES if test2 or split != "test2"}
+    return (work if k == 0 else work / f"set{k}"), sizes, {split: DATA_SEEDS[split] + 10 * k for split in sizes}
+
+
+def make_data(work: Path, progress, sizes: dict[str, int] = SIZES, seeds: dict[str, int] = DATA_SEEDS) -> dict:
     """Clips, their features files and the embeddings; kept in ``work`` and reused when present."""
     from mlgraph_cli.core.annotations import load_annotations
     from clipkit import ClipWorld, fashion_clips
@@ -64,10 +85,10 @@ def make_data(work: Path, progress) -> dict[str, Path]:
     world = ClipWorld(size=FRAME_PX, frames=20, fps=FPS)
     paths: dict[str, Path] = {}
     timing = {}
-    for split, n in SIZES.items():
+    for split, n in sizes.items():
         folder = work / split
         if not (folder / "labels.csv").is_file():
-            fashion_clips(folder, n, seed=DATA_SEEDS[split], world=world, pool=POOLS[split])
+            fashion_clips(folder, n, seed=seeds[split], world=world, pool=POOLS[split])
         out = work / f"{split}.h5"
         if not out.is_file():
             t0 = time.perf_counter()
@@ -90,7 +111,7 @@ def make_data(work: Path, progress) -> dict[str, Path]:
     return paths
 
 
-def train_row(head: str, paths: dict, run: Path, seed: int) -> dict:
+def train_row(head: str, paths: dict, run: Path, seed: int, loss: str = "bce") -> dict:
     from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
@@ -99,13 +120,14 @@ def train_row(head: str, paths: dict, run: Path, seed: int) -> dict:
     inputs = TrainInputs(features=paths["train"], val_features=paths["val"], embeddings=paths["embeddings"])
     start = time.perf_counter()
     name, options = HEAD_OPTIONS.get(head, (head, {}))
-    result = train(inputs, TrainConfig(head=name, seed=seed, device="cpu", head_options=options), run_dir=run,
-                   force=True)
+    result = train(inputs, TrainConfig(head=name, seed=seed, device="cpu", head_options=options, loss=loss),
+                   run_dir=run, force=True)
     seconds = time.perf_counter() - start
     report = evaluate(run, features=paths["test"], device="cpu", output=run / "test.json").metrics
-    second = evaluate(run, features=paths["test2"], device="cpu", output=run / "test2.json").metrics
-    return {"head": head, "seed": seed, "mAP": report["mAP"], "GAP@20": report["GAP@20"], "test2_mAP": second["mAP"],
-            "val_mAP": result.best_map, "best_epoch": result.best_epoch, "seconds": seconds}
+    second = (evaluate(run, features=paths["test2"], device="cpu", output=run / "test2.json").metrics
+              if "test2" in paths else {"mAP": None})
+    return {"head": head, "loss": loss, "seed": seed, "mAP": report["mAP"], "GAP@20": report["GAP@20"],
+            "test2_mAP": second["mAP"], "val_mAP": result.best_map, "best_epoch": result.best_epoch, "seconds": seconds}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -130,16 +152,57 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
+def ranked(runs: list[dict]) -> tuple[list[dict], str]:
+    """Rows (head/loss) ranked by validation mAP with paired differences to REFERENCE over (clip set,
+    training seed), the markdown table, and the rule's pick (benchmarks/heads.py's recommend)."""
+    from heads import MIN_RUNS, recommend
+    from studykit import mean_std, paired
+
+    ref = [r for r in runs if r["row"] == REFERENCE]
+    rows = []
+    for row in sorted({r["row"] for r in runs}):
+        mine = [r for r in runs if r["row"] == row]
+        val, test = mean_std([r["val_mAP"] for r in mine]), mean_std([r["mAP"] for r in mine])
+        rows.append({"row": row, "runs": len(mine), "val": val[0], "val_std": val[1], "test": test[0],
+                     "test_std": test[1], "gap20": mean_std([r["GAP@20"] for r in mine])[0],
+                     "val_vs_ref": paired(mine, ref, lambda r: r["val_mAP"]),
+                     "test_vs_ref": paired(mine, ref, lambda r: r["mAP"])})
+    rows.sort(key=lambda r: -r["val"])
+    lines = [f"| rank | head / loss | val mAP | val vs {REFERENCE} | > 2 SE | test mAP | test vs {REFERENCE} | "
+             "test GAP@20 | runs |", "|---|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(rows, 1):
+        d, t = r["val_vs_ref"], r["test_vs_ref"]
+        fmt = (lambda x: "-" if x["se"] is None or r["row"] == REFERENCE else f"{x['mean']:+.2f} ± {x['se']:.2f}")
+        beyond = "-" if fmt(d) == "-" else ("yes" if d["beyond_2se"] else "no")
+        head, loss = r["row"].split("/")
+        lines.append(f"| {i} | {head} / {loss} | {r['val']:.2f} ± {r['val_std']:.2f} | {fmt(d)} | {beyond} | "
+                     f"{r['test']:.2f} ± {r['test_std']:.2f} | {fmt(t)} | {r['gap20']:.2f} | {r['runs']} |")
+    choice, why = recommend(rows, REFERENCE, runs)
+    branch = paired(ref, [r for r in runs if r["row"] == "cma-no-mean-branch/bce"], lambda r: r["val_mAP"])
+    if branch["n"]:
+        keep = branch["n"] >= MIN_RUNS and branch["beyond_2se"] and branch["mean"] > 0
+        lines.append(f"\nMean-pool branch (cma/bce - cma-no-mean-branch/bce, validation): {branch['mean']:+.2f} ± "
+                     f"{branch['se']:.2f} over {branch['n']} paired runs: "
+                     + ("keep it on." if keep else "not beyond 2 SE over >= 9 runs: off, as the paper's head."))
+    lines.append(f"\nRecommended for video: {choice} ({why}).")
+    return rows, "\n".join(lines)
+
+
 def main() -> None:
     import tempfile
 
     import torch
 
     from mlgraph_cli.core.progress import NULL_PROGRESS
+    from studykit import kept, machine
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
+    parser.add_argument("--losses", nargs="+", default=["bce"], choices=["bce", "asl"])
+    parser.add_argument("--clip-sets", type=int, default=1, help="independent clip sets (1: the original one)")
+    parser.add_argument("--size", type=int, default=300, help="clips per split")
+    parser.add_argument("--no-test2", action="store_true", help="skip the second test set")
     parser.add_argument("--work", type=Path, help="keep clips and features here (reused on the next run)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks" / "results" / "video_files_quality.json")
@@ -150,25 +213,43 @@ def main() -> None:
         tmp = tempfile.TemporaryDirectory(prefix="video-files-")
         args.work = Path(tmp.name)
     args.work.mkdir(parents=True, exist_ok=True)
-    paths = make_data(args.work, NULL_PROGRESS)
-    runs = []
-    for head in args.heads:
-        for seed in args.seeds:
-            out = train_row(head, paths, args.work / "runs" / f"{head}-{seed}", seed)
-            runs.append(out)
-            print(f"  {head:<10} seed {seed}: test mAP {out['mAP']:5.1f}  val mAP {out['val_mAP']:5.1f}  "
-                  f"best epoch {out['best_epoch']}", file=sys.stderr, flush=True)
+    info = machine()
+    runs, timing = [], {}
+    for k in range(args.clip_sets):
+        folder, sizes, seeds = clip_set(args.work, k, args.size, not args.no_test2)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = make_data(folder, NULL_PROGRESS, sizes, seeds)
+        timing[k] = paths["timing"]
+        for head in args.heads:
+            for loss in args.losses:
+                if head == "probe" and loss == "asl":
+                    continue  # a fitted head: its loss is the log loss of its fit
+                for seed in args.seeds:
+                    tag = f"{head}-{seed}" if (k, loss) == (0, "bce") else f"{head}-{loss}-set{k}-{seed}"
+                    out = kept(args.work / "results" / f"{tag}.json",
+                               lambda: train_row(head, paths, args.work / "runs" / tag, seed, loss))
+                    runs.append({**out, "row": f"{head}/{out.get('loss', 'bce')}", "data_seed": k})
+                    print(f"  {head:<12} {loss} set {k} seed {seed}: test mAP {out['mAP']:5.1f}  val mAP "
+                          f"{out['val_mAP']:5.1f}  best epoch {out['best_epoch']}", file=sys.stderr, flush=True)
+    single = args.clip_sets == 1 and args.losses == ["bce"]
+    rows, text = ranked(runs)
+    if not single:
+        print(text)
     payload = {
         "benchmark": "video_files_quality",
         "command": "python benchmarks/video_files_quality.py " + " ".join(sys.argv[1:]),
-        "data": {"sizes": SIZES, "data_seeds": DATA_SEEDS, "frame_px": FRAME_PX, "frames_per_clip": 20, "fps": FPS,
+        "data": {"sizes": clip_set(args.work, 0, args.size, not args.no_test2)[1], "clip_sets": args.clip_sets,
+                 "data_seeds": {k: clip_set(args.work, k, args.size, not args.no_test2)[2]
+                                for k in range(args.clip_sets)},
+                 "frame_px": FRAME_PX, "frames_per_clip": 20, "fps": FPS,
                  "items_on_screen_frames": [3, 5], "labels": 10, "source": "Fashion-MNIST packaged subset"},
         "extraction": {"path": "stages.extract.extract (mlgraph extract)", "backbone": "efficientnet-lite0",
                        "weights": "IMAGENET1K (packaged)", "image_size": EXTRACT_SIZE or 224, "fps": FPS,
-                       "timing": paths["timing"]},
-        "training": {"path": "stages.train.train (mlgraph train), defaults", "seeds": args.seeds},
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
-        "summary": summarise(runs), "runs": runs,
+                       "timing": timing},
+        "training": {"path": "stages.train.train (mlgraph train), defaults", "seeds": args.seeds,
+                     "losses": args.losses},
+        "machine": {"platform": platform.platform(), **info},
+        "summary": summarise(runs) if single else rows, "runs": runs,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(payload, indent=2) + "\n")
