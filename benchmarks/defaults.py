@@ -34,8 +34,6 @@ MIN_RUNS = 9
 # rows this script trains (bce; the reference "cma" is benchmarks/heads.py's cma/bce row)
 VARIANTS: dict[str, Spec] = {
     "cma": Spec("cma", "default"),
-    "cma-nogap": Spec("cma", "default", {"gap_branch": False}),
-    "cma-probe0": Spec("cma", "default", training={"probe_epochs": 0}),
     "cma-dropout0": Spec("cma", "default", {"dropout": 0.0}),
     "cma-collapse-zero": Spec("cma", "default", {"collapse": "zero"}),
 }
@@ -63,12 +61,10 @@ SETTINGS = [
             "ms-cma-probe-lam3", "ms-cma-probe"),
     Setting("cma `gap_branch`", "false (no such branch)", "true", "fair", "cma-probe-lam3@head",
             "cma-probe-lam3-nogap@head"),
-    Setting("cma `gap_branch` (rerun)", "false (no such branch)", "true", "runs", "cma", "cma-nogap"),
     Setting("ms-cma `gap_branch`", "false (no such branch)", "true", "fair", "ms-cma-probe-lam3",
             "ms-cma-probe-lam3-nogap"),
     Setting("cma `--probe-epochs` (ASGE at self-weight 0)", "0 (random start)", "20", "fair", "cma-probe@head",
             "cma@head"),
-    Setting("cma `--probe-epochs` (default embeddings)", "0 (random start)", "20", "runs", "cma", "cma-probe0"),
     Setting("ms-cma `--probe-epochs` (ASGE at self-weight 0)", "0 (random start)", "20", "fair", "ms-cma-probe",
             "ms-cma"),
     Setting("cma `dropout`", "0 (none named)", "0.3", "runs", "cma", "cma-dropout0"),

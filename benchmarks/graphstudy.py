@@ -7,8 +7,8 @@ reference row of its scenario over the same (data seed, training seed):
 - ``width``: CMA on the full training set with ASGE embeddings fitted to A (`--self-weight 0`, the
   paper's target), to (A + 3I) / 4 (`--self-weight 3`, today's default) and one-hot embeddings as
   wide as ASGE's (`mlgraph embed --method onehot --dim 300`: the same Gram matrix as the identity,
-  so the comparison is no longer also one of widths); the 10-wide identity for reference. The
-  same for the label-query head (queries projected from those embeddings, or random).
+  so the comparison is no longer also one of widths) (the 10-wide identity is fair.json's
+  cma-probe-onehot@head, on the same sets). The same for the label-query head (queries projected from those embeddings, or random).
 - ``rare``: the training subset where shirt, sneaker and bag keep 15 images each (studykit.rare_subset),
   with the graph built by `mlgraph build-graph` from exactly that subset's labels, so the graph
   rows see no co-occurrence the images do not show.
@@ -47,7 +47,6 @@ SCENARIOS: dict[str, tuple[dict[str, str], dict[str, Spec]]] = {
         "cma": Spec("cma", "default"),  # today's default embeddings (--self-weight 3); heads.py's row
         "cma-asge": Spec("cma", "asge"),
         "cma-onehot300": Spec("cma", "onehot-300"),
-        "cma-onehot": Spec("cma", "onehot"),
         "query-graph": Spec("query", "default"),  # heads.py's row
         "query-asge": Spec("query", "asge"),
         "query-onehot300": Spec("query", "onehot-300"),
