@@ -8,7 +8,8 @@ reference row of its scenario over the same (data seed, training seed):
   paper's target), to (A + 3I) / 4 (`--self-weight 3`, today's default) and one-hot embeddings as
   wide as ASGE's (`mlgraph embed --method onehot --dim 300`: the same Gram matrix as the identity,
   so the comparison is no longer also one of widths) (the 10-wide identity is fair.json's
-  cma-probe-onehot@head, on the same sets). The same for the label-query head (queries projected from those embeddings, or random).
+  cma-probe-onehot@head, on the same sets). The same for the label-query head (queries projected
+  from those embeddings, or random).
 - ``rare``: the training subset where shirt, sneaker and bag keep 15 images each (studykit.rare_subset),
   with the graph built by `mlgraph build-graph` from exactly that subset's labels, so the graph
   rows see no co-occurrence the images do not show.
