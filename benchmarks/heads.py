@@ -34,7 +34,8 @@ from typing import Any
 
 from studykit import RESULTS, Spec, describe, machine, mean_std, paired, prepare, run_spec
 
-# name -> the row's head, embeddings kind (studykit.embeddings: "default" is a plain `mlgraph embed`) and options
+# name -> the row's head, embeddings kind (studykit.embeddings: "default" is a plain `mlgraph embed`, which
+# fits --self-weight 3 before and after this study) and options
 HEADS: dict[str, Spec] = {
     "probe-gap": Spec("probe", options={"pool": "gap"}),
     "probe-gmp": Spec("probe", options={"pool": "gmp"}),
@@ -42,10 +43,11 @@ HEADS: dict[str, Spec] = {
     "gap": Spec("gap"),
     "gmp": Spec("gmp"),
     "mlgcn": Spec("mlgcn", "word"),  # GloVe as the GCN's input, as in Chen et al.
-    "cma": Spec("cma", "default"),
-    "ms-cma": Spec("ms-cma", "default"),  # reads both maps (stage5 and head)
-    "query-graph": Spec("query", "default"),  # queries from a plain `mlgraph embed`
-    "query-word": Spec("query", "word"),  # from `mlgraph embed --method word` (GloVe)
+    # the options of the defaults before this study, pinned so that a row names what it ran
+    "cma": Spec("cma", "default", {"gap_branch": True}),
+    "ms-cma": Spec("ms-cma", "default", {"gap_branch": True}),  # reads both maps (stage5 and head)
+    "query-graph": Spec("query", "default", {"init": "embeddings"}),  # queries from a plain `mlgraph embed`
+    "query-word": Spec("query", "word", {"init": "embeddings"}),  # from `mlgraph embed --method word` (GloVe)
     "query-random": Spec("query", options={"init": "random"}),
 }
 LOSSES = ("bce", "asl")
