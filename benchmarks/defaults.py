@@ -33,9 +33,9 @@ MIN_RUNS = 9
 
 # rows this script trains (bce; the reference "cma" is benchmarks/heads.py's cma/bce row)
 VARIANTS: dict[str, Spec] = {
-    "cma": Spec("cma", "default"),
-    "cma-dropout0": Spec("cma", "default", {"dropout": 0.0}),
-    "cma-collapse-zero": Spec("cma", "default", {"collapse": "zero"}),
+    "cma": Spec("cma", "default", {"gap_branch": True}),
+    "cma-dropout0": Spec("cma", "default", {"gap_branch": True, "dropout": 0.0}),
+    "cma-collapse-zero": Spec("cma", "default", {"gap_branch": True, "collapse": "zero"}),
 }
 
 

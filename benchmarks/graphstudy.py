@@ -41,28 +41,30 @@ from studykit import (RARE, RARE_IMAGES, RESULTS, Spec, describe, graph_of_label
 CORPUS_SETS = 20_000  # label sets in the label-only corpus (33x the 600 training scenes)
 RARE_GRAPH, CORPUS_GRAPH = "rare-graph.json", "corpus-graph.json"
 _rare = {"train_file": "rare-features.h5"}
+_gap = {"gap_branch": True}  # cma as before this study (a row names what it ran, whatever the default becomes)
+_emb = {"init": "embeddings"}
 
 # scenario -> ({head: its reference row}, {row key: spec}); a key that heads.py also runs names the same runs
 SCENARIOS: dict[str, tuple[dict[str, str], dict[str, Spec]]] = {
     "width": ({"cma": "cma-onehot300", "query": "query-onehot300"}, {
-        "cma": Spec("cma", "default"),  # today's default embeddings (--self-weight 3); heads.py's row
-        "cma-asge": Spec("cma", "asge"),
-        "cma-onehot300": Spec("cma", "onehot-300"),
-        "query-graph": Spec("query", "default"),  # heads.py's row
-        "query-asge": Spec("query", "asge"),
-        "query-onehot300": Spec("query", "onehot-300"),
+        "cma": Spec("cma", "default", _gap),  # today's default embeddings (--self-weight 3); heads.py's row
+        "cma-asge": Spec("cma", "asge", _gap),
+        "cma-onehot300": Spec("cma", "onehot-300", _gap),
+        "query-graph": Spec("query", "default", _emb),  # heads.py's row
+        "query-asge": Spec("query", "asge", _emb),
+        "query-onehot300": Spec("query", "onehot-300", _emb),
         "query-random": Spec("query", options={"init": "random"}),  # heads.py's row
     }),
     "rare": ({"cma": "rare-cma-onehot300", "gap": "rare-cma-onehot300", "probe": "rare-cma-onehot300"}, {
         "rare-probe-gapgmp": Spec("probe", options={"pool": "gapgmp"}, **_rare),
         "rare-gap": Spec("gap", **_rare),
-        "rare-cma-asge": Spec("cma", "asge", graph=RARE_GRAPH, **_rare),
-        "rare-cma-lam3": Spec("cma", "asge-lam3", graph=RARE_GRAPH, **_rare),
-        "rare-cma-onehot300": Spec("cma", "onehot-300", graph=RARE_GRAPH, **_rare),
+        "rare-cma-asge": Spec("cma", "asge", _gap, graph=RARE_GRAPH, **_rare),
+        "rare-cma-lam3": Spec("cma", "asge-lam3", _gap, graph=RARE_GRAPH, **_rare),
+        "rare-cma-onehot300": Spec("cma", "onehot-300", _gap, graph=RARE_GRAPH, **_rare),
     }),
     "corpus": ({"cma": "rare-cma-onehot300", "gap": "rare-cma-onehot300", "probe": "rare-cma-onehot300"}, {
-        "corpus-cma-asge": Spec("cma", "asge", graph=CORPUS_GRAPH, **_rare),
-        "corpus-cma-lam3": Spec("cma", "asge-lam3", graph=CORPUS_GRAPH, **_rare),
+        "corpus-cma-asge": Spec("cma", "asge", _gap, graph=CORPUS_GRAPH, **_rare),
+        "corpus-cma-lam3": Spec("cma", "asge-lam3", _gap, graph=CORPUS_GRAPH, **_rare),
     }),
 }
 GRAPH_NOTE = {"graph.json": "all 600 training scenes", RARE_GRAPH: "the rare subset's scenes",
