@@ -17,6 +17,9 @@ reference row of its scenario over the same (data seed, training seed):
   images drawn from the outfit sampler fashion-scenes uses (core/datasets/outfits.py), written as
   JSONL and fed to `mlgraph build-graph`. Named apart: here the graph knows more than the images.
 
+The label-query head is in every scenario too, its graph-projected queries paired with one-hot-300
+ones (width) or with random queries (rare, corpus).
+
 Every run trains through the train stage (studykit.run_spec) with `mlgraph train`'s defaults, keeps
 its best validation epoch, and is scored on test once; validation mAP is what a choice would read,
 test AP of the rare labels is reported apart.
@@ -55,16 +58,21 @@ SCENARIOS: dict[str, tuple[dict[str, str], dict[str, Spec]]] = {
         "query-onehot300": Spec("query", "onehot-300", _emb),
         "query-random": Spec("query", options={"init": "random"}),  # heads.py's row
     }),
-    "rare": ({"cma": "rare-cma-onehot300", "gap": "rare-cma-onehot300", "probe": "rare-cma-onehot300"}, {
+    "rare": ({"cma": "rare-cma-onehot300", "gap": "rare-cma-onehot300", "probe": "rare-cma-onehot300",
+              "query": "rare-query-random"}, {
         "rare-probe-gapgmp": Spec("probe", options={"pool": "gapgmp"}, **_rare),
         "rare-gap": Spec("gap", **_rare),
         "rare-cma-asge": Spec("cma", "asge", _gap, graph=RARE_GRAPH, **_rare),
         "rare-cma-lam3": Spec("cma", "asge-lam3", _gap, graph=RARE_GRAPH, **_rare),
         "rare-cma-onehot300": Spec("cma", "onehot-300", _gap, graph=RARE_GRAPH, **_rare),
+        "rare-query-random": Spec("query", options={"init": "random"}, **_rare),
+        "rare-query-asge": Spec("query", "asge", _emb, graph=RARE_GRAPH, **_rare),
     }),
-    "corpus": ({"cma": "rare-cma-onehot300", "gap": "rare-cma-onehot300", "probe": "rare-cma-onehot300"}, {
+    "corpus": ({"cma": "rare-cma-onehot300", "gap": "rare-cma-onehot300", "probe": "rare-cma-onehot300",
+                "query": "rare-query-random"}, {
         "corpus-cma-asge": Spec("cma", "asge", _gap, graph=CORPUS_GRAPH, **_rare),
         "corpus-cma-lam3": Spec("cma", "asge-lam3", _gap, graph=CORPUS_GRAPH, **_rare),
+        "corpus-query-asge": Spec("query", "asge", _emb, graph=CORPUS_GRAPH, **_rare),
     }),
 }
 GRAPH_NOTE = {"graph.json": "all 600 training scenes", RARE_GRAPH: "the rare subset's scenes",
