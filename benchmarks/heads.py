@@ -109,6 +109,24 @@ def recommend(rows: list[dict[str, Any]], reference: str, runs: list[dict[str, A
                        "the current default stands")
 
 
+def check_targets(rows: list[dict[str, Any]], default: str, level: float) -> dict[str, Any]:
+    """Issue 19's targets: ``default`` >= ``level`` test mAP (mean of its runs), and >= 1.0 above the
+    converged probe with the best validation mAP (its test mAP, mean of its runs)."""
+    by_row = {r["row"]: r for r in rows}
+    probes = [r for r in rows if r["row"].startswith("probe-")]
+    mine = by_row.get(default)
+    if mine is None or not probes:
+        return {"text": f"Targets: no runs of {default} or of a probe yet."}
+    probe = max(probes, key=lambda r: r["val"])
+    margin = mine["test"] - probe["test"]
+    text = (f"Targets: {default} (what `mlgraph train` runs with no --head and no loss flag) {mine['test']:.2f} test mAP "
+            f"over {mine['runs']} runs: {'met' if mine['test'] >= level else 'not met'} (>= {level}); the probe "
+            f"validation picks, {probe['row']}, {probe['test']:.2f}: {margin:+.2f} "
+            f"({'met' if margin >= 1.0 else 'not met'}, >= +1.0).")
+    return {"default": default, "test": mine["test"], "level": level, "probe": probe["row"],
+            "probe_test": probe["test"], "margin": margin, "text": text}
+
+
 def _diff(d: dict[str, Any]) -> str:
     if d["mean"] is None:
         return "-"
@@ -153,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="maps to extract (comma-separated), or 'default' for what `mlgraph extract` writes with its "
                         "defaults (one map: ms-cma rows then cannot run)")
     p.add_argument("--report", action="store_true", help="print the table of the runs kept; train nothing")
+    p.add_argument("--target", type=float, default=None,
+                   help="check issue 19's targets: the row --default-row scores at least this test mAP (mean of its "
+                        "runs) and 1.0 above the converged probe that validation picks")
+    p.add_argument("--default-row", default=REFERENCE, help="the row `mlgraph train` runs with no --head and no loss")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="JSON [benchmarks/results/heads.json; with --smoke, heads-smoke.json in --work, since a "
                         "smoke run measures nothing worth keeping]")
@@ -181,12 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     choice, why = recommend(ranked, args.reference, runs)
     print(table(ranked, args.reference))
     print(f"\nRecommended for images: {choice} ({why}).")
+    targets = check_targets(ranked, args.default_row, args.target) if args.target is not None else None
+    if targets:
+        print("\n" + targets["text"])
     print(describe(info, runs))
     output.parent.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     output.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "settings": settings, "machine": info,
                                   "reference": args.reference,
-                                  "recommendation": {"row": choice, "why": why}, "summary": ranked, "runs": runs},
+                                  "recommendation": {"row": choice, "why": why}, "targets": targets,
+                                  "summary": ranked, "runs": runs},
                                  indent=1) + "\n")
     return 0
 
