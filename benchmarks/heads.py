@@ -119,8 +119,8 @@ def check_targets(rows: list[dict[str, Any]], default: str, level: float) -> dic
         return {"text": f"Targets: no runs of {default} or of a probe yet."}
     probe = max(probes, key=lambda r: r["val"])
     margin = mine["test"] - probe["test"]
-    text = (f"Targets: {default} (what `mlgraph train` runs with no --head and no loss flag) {mine['test']:.2f} test mAP "
-            f"over {mine['runs']} runs: {'met' if mine['test'] >= level else 'not met'} (>= {level}); the probe "
+    text = (f"Targets: {default} (what `mlgraph train` runs with no --head and no loss flag) {mine['test']:.2f} "
+            f"test mAP over {mine['runs']} runs: {'met' if mine['test'] >= level else 'not met'} (>= {level}); the probe "
             f"validation picks, {probe['row']}, {probe['test']:.2f}: {margin:+.2f} "
             f"({'met' if margin >= 1.0 else 'not met'}, >= +1.0).")
     return {"default": default, "test": mine["test"], "level": level, "probe": probe["row"],
