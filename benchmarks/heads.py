@@ -44,8 +44,8 @@ HEADS: dict[str, Spec] = {
     "gmp": Spec("gmp"),
     "mlgcn": Spec("mlgcn", "word"),  # GloVe as the GCN's input, as in Chen et al.
     # the options of the defaults before this study, pinned so that a row names what it ran
-    "cma": Spec("cma", "default", {"gap_branch": True}),
-    "ms-cma": Spec("ms-cma", "default", {"gap_branch": True}),  # reads both maps (stage5 and head)
+    "cma": Spec("cma", "default", {"gap_branch": True, "dropout": 0.3, "collapse": "uniform"}),
+    "ms-cma": Spec("ms-cma", "default", {"gap_branch": True, "dropout": 0.3, "collapse": "uniform"}),  # reads both maps (stage5 and head)
     "query-graph": Spec("query", "default", {"init": "embeddings"}),  # queries from a plain `mlgraph embed`
     "query-word": Spec("query", "word", {"init": "embeddings"}),  # from `mlgraph embed --method word` (GloVe)
     "query-random": Spec("query", options={"init": "random"}),

@@ -62,8 +62,10 @@ HEADS = {
     "query-random": "label queries over the frames (video-query), random queries",
     "probe": "converged linear probe on mean + max pooled frames (video-probe)",
 }
-HEAD_OPTIONS = {"cma-no-mean-branch": ("cma", {"mean_branch": False}), "cma-sharpen": ("cma", {"sharpen": True}),
-                "query-random": ("query", {"init": "random"})}
+# rows pin the options they compare, so that a row names what it ran whatever the defaults become
+HEAD_OPTIONS = {"cma": ("cma", {"mean_branch": True}), "cma-no-mean-branch": ("cma", {"mean_branch": False}),
+                "cma-sharpen": ("cma", {"sharpen": True, "mean_branch": True}),
+                "query": ("query", {"init": "embeddings"}), "query-random": ("query", {"init": "random"})}
 REFERENCE = "cma/bce"
 
 
