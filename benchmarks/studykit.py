@@ -264,7 +264,7 @@ def machine() -> dict[str, Any]:
 
 def describe(info: dict[str, Any], runs: list[dict[str, Any]]) -> str:
     """One line on the machine (a :func:`machine` dict) and the load the ``runs`` saw as they ended."""
-    loads = sorted(r["load"] for r in runs if "load" in r)
+    loads = sorted(r["load"] for r in runs if r.get("load") is not None)
     seen = (f"load average (1 min) at the end of the runs {loads[0]:.1f}-{loads[-1]:.1f}, median "
             f"{loads[len(loads) // 2]:.1f}" if loads else "load not recorded")
     return (f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {info['threads']} torch "
