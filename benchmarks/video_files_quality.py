@@ -58,13 +58,18 @@ HEADS = {
     "frame-max": "frame level: per-frame linear, max over time",
     "cma-no-mean-branch": "temporal CMA without its mean-pool branch (mean_branch = false)",
     "cma-sharpen": "temporal CMA, learned per-label sharpness (head option sharpen)",
+    "cma-no-center": "temporal CMA without centering the frames on the clip's mean (center = false)",
+    "cma-collapse-zero": "temporal CMA with the paper's a_k when no frame looks like a label (collapse = zero)",
     "query": "label queries over the frames (video-query), queries from the graph's embeddings",
     "query-random": "label queries over the frames (video-query), random queries",
     "probe": "converged linear probe on mean + max pooled frames (video-probe)",
 }
 # rows pin the options they compare, so that a row names what it ran whatever the defaults become
-HEAD_OPTIONS = {"cma": ("cma", {"mean_branch": True}), "cma-no-mean-branch": ("cma", {"mean_branch": False}),
-                "cma-sharpen": ("cma", {"sharpen": True, "mean_branch": True}),
+_CMA = {"mean_branch": True, "center": True, "collapse": "uniform"}  # temporal CMA's defaults before issue 19
+HEAD_OPTIONS = {"cma": ("cma", _CMA), "cma-no-mean-branch": ("cma", {**_CMA, "mean_branch": False}),
+                "cma-sharpen": ("cma", {**_CMA, "sharpen": True}),
+                "cma-no-center": ("cma", {**_CMA, "center": False}),
+                "cma-collapse-zero": ("cma", {**_CMA, "collapse": "zero"}),
                 "query": ("query", {"init": "embeddings"}), "query-random": ("query", {"init": "random"})}
 REFERENCE = "cma/bce"
 
@@ -180,12 +185,14 @@ def ranked(runs: list[dict]) -> tuple[list[dict], str]:
         lines.append(f"| {i} | {head} / {loss} | {r['val']:.2f} ± {r['val_std']:.2f} | {fmt(d)} | {beyond} | "
                      f"{r['test']:.2f} ± {r['test_std']:.2f} | {fmt(t)} | {r['gap20']:.2f} | {r['runs']} |")
     choice, why = recommend(rows, REFERENCE, runs)
-    branch = paired(ref, [r for r in runs if r["row"] == "cma-no-mean-branch/bce"], lambda r: r["val_mAP"])
-    if branch["n"]:
-        keep = branch["n"] >= MIN_RUNS and branch["beyond_2se"] and branch["mean"] > 0
-        lines.append(f"\nMean-pool branch (cma/bce - cma-no-mean-branch/bce, validation): {branch['mean']:+.2f} ± "
-                     f"{branch['se']:.2f} over {branch['n']} paired runs: "
-                     + ("keep it on." if keep else "not beyond 2 SE over >= 9 runs: off, as the paper's head."))
+    for option, paper_row, paper in (("mean_branch", "cma-no-mean-branch", "false"),
+                                      ("center", "cma-no-center", "false"), ("collapse", "cma-collapse-zero", "zero")):
+        d = paired(ref, [r for r in runs if r["row"] == f"{paper_row}/bce"], lambda r: r["val_mAP"])
+        if d["n"] > 1:
+            keep = d["n"] >= MIN_RUNS and d["beyond_2se"] and d["mean"] > 0
+            lines.append(f"\nTemporal cma `{option}` (today's default - the paper's {paper}, validation): "
+                         f"{d['mean']:+.2f} ± {d['se']:.2f} over {d['n']} paired runs: "
+                         + ("keep today's." if keep else f"not beyond 2 SE over >= {MIN_RUNS} runs: {paper}."))
     lines.append(f"\nRecommended for video: {choice} ({why}).")
     return rows, "\n".join(lines)
 
