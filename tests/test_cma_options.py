@@ -111,7 +111,7 @@ def test_the_trainer_adds_the_heads_penalty(tmp_path):
 
 
 def test_init_from_probe_makes_each_locations_cosine_read_the_probe():
-    head = _cma(gap_branch=True)
+    head = _cma()
     v, b = torch.randn(C, D), torch.randn(C)
     head.init_from_probe(v, b)
     x = torch.randn(B, D, H, W)

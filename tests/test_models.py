@@ -26,7 +26,7 @@ CASES = [
     ("gap", {}),
     ("gmp", {"dropout": 0.2}),
     ("mlgcn", {"hidden": 9}),
-    ("query", {"init": "embeddings", "width": 16, "heads": 4, "ffn": 32}),
+    ("query", {"width": 16, "heads": 4, "ffn": 32}),
     ("query", {"init": "random", "groups": 2, "layers": 2, "width": 16, "heads": 4, "ffn": 32, "dropout": 0.0}),
     ("probe", {}),
     ("probe", {"pool": "gmp"}),
@@ -105,7 +105,7 @@ def test_forward_backward(name, options):
 def test_flags(name):
     head = make(name)
     assert head.multi_scale == (name == "ms-cma")
-    assert head.needs_embeddings == (name in ("cma", "ms-cma", "mlgcn"))  # query: random queries by default
+    assert head.needs_embeddings == (name in ("cma", "ms-cma", "mlgcn", "query"))
     assert head.needs_adjacency == (name == "mlgcn")
     assert hasattr(head, "attention") == (name in ("cma", "ms-cma", "query"))
     assert head.fitted == (name == "probe")
@@ -140,12 +140,12 @@ def test_cma_attention_sums_to_one_and_matches_the_formula():
 
 
 def test_cma_logits_are_per_label_classifiers_on_category_features():
-    head = make("cma", gap_branch=True).eval()
+    head = make("cma").eval()
     x = torch.randn(B, D, H, W)
     f = head.category_features(x)  # (B, C, D)
     expected = (f * head.weight).sum(-1) + head.bias + head.gap(x.mean(dim=(2, 3)))
     torch.testing.assert_close(head(x), expected, atol=1e-5, rtol=1e-5)
-    no_gap = make("cma").eval()  # the default: no GAP branch (the paper's head)
+    no_gap = make("cma", gap_branch=False).eval()
     f = no_gap.category_features(x)
     torch.testing.assert_close(no_gap(x), (f * no_gap.weight).sum(-1) + no_gap.bias, atol=1e-5, rtol=1e-5)
 

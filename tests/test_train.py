@@ -17,9 +17,8 @@ def data(tmp_path):
 
 
 def _train(cli, data, out, *extra):
-    head = () if "--head" in extra else ("--head", "cma")  # these tests are about cma unless they name a head
     return cli("train", "--features", data["features"], "--val-features", data["val"], "--embeddings",
-               data["embeddings"], "--batch-size", "16", "--lr", "0.1", "-o", out, *head, *extra)
+               data["embeddings"], "--batch-size", "16", "--lr", "0.1", "-o", out, *extra)
 
 
 def _weights(path):
@@ -190,22 +189,12 @@ def test_project_folder_needs_no_paths_and_numbers_runs(cli, tmp_path, monkeypat
     assert args["inputs"]["val_features"] == str((tmp_path / "artifacts" / "val-features.h5").resolve())
 
 
-def test_the_default_head_on_images_is_query_with_random_queries_and_needs_no_embeddings(cli, data, tmp_path):
-    run = tmp_path / "run"
-    result = cli("train", "--features", data["features"], "--val-features", data["val"], "--epochs", "1", "-o", run)
-    assert result.exit_code == 0, result.output
-    head = json.loads((run / "config.json").read_text())["head"]
-    assert head["name"] == "query" and head["init"] == "random" and "embedding_dim" not in head
-    assert json.loads((run / "args.json").read_text())["config"]["head"] == "query"
-
-
 # ---------------------------------------------------------------------------------------------
 # User mistakes: one line, exit 1, naming the files and the command that fixes them
 
 def test_embeddings_with_another_label_set(cli, data, tmp_path):
     other = trainkit.write_embeddings(tmp_path / "other.h5", labels=["bird", "cat", "dog", "horse"])
-    line = one_line_error(cli("train", "--features", data["features"], "--embeddings", other, "--head", "cma",
-                              "-o", tmp_path / "r"))
+    line = one_line_error(cli("train", "--features", data["features"], "--embeddings", other, "-o", tmp_path / "r"))
     assert str(other) in line and str(data["features"]) in line
     assert "different label sets" in line and "'horse'" in line and "mlgraph embed" in line
 
@@ -242,11 +231,10 @@ def test_features_without_labels(cli, data, tmp_path):
 
 
 def test_missing_embeddings_for_cma(cli, data, tmp_path):
-    line = one_line_error(cli("train", "--features", data["features"], "--head", "cma", "-o", tmp_path / "r"))
+    line = one_line_error(cli("train", "--features", data["features"], "-o", tmp_path / "r"))
     assert "head cma needs label embeddings" in line and "mlgraph embed" in line
     missing = tmp_path / "nope.h5"
-    line = one_line_error(cli("train", "--features", data["features"], "--embeddings", missing, "--head", "cma",
-                              "-o", tmp_path / "r"))
+    line = one_line_error(cli("train", "--features", data["features"], "--embeddings", missing, "-o", tmp_path / "r"))
     assert str(missing) in line and "mlgraph embed" in line
 
 

@@ -57,9 +57,8 @@ def _d(name: str) -> str:
 
 def _dm(name: str) -> str:
     """``[default: A on images, B on video]`` from the per-modality defaults."""
-    image, video = (MODALITY_DEFAULTS[m][name] for m in ("image", "video"))
-    image, video = (f"{v:g}" if isinstance(v, (int, float)) else v for v in (image, video))
-    return f"\\[default: {image} on images, {video} on video]"
+    image, video = MODALITY_DEFAULTS["image"][name], MODALITY_DEFAULTS["video"][name]
+    return f"\\[default: {image:g} on images, {video:g} on video]"
 
 
 def _opt(*names: str, help: str, panel: str | None = None, **kw):
@@ -75,8 +74,8 @@ def train(
                                                  "val_features if it exists, else --val-fraction of the training "
                                                  "features.", panel=HELP_PANEL_DATA)] = None,
     embeddings: Annotated[Optional[Path], _opt("--embeddings", help="Label embeddings from `mlgraph embed` (cma, "
-                                               "ms-cma, mlgcn; the query head with init = embeddings). Default: "
-                                               "\\[artifacts] embeddings.",
+                                               "ms-cma, mlgcn; the query head's queries). Default: \\[artifacts] "
+                                               "embeddings.",
                                                panel=HELP_PANEL_DATA)] = None,
     graph: Annotated[Optional[Path], _opt("--graph", help="Label graph from `mlgraph build-graph` (mlgcn's "
                                           "adjacency). Default: \\[artifacts] graph.", panel=HELP_PANEL_DATA)] = None,
@@ -93,7 +92,7 @@ def train(
                                          "(Query2Label / ML-Decoder), probe = a linear probe fitted by logistic "
                                          "regression (one fit, --epochs does not apply); on video features cma, gap, "
                                          "gmp, query, probe are temporal and frame-max is a frame-level reference. "
-                                         f"{_dm('head')}")] = None,
+                                         f"{_d('head')}")] = None,
     epochs: Annotated[Optional[int], _opt("--epochs", min=1,
                                           help=f"Epochs. {_dm('epochs')}")] = None,
     seed: Annotated[Optional[int], _opt("--seed", help="Seed of the initial weights, batch order and split. "

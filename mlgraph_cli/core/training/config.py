@@ -2,9 +2,7 @@
 
 Defaults that depend on what the data is (image maps or video frames) are left unset here and
 filled once from the features file's schema (:meth:`TrainConfig.for_modality`), so a library
-caller gets what the command gets. Why the video values: docs/video.md ("Defaults"). The default
-head of each modality is the one the rule of docs/benchmarks.md ("Defaults by a rule") picks:
-``query`` (random label queries) on images (benchmarks/heads.py), VIDEO_HEAD_WHY.
+caller gets what the command gets. Why the video values: docs/video.md ("Defaults").
 """
 
 from __future__ import annotations
@@ -18,10 +16,10 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 CACHES = ("auto", "ram", "disk")
 LOSSES = ("bce", "asl")  # core/training/losses.py (kept here too: this module imports no torch)
-# Per modality: what an unset head / epochs / lr / probe_epochs / patience becomes.
+# Per modality: what an unset epochs / lr / probe_epochs / patience becomes.
 MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "image": {"head": "query", "epochs": 20, "lr": 1e-3, "weight_decay": 1e-4, "probe_epochs": 0, "patience": 0},
-    "video": {"head": "cma", "epochs": 40, "lr": 1e-2, "weight_decay": 1e-4, "probe_epochs": 10, "patience": 10},
+    "image": {"epochs": 20, "lr": 1e-3, "weight_decay": 1e-4, "probe_epochs": 0, "patience": 0},
+    "video": {"epochs": 40, "lr": 1e-2, "weight_decay": 1e-4, "probe_epochs": 10, "patience": 10},
 }
 
 
@@ -34,7 +32,6 @@ class TrainConfig:
     clip_grad: max global gradient norm (0 = no clipping). amp: None = on for CUDA, off on CPU.
     val_fraction: share of the training file held out when no validation file is given (0 = none).
 
-    head left at None is the data's modality's default head (:data:`MODALITY_DEFAULTS`);
     epochs, lr, weight_decay, probe_epochs and patience left at None take the defaults of the
     head (its class's ``training_defaults``), then of the data's modality
     (:data:`MODALITY_DEFAULTS`), filled in by :meth:`for_modality` once the features file says
@@ -44,7 +41,7 @@ class TrainConfig:
     probability margin ``asl_clip`` (core/training/losses.py).
     """
 
-    head: str | None = None  # None: the modality's default head (query on images, cma on video)
+    head: str = "cma"
     epochs: int | None = None
     batch_size: int = 32
     lr: float | None = None

@@ -20,7 +20,6 @@ import numpy as np
 
 from mlgraph_cli.core.io.artifacts import file_digest, labels_digest, maker
 from mlgraph_cli.core.progress import ProgressHook
-from mlgraph_cli.core.training.config import MODALITY_DEFAULTS
 from mlgraph_cli.core.training.data import TrainingData, check_same_label_set, features_modality
 from mlgraph_cli.errors import InputError, MismatchError, MlgraphError, input_error
 
@@ -54,7 +53,7 @@ class TrainInputs:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: (Path(v) if v else None) for k, v in (data or {}).items() if k in names})
 
-    def with_project(self, project, head: str | None, head_options: dict[str, Any] | None = None) -> "TrainInputs":
+    def with_project(self, project, head: str, head_options: dict[str, Any] | None = None) -> "TrainInputs":
         """Fill the paths left out from a project folder (None: as given): artifacts for features,
         validation features (if that file exists), embeddings and graph (for the heads that read
         them); the dataset's images, annotations and validation split for end-to-end runs."""
@@ -73,10 +72,8 @@ class TrainInputs:
             fill["features"] = self.features or project.artifact("features")
             default_val = project.artifact("val_features")
             fill["val_features"] = self.val_features or (default_val if default_val.is_file() else None)
-        # the image and video entries of a head name read the same inputs (cma / video-cma: embeddings);
-        # no head named: the default head of either modality, whichever the features turn out to hold
-        names = [head] if head else [MODALITY_DEFAULTS[m]["head"] for m in MODALITY_DEFAULTS]
-        kinds = [HEADS[n].head_class for name in names for n in (name, f"video-{name}") if n in HEADS]
+        # the image and video entries of a head name read the same inputs (cma / video-cma: embeddings)
+        kinds = [HEADS[n].head_class for n in (head, f"video-{head}") if n in HEADS]
         if any(k.reads_embeddings(head_options or {}) for k in kinds):
             fill["embeddings"] = self.embeddings or project.artifact("embeddings")
         if any(k.needs_adjacency for k in kinds):
@@ -110,8 +107,6 @@ def resolved_config(inputs: TrainInputs, config):
     from mlgraph_cli.core.models import HEADS, resolve_head
 
     modality = data_modality(inputs)
-    if config.head is None:  # the modality's default head (core/training/config.py)
-        config = dataclasses.replace(config, head=MODALITY_DEFAULTS[modality]["head"])
     name = resolve_head(config.head, modality, None if inputs.end_to_end else inputs.features)
     head_class = HEADS[name].head_class
     if head_class.fitted:  # solved once, in closed form (core/training/fitting.py): one "epoch", no probe, no SGD loss
