@@ -262,9 +262,16 @@ def machine() -> dict[str, Any]:
             "load": [round(x, 2) for x in os.getloadavg()]}
 
 
+def _one_load(value: Any) -> float | None:
+    """A run's 1-minute load average: a number, or the first of a list (older runs), or None."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def describe(info: dict[str, Any], runs: list[dict[str, Any]]) -> str:
     """One line on the machine (a :func:`machine` dict) and the load the ``runs`` saw as they ended."""
-    loads = sorted(r["load"] for r in runs if r.get("load") is not None)
+    loads = sorted(x for x in (_one_load(r.get("load")) for r in runs) if x is not None)
     seen = (f"load average (1 min) at the end of the runs {loads[0]:.1f}-{loads[-1]:.1f}, median "
             f"{loads[len(loads) // 2]:.1f}" if loads else "load not recorded")
     return (f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {info['threads']} torch "
