@@ -46,6 +46,9 @@ HEADS: dict[str, Spec] = {
     # the options of the defaults before this study, pinned so that a row names what it ran
     "cma": Spec("cma", "default", {"gap_branch": True, "dropout": 0.3, "collapse": "uniform"}),
     "ms-cma": Spec("ms-cma", "default", {"gap_branch": True, "dropout": 0.3, "collapse": "uniform"}),  # reads both maps (stage5 and head)
+    # the same heads as the rule of docs/benchmarks.md left them (the paper's: no GAP branch, no dropout, zero collapse)
+    "cma-paper": Spec("cma", "default", {"gap_branch": False, "dropout": 0.0, "collapse": "zero"}),
+    "ms-cma-paper": Spec("ms-cma", "default", {"gap_branch": False, "dropout": 0.0, "collapse": "zero"}),
     "query-graph": Spec("query", "default", {"init": "embeddings"}),  # queries from a plain `mlgraph embed`
     "query-word": Spec("query", "word", {"init": "embeddings"}),  # from `mlgraph embed --method word` (GloVe)
     "query-random": Spec("query", options={"init": "random"}),

@@ -53,4 +53,4 @@ def test_asl_must_also_beat_its_bce_twin_or_the_twin_is_picked():
 def test_every_head_and_loss_has_a_row_and_the_probe_only_its_own_loss():
     assert "cma/bce" in heads.ROWS and "query-random/asl" in heads.ROWS and "probe-gapgmp/bce" in heads.ROWS
     assert not any(r.startswith("probe") and r.endswith("/asl") for r in heads.ROWS)
-    assert len(heads.ROWS) == 3 + 8 * 2
+    assert len(heads.ROWS) == 3 + 10 * 2
