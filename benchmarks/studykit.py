@@ -1,9 +1,12 @@
 """What the head studies share (benchmarks/fair.py, benchmarks/heads.py): the data, the runs, the statistics.
 
 - Data: one fashion-scenes project per data seed d (`mlgraph make-dataset fashion-scenes --seed
-  100 + d`, `mlgraph build-graph`, `mlgraph extract --layer stage5 --layer head` per split), plus a
-  copy of each features file with the finer `stage5` map as its only map and a rare-label subset.
-- Embeddings made by the embed stage, one file per kind and training seed.
+  100 + d`, `mlgraph build-graph`, `mlgraph extract --layer stage5 --layer head` per split, or
+  extract's defaults: the `head` map alone), plus, when asked, a copy of each features file with
+  the finer `stage5` map as its only map and a rare-label subset.
+- Embeddings made by the embed stage, one file per graph, kind and training seed.
+- A row (:class:`Spec`): a head, its embeddings, options and training settings, the training
+  file and the graph; :func:`run_spec` trains it on one (data seed, training seed).
 - Runs: each trains through `stages.train.train` (the code of `mlgraph train`), keeps its best
   validation epoch and is scored on test once (`stages.evaluate`); one JSON per run, written
   atomically, so an interrupted study resumes where it stopped.
@@ -20,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,9 +48,11 @@ def project(work: Path, data_seed: int) -> Path:
     return work / f"data-s{data_seed}"
 
 
-def prepare(work: Path, data_seed: int, sizes: Any, *, stage5: bool = True, rare: bool = True) -> Path:
-    """The project of one data seed: dataset, graph, two-stage features (``sizes``: .train, .val,
-    .test), and, when asked, the stage5-only copies and the rare-label training subset."""
+def prepare(work: Path, data_seed: int, sizes: Any, *, stage5: bool = True, rare: bool = True,
+            layers: tuple[str, ...] | None = ("stage5", "head")) -> Path:
+    """The project of one data seed: dataset, graph, features of ``layers`` (None: what `mlgraph
+    extract` writes with its defaults) (``sizes``: .train, .val, .test), and, when asked, the
+    stage5-only copies and the rare-label training subset."""
     data = project(work, data_seed)
     if not (data / "mlgraph.toml").exists():
         mlgraph("make-dataset", "fashion-scenes", str(data), "--train", str(sizes.train), "--val", str(sizes.val),
@@ -55,7 +61,8 @@ def prepare(work: Path, data_seed: int, sizes: Any, *, stage5: bool = True, rare
         mlgraph("build-graph", cwd=data)
     for split, name in SPLITS:
         if not (data / "artifacts" / f"{name}.h5").exists():
-            mlgraph("extract", "--split", split, "--layer", "stage5", "--layer", "head", "-q", cwd=data)
+            flags = [x for layer in layers or () for x in ("--layer", layer)]
+            mlgraph("extract", "--split", split, *flags, "-q", cwd=data)
         if stage5:  # the finer map as the only map
             copy_rows(data / "artifacts" / f"{name}.h5", data / "artifacts" / f"stage5-{name}.h5", None,
                       features_aux="features")
@@ -108,15 +115,17 @@ def rare_subset(art: Path) -> None:
     copy_rows(art / "features.h5", art / "rare-features.h5", np.flatnonzero(keep))
 
 
-def embeddings(data: Path, kind: str, seed: int, command: str) -> Path:
-    """The embeddings file of ``kind`` for one training seed, made by the embed stage.
+def embeddings(data: Path, kind: str, seed: int, command: str, graph: str = "graph.json") -> Path:
+    """The embeddings file of ``kind`` for one training seed, made by the embed stage from
+    ``graph`` (a file under the project's artifacts).
 
     kinds: "default" (a plain `mlgraph embed` today), "asge" (ASGE fitted to A, --self-weight 0),
     "asge-lam<L>" (--self-weight L), "onehot" (the identity), "onehot-<d>" (orthonormal rows in d
     dimensions), "word" (the packaged GloVe vectors as they are)."""
     from mlgraph_cli.stages.embed import EmbedConfig, embed
 
-    path = data / "artifacts" / "emb" / f"{kind}-s{seed}.h5"
+    stem = "" if graph == "graph.json" else graph.removesuffix(".json") + "-"
+    path = data / "artifacts" / "emb" / f"{stem}{kind}-s{seed}.h5"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,8 +139,68 @@ def embeddings(data: Path, kind: str, seed: int, command: str) -> Path:
         config = EmbedConfig(seed=seed)
     else:  # "asge" or "asge-lam<L>"
         config = EmbedConfig(seed=seed, self_weight=float(kind.split("-lam", 1)[1]) if "-lam" in kind else 0.0)
-    embed(data / "artifacts" / "graph.json", path, config, init=init, command=command)
+    embed(data / "artifacts" / graph, path, config, init=init, command=command)
     return path
+
+
+def graph_of_labels(art: Path, label_sets: list[list[str]], name: str) -> str:
+    """``mlgraph build-graph`` on ``label_sets`` written as JSONL (one {"image", "labels"} per set):
+    the graph of exactly those label sets, as a user would build it; returns its file name under ``art``."""
+    out = art / name
+    if not out.exists():
+        src = art / (name.removesuffix(".json") + "-labels.jsonl")
+        src.write_text("".join(json.dumps({"image": f"set{i}", "labels": labels}) + "\n"
+                               for i, labels in enumerate(label_sets)))
+        mlgraph("build-graph", str(src), "--format", "jsonl", "-o", str(out), "-q", cwd=art)
+    return name
+
+
+def labels_of(features: Path) -> list[list[str]]:
+    """The label sets of a features file, one list of names per row (positives only)."""
+    import h5py
+
+    with h5py.File(features, "r") as f:
+        names = [x.decode() if isinstance(x, bytes) else str(x) for x in f["label_names"][:]]
+        y = f["labels"][:] > 0
+    return [[names[j] for j in row.nonzero()[0]] for row in y]
+
+
+@dataclass
+class Spec:
+    """One row of a study: ``head`` with ``embeddings`` (a kind of :func:`embeddings`, or None),
+    head ``options``, ``training`` (TrainConfig fields other than the head, seed and loss), the
+    training file under the project's artifacts, and the ``graph`` its embeddings (and mlgcn's
+    adjacency) come from. ms-cma reads both maps of the features files."""
+
+    head: str
+    embeddings: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    train_file: str = "features.h5"
+    graph: str = "graph.json"
+
+
+def run_spec(work: Path, key: str, loss: str, spec: Spec, data_seed: int, seed: int, *, command: str,
+             smoke: bool = False) -> dict[str, Any]:
+    """Row ``key/loss`` of ``spec`` on one (data seed, training seed), kept as results/KEY-LOSS-dD-sS.json."""
+    from mlgraph_cli.core.training.trainer import TrainConfig
+    from mlgraph_cli.stages.train.inputs import TrainInputs
+
+    art = project(work, data_seed) / "artifacts"
+    tag = f"{key}-{loss}-d{data_seed}-s{seed}"
+
+    def run() -> dict[str, Any]:
+        emb = embeddings(art.parent, spec.embeddings, seed, command, spec.graph) if spec.embeddings else None
+        extra = {**spec.training, **({"epochs": 1} if smoke else {})}
+        cfg = TrainConfig(head=spec.head, seed=seed, loss=loss, cache="ram", workers=0, device="cpu",
+                          head_options=dict(spec.options), **extra)
+        inputs = TrainInputs(features=art / spec.train_file, val_features=art / "val-features.h5", embeddings=emb,
+                             graph=art / spec.graph if spec.head == "mlgcn" else None)
+        scored = train_and_score(work / "runs" / tag, inputs, cfg, art / "test-features.h5")
+        return {"row": f"{key}/{loss}", "data_seed": data_seed, "seed": seed, **scored,
+                "load": round(os.getloadavg()[0], 2)}
+
+    return kept(work / "results" / f"{tag}.json", run)
 
 
 def kept(out: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -175,3 +244,35 @@ def paired(rows: list[dict[str, Any]], reference: list[dict[str, Any]], value: C
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, torch, and the load average now."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "load": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _one_load(value: Any) -> float | None:
+    """A run's 1-minute load average: a number, or the first of a list (older runs), or None."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def describe(info: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    """One line on the machine (a :func:`machine` dict) and the load the ``runs`` saw as they ended."""
+    loads = sorted(x for x in (_one_load(r.get("load")) for r in runs) if x is not None)
+    seen = (f"load average (1 min) at the end of the runs {loads[0]:.1f}-{loads[-1]:.1f}, median "
+            f"{loads[len(loads) // 2]:.1f}" if loads else "load not recorded")
+    return (f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {info['threads']} torch "
+            f"thread(s) per run; {seen}.")

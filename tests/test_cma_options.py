@@ -40,7 +40,7 @@ def test_a_retired_option_that_did_something_is_one_line(option, value):
 
 
 def test_init_from_probe_makes_each_locations_cosine_read_the_probe():
-    head = _cma()
+    head = _cma(gap_branch=True)
     v, b = torch.randn(C, D), torch.randn(C)
     head.init_from_probe(v, b)
     x = torch.randn(B, D, H, W)

@@ -19,7 +19,9 @@ def _seed():
 
 
 def _query(name="query", **options):
-    return build_head(name, in_channels=D, num_labels=C, embeddings=torch.randn(C, E), **{**SMALL, **options})
+    options = {"init": "embeddings", **SMALL, **options}
+    return build_head(name, in_channels=D, num_labels=C, embeddings=torch.randn(C, E) if options["init"] == "embeddings"
+                      else None, **options)
 
 
 @pytest.mark.parametrize("groups, queries, per_query", [(0, 5, 1), (2, 2, 3), (4, 3, 2), (5, 5, 1)])
@@ -38,14 +40,14 @@ def test_group_decoding_shares_each_query_among_consecutive_labels(groups, queri
 def test_embedding_queries_follow_the_embeddings_and_random_ones_do_not_need_them():
     e = torch.randn(C, E)
     e[3] = 4.0 * e[1]  # the same direction: the same unit embedding, the same query
-    head = build_head("query", in_channels=D, num_labels=C, embeddings=e, **SMALL)
+    head = build_head("query", in_channels=D, num_labels=C, embeddings=e, init="embeddings", **SMALL)
     q = head.queries()
     torch.testing.assert_close(q[3], q[1])
     assert not torch.allclose(q[0], q[1])
-    free = build_head("query", in_channels=D, num_labels=C, init="random", **SMALL)
+    free = build_head("query", in_channels=D, num_labels=C, **SMALL)  # random queries: the default
     assert free.queries().shape == (C, 16) and not free.needs_embeddings and "embedding_dim" not in free.config
-    assert type(free).reads_embeddings({"init": "random"}) is False and type(free).reads_embeddings({}) is True
-    grouped = build_head("query", in_channels=D, num_labels=C, embeddings=e, groups=2, **SMALL)
+    assert type(free).reads_embeddings({}) is False and type(free).reads_embeddings({"init": "embeddings"}) is True
+    grouped = build_head("query", in_channels=D, num_labels=C, embeddings=e, init="embeddings", groups=2, **SMALL)
     unit = torch.nn.functional.normalize(e, dim=1)
     torch.testing.assert_close(grouped.queries(), grouped.query_proj(torch.stack([unit[:3].mean(0), unit[3:].mean(0)])))
 

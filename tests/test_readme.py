@@ -56,6 +56,6 @@ def test_readme_own_data_runs_as_written(cli, tmp_path, monkeypatch):
         result = cli(*command[1:])
         assert result.exit_code == 0, (command, result.output)
     for made in ("graph.json", "embeddings.h5", "features.h5", "val-features.h5", "test-features.h5",
-                 "runs/cma/best.safetensors", "runs/cma/eval-test-features.json", "model.onnx"):
+                 "runs/mine/best.safetensors", "runs/mine/eval-test-features.json", "model.onnx"):
         assert Path(made).is_file(), made
     assert sorted(p.name for p in Path("explain").glob("*.png")) == ["a.jpg.png", "b.png.png"]

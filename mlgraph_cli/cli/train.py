@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from mlgraph_cli.cli._common import default_help, progress_bar, err, handle_errors, load_project, summary
-from mlgraph_cli.core.training.config import MODALITY_DEFAULTS, TrainConfig  # plain dataclasses: no torch
+from mlgraph_cli.core.training.config import DEFAULT_HEAD_HELP, MODALITY_DEFAULTS, TrainConfig  # plain dataclasses: no torch
 
 EPILOG = ("Example: mlgraph train --features features.h5 --embeddings embeddings.h5 --head cma --epochs 20 "
           "-o runs/train/cma")
@@ -103,7 +103,7 @@ def train(
                                          "(Query2Label / ML-Decoder), probe = a linear probe fitted by logistic "
                                          "regression (one fit, --epochs does not apply); on video features cma, gap, "
                                          "gmp, query, probe are temporal and frame-max is a frame-level reference. "
-                                         f"{_d('head')}")] = None,
+                                         f"\\[default: {DEFAULT_HEAD_HELP}; cma on video]")] = None,
     epochs: Annotated[Optional[int], _opt("--epochs", min=1,
                                           help=f"Epochs. {_dm('epochs')}")] = None,
     seed: Annotated[Optional[int], _opt("--seed", help="Seed of the initial weights, batch order and split. "

@@ -25,7 +25,7 @@ import torch
 from mlgraph_cli.core.annotations import YAML_SUFFIXES, yolo_yaml
 from mlgraph_cli.core.device import resolve_device
 from mlgraph_cli.core.features.backbones.build import build_backbone
-from mlgraph_cli.core.features.config import ExtractConfig
+from mlgraph_cli.core.features.config import ExtractConfig, default_layers
 from mlgraph_cli.core.features.extraction import Extracted, extract_rows, source_digest
 from mlgraph_cli.core.features.plan import plan_for, unique_skipped, wants_clips, write_skipped_report
 from mlgraph_cli.core.features.shards import (finished_shard, merge_shards, parse_shard, read_done, shard_of,
@@ -161,6 +161,8 @@ def extract(images: Sequence[str | os.PathLike] | None, output: str | os.PathLik
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)  # pinned memory and kernels on this GPU, not all on GPU 0
     config = resolve_parallelism(config, device.type)
+    if not config.layers:  # the stages stored by default (core/features/config.py)
+        config = replace(config, layers=default_layers(config.backbone, video=clips))
     torch.set_num_threads(int(config.threads))
     backbone = build_backbone(config.backbone, config.weights, config.layers, config.image_size, device,
                               seed=config.seed, offline=config.offline or None)

@@ -5,6 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# What `mlgraph extract` stores from an image when no --layer is given: for EfficientNet-Lite0 its
+# last map (7 x 7 at 224 px) and the finer map of stage 5 (14 x 14), the two MS-CMA reads, the
+# default head on such files (docs/benchmarks.md); other backbones their last stage. Video frames keep
+# one stage.
+DEFAULT_IMAGE_LAYERS: dict[str, tuple[str, ...]] = {"efficientnet-lite0": ("stage5", "head")}
+
+
+def default_layers(backbone: str, video: bool = False) -> list[str]:
+    """The stages extract stores when ``--layer`` is not given (empty: the backbone's last)."""
+    return [] if video else list(DEFAULT_IMAGE_LAYERS.get(backbone, ()))
+
+
 # The largest input side in px a backbone is run at (a 8192 x 8192 image is 200 MB of floats).
 MAX_IMAGE_SIZE = 8192
 
@@ -16,7 +28,7 @@ class ExtractConfig:
     backbone: str = "efficientnet-lite0"
     weights: str = "DEFAULT"  # torchvision enum name, IMAGENET1K for Lite0, a state-dict file, or none
     image_size: int | None = None  # None: the backbone's default (448 torchvision, 224 Lite0)
-    layers: list[str] = field(default_factory=list)  # empty: the last stage; two: main + aux (MS-CMA)
+    layers: list[str] = field(default_factory=list)  # empty: default_layers(); two: main + aux (MS-CMA)
     batch_size: int = 32
     workers: int | None = None  # DataLoader processes decoding and resizing; 0 = main process; None: by cores
     threads: int | None = None  # torch threads for the forward pass; None: the cores left to this process

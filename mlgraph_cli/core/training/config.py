@@ -19,6 +19,18 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 CACHES = ("auto", "ram", "disk")
 LOSSES = ("bce", "asl")  # core/training/losses.py (kept here too: this module imports no torch)
+# The head an unset --head becomes (docs/benchmarks.md, "Defaults by a rule"): on images multi-scale CMA
+# where the features hold the finer map as well (what `mlgraph extract` writes by default with
+# EfficientNet-Lite0), CMA on one map (MS-CMA's single-scale form), temporal CMA on video.
+DEFAULT_HEADS = {"image-two-maps": "ms-cma", "image": "cma", "video": "cma"}
+DEFAULT_HEAD_HELP = "ms-cma on features with two maps (extract's default), else cma"
+
+
+def default_head(modality: str, two_maps: bool) -> str:
+    """The head of a run that names none, for data of ``modality`` with one map or two."""
+    return DEFAULT_HEADS["image-two-maps" if modality == "image" and two_maps else modality]
+
+
 # Per modality: what an unset epochs / lr / probe_epochs / patience becomes.
 MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
     "image": {"epochs": 20, "lr": 1e-3, "weight_decay": 1e-4, "probe_epochs": 0, "patience": 0},
@@ -48,7 +60,7 @@ class TrainConfig:
     probability margin ``asl_clip`` (core/training/losses.py).
     """
 
-    head: str = "cma"
+    head: str | None = None  # None: default_head() of the data, once the features file says what it holds
     epochs: int | None = None
     batch_size: int = 32
     lr: float | None = None

@@ -21,11 +21,13 @@ import torch
 
 from mlgraph_cli.core.annotations import read_label_set
 from mlgraph_cli.core.embeddings.files import read_embeddings
+from mlgraph_cli.core.features.video_file import has_second_map
 from mlgraph_cli.core.graph.adjacency import adjacency
 from mlgraph_cli.core.graph.files import read_graph
 from mlgraph_cli.core.io.artifacts import file_digest, labels_digest, maker
 from mlgraph_cli.core.models import HEADS, build_head, resolve_head
 from mlgraph_cli.core.progress import ProgressHook
+from mlgraph_cli.core.training.config import DEFAULT_HEADS, default_head
 from mlgraph_cli.core.training.data import TrainingData, check_same_label_set, features_modality, prepare_features
 from mlgraph_cli.core.training.trainer import Classifier, seed_everything
 from mlgraph_cli.errors import InputError, MismatchError, MlgraphError, input_error
@@ -62,7 +64,7 @@ class TrainInputs:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: (Path(v) if v else None) for k, v in (data or {}).items() if k in names})
 
-    def with_project(self, project, head: str, head_options: dict[str, Any] | None = None) -> "TrainInputs":
+    def with_project(self, project, head: str | None, head_options: dict[str, Any] | None = None) -> "TrainInputs":
         """Fill the paths left out from a project folder (None: as given): artifacts for features,
         validation features (if that file exists), embeddings and graph (for the heads that read
         them); the dataset's images, annotations and validation split for end-to-end runs; the
@@ -81,7 +83,9 @@ class TrainInputs:
             default_val = project.artifact("val_features")
             fill["val_features"] = self.val_features or (default_val if default_val.is_file() else None)
         # the image and video entries of a head name read the same inputs (cma / video-cma: embeddings)
-        kinds = [HEADS[n].head_class for n in (head, f"video-{head}") if n in HEADS]
+        # no head named: any default head (core/training/config.py), whichever the features turn out to need
+        names = [head] if head else sorted(set(DEFAULT_HEADS.values()))
+        kinds = [HEADS[n].head_class for name in names for n in (name, f"video-{name}") if n in HEADS]
         if any(k.reads_embeddings(head_options or {}) for k in kinds):
             fill["embeddings"] = self.embeddings or project.artifact("embeddings")
         if any(k.needs_adjacency for k in kinds):
@@ -110,11 +114,21 @@ def data_modality(inputs: TrainInputs) -> str:
     return features_modality(inputs.features)
 
 
+def _two_maps(inputs: TrainInputs, config) -> bool:
+    """Whether the run's inputs give two maps: ``--layer`` twice end to end, else a features file
+    with the finer map (``features_aux``) beside the main one."""
+    if inputs.end_to_end or inputs.features is None:
+        return len(config.layers or []) == 2
+    return has_second_map(inputs.features)
+
+
 def resolved_config(inputs: TrainInputs, config):
     """``config`` with its unset values filled for the head and the data's modality (read from the
     features file's schema, once). A fitted head (``probe``) runs one epoch, its fit, whatever
     ``epochs`` says."""
     modality = data_modality(inputs)
+    if config.head is None:  # the default head of what the data holds (core/training/config.py)
+        config = dataclasses.replace(config, head=default_head(modality, _two_maps(inputs, config)))
     name = resolve_head(config.head, modality, None if inputs.end_to_end else inputs.features)
     head_class = HEADS[name].head_class
     if head_class.fitted:  # solved once, in closed form (core/training/fitting.py): one "epoch", no probe, no SGD loss
