@@ -18,7 +18,7 @@ from typing import Any
 
 from mlgraph_cli.core.annotations import FORMATS, detect_format, load_annotations, load_label_stats
 from mlgraph_cli.core.io.artifacts import provenance
-from mlgraph_cli.core.graph.config import EXTRA_FORMATS, BuildGraphConfig
+from mlgraph_cli.core.graph.config import GRAPH_FORMATS, BuildGraphConfig
 from mlgraph_cli.core.graph.counts import LabelGraph, build_label_graph
 from mlgraph_cli.core.graph.files import write_graph
 from mlgraph_cli.core.io.outputs import check_output
@@ -27,7 +27,6 @@ from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph build-graph"
 # The annotation formats, plus YouTube-8M TFRecords (read by core/media/yt8m/files.py).
-GRAPH_FORMATS = (*FORMATS, *EXTRA_FORMATS)
 # A co-occurrence graph needs at least one possible pair of labels.
 MIN_LABELS = 2
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from mlgraph_cli.core.embeddings.config import WEIGHTINGS
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 
-WEIGHTINGS = ("balanced", "uniform")
 
 
 

@@ -30,10 +30,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mlgraph_cli.core.embeddings.config import OOV_POLICIES
 from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.errors import input_error
 
-OOV_POLICIES = ("error", "random")
 # Only the first few missing labels are named in the one-line error; the rest are counted.
 _MAX_NAMED = 10
 _HEADER = re.compile(r"^\s*\d+\s+\d+\s*$")

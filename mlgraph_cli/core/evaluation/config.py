@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlgraph_cli.core.training.config import CHECKPOINTS
 from mlgraph_cli.errors import MlgraphError
 
 TUNED = "tuned"
-CHECKPOINTS = ("best", "last")
 
 
 @dataclass

@@ -119,7 +119,7 @@ def resolved_config(inputs: TrainInputs, config):
             raise InputError(f"--loss {config.loss}: head {config.head} is fitted by logistic regression, whose loss "
                              f"is the log loss (leave out --loss, or pick a head trained by SGD)")
         config = dataclasses.replace(config, epochs=1, probe_epochs=0, warmup_epochs=0.0)
-    return config.for_modality(modality, head_class.training_defaults)
+    return config.for_modality(modality, name)
 
 
 def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook) -> Prepared:
