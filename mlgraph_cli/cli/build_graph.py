@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import progress_bar, default_help, handle_errors, is_stdout, load_project, summary
-from mlgraph_cli.core.graph.config import BuildGraphConfig  # a plain dataclass: no numpy
+from mlgraph_cli.cli._common import progress_bar, handle_errors, is_stdout, load_project, summary
+from mlgraph_cli.cli._options import config_option, given
+from mlgraph_cli.core.graph.config import GRAPH_FORMATS, LABEL_ORDERS, BuildGraphConfig  # plain data: no numpy
 
 EPILOG = "Example: mlgraph build-graph annotations/instances_train2014.json -o graph.json --format coco"
-
-
-def _d(name: str) -> str:
-    return default_help(BuildGraphConfig, name)
-
-
-class Format(str, Enum):
-    """Annotation formats (the names of mlgraph_cli.stages.build_graph.GRAPH_FORMATS)."""
-
-    coco = "coco"
-    voc = "voc"
-    nuswide = "nuswide"
-    openimages = "openimages"
-    csv = "csv"
-    jsonl = "jsonl"
-    yolo = "yolo"
-    stats = "stats"
-    yt8m = "yt8m"
-
-
-class LabelOrder(str, Enum):
-    name = "name"
-    id = "id"
 
 
 def build_graph(
@@ -47,17 +24,17 @@ def build_graph(
     output: Annotated[Optional[str], typer.Option(
         "-o", "--output", help="Graph file: .json (node-link) or .graphml; '-' writes JSON to stdout. "
                                "Default: \\[artifacts] graph, or graph.json.", show_default=False)] = None,
-    format: Annotated[Optional[Format], typer.Option(
+    format: Annotated[Optional[Literal[GRAPH_FORMATS]], typer.Option(
         "--format", help="Annotation format (auto-detected when left out; yt8m for names with .tfrecord).",
         show_default=False)] = None,
-    label_order: Annotated[Optional[LabelOrder], typer.Option(
+    label_order: Annotated[Optional[Literal[LABEL_ORDERS]], config_option(BuildGraphConfig, "label_order",
         "--label-order", help="name: sorted by name; id: the dataset's own order (COCO category ids, "
-                              f"first appearance in CSV/JSONL). {_d('label_order')}", show_default=False)] = None,
+                              "first appearance in CSV/JSONL).")] = None,
     split: Annotated[Optional[str], typer.Option(
         "--split", help="VOC image set (default trainval); NUS-WIDE all|train|test (default train when "
                         "TrainTestLabels exists); YOLO train|val|test (default train).", show_default=False)] = None,
-    min_count: Annotated[Optional[int], typer.Option(
-        "--min-count", min=0, help=f"Drop labels carried by fewer than N images. {_d('min_count')}", show_default=False)] = None,
+    min_count: Annotated[Optional[int], config_option(BuildGraphConfig, "min_count",
+        "--min-count", min=0, help="Drop labels carried by fewer than N images.")] = None,
     delimiter: Annotated[Optional[str], typer.Option(
         "--delimiter", help="CSV column delimiter (default: ',' or tab for .tsv).", show_default=False)] = None,
     label_delimiter: Annotated[Optional[str], typer.Option(
@@ -78,8 +55,7 @@ def build_graph(
     """Count label co-occurrences (n_i, M_ij) in training annotations and write the label graph."""
     from mlgraph_cli.stages.build_graph import run_build_graph
 
-    overrides = dict(format=format.value if format else None, label_order=label_order.value if label_order else None,
-                     split=split, min_count=min_count, delimiter=delimiter, label_delimiter=label_delimiter,
+    overrides = given(format=format, label_order=label_order, split=split, min_count=min_count, delimiter=delimiter, label_delimiter=label_delimiter,
                      classes=classes, vocabulary=vocabulary, segment_classes=segment_classes)
     progress = progress_bar(quiet=quiet)
     try:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlgraph_cli.core.graph.config import ADJACENCY_KINDS
 
 METHODS = ("asge", "word", "deepwalk", "spectral", "onehot")
 OOV_POLICIES = ("error", "random")  # labels missing from the word vectors: refuse, or seeded random vectors
-WEIGHTINGS = ("balanced", "uniform")  # ASGE pair weights (core/embeddings/asge.py)
+WEIGHTINGS = ("uniform", "balanced")  # ASGE pair weights (core/embeddings/asge.py)
 DEFAULT_DIM = 300  # width of ASGE / DeepWalk / spectral embeddings unless --dim says otherwise
 MAX_DIM = 65536  # the widest embeddings read back (core/embeddings/files.py MAX_DIMENSION)
 # Upper bounds of the whole-number settings: far beyond any use, and refused before a fit would
@@ -37,7 +37,7 @@ class EmbedConfig:
     adjacency: str = "cond-mean"
     tau: float = 0.4
     p: float = 0.2
-    dim: int | None = None
+    dim: int | None = field(default=None, metadata={"default": str(DEFAULT_DIM)})  # the help's default
     seed: int = 0
     oov: str = "error"
     steps: int = 500

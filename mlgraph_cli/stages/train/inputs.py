@@ -114,12 +114,25 @@ def resolved_config(inputs: TrainInputs, config):
     modality = data_modality(inputs)
     name = resolve_head(config.head, modality, None if inputs.end_to_end else inputs.features)
     head_class = HEADS[name].head_class
+    check_head_options(config.head, head_class, config.head_options or {})
     if head_class.fitted:  # solved once, in closed form (core/training/fitting.py): one "epoch", no probe, no SGD loss
         if config.loss != "bce":
             raise InputError(f"--loss {config.loss}: head {config.head} is fitted by logistic regression, whose loss "
                              f"is the log loss (leave out --loss, or pick a head trained by SGD)")
         config = dataclasses.replace(config, epochs=1, probe_epochs=0, warmup_epochs=0.0)
     return config.for_modality(modality, name)
+
+
+def check_head_options(head: str, head_class, options: dict[str, Any]) -> None:
+    """An unknown key of ``--head-option`` / ``[train] head_options`` is one line listing the valid
+    keys, before any data is read (a bad value is refused by the head when it is built)."""
+    from mlgraph_cli.core.models import RETIRED_OPTIONS
+
+    valid = head_class.option_names()
+    for key in options:
+        if key not in valid and key not in RETIRED_OPTIONS:
+            raise InputError(f"--head-option {key}={options[key]!r}: head {head} has no option {key!r} (valid keys: "
+                             f"{', '.join(valid) or 'none'}; set with --head-option or [train] head_options)")
 
 
 def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook) -> Prepared:
