@@ -29,10 +29,10 @@ def evaluate(
     output: Annotated[Optional[str], plain_option(
         "-o", "--output", help="Metrics JSON (mlgraph/metrics@1); '-' writes it to stdout. Default: "
                                "RUN/eval-<data>.json.")] = None,
-    threshold: Annotated[Optional[str], plain_option(
-        "--threshold", help="Probability at which a label counts as predicted, or 'tuned': the run's per-label "
-                            "thresholds (best F1 on its validation split). Both are shown when the run has tuned "
-                            "ones. \\[default: the run's threshold, 0.5]")] = None,
+    threshold: Annotated[Optional[str], config_option(EvaluateConfig, "threshold", help="Probability at which a label "
+                                                      "counts as predicted, or 'tuned': the run's per-label thresholds "
+                                                      "(best F1 on its validation split). Both are shown when the run "
+                                                      "has tuned ones.")] = None,
     checkpoint: Annotated[Optional[Literal[CHECKPOINTS]], config_option(EvaluateConfig, "checkpoint", "--checkpoint", help="Which weights.")] = None,
     per_label: Annotated[Optional[bool], config_option(EvaluateConfig, "per_label",
         "--per-label", help="Also print AP, precision, recall, F1 and positives of every label.")
@@ -44,9 +44,9 @@ def evaluate(
     device: Annotated[Optional[str], config_option(EvaluateConfig, "device", "--device", help="auto, cpu, cuda, cuda:N.")] = None,
     batch_size: Annotated[Optional[int], config_option(EvaluateConfig, "batch_size", "--batch-size", min=1, help="Images per batch.")
                           ] = None,
-    top_k_segments: Annotated[Optional[int], plain_option(
-        "--top-k-segments", min=1, help="Video runs on YouTube-8M Segments ratings: K of the segment MAP@K "
-                                        "(rated segments only). \\[default: 100000, the Kaggle metric's]")] = None,
+    top_k_segments: Annotated[Optional[int], config_option(EvaluateConfig, "top_k_segments", min=1, help="Video runs on "
+                                                           "YouTube-8M Segments ratings: K of the segment MAP@K (rated "
+                                                           "segments only).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score a run on labelled data: mAP, CP, CR, CF1, OP, OR, OF1 and their top-3 variants (0-100), at the

@@ -40,7 +40,7 @@ def predict(
         "--explain", help="Write one PNG per image into this folder (photo.jpg -> photo.jpg.png): each listed "
                           "label's attention map (cma, ms-cma, query) or class activation map (gap, gmp, mlgcn, "
                           "probe) over the image.")] = None,
-    segments: Annotated[Optional[bool], plain_option(
+    segments: Annotated[Optional[bool], config_option(PredictConfig, "segments",
         "--segments", help="Videos: also list the top labels of every 5-frame segment (frames s to s+4); video "
                            "files: of every --segment-seconds window, with start and end times.")] = None,
     segment_seconds: Annotated[Optional[float], config_option(PredictConfig, "segment_seconds",
