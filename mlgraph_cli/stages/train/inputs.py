@@ -171,10 +171,17 @@ def _with_model(data: TrainingData, name: str, inputs: TrainInputs, config) -> P
     if needs_a or inputs.graph is not None:
         adj, graph_info = _adjacency(inputs.graph, names, source, config)
     seed_everything(config.seed)  # the head's initial weights depend on the seed alone
-    head = build_head(name, in_channels=data.in_channels, num_labels=len(names),
-                      embeddings=torch.from_numpy(emb_vectors) if emb_vectors is not None else None,
-                      adjacency=torch.from_numpy(adj) if (adj is not None and needs_a) else None,
-                      **dict(config.head_options or {}))
+    try:
+        head = build_head(name, in_channels=data.in_channels, num_labels=len(names),
+                          embeddings=torch.from_numpy(emb_vectors) if emb_vectors is not None else None,
+                          adjacency=torch.from_numpy(adj) if (adj is not None and needs_a) else None,
+                          **dict(config.head_options or {}))
+    except (InputError, TypeError, ValueError) as exc:  # a value the head refuses: name where options are set
+        if not config.head_options:
+            raise
+        if not isinstance(exc, InputError):  # a value of the wrong type (float("abc"))
+            exc = f"head {config.head}: a value of the wrong type in {config.head_options} ({exc})"
+        raise InputError(f"--head-option: {exc}") from None
     return Prepared(model=Classifier(head, data.backbone), data=data, head_name=name, embeddings_info=emb_info,
                     graph_info=graph_info)
 
