@@ -55,8 +55,9 @@ def build_graph(
     """Count label co-occurrences (n_i, M_ij) in training annotations and write the label graph."""
     from mlgraph_cli.stages.build_graph import run_build_graph
 
-    overrides = given(format=format, label_order=label_order, split=split, min_count=min_count, delimiter=delimiter, label_delimiter=label_delimiter,
-                     classes=classes, vocabulary=vocabulary, segment_classes=segment_classes)
+    overrides = given(format=format, label_order=label_order, split=split, min_count=min_count, delimiter=delimiter,
+                      label_delimiter=label_delimiter, classes=classes, vocabulary=vocabulary,
+                      segment_classes=segment_classes)
     progress = progress_bar(quiet=quiet)
     try:
         result = run_build_graph(annotations, output, overrides, project=load_project(), progress=progress)

@@ -35,7 +35,7 @@ def embed(
     dim: Annotated[Optional[int], config_option(EmbedConfig, "dim",
         "--dim", min=1, max=MAX_DIM, help="Embedding width (asge, deepwalk, spectral). word keeps its own; onehot is the "
                              "identity, or with --dim >= labels seeded orthonormal rows that wide.")] = None,
-    seed: Annotated[Optional[int], config_option(EmbedConfig, "seed", "--seed", help="Seed: same seed, same bytes.")] = None,
+    seed: Annotated[Optional[int], config_option(EmbedConfig, "seed", help="Seed: same seed, same bytes.")] = None,
     adjacency: Annotated[Optional[Literal[ADJACENCY_KINDS]], config_option(EmbedConfig, "adjacency",
         "--adjacency", help="Target adjacency derived from the graph (cond-mean: (P(j|i) + P(i|j)) / 2).")] = None,
     tau: Annotated[Optional[float], config_option(EmbedConfig, "tau",
@@ -43,7 +43,8 @@ def embed(
     oov: Annotated[Optional[Literal[OOV_POLICIES]], config_option(EmbedConfig, "oov",
         "--oov", help="Labels missing from the vectors: error or random (seeded random vectors, "
                       "with a warning).")] = None,
-    steps: Annotated[Optional[int], config_option(EmbedConfig, "steps", "--steps", min=1, max=10**7, help="ASGE optimiser steps.")] = None,
+    steps: Annotated[Optional[int], config_option(EmbedConfig, "steps", min=1, max=10**7,
+                                                                help="ASGE optimiser steps.")] = None,
     lr: Annotated[Optional[float], config_option(EmbedConfig, "lr", "--lr", help="ASGE learning rate (Adam).")] = None,
     weighting: Annotated[Optional[Literal[WEIGHTINGS]], config_option(EmbedConfig, "weighting",
         "--weighting", help="ASGE pair weights w_ij: uniform or balanced (edges and non-edges half "

@@ -33,7 +33,8 @@ def evaluate(
                                                       "counts as predicted, or 'tuned': the run's per-label thresholds "
                                                       "(best F1 on its validation split). Both are shown when the run "
                                                       "has tuned ones.")] = None,
-    checkpoint: Annotated[Optional[Literal[CHECKPOINTS]], config_option(EvaluateConfig, "checkpoint", "--checkpoint", help="Which weights.")] = None,
+    checkpoint: Annotated[Optional[Literal[CHECKPOINTS]], config_option(EvaluateConfig, "checkpoint",
+                                                                              help="Which weights.")] = None,
     per_label: Annotated[Optional[bool], config_option(EvaluateConfig, "per_label",
         "--per-label", help="Also print AP, precision, recall, F1 and positives of every label.")
     ] = None,
@@ -41,12 +42,12 @@ def evaluate(
         "--plots", help="Folder for the plots (precision-recall curves, per-label chart). Default: beside -o, as "
                         "<name>.pr.png and <name>.labels.png; none for -o - unless given.")] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write no plots (\\[evaluate] plots = false).")] = False,
-    device: Annotated[Optional[str], config_option(EvaluateConfig, "device", "--device", help="auto, cpu, cuda, cuda:N.")] = None,
-    batch_size: Annotated[Optional[int], config_option(EvaluateConfig, "batch_size", "--batch-size", min=1, help="Images per batch.")
+    device: Annotated[Optional[str], config_option(EvaluateConfig, "device", help="auto, cpu, cuda, cuda:N.")] = None,
+    batch_size: Annotated[Optional[int], config_option(EvaluateConfig, "batch_size", min=1, help="Images per batch.")
                           ] = None,
-    top_k_segments: Annotated[Optional[int], config_option(EvaluateConfig, "top_k_segments", min=1, help="Video runs on "
-                                                           "YouTube-8M Segments ratings: K of the segment MAP@K (rated "
-                                                           "segments only).")] = None,
+    top_k_segments: Annotated[Optional[int], config_option(
+        EvaluateConfig, "top_k_segments", min=1, help="Video runs on YouTube-8M Segments ratings: K of the segment "
+                                                      "MAP@K (rated segments only).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score a run on labelled data: mAP, CP, CR, CF1, OP, OR, OF1 and their top-3 variants (0-100), at the

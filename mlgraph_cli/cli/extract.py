@@ -9,6 +9,7 @@ import typer
 from mlgraph_cli.cli._common import progress_bar, handle_errors, load_project, summary
 from mlgraph_cli.cli._options import config_option
 from mlgraph_cli.core.features.config import SPLITS, ExtractConfig  # plain data: no torch
+from mlgraph_cli.core.graph.config import LABEL_ORDERS
 
 EPILOG = ("Example: mlgraph extract images/ --annotations annotations.json -o features.h5 "
           "--backbone resnet18 --weights none --image-size 64")
@@ -35,8 +36,8 @@ def extract(
                         "file to write. A YOLO dataset: which of its splits to read.")] = "train",
     backbone: Annotated[Optional[str], config_option(ExtractConfig, "backbone",
         "--backbone", "-b", help="efficientnet-lite0 (ImageNet weights ship with it) or a torchvision "
-                                 "CNN: resnet50, resnet101 (the paper's), convnext_tiny, ...; timm/NAME with timm installed."
-                                )] = None,
+                                 "CNN: resnet50, resnet101 (the paper's), convnext_tiny, ...; timm/NAME with timm "
+                                 "installed.")] = None,
     weights: Annotated[Optional[str], config_option(ExtractConfig, "weights",
         "--weights", "-w", help="DEFAULT, a torchvision weights name (IMAGENET1K_V2 or "
                                 "ResNet101_Weights.IMAGENET1K_V2; downloaded into $TORCH_HOME/hub/checkpoints "
@@ -47,8 +48,8 @@ def extract(
         "--layer", "-l", help="Stage to keep (default: the last; resnet: layer1..layer4, efficientnet-lite0: "
                               "stem, stage1..stage7, head). Twice: the deeper one is `features`, the other "
                               "`features_aux` (for --head ms-cma).", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], config_option(ExtractConfig, "batch_size", "--batch-size", min=1, help="Images per forward pass."
-                                                     )] = None,
+    batch_size: Annotated[Optional[int], config_option(ExtractConfig, "batch_size", min=1,
+                                                       help="Images per forward pass.")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Processes decoding and resizing "
                                                    "images (0: the main process). Default: from the cores: 0 up to 4 "
                                                    "on the CPU, one per 4 cores above; with a GPU one per core but one.",
@@ -56,13 +57,13 @@ def extract(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch threads for the forward pass. "
                                                    "Default: the cores not used by --workers (shared among the "
                                                    "processes of a torchrun node).", show_default=False)] = None,
-    device: Annotated[Optional[str], config_option(ExtractConfig, "device", "--device", help="auto (cuda if present, else cpu), cpu, "
-                                                  "cuda, cuda:N.")] = None,
+    device: Annotated[Optional[str], config_option(ExtractConfig, "device", help="auto (cuda if present, else cpu), "
+                                                   "cpu, cuda, cuda:N.")] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Annotation format: coco|voc|nuswide|"
                                                   "openimages|csv|jsonl|yolo (auto-detected when left out).",
                                                   show_default=False)] = None,
-    label_order: Annotated[Optional[str], config_option(ExtractConfig, "label_order", "--label-order", help="name or id: must match "
-                                                       "`mlgraph build-graph --label-order`.")] = None,
+    label_order: Annotated[Optional[Literal[LABEL_ORDERS]], config_option(
+        ExtractConfig, "label_order", help="Must match `mlgraph build-graph --label-order`.")] = None,
     image_set: Annotated[Optional[str], typer.Option("--image-set", help="VOC image set (default trainval) or "
                                                      "NUS-WIDE split of the annotations (a YOLO dataset's split: "
                                                      "--split).", show_default=False)] = None,
@@ -75,7 +76,8 @@ def extract(
     label_delimiter: Annotated[Optional[str], typer.Option(
         "--label-delimiter", help="CSV delimiter between labels within a row (default ';'), as in "
                                   "`mlgraph build-graph`.", show_default=False)] = None,
-    seed: Annotated[Optional[int], config_option(ExtractConfig, "seed", "--seed", help="Random init seed for --weights none.")] = None,
+    seed: Annotated[Optional[int], config_option(ExtractConfig, "seed",
+                                                 help="Random init seed for --weights none.")] = None,
     fps: Annotated[Optional[float], config_option(ExtractConfig, "fps",
         "--fps", min=0.0, help="Video files: frames sampled per second of clip.")] = None,
     min_frames: Annotated[Optional[int], config_option(ExtractConfig, "min_frames",

@@ -90,8 +90,8 @@ def fit(
     inputs = FitInputs(annotations=annotations, images=images, val_annotations=val_annotations, val_images=val_images,
                        test_annotations=test_annotations, test_images=test_images)
     key_values(head_option, "--head-option")  # a malformed KEY=VALUE is refused before any step runs
-    options = StageOptions(head=head, head_options=head_option or [], epochs=epochs, backbone=backbone, weights=weights, image_size=image_size,
-                           device=device, seed=seed, quiet=quiet)
+    options = StageOptions(head=head, head_options=head_option or [], epochs=epochs, backbone=backbone,
+                           weights=weights, image_size=image_size, device=device, seed=seed, quiet=quiet)
     plan = run_plan(inputs, options, given(val=val, test=test, seed=seed, split_column=split_column),
                     project=load_project(), output=output, force=force)
     split, config = plan.split, plan.config

@@ -49,8 +49,9 @@ def predict(
         "--checkpoint", help="Weights of the best validation epoch, or of the last.")] = None,
     image_size: Annotated[Optional[int], plain_option(
         "--image-size", min=1, help="Input side in px instead of the run's (the heads take any map size).")] = None,
-    device: Annotated[Optional[str], config_option(PredictConfig, "device", "--device", help="auto, cpu, cuda, cuda:N.")] = None,
-    batch_size: Annotated[Optional[int], config_option(PredictConfig, "batch_size", "--batch-size", min=1, help="Images per batch.")] = None,
+    device: Annotated[Optional[str], config_option(PredictConfig, "device", help="auto, cpu, cuda, cuda:N.")] = None,
+    batch_size: Annotated[Optional[int], config_option(PredictConfig, "batch_size", min=1,
+                                                       help="Images per batch.")] = None,
     threads: Annotated[Optional[int], config_option(PredictConfig, "threads",
         "--threads", min=0, help="Torch CPU threads; 0 = automatic (1 for up to 4 images, else the cores not busy with "
                                  f"other work, at most {MAX_AUTO_THREADS}).")] = None,

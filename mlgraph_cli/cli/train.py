@@ -40,7 +40,8 @@ def train(
                                                    "training features' labels.", panel=DATA)] = None,
     val_fraction: Annotated[Optional[float], _t("val_fraction", help="Share of the training data held out for "
                                                 "validation when no validation file is given; a reproducible split by "
-                                                "--seed, recorded in split.json. 0 = no validation.", panel=DATA)] = None,
+                                                "--seed, recorded in split.json. 0 = no validation.",
+                                                panel=DATA)] = None,
     cache: Annotated[Optional[Literal[CACHES]], _t("cache", help="ram: load the features into memory; disk: read the "
                                                    "file per batch; auto: ram when it fits in half the free memory.",
                                                    panel=DATA)] = None,
@@ -66,7 +67,8 @@ def train(
     lr: Annotated[Optional[float], _t("lr", help="Peak learning rate of the head.", panel=OPT)] = None,
     weight_decay: Annotated[Optional[float], _t("weight_decay", help="Weight decay (not on biases and norms).",
                                                 panel=OPT)] = None,
-    optimizer: Annotated[Optional[Literal[OPTIMIZERS]], _t("optimizer", help="sgd: with Nesterov momentum (--momentum).", panel=OPT)] = None,
+    optimizer: Annotated[Optional[Literal[OPTIMIZERS]], _t("optimizer", help="sgd: with Nesterov momentum "
+                                                             "(--momentum).", panel=OPT)] = None,
     schedule: Annotated[Optional[Literal[SCHEDULES]], _t("schedule", help="Learning-rate schedule, stepped per "
                                                          "batch.", panel=OPT)] = None,
     warmup_epochs: Annotated[Optional[float], _t("warmup_epochs", help="Linear warm-up (cosine) or rise share "
@@ -109,10 +111,10 @@ def train(
                                                      panel=E2E)] = None,
     flip: Annotated[Optional[bool], _t("flip", "--flip/--no-flip", help="Random horizontal flips of the training "
                                        "images.", panel=E2E)] = None,
-    head_option: Annotated[Optional[list[str]], plain_option("--head-option", metavar="KEY=VALUE", help="KEY=VALUE: an option of the "
-                                                             "head (e.g. hidden=512, init=random), the value read as "
-                                                             "TOML; repeat for more. Merged over \\[train] "
-                                                             "head_options.", panel=MORE)] = None,
+    head_option: Annotated[Optional[list[str]], plain_option(
+        "--head-option", metavar="KEY=VALUE", help="An option of the head (e.g. hidden=512, init=random), the value "
+                                                   "read as TOML; repeat for more. Merged over \\[train] head_options.",
+        panel=MORE)] = None,
     momentum: Annotated[Optional[float], _t("momentum", min=0.0, help="SGD momentum (--optimizer sgd).",
                                             panel=MORE)] = None,
     min_lr_ratio: Annotated[Optional[float], _t("min_lr_ratio", min=0.0, help="Where the cosine and onecycle "
