@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from mlgraph_cli.cli._common import handle_errors, load_project, progress_bar, summary
-from mlgraph_cli.cli._options import config_option, given
+from mlgraph_cli.cli._options import config_option, given, plain_option
 from mlgraph_cli.cli._report import print_report
 from mlgraph_cli.core.embeddings.config import (MAX_DIM, METHODS, OOV_POLICIES, WEIGHTINGS,  # plain data: no torch
                                                EmbedConfig)
@@ -22,16 +22,14 @@ def embed(
         help="Label graph from `mlgraph build-graph`. Default: \\[artifacts] graph of mlgraph.toml.",
         show_default=False)] = None,
     *,
-    output: Annotated[Optional[Path], typer.Option(
-        "-o", "--output", help="Embeddings file (HDF5). Default: \\[artifacts] embeddings, or embeddings.h5.",
-        show_default=False)] = None,
+    output: Annotated[Optional[Path], plain_option(
+        "-o", "--output", help="Embeddings file (HDF5). Default: \\[artifacts] embeddings, or embeddings.h5.")] = None,
     method: Annotated[Optional[Literal[METHODS]], config_option(EmbedConfig, "method",
         "--method", help="asge: fit cosine similarity to the adjacency; word: the word vectors as they "
                          "are; deepwalk, spectral: graph baselines; onehot: the identity.")] = None,
-    init: Annotated[Optional[str], typer.Option(
+    init: Annotated[Optional[str], plain_option(
         "--init", help="Word vectors: word2vec text/binary (.bin), GloVe text, gensim .kv; 'onehot' for one-hot "
-                       "inputs. Default: \\[dataset] vectors of mlgraph.toml, else one-hot.",
-        show_default=False)] = None,
+                       "inputs. Default: \\[dataset] vectors of mlgraph.toml, else one-hot.")] = None,
     dim: Annotated[Optional[int], config_option(EmbedConfig, "dim",
         "--dim", min=1, max=MAX_DIM, help="Embedding width (asge, deepwalk, spectral). word keeps its own; onehot is the "
                              "identity, or with --dim >= labels seeded orthonormal rows that wide.")] = None,

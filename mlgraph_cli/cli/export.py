@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from mlgraph_cli.cli._common import handle_errors, summary
+from mlgraph_cli.cli._options import plain_option
 from mlgraph_cli.core.training.config import CHECKPOINTS  # a plain tuple: no torch
 
 EPILOG = ("Example: mlgraph export runs/train/exp -o model.onnx  (needs the export extra: "
@@ -22,11 +23,10 @@ def export(
                                "model.json).")] = Path("model.onnx"),
     checkpoint: Annotated[Literal[CHECKPOINTS], typer.Option(
         "--checkpoint", help="Weights of the best validation epoch, or of the last.")] = "best",
-    image_size: Annotated[Optional[int], typer.Option(
-        "--image-size", help="Image runs: input side S in px instead of the run's (the heads take any map size).",
-        show_default=False)] = None,
-    opset: Annotated[Optional[int], typer.Option(
-        "--opset", min=7, help="ONNX opset. Default: the exporter's (recorded in the card).", show_default=False)] = None,
+    image_size: Annotated[Optional[int], plain_option(
+        "--image-size", help="Image runs: input side S in px instead of the run's (the heads take any map size).")] = None,
+    opset: Annotated[Optional[int], plain_option(
+        "--opset", min=7, help="ONNX opset. Default: the exporter's (recorded in the card).")] = None,
     check: Annotated[bool, typer.Option(
         "--check/--no-check", help="Run the written graph with onnxruntime and compare it with the torch model "
                                    "(images: a random batch; clips: one of the run's training clips).")] = True,

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from mlgraph_cli.cli._common import progress_bar, handle_errors, load_project, summary
-from mlgraph_cli.cli._options import config_option
+from mlgraph_cli.cli._options import config_option, plain_option
 from mlgraph_cli.core.features.config import SPLITS, ExtractConfig  # plain data: no torch
 from mlgraph_cli.core.graph.config import LABEL_ORDERS
 
@@ -22,15 +22,14 @@ def extract(
              "their labels. Default: \\[dataset] images (or val_images/test_images with --split).",
         show_default=False)] = None,
     *,
-    images_option: Annotated[Optional[str], typer.Option(
-        "--images", help="The same as IMAGES (the images folder).", show_default=False)] = None,
-    annotations: Annotated[Optional[str], typer.Option(
+    images_option: Annotated[Optional[str], plain_option(
+        "--images", help="The same as IMAGES (the images folder).")] = None,
+    annotations: Annotated[Optional[str], plain_option(
         "--annotations", "-a", help="Annotations whose labels are stored with the features (any format "
-                                    "build-graph reads). Default: \\[dataset] annotations when IMAGES is left out.",
-        show_default=False)] = None,
-    output: Annotated[Optional[str], typer.Option(
+                                    "build-graph reads). Default: \\[dataset] annotations when IMAGES is left out.")] = None,
+    output: Annotated[Optional[str], plain_option(
         "-o", "--output", help="Features file (.h5). Default: \\[artifacts] features (val_features, "
-                               "test_features with --split), or features.h5.", show_default=False)] = None,
+                               "test_features with --split), or features.h5.")] = None,
     split: Annotated[Literal[SPLITS], typer.Option(
         "--split", help="In a project: which \\[dataset] images/annotations to read and which \\[artifacts] "
                         "file to write. A YOLO dataset: which of its splits to read.")] = "train",
@@ -44,38 +43,35 @@ def extract(
                                 "unless --offline), a state-dict file (.pth/.safetensors), or none (random).")] = None,
     image_size: Annotated[Optional[int], config_option(ExtractConfig, "image_size", min=1, help="Square input side in "
                                                        "px; the whole image is resized (no crop).")] = None,
-    layer: Annotated[Optional[list[str]], typer.Option(
+    layer: Annotated[Optional[list[str]], plain_option(
         "--layer", "-l", help="Stage to keep (default: the last; resnet: layer1..layer4, efficientnet-lite0: "
                               "stem, stage1..stage7, head). Twice: the deeper one is `features`, the other "
-                              "`features_aux` (for --head ms-cma).", show_default=False)] = None,
+                              "`features_aux` (for --head ms-cma).")] = None,
     batch_size: Annotated[Optional[int], config_option(ExtractConfig, "batch_size", min=1,
                                                        help="Images per forward pass.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Processes decoding and resizing "
+    workers: Annotated[Optional[int], plain_option("--workers", min=0, help="Processes decoding and resizing "
                                                    "images (0: the main process). Default: from the cores: 0 up to 4 "
-                                                   "on the CPU, one per 4 cores above; with a GPU one per core but one.",
-                                                   show_default=False)] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch threads for the forward pass. "
+                                                   "on the CPU, one per 4 cores above; with a GPU one per core but one.")] = None,
+    threads: Annotated[Optional[int], plain_option("--threads", min=1, help="Torch threads for the forward pass. "
                                                    "Default: the cores not used by --workers (shared among the "
-                                                   "processes of a torchrun node).", show_default=False)] = None,
+                                                   "processes of a torchrun node).")] = None,
     device: Annotated[Optional[str], config_option(ExtractConfig, "device", help="auto (cuda if present, else cpu), "
                                                    "cpu, cuda, cuda:N.")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="Annotation format: coco|voc|nuswide|"
-                                                  "openimages|csv|jsonl|yolo (auto-detected when left out).",
-                                                  show_default=False)] = None,
+    format: Annotated[Optional[str], plain_option("--format", help="Annotation format: coco|voc|nuswide|"
+                                                  "openimages|csv|jsonl|yolo (auto-detected when left out).")] = None,
     label_order: Annotated[Optional[Literal[LABEL_ORDERS]], config_option(
         ExtractConfig, "label_order", help="Must match `mlgraph build-graph --label-order`.")] = None,
-    image_set: Annotated[Optional[str], typer.Option("--image-set", help="VOC image set (default trainval) or "
+    image_set: Annotated[Optional[str], plain_option("--image-set", help="VOC image set (default trainval) or "
                                                      "NUS-WIDE split of the annotations (a YOLO dataset's split: "
-                                                     "--split).", show_default=False)] = None,
-    labels: Annotated[Optional[str], typer.Option(
+                                                     "--split).")] = None,
+    labels: Annotated[Optional[str], plain_option(
         "--labels", help="The dataset's label set, so every split stores the same columns in the same order: a "
                          "file of one label per line, or the graph from `mlgraph build-graph` (its order). A label "
                          "no image of this split carries is stored as an all-zero column. Default: the project's "
-                         "\\[artifacts] graph when it exists, else the labels of the annotations.",
-        show_default=False)] = None,
-    label_delimiter: Annotated[Optional[str], typer.Option(
+                         "\\[artifacts] graph when it exists, else the labels of the annotations.")] = None,
+    label_delimiter: Annotated[Optional[str], plain_option(
         "--label-delimiter", help="CSV delimiter between labels within a row (default ';'), as in "
-                                  "`mlgraph build-graph`.", show_default=False)] = None,
+                                  "`mlgraph build-graph`.")] = None,
     seed: Annotated[Optional[int], config_option(ExtractConfig, "seed",
                                                  help="Random init seed for --weights none.")] = None,
     fps: Annotated[Optional[float], config_option(ExtractConfig, "fps",
@@ -83,9 +79,8 @@ def extract(
     min_frames: Annotated[Optional[int], config_option(ExtractConfig, "min_frames",
         "--min-frames", min=0, help="Video files: at least this many frames, spread over a clip that --fps "
                                     "would sample more thinly (never more than the clip has; 0: no floor).")] = None,
-    frames: Annotated[Optional[int], typer.Option(
-        "--frames", min=1, help="Video files: this many frames spread over each clip, instead of --fps.",
-        show_default=False)] = None,
+    frames: Annotated[Optional[int], plain_option(
+        "--frames", min=1, help="Video files: this many frames spread over each clip, instead of --fps.")] = None,
     max_frames: Annotated[Optional[int], config_option(ExtractConfig, "max_frames",
         "--max-frames", min=1, help="Video files: at most this many frames per clip (more are spread over the "
                                     "whole clip instead).")] = None,
@@ -95,10 +90,9 @@ def extract(
         "--allow-outside-paths", help="Read annotation file names that leave the images folder (absolute, or "
                                       "climbing out with ..). Off by default: an annotation file may come from "
                                       "anyone, and only this flag, never mlgraph.toml, turns it on.")] = False,
-    shard: Annotated[Optional[str], typer.Option(
+    shard: Annotated[Optional[str], plain_option(
         "--shard", help="I/N: extract only part I of N (0-based) into OUTPUT-stem.shard-I-of-N.h5, for job arrays; "
-                        "join the parts with `mlgraph merge`. Under torchrun each rank does this by itself.",
-        show_default=False)] = None,
+                        "join the parts with `mlgraph merge`. Under torchrun each rank does this by itself.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List each skipped image on stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from mlgraph_cli.cli._common import progress_bar, handle_errors, load_project, summary
-from mlgraph_cli.cli._options import config_option
+from mlgraph_cli.cli._options import config_option, plain_option
 from mlgraph_cli.core.features.yt8m_config import ImportYt8mConfig  # a plain dataclass: no numpy
 
 EPILOG = ("Example: mlgraph import-yt8m 'frame/train*.tfrecord' -o features.h5 "
@@ -23,15 +23,14 @@ def import_yt8m(
              "audio per second) or video level (Example: mean_rgb, mean_audio), plain or gzip.",
         show_default=False)],
     *,
-    output: Annotated[Optional[str], typer.Option(
-        "-o", "--output", help="Features file (HDF5). Default: \\[artifacts] features, or features.h5.",
-        show_default=False)] = None,
-    vocabulary: Annotated[Optional[str], typer.Option(
+    output: Annotated[Optional[str], plain_option(
+        "-o", "--output", help="Features file (HDF5). Default: \\[artifacts] features, or features.h5.")] = None,
+    vocabulary: Annotated[Optional[str], plain_option(
         "--vocabulary", help="YouTube-8M vocabulary.csv: label names; its classes become the label columns "
-                             "(without it: the class indices seen, named by number).", show_default=False)] = None,
-    segment_classes: Annotated[Optional[str], typer.Option(
+                             "(without it: the class indices seen, named by number).")] = None,
+    segment_classes: Annotated[Optional[str], plain_option(
         "--segment-classes", help="segment_label_ids.csv: keep only these classes (the 1,000 of YouTube-8M "
-                                  "Segments) as label columns.", show_default=False)] = None,
+                                  "Segments) as label columns.")] = None,
     max_frames: Annotated[Optional[int], config_option(ImportYt8mConfig, "max_frames",
         "--max-frames", min=1, help="Frames kept per video (T); shorter videos are padded and masked.")] = None,
     batch_size: Annotated[Optional[int], config_option(ImportYt8mConfig, "batch_size",

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from mlgraph_cli.cli._common import handle_errors, load_project
-from mlgraph_cli.cli._options import config_option, given
+from mlgraph_cli.cli._options import config_option, given, plain_option
 from mlgraph_cli.cli._report import print_report
 from mlgraph_cli.core.embeddings.config import ReportConfig  # a plain dataclass: no torch
 from mlgraph_cli.core.graph.config import ADJACENCY_KINDS
@@ -23,9 +23,9 @@ def inspect(
         help="Embeddings from `mlgraph embed`. Default: \\[artifacts] embeddings of mlgraph.toml.",
         show_default=False)] = None,
     *,
-    graph: Annotated[Optional[Path], typer.Option(
+    graph: Annotated[Optional[Path], plain_option(
         "--graph", help="Label graph to measure against. Default: the graph recorded in the embeddings file "
-                        "if it still exists, else \\[artifacts] graph.", show_default=False)] = None,
+                        "if it still exists, else \\[artifacts] graph.")] = None,
     neighbours: Annotated[Optional[Literal[ADJACENCY_KINDS]], config_option(ReportConfig, "neighbours",
         "--neighbours", help="Adjacency that defines the true neighbours (binary: max(P(j|i), P(i|j)) "
                              ">= tau).")] = None,
@@ -33,9 +33,9 @@ def inspect(
         "--tau", help="tau of --neighbours binary/mlgcn (0.4 is ML-GCN's).")] = None,
     min_weight: Annotated[Optional[float], config_option(ReportConfig, "min_weight",
         "--min-weight", help="A neighbour's adjacency must exceed this.")] = None,
-    reference: Annotated[Optional[Literal[ADJACENCY_KINDS]], typer.Option(
+    reference: Annotated[Optional[Literal[ADJACENCY_KINDS]], plain_option(
         "--reference", help="Adjacency correlated with cosine (default: the one the embeddings were fitted to, "
-                            "else cond-mean).", show_default=False)] = None,
+                            "else cond-mean).")] = None,
     topk: Annotated[int, typer.Option("--topk", min=0, help="Nearest labels listed per label.")] = ReportConfig.topk,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Labels in the table (0: all).")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON on stdout.")] = False,
