@@ -312,14 +312,15 @@ def test_usage_errors_exit_2(cli, graph_file):
     assert cli("embed", graph_file, "--steps", "0").exit_code == 2
 
 
-def test_cli_enums_match_the_library():
-    from mlgraph_cli.cli._common import Adjacency
-    from mlgraph_cli.cli.embed import Method
+def test_cli_choices_match_the_library(cli):
     from mlgraph_cli.core.graph.adjacency import ADJACENCIES
-    from mlgraph_cli.stages.embed import METHODS
+    from mlgraph_cli.core.graph.config import ADJACENCY_KINDS
 
-    assert [m.value for m in Method] == list(METHODS)
-    assert [a.value for a in Adjacency] == list(ADJACENCIES)
+    assert ADJACENCY_KINDS == tuple(ADJACENCIES)  # the light tuple the CLI lists, and the functions
+    for command, flag in (("embed", "--adjacency"), ("inspect", "--neighbours"), ("inspect", "--reference"),
+                          ("train", "--adjacency")):
+        result = cli(command, flag, "cosine")
+        assert result.exit_code == 2 and "'cosine' is not one of 'cond-mean', 'binary'" in result.output, command
 
 
 # ---------------------------------------------------------------------------------------------

@@ -230,3 +230,19 @@ def test_fit_in_a_project_folder_uses_its_dataset_and_artifacts(cli, scenes, tmp
     assert "no test split" not in result.stderr
     # the project's own commands find what fit made
     assert cli("evaluate", "runs/train/fit", "-o", "-").exit_code == 0
+
+
+def test_fit_passes_head_options_on_to_train(cli, scenes, tmp_path):
+    from mlgraph_cli.stages.fit.plan import FitInputs, StageOptions, run_plan
+
+    photos = tmp_path / "photos"
+    train, val = _csv(photos, "train.csv", scenes[:24]), _csv(photos, "val.csv", scenes[24:])
+    plan = run_plan(FitInputs(annotations=train, val_annotations=val),
+                    StageOptions(head="query", head_options=["init=random", "width=16"]), {"test": 0.0},
+                    output=tmp_path / "fit")
+    argv = next(step.argv for step in plan.steps() if step.name == "train")
+    at = argv.index("--head")
+    assert argv[at:at + 6] == ["--head", "query", "--head-option", "init=random", "--head-option", "width=16"]
+    line = one_line_error(cli("fit", train, "--head-option", "width", "-o", tmp_path / "bad"))
+    assert line == "Error: --head-option width: expected KEY=VALUE (e.g. --head-option hidden=512)"
+    assert not (tmp_path / "bad").exists()  # refused before any step

@@ -108,3 +108,48 @@ def test_video_heads_train_evaluate_and_predict(records, head, extra, tmp_path):
     _ok("predict", records["records"], "--model", run, "--segments", "--topk", "1", "--threshold", "0", "-o", out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 12 and all(len(r["labels"]) == 1 and r["segments"] for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# --head-option KEY=VALUE and the TrainConfig settings that were mlgraph.toml-only
+
+def test_head_option_values_read_as_toml_scalars():
+    from mlgraph_cli.cli._options import key_values
+
+    assert key_values(["groups=4", "init=random", "dropout=0.25", "gap_branch=false", 'name="a b"', "sizes=[1, 2]"],
+                      "--head-option") == {"groups": 4, "init": "random", "dropout": 0.25, "gap_branch": False,
+                                           "name": "a b", "sizes": [1, 2]}
+
+
+def _error(*args) -> str:
+    from conftest import one_line_error
+    from mlgraph_cli.cli.app import app
+
+    return one_line_error(CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"}))
+
+
+@pytest.mark.parametrize("pair, expected", [
+    ("nope=1", "Error: --head-option nope=1: head gap has no option 'nope' (valid keys: dropout; set with "
+               "--head-option or [train] head_options)"),
+    ("dropout", "Error: --head-option dropout: expected KEY=VALUE (e.g. --head-option hidden=512)"),
+    ("dropout=2", "Error: --head-option: head 'gap': option dropout = 2 is not valid (a probability in [0, 1))"),
+    ("dropout=abc", "Error: --head-option: head gap: a value of the wrong type in {'dropout': 'abc'} (could not "
+                    "convert string to float: 'abc')"),
+])
+def test_a_bad_head_option_is_one_line(images, tmp_path, pair, expected):
+    assert _error("train", "--features", images["features"], "--head", "gap", "--epochs", "1", "--head-option", pair,
+                  "-o", tmp_path / "run", "--device", "cpu", "-q") == expected
+
+
+def test_head_options_merge_over_the_project_and_more_settings_are_flags(images, tmp_path, monkeypatch):
+    (tmp_path / "mlgraph.toml").write_text('[train]\nhead_options = { width = 16, dropout = 0.1 }\n')
+    monkeypatch.chdir(tmp_path)
+    _ok("train", "--features", images["features"], "--embeddings", images["embeddings"], "--head", "query",
+        "--epochs", "1", "--batch-size", "8", "--val-fraction", "0", "-o", tmp_path / "run", "--device", "cpu", "-q",
+        "--head-option", "dropout=0.2", "--head-option", "init=random", "--optimizer", "sgd", "--momentum", "0.5",
+        "--min-lr-ratio", "0.1", "--no-shuffle")
+    saved = json.loads((tmp_path / "run" / "args.json").read_text())["config"]
+    assert saved["head_options"] == {"width": 16, "dropout": 0.2, "init": "random"}  # the flag wins key by key
+    assert (saved["momentum"], saved["min_lr_ratio"], saved["shuffle"]) == (0.5, 0.1, False)
+    head = json.loads((tmp_path / "run" / "config.json").read_text())["head"]
+    assert (head["dropout"], head["init"]) == (0.2, "random")

@@ -3,9 +3,9 @@ caller with a project folder gets what the command gets; help shows the dataclas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from mlgraph_cli.cli._common import default_help
+from mlgraph_cli.cli._options import default_help
 from mlgraph_cli.core.graph.files import read_graph
 from mlgraph_cli.core.project import load_project
 from test_annotations import write_coco
@@ -18,12 +18,18 @@ class _Cfg:
     lr: float = 0.001
     seconds: float = 5.0
     head: str = "cma"
+    flip: bool = True
+    size: int | None = field(default=None, metadata={"default": "the backbone's"})
+    limit: int | None = None
 
 
 def test_default_help_reads_the_dataclass():
     assert default_help(_Cfg, "lr") == "\\[default: 0.001]"
     assert default_help(_Cfg, "seconds") == "\\[default: 5]"
     assert default_help(_Cfg, "head") == "\\[default: cma]"
+    assert default_help(_Cfg, "flip") == "\\[default: on]"
+    assert default_help(_Cfg, "size") == "\\[default: the backbone's]"  # a computed default's text
+    assert default_help(_Cfg, "limit") == ""  # None: nothing to show
 
 
 def test_build_graph_stage_entry_matches_the_command(cli, tmp_path, monkeypatch):

@@ -33,18 +33,28 @@ def test_training_modules_stay_under_300_lines(module):
     assert lines <= 300, f"{module}: {lines} lines"
 
 
-def test_train_help_takes_its_defaults_from_the_dataclasses():
-    from mlgraph_cli.cli.train import _d, _dm
+def test_per_modality_defaults_read_as_help_from_the_tables():
+    from mlgraph_cli.core.training.config import modality_default_text
 
-    assert _d("batch_size") == "\\[default: 32]"
-    assert _dm("epochs") == "\\[default: 20 on images, 40 on video]"
-    assert _dm("lr") == "\\[default: 0.001 on images, 0.01 on video]"
+    assert modality_default_text("epochs") == "20 on images, 40 on video"
+    assert modality_default_text("probe_epochs") == "0 on images (20 for cma, ms-cma), 10 on video"
+    assert modality_default_text("weight_decay") == "0.0001 on images, 0.0001 on video (1 for gap, gmp, frame-max)"
+
+
+def test_head_choices_and_per_head_defaults_name_registered_heads():
+    from mlgraph_cli.core.models import HEADS, heads_for
+    from mlgraph_cli.core.training.config import HEAD_CHOICES, HEAD_TRAINING_DEFAULTS, MODALITY_DEFAULTS
+
+    assert set(HEAD_CHOICES) == {*heads_for("image"), *heads_for("video")} and len(set(HEAD_CHOICES)) == len(HEAD_CHOICES)
+    assert set(HEAD_TRAINING_DEFAULTS) <= set(HEADS)
+    assert all(set(d) <= set(MODALITY_DEFAULTS["image"]) for d in HEAD_TRAINING_DEFAULTS.values())
 
 
 def test_cli_train_imports_only_its_stage_and_common_helpers():
     names = {n for n in _imports(PACKAGE / "cli" / "train.py") if n.startswith("mlgraph_cli.")}
-    allowed = ("mlgraph_cli.cli._common", "mlgraph_cli.stages.train", "mlgraph_cli.errors",
-               "mlgraph_cli.core.training.distributed", "mlgraph_cli.core.training.config")  # stages.train also covers stages.train.inputs (TrainInputs)
+    allowed = ("mlgraph_cli.cli._common", "mlgraph_cli.cli._options", "mlgraph_cli.stages.train", "mlgraph_cli.errors",
+               "mlgraph_cli.core.training.distributed", "mlgraph_cli.core.training.config",
+               "mlgraph_cli.core.graph.config")  # stages.train also covers stages.train.inputs (TrainInputs)
     assert all(n.startswith(allowed) for n in names), sorted(names)
     assert "mlgraph_cli.core.models" not in names and "mlgraph_cli.core.project" not in names
 

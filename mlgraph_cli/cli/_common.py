@@ -7,8 +7,7 @@ import functools
 import os
 import re
 import time
-from enum import Enum
-from typing import Annotated, Any, Callable
+from typing import Any, Callable
 
 import typer
 from rich.console import Console
@@ -24,17 +23,6 @@ from rich.progress import (
 
 from mlgraph_cli.core.progress import ProgressHook
 from mlgraph_cli.errors import MlgraphError
-
-class Checkpoint(str, Enum):
-    """Which weights of a run to use."""
-
-    best = "best"
-    last = "last"
-
-
-CheckpointOption = Annotated[Checkpoint, typer.Option("--checkpoint", help="Which weights.")]
-
-
 
 class _Console(Console):
     """A console that wraps lines only on a terminal.
@@ -258,13 +246,6 @@ def summary(message: str) -> None:
     err.print(message, highlight=False)
 
 
-def default_help(cls: type, name: str) -> str:
-    """``[default: X]`` from a config dataclass field (escaped for rich markup), so help never
-    repeats a default by hand. Floats print in ``:g`` form (0.001, 5)."""
-    value = cls.__dataclass_fields__[name].default
-    return f"\\[default: {value:g}]" if isinstance(value, float) else f"\\[default: {value}]"
-
-
 def load_project():
     """The project of the current folder, or None (imported here so commands stay light)."""
     from mlgraph_cli.core.project import find_project
@@ -275,19 +256,3 @@ def load_project():
 def is_stdout(path: Any) -> bool:
     return path is not None and os.fspath(path) == "-"
 
-
-# ---------------------------------------------------------------------------------------------
-# Shared by `embed` and `inspect` (here, so that no command module imports another)
-
-class Adjacency(str, Enum):
-    """Adjacency kinds (the names of mlgraph_cli.core.graph.adjacency.ADJACENCIES)."""
-
-    cond_mean = "cond-mean"
-    binary = "binary"
-    mlgcn = "mlgcn"
-    jaccard = "jaccard"
-    npmi = "npmi"
-
-
-def choice_value(choice: Enum | None) -> str | None:
-    return choice.value if choice is not None else None

@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import progress_bar, default_help, handle_errors, is_stdout, load_project, summary
-from mlgraph_cli.core.graph.config import BuildGraphConfig  # a plain dataclass: no numpy
+from mlgraph_cli.cli._common import progress_bar, handle_errors, is_stdout, load_project, summary
+from mlgraph_cli.cli._options import config_option, given, plain_option
+from mlgraph_cli.core.graph.config import GRAPH_FORMATS, LABEL_ORDERS, BuildGraphConfig  # plain data: no numpy
 
 EPILOG = "Example: mlgraph build-graph annotations/instances_train2014.json -o graph.json --format coco"
-
-
-def _d(name: str) -> str:
-    return default_help(BuildGraphConfig, name)
-
-
-class Format(str, Enum):
-    """Annotation formats (the names of mlgraph_cli.stages.build_graph.GRAPH_FORMATS)."""
-
-    coco = "coco"
-    voc = "voc"
-    nuswide = "nuswide"
-    openimages = "openimages"
-    csv = "csv"
-    jsonl = "jsonl"
-    yolo = "yolo"
-    stats = "stats"
-    yt8m = "yt8m"
-
-
-class LabelOrder(str, Enum):
-    name = "name"
-    id = "id"
 
 
 def build_graph(
@@ -44,43 +21,39 @@ def build_graph(
              "YouTube-8M TFRecords (a file, a quoted glob such as 'train*.tfrecord', or a folder of shards). "
              "Default: \\[dataset] annotations of mlgraph.toml.", show_default=False)] = None,
     *,
-    output: Annotated[Optional[str], typer.Option(
+    output: Annotated[Optional[str], plain_option(
         "-o", "--output", help="Graph file: .json (node-link) or .graphml; '-' writes JSON to stdout. "
-                               "Default: \\[artifacts] graph, or graph.json.", show_default=False)] = None,
-    format: Annotated[Optional[Format], typer.Option(
-        "--format", help="Annotation format (auto-detected when left out; yt8m for names with .tfrecord).",
-        show_default=False)] = None,
-    label_order: Annotated[Optional[LabelOrder], typer.Option(
+                               "Default: \\[artifacts] graph, or graph.json.")] = None,
+    format: Annotated[Optional[Literal[GRAPH_FORMATS]], plain_option(
+        "--format", help="Annotation format (auto-detected when left out; yt8m for names with .tfrecord).")] = None,
+    label_order: Annotated[Optional[Literal[LABEL_ORDERS]], config_option(BuildGraphConfig, "label_order",
         "--label-order", help="name: sorted by name; id: the dataset's own order (COCO category ids, "
-                              f"first appearance in CSV/JSONL). {_d('label_order')}", show_default=False)] = None,
-    split: Annotated[Optional[str], typer.Option(
+                              "first appearance in CSV/JSONL).")] = None,
+    split: Annotated[Optional[str], plain_option(
         "--split", help="VOC image set (default trainval); NUS-WIDE all|train|test (default train when "
-                        "TrainTestLabels exists); YOLO train|val|test (default train).", show_default=False)] = None,
-    min_count: Annotated[Optional[int], typer.Option(
-        "--min-count", min=0, help=f"Drop labels carried by fewer than N images. {_d('min_count')}", show_default=False)] = None,
-    delimiter: Annotated[Optional[str], typer.Option(
-        "--delimiter", help="CSV column delimiter (default: ',' or tab for .tsv).", show_default=False)] = None,
-    label_delimiter: Annotated[Optional[str], typer.Option(
-        "--label-delimiter", help="CSV delimiter between labels within a row (default ';').",
-        show_default=False)] = None,
-    classes: Annotated[Optional[str], typer.Option(
-        "--classes", help="Open Images class-descriptions CSV (MID -> name) or NUS-WIDE concept list.",
-        show_default=False)] = None,
-    vocabulary: Annotated[Optional[str], typer.Option(
+                        "TrainTestLabels exists); YOLO train|val|test (default train).")] = None,
+    min_count: Annotated[Optional[int], config_option(BuildGraphConfig, "min_count",
+        "--min-count", min=0, help="Drop labels carried by fewer than N images.")] = None,
+    delimiter: Annotated[Optional[str], plain_option(
+        "--delimiter", help="CSV column delimiter (default: ',' or tab for .tsv).")] = None,
+    label_delimiter: Annotated[Optional[str], plain_option(
+        "--label-delimiter", help="CSV delimiter between labels within a row (default ';').")] = None,
+    classes: Annotated[Optional[str], plain_option(
+        "--classes", help="Open Images class-descriptions CSV (MID -> name) or NUS-WIDE concept list.")] = None,
+    vocabulary: Annotated[Optional[str], plain_option(
         "--vocabulary", help="yt8m: YouTube-8M vocabulary.csv (label names; its classes are the labels). Pass the "
-                             "one `mlgraph import-yt8m` used, so graph and features share their labels.",
-        show_default=False)] = None,
-    segment_classes: Annotated[Optional[str], typer.Option(
+                             "one `mlgraph import-yt8m` used, so graph and features share their labels.")] = None,
+    segment_classes: Annotated[Optional[str], plain_option(
         "--segment-classes", help="yt8m: segment_label_ids.csv, keep only these classes (as in "
-                                  "`mlgraph import-yt8m`).", show_default=False)] = None,
+                                  "`mlgraph import-yt8m`).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
 ) -> None:
     """Count label co-occurrences (n_i, M_ij) in training annotations and write the label graph."""
     from mlgraph_cli.stages.build_graph import run_build_graph
 
-    overrides = dict(format=format.value if format else None, label_order=label_order.value if label_order else None,
-                     split=split, min_count=min_count, delimiter=delimiter, label_delimiter=label_delimiter,
-                     classes=classes, vocabulary=vocabulary, segment_classes=segment_classes)
+    overrides = given(format=format, label_order=label_order, split=split, min_count=min_count, delimiter=delimiter,
+                      label_delimiter=label_delimiter, classes=classes, vocabulary=vocabulary,
+                      segment_classes=segment_classes)
     progress = progress_bar(quiet=quiet)
     try:
         result = run_build_graph(annotations, output, overrides, project=load_project(), progress=progress)

@@ -2,42 +2,19 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import (Adjacency, choice_value, default_help, handle_errors, load_project, progress_bar,
-                                     summary)
+from mlgraph_cli.cli._common import handle_errors, load_project, progress_bar, summary
+from mlgraph_cli.cli._options import config_option, given, plain_option
 from mlgraph_cli.cli._report import print_report
-from mlgraph_cli.core.embeddings.config import DEFAULT_DIM, MAX_DIM, EmbedConfig  # plain dataclasses: no torch
+from mlgraph_cli.core.embeddings.config import (MAX_DIM, METHODS, OOV_POLICIES, WEIGHTINGS,  # plain data: no torch
+                                               EmbedConfig)
+from mlgraph_cli.core.graph.config import ADJACENCY_KINDS
 
 EPILOG = "Example: mlgraph embed graph.json -o embeddings.h5 --method asge --init glove.6B.300d.txt --seed 0"
-
-
-def _d(name: str) -> str:
-    return default_help(EmbedConfig, name)
-
-
-class Method(str, Enum):
-    """Embedding methods (the names of mlgraph_cli.stages.embed.METHODS)."""
-
-    asge = "asge"
-    word = "word"
-    deepwalk = "deepwalk"
-    spectral = "spectral"
-    onehot = "onehot"
-
-
-class Oov(str, Enum):
-    error = "error"
-    random = "random"
-
-
-class Weighting(str, Enum):
-    uniform = "uniform"
-    balanced = "balanced"
 
 
 def embed(
@@ -45,45 +22,34 @@ def embed(
         help="Label graph from `mlgraph build-graph`. Default: \\[artifacts] graph of mlgraph.toml.",
         show_default=False)] = None,
     *,
-    output: Annotated[Optional[Path], typer.Option(
-        "-o", "--output", help="Embeddings file (HDF5). Default: \\[artifacts] embeddings, or embeddings.h5.",
-        show_default=False)] = None,
-    method: Annotated[Optional[Method], typer.Option(
+    output: Annotated[Optional[Path], plain_option(
+        "-o", "--output", help="Embeddings file (HDF5). Default: \\[artifacts] embeddings, or embeddings.h5.")] = None,
+    method: Annotated[Optional[Literal[METHODS]], config_option(EmbedConfig, "method",
         "--method", help="asge: fit cosine similarity to the adjacency; word: the word vectors as they "
-                         "are; deepwalk, spectral: graph baselines; onehot: the identity. "
-                         f"{_d('method')}", show_default=False)] = None,
-    init: Annotated[Optional[str], typer.Option(
+                         "are; deepwalk, spectral: graph baselines; onehot: the identity.")] = None,
+    init: Annotated[Optional[str], plain_option(
         "--init", help="Word vectors: word2vec text/binary (.bin), GloVe text, gensim .kv; 'onehot' for one-hot "
-                       "inputs. Default: \\[dataset] vectors of mlgraph.toml, else one-hot.",
-        show_default=False)] = None,
-    dim: Annotated[Optional[int], typer.Option(
+                       "inputs. Default: \\[dataset] vectors of mlgraph.toml, else one-hot.")] = None,
+    dim: Annotated[Optional[int], config_option(EmbedConfig, "dim",
         "--dim", min=1, max=MAX_DIM, help="Embedding width (asge, deepwalk, spectral). word keeps its own; onehot is the "
-                             "identity, or with --dim >= labels seeded orthonormal rows that wide. "
-                             f"\\[default: {DEFAULT_DIM}]", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help=f"Seed: same seed, same bytes. {_d('seed')}",
-                                                show_default=False)] = None,
-    adjacency: Annotated[Optional[Adjacency], typer.Option(
-        "--adjacency", help="Target adjacency derived from the graph (cond-mean: (P(j|i) + P(i|j)) / 2). "
-                         f"{_d('adjacency')}",
-        show_default=False)] = None,
-    tau: Annotated[Optional[float], typer.Option(
-        "--tau", min=0.0, max=1.0, help=f"Threshold on P(j|i) for --adjacency binary and mlgcn. {_d('tau')}",
-        show_default=False)] = None,
-    oov: Annotated[Optional[Oov], typer.Option(
+                             "identity, or with --dim >= labels seeded orthonormal rows that wide.")] = None,
+    seed: Annotated[Optional[int], config_option(EmbedConfig, "seed", help="Seed: same seed, same bytes.")] = None,
+    adjacency: Annotated[Optional[Literal[ADJACENCY_KINDS]], config_option(EmbedConfig, "adjacency",
+        "--adjacency", help="Target adjacency derived from the graph (cond-mean: (P(j|i) + P(i|j)) / 2).")] = None,
+    tau: Annotated[Optional[float], config_option(EmbedConfig, "tau",
+        "--tau", min=0.0, max=1.0, help="Threshold on P(j|i) for --adjacency binary and mlgcn.")] = None,
+    oov: Annotated[Optional[Literal[OOV_POLICIES]], config_option(EmbedConfig, "oov",
         "--oov", help="Labels missing from the vectors: error or random (seeded random vectors, "
-                      f"with a warning). {_d('oov')}", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", min=1, max=10**7, help=f"ASGE optimiser steps. {_d('steps')}",
-                                                 show_default=False)] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help=f"ASGE learning rate (Adam). {_d('lr')}",
-                                                show_default=False)] = None,
-    weighting: Annotated[Optional[Weighting], typer.Option(
+                      "with a warning).")] = None,
+    steps: Annotated[Optional[int], config_option(EmbedConfig, "steps", min=1, max=10**7,
+                                                                help="ASGE optimiser steps.")] = None,
+    lr: Annotated[Optional[float], config_option(EmbedConfig, "lr", "--lr", help="ASGE learning rate (Adam).")] = None,
+    weighting: Annotated[Optional[Literal[WEIGHTINGS]], config_option(EmbedConfig, "weighting",
         "--weighting", help="ASGE pair weights w_ij: uniform or balanced (edges and non-edges half "
-                            f"each). {_d('weighting')}", show_default=False)] = None,
-    self_weight: Annotated[Optional[float], typer.Option(
+                            "each).")] = None,
+    self_weight: Annotated[Optional[float], config_option(EmbedConfig, "self_weight",
         "--self-weight", min=0.0, help="ASGE target A + lambda I at unit diagonal: co-occurring labels get "
-                                       "cosine A_ij / (1 + lambda), so their attention maps stay apart. "
-                                       f"{_d('self_weight')}",
-        show_default=False)] = None,
+                                       "cosine A_ij / (1 + lambda), so their attention maps stay apart.")] = None,
     trust_pickle: Annotated[bool, typer.Option(
         "--trust-pickle", help="Allow a gensim .kv file (a pickle, which runs code when loaded) as --init. Only "
                                "for files you made; never taken from mlgraph.toml.")] = False,
@@ -94,9 +60,8 @@ def embed(
     """Learn label embeddings whose cosine similarity follows the label graph (ASGE), or a baseline."""
     from mlgraph_cli.stages.embed import ReportConfig, inspect_embeddings, run_embed
 
-    overrides = dict(method=choice_value(method), adjacency=choice_value(adjacency), tau=tau, dim=dim, seed=seed,
-                     oov=choice_value(oov), steps=steps, lr=lr, weighting=choice_value(weighting),
-                     self_weight=self_weight)
+    overrides = given(method=method, adjacency=adjacency, tau=tau, dim=dim, seed=seed, oov=oov, steps=steps, lr=lr,
+                      weighting=weighting, self_weight=self_weight)
     progress = progress_bar(quiet=quiet)
     try:
         result, config, source = run_embed(graph, output, overrides, init=init, trust_pickle=trust_pickle,

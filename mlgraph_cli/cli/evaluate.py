@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import default_help, Checkpoint, progress_bar, err, handle_errors, is_stdout, load_project, out, summary
-from mlgraph_cli.core.evaluation.config import EvaluateConfig  # a plain dataclass: no torch
+from mlgraph_cli.cli._common import progress_bar, err, handle_errors, is_stdout, load_project, out, summary
+from mlgraph_cli.cli._options import config_option, given, plain_option
+from mlgraph_cli.core.evaluation.config import CHECKPOINTS, EvaluateConfig  # plain data: no torch
 
 EPILOG = "Example: mlgraph evaluate runs/train/exp --features test-features.h5 -o metrics.json --per-label"
 ROWS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
-
-
-def _d(name: str) -> str:
-    return default_help(EvaluateConfig, name)
-
-
-def _opt(*names: str, help: str, **kw):
-    return typer.Option(*names, help=help, show_default=False, **kw)
 
 
 def evaluate(
@@ -27,33 +20,34 @@ def evaluate(
         help="Run folder from `mlgraph train`. Default: the most recent run (\\[artifacts] runs, or runs/train).",
         show_default=False)] = None,
     *,
-    features: Annotated[Optional[Path], _opt(
+    features: Annotated[Optional[Path], plain_option(
         "--features", help="Labelled features from the run's backbone. Default: \\[artifacts] test_features if it "
                            "exists, else val_features.")] = None,
-    images: Annotated[Optional[Path], _opt(
+    images: Annotated[Optional[Path], plain_option(
         "--images", help="Evaluate on images instead (needed for runs that fine-tuned their backbone).")] = None,
-    annotations: Annotated[Optional[Path], _opt("--annotations", help="Annotations of --images.")] = None,
-    output: Annotated[Optional[str], _opt(
+    annotations: Annotated[Optional[Path], plain_option("--annotations", help="Annotations of --images.")] = None,
+    output: Annotated[Optional[str], plain_option(
         "-o", "--output", help="Metrics JSON (mlgraph/metrics@1); '-' writes it to stdout. Default: "
                                "RUN/eval-<data>.json.")] = None,
-    threshold: Annotated[Optional[str], _opt(
-        "--threshold", help="Probability at which a label counts as predicted, or 'tuned': the run's per-label "
-                            "thresholds (best F1 on its validation split). Both are shown when the run has tuned "
-                            "ones. \\[default: the run's threshold, 0.5]")] = None,
-    checkpoint: Annotated[Optional[Checkpoint], _opt("--checkpoint", help=f"Which weights. {_d('checkpoint')}")] = None,
-    per_label: Annotated[Optional[bool], _opt(
-        "--per-label", help=f"Also print AP, precision, recall, F1 and positives of every label. {_d('per_label')}")
+    threshold: Annotated[Optional[str], config_option(EvaluateConfig, "threshold", help="Probability at which a label "
+                                                      "counts as predicted, or 'tuned': the run's per-label thresholds "
+                                                      "(best F1 on its validation split). Both are shown when the run "
+                                                      "has tuned ones.")] = None,
+    checkpoint: Annotated[Optional[Literal[CHECKPOINTS]], config_option(EvaluateConfig, "checkpoint",
+                                                                              help="Which weights.")] = None,
+    per_label: Annotated[Optional[bool], config_option(EvaluateConfig, "per_label",
+        "--per-label", help="Also print AP, precision, recall, F1 and positives of every label.")
     ] = None,
-    plots: Annotated[Optional[Path], _opt(
+    plots: Annotated[Optional[Path], plain_option(
         "--plots", help="Folder for the plots (precision-recall curves, per-label chart). Default: beside -o, as "
                         "<name>.pr.png and <name>.labels.png; none for -o - unless given.")] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write no plots (\\[evaluate] plots = false).")] = False,
-    device: Annotated[Optional[str], _opt("--device", help=f"auto, cpu, cuda, cuda:N. {_d('device')}")] = None,
-    batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, help=f"Images per batch. {_d('batch_size')}")
+    device: Annotated[Optional[str], config_option(EvaluateConfig, "device", help="auto, cpu, cuda, cuda:N.")] = None,
+    batch_size: Annotated[Optional[int], config_option(EvaluateConfig, "batch_size", min=1, help="Images per batch.")
                           ] = None,
-    top_k_segments: Annotated[Optional[int], _opt(
-        "--top-k-segments", min=1, help="Video runs on YouTube-8M Segments ratings: K of the segment MAP@K "
-                                        "(rated segments only). \\[default: 100000, the Kaggle metric's]")] = None,
+    top_k_segments: Annotated[Optional[int], config_option(
+        EvaluateConfig, "top_k_segments", min=1, help="Video runs on YouTube-8M Segments ratings: K of the segment "
+                                                      "MAP@K (rated segments only).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score a run on labelled data: mAP, CP, CR, CF1, OP, OR, OF1 and their top-3 variants (0-100), at the
@@ -61,9 +55,8 @@ def evaluate(
     A video run adds GAP@20, and segment MAP@K when the features hold YouTube-8M Segments ratings."""
     from mlgraph_cli.stages.evaluate import run_evaluate
 
-    overrides = dict(threshold=threshold, checkpoint=checkpoint.value if checkpoint else None, device=device,
-                     batch_size=batch_size, top_k_segments=top_k_segments, per_label=per_label,
-                     plots=False if no_plots else None)
+    overrides = given(threshold=threshold, checkpoint=checkpoint, device=device, batch_size=batch_size,
+                      top_k_segments=top_k_segments, per_label=per_label, plots=False if no_plots else None)
     progress = progress_bar(quiet=quiet)
     try:
         result = run_evaluate(run_dir, features=features, images=images, annotations=annotations, output=output,

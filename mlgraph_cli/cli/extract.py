@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import progress_bar, default_help, handle_errors, load_project, summary
-from mlgraph_cli.core.features.config import ExtractConfig  # a plain dataclass: no torch
+from mlgraph_cli.cli._common import progress_bar, handle_errors, load_project, summary
+from mlgraph_cli.cli._options import config_option, plain_option
+from mlgraph_cli.core.features.config import SPLITS, ExtractConfig  # plain data: no torch
+from mlgraph_cli.core.graph.config import LABEL_ORDERS
 
 EPILOG = ("Example: mlgraph extract images/ --annotations annotations.json -o features.h5 "
           "--backbone resnet18 --weights none --image-size 64")
-
-
-def _d(name: str) -> str:
-    return default_help(ExtractConfig, name)
-
-
-class Split(str, Enum):
-    """Which [dataset] entries of mlgraph.toml to use, and which [artifacts] file to write."""
-
-    train = "train"
-    val = "val"
-    test = "test"
 
 
 def extract(
@@ -33,89 +22,77 @@ def extract(
              "their labels. Default: \\[dataset] images (or val_images/test_images with --split).",
         show_default=False)] = None,
     *,
-    images_option: Annotated[Optional[str], typer.Option(
-        "--images", help="The same as IMAGES (the images folder).", show_default=False)] = None,
-    annotations: Annotated[Optional[str], typer.Option(
+    images_option: Annotated[Optional[str], plain_option(
+        "--images", help="The same as IMAGES (the images folder).")] = None,
+    annotations: Annotated[Optional[str], plain_option(
         "--annotations", "-a", help="Annotations whose labels are stored with the features (any format "
-                                    "build-graph reads). Default: \\[dataset] annotations when IMAGES is left out.",
-        show_default=False)] = None,
-    output: Annotated[Optional[str], typer.Option(
+                                    "build-graph reads). Default: \\[dataset] annotations when IMAGES is left out.")] = None,
+    output: Annotated[Optional[str], plain_option(
         "-o", "--output", help="Features file (.h5). Default: \\[artifacts] features (val_features, "
-                               "test_features with --split), or features.h5.", show_default=False)] = None,
-    split: Annotated[Split, typer.Option(
+                               "test_features with --split), or features.h5.")] = None,
+    split: Annotated[Literal[SPLITS], typer.Option(
         "--split", help="In a project: which \\[dataset] images/annotations to read and which \\[artifacts] "
-                        "file to write. A YOLO dataset: which of its splits to read.")] = Split.train,
-    backbone: Annotated[Optional[str], typer.Option(
+                        "file to write. A YOLO dataset: which of its splits to read.")] = "train",
+    backbone: Annotated[Optional[str], config_option(ExtractConfig, "backbone",
         "--backbone", "-b", help="efficientnet-lite0 (ImageNet weights ship with it) or a torchvision "
-                                 "CNN: resnet50, resnet101 (the paper's), convnext_tiny, ...; timm/NAME with timm installed. "
-                                 f"{_d('backbone')}",
-        show_default=False)] = None,
-    weights: Annotated[Optional[str], typer.Option(
+                                 "CNN: resnet50, resnet101 (the paper's), convnext_tiny, ...; timm/NAME with timm "
+                                 "installed.")] = None,
+    weights: Annotated[Optional[str], config_option(ExtractConfig, "weights",
         "--weights", "-w", help="DEFAULT, a torchvision weights name (IMAGENET1K_V2 or "
                                 "ResNet101_Weights.IMAGENET1K_V2; downloaded into $TORCH_HOME/hub/checkpoints "
-                                "unless --offline), a state-dict file (.pth/.safetensors), or none (random). "
-                                f"{_d('weights')}",
-        show_default=False)] = None,
-    image_size: Annotated[Optional[int], typer.Option(
-        "--image-size", min=1, help="Square input side in px; the whole image is resized (no crop). "
-                                    "Default: 448 (torchvision, as in the paper), 224 (efficientnet-lite0).",
-        show_default=False)] = None,
-    layer: Annotated[Optional[list[str]], typer.Option(
+                                "unless --offline), a state-dict file (.pth/.safetensors), or none (random).")] = None,
+    image_size: Annotated[Optional[int], config_option(ExtractConfig, "image_size", min=1, help="Square input side in "
+                                                       "px; the whole image is resized (no crop).")] = None,
+    layer: Annotated[Optional[list[str]], plain_option(
         "--layer", "-l", help="Stage to keep (default: the last; resnet: layer1..layer4, efficientnet-lite0: "
                               "stem, stage1..stage7, head). Twice: the deeper one is `features`, the other "
-                              "`features_aux` (for --head ms-cma).", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per forward pass. "
-                                                      f"{_d('batch_size')}", show_default=False)] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Processes decoding and resizing "
+                              "`features_aux` (for --head ms-cma).")] = None,
+    batch_size: Annotated[Optional[int], config_option(ExtractConfig, "batch_size", min=1,
+                                                       help="Images per forward pass.")] = None,
+    workers: Annotated[Optional[int], plain_option("--workers", min=0, help="Processes decoding and resizing "
                                                    "images (0: the main process). Default: from the cores: 0 up to 4 "
-                                                   "on the CPU, one per 4 cores above; with a GPU one per core but one.",
-                                                   show_default=False)] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch threads for the forward pass. "
+                                                   "on the CPU, one per 4 cores above; with a GPU one per core but one.")] = None,
+    threads: Annotated[Optional[int], plain_option("--threads", min=1, help="Torch threads for the forward pass. "
                                                    "Default: the cores not used by --workers (shared among the "
-                                                   "processes of a torchrun node).", show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto (cuda if present, else cpu), cpu, "
-                                                  f"cuda, cuda:N. {_d('device')}", show_default=False)] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="Annotation format: coco|voc|nuswide|"
-                                                  "openimages|csv|jsonl|yolo (auto-detected when left out).",
-                                                  show_default=False)] = None,
-    label_order: Annotated[Optional[str], typer.Option("--label-order", help="name or id: must match "
-                                                       f"`mlgraph build-graph --label-order`. {_d('label_order')}", show_default=False)] = None,
-    image_set: Annotated[Optional[str], typer.Option("--image-set", help="VOC image set (default trainval) or "
+                                                   "processes of a torchrun node).")] = None,
+    device: Annotated[Optional[str], config_option(ExtractConfig, "device", help="auto (cuda if present, else cpu), "
+                                                   "cpu, cuda, cuda:N.")] = None,
+    format: Annotated[Optional[str], plain_option("--format", help="Annotation format: coco|voc|nuswide|"
+                                                  "openimages|csv|jsonl|yolo (auto-detected when left out).")] = None,
+    label_order: Annotated[Optional[Literal[LABEL_ORDERS]], config_option(
+        ExtractConfig, "label_order", help="Must match `mlgraph build-graph --label-order`.")] = None,
+    image_set: Annotated[Optional[str], plain_option("--image-set", help="VOC image set (default trainval) or "
                                                      "NUS-WIDE split of the annotations (a YOLO dataset's split: "
-                                                     "--split).", show_default=False)] = None,
-    labels: Annotated[Optional[str], typer.Option(
+                                                     "--split).")] = None,
+    labels: Annotated[Optional[str], plain_option(
         "--labels", help="The dataset's label set, so every split stores the same columns in the same order: a "
                          "file of one label per line, or the graph from `mlgraph build-graph` (its order). A label "
                          "no image of this split carries is stored as an all-zero column. Default: the project's "
-                         "\\[artifacts] graph when it exists, else the labels of the annotations.",
-        show_default=False)] = None,
-    label_delimiter: Annotated[Optional[str], typer.Option(
+                         "\\[artifacts] graph when it exists, else the labels of the annotations.")] = None,
+    label_delimiter: Annotated[Optional[str], plain_option(
         "--label-delimiter", help="CSV delimiter between labels within a row (default ';'), as in "
-                                  "`mlgraph build-graph`.", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help=f"Random init seed for --weights none. {_d('seed')}",
-                                                show_default=False)] = None,
-    fps: Annotated[Optional[float], typer.Option(
-        "--fps", min=0.0, help=f"Video files: frames sampled per second of clip. {_d('fps')}", show_default=False)] = None,
-    min_frames: Annotated[Optional[int], typer.Option(
+                                  "`mlgraph build-graph`.")] = None,
+    seed: Annotated[Optional[int], config_option(ExtractConfig, "seed",
+                                                 help="Random init seed for --weights none.")] = None,
+    fps: Annotated[Optional[float], config_option(ExtractConfig, "fps",
+        "--fps", min=0.0, help="Video files: frames sampled per second of clip.")] = None,
+    min_frames: Annotated[Optional[int], config_option(ExtractConfig, "min_frames",
         "--min-frames", min=0, help="Video files: at least this many frames, spread over a clip that --fps "
-                                    "would sample more thinly (never more than the clip has; 0: no floor). "
-                                    f"{_d('min_frames')}", show_default=False)] = None,
-    frames: Annotated[Optional[int], typer.Option(
-        "--frames", min=1, help="Video files: this many frames spread over each clip, instead of --fps.",
-        show_default=False)] = None,
-    max_frames: Annotated[Optional[int], typer.Option(
+                                    "would sample more thinly (never more than the clip has; 0: no floor).")] = None,
+    frames: Annotated[Optional[int], plain_option(
+        "--frames", min=1, help="Video files: this many frames spread over each clip, instead of --fps.")] = None,
+    max_frames: Annotated[Optional[int], config_option(ExtractConfig, "max_frames",
         "--max-frames", min=1, help="Video files: at most this many frames per clip (more are spread over the "
-                                    f"whole clip instead). {_d('max_frames')}", show_default=False)] = None,
+                                    "whole clip instead).")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Never download weights (also MLGRAPH_OFFLINE=1 or "
                                                            "HF_HUB_OFFLINE=1); a missing file is an error.")] = False,
     allow_outside_paths: Annotated[bool, typer.Option(
         "--allow-outside-paths", help="Read annotation file names that leave the images folder (absolute, or "
                                       "climbing out with ..). Off by default: an annotation file may come from "
                                       "anyone, and only this flag, never mlgraph.toml, turns it on.")] = False,
-    shard: Annotated[Optional[str], typer.Option(
+    shard: Annotated[Optional[str], plain_option(
         "--shard", help="I/N: extract only part I of N (0-based) into OUTPUT-stem.shard-I-of-N.h5, for job arrays; "
-                        "join the parts with `mlgraph merge`. Under torchrun each rank does this by itself.",
-        show_default=False)] = None,
+                        "join the parts with `mlgraph merge`. Under torchrun each rank does this by itself.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List each skipped image on stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notes.")] = False,
 ) -> None:
@@ -142,7 +119,7 @@ def extract(
                      max_frames=max_frames)
     progress = progress_bar(quiet=quiet)
     try:
-        result = run_extract(images, output, overrides, annotations=annotations, split=split.value,
+        result = run_extract(images, output, overrides, annotations=annotations, split=split,
                              project=load_project(), allow_outside_paths=allow_outside_paths, shard=shard,
                              progress=progress)
     finally:

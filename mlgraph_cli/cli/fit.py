@@ -14,26 +14,21 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.rule import Rule
 
-from mlgraph_cli.cli._common import default_help, err, handle_errors, load_project, summary
+from mlgraph_cli.cli._common import err, handle_errors, load_project, summary
+from mlgraph_cli.cli._options import config_option, given, key_values, plain_option
 from mlgraph_cli.cli._steps import run_step, show_step
-from mlgraph_cli.core.training.fit_config import FitConfig  # a plain dataclass: no torch
+from mlgraph_cli.core.features.config import ExtractConfig  # plain dataclasses and tuples: no torch
+from mlgraph_cli.core.training.config import HEAD_CHOICES, TrainConfig
+from mlgraph_cli.core.training.fit_config import FitConfig
 
 EPILOG = ("Example: mlgraph fit photos/labels.csv --epochs 20   (photos/labels.csv: path,labels rows; "
           "files in runs/fit/exp)")
 DATA = "Data"
-
-
-def _d(name: str) -> str:
-    return default_help(FitConfig, name)
-
-
-def _opt(*names: str, help: str, panel: str | None = None, **kw):
-    return typer.Option(*names, help=help, show_default=False, rich_help_panel=panel, **kw)
 
 
 def fit(
@@ -41,40 +36,46 @@ def fit(
         help="Training annotations (any format build-graph reads: CSV/JSONL, COCO, VOC, ...). Default: \\[dataset] "
              "annotations in a project folder.", show_default=False)] = None,
     *,
-    images: Annotated[Optional[Path], _opt("--images", help="The folder the annotation file names are relative to. "
-                                           "Default: the annotation file's folder.", panel=DATA)] = None,
-    val_annotations: Annotated[Optional[Path], _opt("--val-annotations", help="Validation annotations. Default: "
-                                                    "drawn from the training file (--val).", panel=DATA)] = None,
-    val_images: Annotated[Optional[Path], _opt("--val-images", help="Their images folder. Default: --images.",
-                                               panel=DATA)] = None,
-    test_annotations: Annotated[Optional[Path], _opt("--test-annotations", help="Test annotations, evaluated once "
-                                                     "at the end. Default: drawn (--test).", panel=DATA)] = None,
-    test_images: Annotated[Optional[Path], _opt("--test-images", help="Their images folder. Default: --images.",
-                                                panel=DATA)] = None,
-    val: Annotated[Optional[float], _opt("--val", min=0.0, max=0.99, help="Share of the training file's images "
-                                         "drawn for validation when neither --val-annotations nor a split column "
-                                         f"gives them; 0 = none. {_d('val')}", panel=DATA)] = None,
-    test: Annotated[Optional[float], _opt("--test", min=0.0, max=0.99, help="The same for the test set; 0 = no "
-                                          f"test evaluation. {_d('test')}", panel=DATA)] = None,
-    split_column: Annotated[Optional[str], _opt("--split-column", help="CSV column naming each image's split "
-                                                f"(train, val, test), used when present. {_d('split_column')}",
-                                                panel=DATA)] = None,
-    seed: Annotated[Optional[int], _opt("--seed", help="Seed of the split (and, when given, of embed and train). "
-                                        f"{_d('seed')}")] = None,
-    head: Annotated[Optional[str], _opt("--head", help="Classification head, as `mlgraph train --head`. "
-                                        "\\[default: train's, cma]")] = None,
-    epochs: Annotated[Optional[int], _opt("--epochs", min=1, help="Training epochs; a larger count on a rerun "
-                                          "extends the run. \\[default: train's, 20 on images]")] = None,
-    backbone: Annotated[Optional[str], _opt("--backbone", "-b", help="As `mlgraph extract --backbone`. "
-                                            "\\[default: extract's, efficientnet-lite0]")] = None,
-    weights: Annotated[Optional[str], _opt("--weights", "-w", help="Backbone weights, as `mlgraph extract "
-                                           "--weights`. \\[default: extract's]")] = None,
-    image_size: Annotated[Optional[int], _opt("--image-size", min=1, help="Input side in px. \\[default: the "
-                                              "backbone's]")] = None,
-    device: Annotated[Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N, for every stage. "
-                                          "\\[default: auto]")] = None,
-    output: Annotated[Optional[Path], _opt("-o", "--output", help="The fit folder. Default: runs/fit/exp (in a "
-                                           "project with no annotations given: its \\[artifacts]).")] = None,
+    images: Annotated[Optional[Path], plain_option("--images", help="The folder the annotation file names are "
+                                                   "relative to. Default: the annotation file's folder.",
+                                                   panel=DATA)] = None,
+    val_annotations: Annotated[Optional[Path], plain_option("--val-annotations", help="Validation annotations. "
+                                                            "Default: drawn from the training file (--val).",
+                                                            panel=DATA)] = None,
+    val_images: Annotated[Optional[Path], plain_option("--val-images", help="Their images folder. Default: --images.",
+                                                       panel=DATA)] = None,
+    test_annotations: Annotated[Optional[Path], plain_option("--test-annotations", help="Test annotations, evaluated "
+                                                             "once at the end. Default: drawn (--test).",
+                                                             panel=DATA)] = None,
+    test_images: Annotated[Optional[Path], plain_option("--test-images", help="Their images folder. Default: "
+                                                        "--images.", panel=DATA)] = None,
+    val: Annotated[Optional[float], config_option(FitConfig, "val", min=0.0, max=0.99, help="Share of the training "
+                                                  "file's images drawn for validation when neither --val-annotations "
+                                                  "nor a split column gives them; 0 = none.", panel=DATA)] = None,
+    test: Annotated[Optional[float], config_option(FitConfig, "test", min=0.0, max=0.99, help="The same for the test "
+                                                   "set; 0 = no test evaluation.", panel=DATA)] = None,
+    split_column: Annotated[Optional[str], config_option(FitConfig, "split_column", help="CSV column naming each "
+                                                         "image's split (train, val, test), used when present.",
+                                                         panel=DATA)] = None,
+    seed: Annotated[Optional[int], config_option(FitConfig, "seed", help="Seed of the split (and, when given, of "
+                                                 "embed and train).")] = None,
+    head: Annotated[Optional[Literal[HEAD_CHOICES]], config_option(TrainConfig, "head", help="Classification head, "
+                                                                   "as `mlgraph train --head`.")] = None,
+    head_option: Annotated[Optional[list[str]], plain_option("--head-option", metavar="KEY=VALUE", help="An option "
+                                                             "of the head, as `mlgraph train --head-option`; repeat "
+                                                             "for more.")] = None,
+    epochs: Annotated[Optional[int], config_option(TrainConfig, "epochs", min=1, help="Training epochs; a larger "
+                                                   "count on a rerun extends the run.")] = None,
+    backbone: Annotated[Optional[str], config_option(ExtractConfig, "backbone", "--backbone", "-b", help="As "
+                                                     "`mlgraph extract --backbone`.")] = None,
+    weights: Annotated[Optional[str], config_option(ExtractConfig, "weights", "--weights", "-w", help="Backbone "
+                                                    "weights, as `mlgraph extract --weights`.")] = None,
+    image_size: Annotated[Optional[int], config_option(ExtractConfig, "image_size", min=1, help="Input side in "
+                                                       "px.")] = None,
+    device: Annotated[Optional[str], config_option(ExtractConfig, "device", help="auto, cpu, cuda, cuda:N, for "
+                                                   "every stage.")] = None,
+    output: Annotated[Optional[Path], plain_option("-o", "--output", help="The fit folder. Default: runs/fit/exp (in "
+                                                   "a project with no annotations given: its \\[artifacts]).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run every step again, and write into a folder that holds "
                                                         "another fit or other files.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars in the stages.")] = False,
@@ -88,9 +89,10 @@ def fit(
     started = time.perf_counter()
     inputs = FitInputs(annotations=annotations, images=images, val_annotations=val_annotations, val_images=val_images,
                        test_annotations=test_annotations, test_images=test_images)
-    options = StageOptions(head=head, epochs=epochs, backbone=backbone, weights=weights, image_size=image_size,
-                           device=device, seed=seed, quiet=quiet)
-    plan = run_plan(inputs, options, dict(val=val, test=test, seed=seed, split_column=split_column),
+    key_values(head_option, "--head-option")  # a malformed KEY=VALUE is refused before any step runs
+    options = StageOptions(head=head, head_options=head_option or [], epochs=epochs, backbone=backbone,
+                           weights=weights, image_size=image_size, device=device, seed=seed, quiet=quiet)
+    plan = run_plan(inputs, options, given(val=val, test=test, seed=seed, split_column=split_column),
                     project=load_project(), output=output, force=force)
     split, config = plan.split, plan.config
     if split is not None:

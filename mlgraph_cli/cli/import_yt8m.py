@@ -6,15 +6,15 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import progress_bar, default_help, handle_errors, load_project, summary
+from mlgraph_cli.cli._common import progress_bar, handle_errors, load_project, summary
+from mlgraph_cli.cli._options import config_option, plain_option
 from mlgraph_cli.core.features.yt8m_config import ImportYt8mConfig  # a plain dataclass: no numpy
 
 EPILOG = ("Example: mlgraph import-yt8m 'frame/train*.tfrecord' -o features.h5 "
           "--vocabulary vocabulary.csv --max-frames 300")
 
 
-def _d(name: str) -> str:
-    return default_help(ImportYt8mConfig, name)
+
 
 
 def import_yt8m(
@@ -23,20 +23,18 @@ def import_yt8m(
              "audio per second) or video level (Example: mean_rgb, mean_audio), plain or gzip.",
         show_default=False)],
     *,
-    output: Annotated[Optional[str], typer.Option(
-        "-o", "--output", help="Features file (HDF5). Default: \\[artifacts] features, or features.h5.",
-        show_default=False)] = None,
-    vocabulary: Annotated[Optional[str], typer.Option(
+    output: Annotated[Optional[str], plain_option(
+        "-o", "--output", help="Features file (HDF5). Default: \\[artifacts] features, or features.h5.")] = None,
+    vocabulary: Annotated[Optional[str], plain_option(
         "--vocabulary", help="YouTube-8M vocabulary.csv: label names; its classes become the label columns "
-                             "(without it: the class indices seen, named by number).", show_default=False)] = None,
-    segment_classes: Annotated[Optional[str], typer.Option(
+                             "(without it: the class indices seen, named by number).")] = None,
+    segment_classes: Annotated[Optional[str], plain_option(
         "--segment-classes", help="segment_label_ids.csv: keep only these classes (the 1,000 of YouTube-8M "
-                                  "Segments) as label columns.", show_default=False)] = None,
-    max_frames: Annotated[Optional[int], typer.Option(
-        "--max-frames", min=1, help="Frames kept per video (T); shorter videos are padded and masked. "
-                                    f"{_d('max_frames')}", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", min=1, help=f"Videos written per batch. {_d('batch_size')}", show_default=False)] = None,
+                                  "Segments) as label columns.")] = None,
+    max_frames: Annotated[Optional[int], config_option(ImportYt8mConfig, "max_frames",
+        "--max-frames", min=1, help="Frames kept per video (T); shorter videos are padded and masked.")] = None,
+    batch_size: Annotated[Optional[int], config_option(ImportYt8mConfig, "batch_size",
+        "--batch-size", min=1, help="Videos written per batch.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no per-record notes.")] = False,
 ) -> None:
     """Read YouTube-8M TFRecords (checksums verified; corrupt records reported and skipped) into a
@@ -60,7 +58,7 @@ def import_yt8m(
         notes.append(f"{result.truncated} video(s) cut to {result.frames} frames")
     if result.dropped_labels or result.dropped_segments:
         notes.append(f"{result.dropped_labels} label(s) and {result.dropped_segments} segment rating(s) outside "
-                     f"the label columns dropped")
+                     "the label columns dropped")
     if config.vocabulary is None and config.segment_classes is None:
         notes.append("no --vocabulary: labels are the class indices seen here; pass it so other imports share "
                      "the same label columns")

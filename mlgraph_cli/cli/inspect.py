@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import Adjacency, choice_value, default_help, handle_errors, load_project
+from mlgraph_cli.cli._common import handle_errors, load_project
+from mlgraph_cli.cli._options import config_option, given, plain_option
 from mlgraph_cli.cli._report import print_report
 from mlgraph_cli.core.embeddings.config import ReportConfig  # a plain dataclass: no torch
+from mlgraph_cli.core.graph.config import ADJACENCY_KINDS
 
 EPILOG = "Example: mlgraph inspect embeddings.h5 --graph graph.json --topk 5"
-
-
-def _d(name: str) -> str:
-    return default_help(ReportConfig, name)
 
 
 def inspect(
@@ -25,19 +23,19 @@ def inspect(
         help="Embeddings from `mlgraph embed`. Default: \\[artifacts] embeddings of mlgraph.toml.",
         show_default=False)] = None,
     *,
-    graph: Annotated[Optional[Path], typer.Option(
+    graph: Annotated[Optional[Path], plain_option(
         "--graph", help="Label graph to measure against. Default: the graph recorded in the embeddings file "
-                        "if it still exists, else \\[artifacts] graph.", show_default=False)] = None,
-    neighbours: Annotated[Optional[Adjacency], typer.Option(
+                        "if it still exists, else \\[artifacts] graph.")] = None,
+    neighbours: Annotated[Optional[Literal[ADJACENCY_KINDS]], config_option(ReportConfig, "neighbours",
         "--neighbours", help="Adjacency that defines the true neighbours (binary: max(P(j|i), P(i|j)) "
-                             f">= tau). {_d('neighbours')}", show_default=False)] = None,
-    tau: Annotated[Optional[float], typer.Option(
-        "--tau", help=f"tau of --neighbours binary/mlgcn (0.4 is ML-GCN's). {_d('tau')}", show_default=False)] = None,
-    min_weight: Annotated[Optional[float], typer.Option(
-        "--min-weight", help=f"A neighbour's adjacency must exceed this. {_d('min_weight')}", show_default=False)] = None,
-    reference: Annotated[Optional[Adjacency], typer.Option(
+                             ">= tau).")] = None,
+    tau: Annotated[Optional[float], config_option(ReportConfig, "tau",
+        "--tau", help="tau of --neighbours binary/mlgcn (0.4 is ML-GCN's).")] = None,
+    min_weight: Annotated[Optional[float], config_option(ReportConfig, "min_weight",
+        "--min-weight", help="A neighbour's adjacency must exceed this.")] = None,
+    reference: Annotated[Optional[Literal[ADJACENCY_KINDS]], plain_option(
         "--reference", help="Adjacency correlated with cosine (default: the one the embeddings were fitted to, "
-                            "else cond-mean).", show_default=False)] = None,
+                            "else cond-mean).")] = None,
     topk: Annotated[int, typer.Option("--topk", min=0, help="Nearest labels listed per label.")] = ReportConfig.topk,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Labels in the table (0: all).")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON on stdout.")] = False,
@@ -45,9 +43,8 @@ def inspect(
     """Rank each label's graph neighbours by embedding cosine: mean AP, correlations, nearest labels."""
     from mlgraph_cli.stages.embed import run_inspect
 
-    given = dict(neighbours=choice_value(neighbours), tau=tau, min_weight=min_weight, reference=choice_value(reference),
-                 topk=topk)
-    report = run_inspect(embeddings, graph, given, project=load_project())
+    options = given(neighbours=neighbours, tau=tau, min_weight=min_weight, reference=reference, topk=topk)
+    report = run_inspect(embeddings, graph, options, project=load_project())
     if as_json:
         typer.echo(json.dumps(_finite(report), indent=2, ensure_ascii=False))
     else:

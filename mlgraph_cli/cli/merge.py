@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from mlgraph_cli.cli._common import handle_errors, summary
+from mlgraph_cli.cli._options import plain_option
 
 EPILOG = "Example: mlgraph merge features.shard-*.h5 -o features.h5"
 
@@ -15,7 +16,7 @@ def merge(
     shards: Annotated[list[str], typer.Argument(help="Every shard file of one `mlgraph extract --shard I/N` run, "
                                                      "in any order.", show_default=False)],
     *,
-    output: Annotated[str, typer.Option("-o", "--output", help="The merged features file.", show_default=False)],
+    output: Annotated[str, plain_option("-o", "--output", help="The merged features file.")],
     virtual: Annotated[bool, typer.Option(
         "--virtual", help="Copy no feature maps: the merged file points into the shard files (an HDF5 virtual "
                           "dataset), which must then stay beside it.")] = False,

@@ -3,30 +3,16 @@ attention overlays for images, per-segment labels for videos)."""
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import default_help, Checkpoint, progress_bar, err, handle_errors, load_project, out, summary
-from mlgraph_cli.core.inference.config import MAX_AUTO_THREADS, PredictConfig  # plain dataclass: no torch
+from mlgraph_cli.cli._common import progress_bar, err, handle_errors, load_project, out, summary
+from mlgraph_cli.cli._options import config_option, given, plain_option
+from mlgraph_cli.core.inference.config import CHECKPOINTS, FORMATS, MAX_AUTO_THREADS, PredictConfig  # plain data
 
 EPILOG = "Example: mlgraph predict photos/ --model runs/train/exp --topk 5 --format jsonl -o predictions.jsonl"
-
-
-class Format(str, Enum):
-    table = "table"
-    jsonl = "jsonl"
-    csv = "csv"
-
-
-def _d(name: str) -> str:
-    return default_help(PredictConfig, name)
-
-
-def _opt(*names: str, help: str, **kw):
-    return typer.Option(*names, help=help, show_default=False, **kw)
 
 
 def predict(
@@ -36,39 +22,39 @@ def predict(
              "shards).",
         show_default=False)],
     *,
-    model: Annotated[Optional[Path], _opt(
+    model: Annotated[Optional[Path], plain_option(
         "--model", help="Run folder from `mlgraph train`. Default: the most recent run (\\[artifacts] runs, or "
                         "runs/train).")] = None,
-    topk: Annotated[Optional[int], _opt(
+    topk: Annotated[Optional[int], plain_option(
         "--topk", help="List at most K labels per image. Default: all that pass --threshold.")] = None,
-    threshold: Annotated[Optional[str], _opt(
+    threshold: Annotated[Optional[str], plain_option(
         "--threshold", help="List labels scoring at least this (as well as being in the top K): a probability "
                             "(0 lists the top K whatever their score), or 'tuned' for the run's per-label "
                             "thresholds chosen on validation. Default: the run's threshold.")] = None,
-    format: Annotated[Optional[Format], _opt(
+    format: Annotated[Optional[Literal[FORMATS]], plain_option(
         "--format", help="table (terminal), jsonl or csv. Default: table, or from -o's suffix "
                          "(.csv -> csv, else jsonl).")] = None,
-    output: Annotated[Optional[str], _opt(
+    output: Annotated[Optional[str], plain_option(
         "-o", "--output", help="Write jsonl/csv here ('-' = stdout); never one of the inputs.")] = None,
-    explain: Annotated[Optional[Path], _opt(
+    explain: Annotated[Optional[Path], plain_option(
         "--explain", help="Write one PNG per image into this folder (photo.jpg -> photo.jpg.png): each listed "
                           "label's attention map (cma, ms-cma, query) or class activation map (gap, gmp, mlgcn, "
                           "probe) over the image.")] = None,
-    segments: Annotated[Optional[bool], _opt(
+    segments: Annotated[Optional[bool], config_option(PredictConfig, "segments",
         "--segments", help="Videos: also list the top labels of every 5-frame segment (frames s to s+4); video "
                            "files: of every --segment-seconds window, with start and end times.")] = None,
-    segment_seconds: Annotated[Optional[float], _opt(
-        "--segment-seconds", min=0.001, help=f"Video files: window length in seconds for --segments. "
-                                             f"{_d('segment_seconds')}")] = None,
-    checkpoint: Annotated[Optional[Checkpoint], _opt(
-        "--checkpoint", help=f"Weights of the best validation epoch, or of the last. {_d('checkpoint')}")] = None,
-    image_size: Annotated[Optional[int], _opt(
+    segment_seconds: Annotated[Optional[float], config_option(PredictConfig, "segment_seconds",
+        "--segment-seconds", min=0.001, help="Video files: window length in seconds for --segments.")] = None,
+    checkpoint: Annotated[Optional[Literal[CHECKPOINTS]], config_option(PredictConfig, "checkpoint",
+        "--checkpoint", help="Weights of the best validation epoch, or of the last.")] = None,
+    image_size: Annotated[Optional[int], plain_option(
         "--image-size", min=1, help="Input side in px instead of the run's (the heads take any map size).")] = None,
-    device: Annotated[Optional[str], _opt("--device", help=f"auto, cpu, cuda, cuda:N. {_d('device')}")] = None,
-    batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, help=f"Images per batch. {_d('batch_size')}")] = None,
-    threads: Annotated[Optional[int], _opt(
-        "--threads", min=0, help=f"Torch CPU threads; 0 = automatic (1 for up to 4 images, else the cores not busy with "
-                                 f"other work, at most {MAX_AUTO_THREADS}). {_d('threads')}")] = None,
+    device: Annotated[Optional[str], config_option(PredictConfig, "device", help="auto, cpu, cuda, cuda:N.")] = None,
+    batch_size: Annotated[Optional[int], config_option(PredictConfig, "batch_size", min=1,
+                                                       help="Images per batch.")] = None,
+    threads: Annotated[Optional[int], config_option(PredictConfig, "threads",
+        "--threads", min=0, help="Torch CPU threads; 0 = automatic (1 for up to 4 images, else the cores not busy with "
+                                 f"other work, at most {MAX_AUTO_THREADS}).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Label images with a trained run: top labels and scores per image (per video, and per segment
@@ -77,9 +63,9 @@ def predict(
     Defaults below can be changed in a \\[predict] table of mlgraph.toml; flags win."""
     from mlgraph_cli.stages.predict import predict as run
 
-    overrides = dict(topk=topk, threshold=threshold, format=format.value if format else None,
-                     checkpoint=checkpoint.value if checkpoint else None, device=device, batch_size=batch_size,
-                     image_size=image_size, segments=segments, segment_seconds=segment_seconds, threads=threads)
+    overrides = given(topk=topk, threshold=threshold, format=format, checkpoint=checkpoint, device=device,
+                      batch_size=batch_size, image_size=image_size, segments=segments, segment_seconds=segment_seconds,
+                      threads=threads)
     progress = progress_bar(quiet=quiet)
     try:
         result = run(inputs, model=model, overrides=overrides, project=load_project(), output=output,

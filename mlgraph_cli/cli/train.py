@@ -2,185 +2,131 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from mlgraph_cli.cli._common import default_help, progress_bar, err, handle_errors, load_project, summary
-from mlgraph_cli.core.training.config import DEFAULT_HEAD_HELP, MODALITY_DEFAULTS, TrainConfig  # plain dataclasses: no torch
+from mlgraph_cli.cli._common import progress_bar, err, handle_errors, load_project, summary
+from mlgraph_cli.cli._options import config_option, given, key_values, plain_option
+from mlgraph_cli.core.graph.config import ADJACENCY_KINDS  # plain tuples and dataclasses: no torch
+from mlgraph_cli.core.training.config import (CACHES, HEAD_CHOICES, LOSSES, OPTIMIZERS, SCHEDULES, SELECT_BY,
+                                              TrainConfig)
 
 EPILOG = ("Example: mlgraph train --features features.h5 --embeddings embeddings.h5 --head cma --epochs 20 "
           "-o runs/train/cma")
-HELP_PANEL_DATA = "Data"
-HELP_PANEL_OPT = "Optimisation"
-HELP_PANEL_E2E = "End to end (images instead of features)"
-
-
-class Head(str, Enum):
-    cma = "cma"
-    ms_cma = "ms-cma"
-    gap = "gap"
-    gmp = "gmp"
-    mlgcn = "mlgcn"
-    query = "query"
-    probe = "probe"
-    frame_max = "frame-max"
-
-
-class Loss(str, Enum):
-    bce = "bce"
-    asl = "asl"
-
-
-class SelectBy(str, Enum):
-    mAP = "mAP"
-    loss = "loss"
-    CF1 = "CF1"
-
-
-class Optimizer(str, Enum):
-    adamw = "adamw"
-    sgd = "sgd"
-
-
-class Schedule(str, Enum):
-    cosine = "cosine"
-    onecycle = "onecycle"
-    constant = "constant"
-
-
-class Cache(str, Enum):
-    auto = "auto"
-    ram = "ram"
-    disk = "disk"
-
-
-def _d(name: str) -> str:
-    return default_help(TrainConfig, name)
-
-
-def _dm(name: str) -> str:
-    """``[default: A on images, B on video]`` from the per-modality defaults."""
-    image, video = MODALITY_DEFAULTS["image"][name], MODALITY_DEFAULTS["video"][name]
-    return f"\\[default: {image:g} on images, {video:g} on video]"
-
-
-def _opt(*names: str, help: str, panel: str | None = None, **kw):
-    return typer.Option(*names, help=help, show_default=False, rich_help_panel=panel, **kw)
+DATA, OPT, E2E, MORE = "Data", "Optimisation", "End to end (images instead of features)", "More"
+_t = partial(config_option, TrainConfig)
 
 
 def train(
     *,
-    features: Annotated[Optional[Path], _opt("--features", help="Training features (HDF5 from `mlgraph extract`, or "
-                                             "`mlgraph import-yt8m` for video). Default: \\[artifacts] features.",
-                                             panel=HELP_PANEL_DATA)] = None,
-    val_features: Annotated[Optional[Path], _opt("--val-features", help="Validation features. Default: \\[artifacts] "
-                                                 "val_features if it exists, else --val-fraction of the training "
-                                                 "features.", panel=HELP_PANEL_DATA)] = None,
-    embeddings: Annotated[Optional[Path], _opt("--embeddings", help="Label embeddings from `mlgraph embed` (cma, "
-                                               "ms-cma, mlgcn; the query head's queries). Default: \\[artifacts] "
-                                               "embeddings.",
-                                               panel=HELP_PANEL_DATA)] = None,
-    graph: Annotated[Optional[Path], _opt("--graph", help="Label graph from `mlgraph build-graph` (mlgcn's "
-                                          "adjacency). Default: \\[artifacts] graph.", panel=HELP_PANEL_DATA)] = None,
-    labels: Annotated[Optional[Path], _opt("--labels", help="The dataset's label set, the run's labels in order: a "
-                                           "file of one label per line, or the graph from `mlgraph build-graph`. "
-                                           "Features files lacking one of them read it as having no positive. "
-                                           "Default: \\[artifacts] graph when it exists, else the training "
-                                           "features' labels.", panel=HELP_PANEL_DATA)] = None,
-    val_fraction: Annotated[Optional[float], _opt("--val-fraction", help="Share of the training data held out for "
-                                                  "validation when no validation file is given; a reproducible split "
-                                                  "by --seed, recorded in split.json. 0 = no validation. "
-                                                  f"{_d('val_fraction')}", panel=HELP_PANEL_DATA)] = None,
-    cache: Annotated[Optional[Cache], _opt("--cache", help="ram: load the features into memory; disk: read the file "
-                                           "per batch; auto: ram when it fits in half the free memory. "
-                                           f"{_d('cache')}", panel=HELP_PANEL_DATA)] = None,
-    workers: Annotated[Optional[int], _opt("--workers", min=0, help=f"DataLoader worker processes. {_d('workers')}",
-                                           panel=HELP_PANEL_DATA)] = None,
-    head: Annotated[Optional[Head], _opt("--head", help="Classification head: query = label queries "
-                                         "(Query2Label / ML-Decoder), probe = a linear probe fitted by logistic "
-                                         "regression (one fit, --epochs does not apply); on video features cma, gap, "
-                                         "gmp, query, probe are temporal and frame-max is a frame-level reference. "
-                                         f"\\[default: {DEFAULT_HEAD_HELP}; cma on video]")] = None,
-    epochs: Annotated[Optional[int], _opt("--epochs", min=1,
-                                          help=f"Epochs. {_dm('epochs')}")] = None,
-    seed: Annotated[Optional[int], _opt("--seed", help="Seed of the initial weights, batch order and split. "
-                                        f"{_d('seed')}")] = None,
-    threshold: Annotated[Optional[float], _opt("--threshold", help="Probability at which a label counts as "
-                                               f"predicted (CP/CR/F1 and predict). {_d('threshold')}")] = None,
-    output: Annotated[Optional[Path], _opt("-o", "--output", help="Run folder. Default: runs/train/exp, exp2, ... "
-                                           "(\\[artifacts] runs in a project).")] = None,
-    name: Annotated[Optional[str], _opt("--name", help="Run name under the runs folder (numbered if taken).")] = None,
-    resume: Annotated[Optional[Path], _opt("--resume", help="Continue this stopped run exactly where its last "
-                                           "checkpoint left it, with its own settings.")] = None,
+    features: Annotated[Optional[Path], plain_option("--features", help="Training features (HDF5 from `mlgraph "
+                                                     "extract`, or `mlgraph import-yt8m` for video). Default: "
+                                                     "\\[artifacts] features.", panel=DATA)] = None,
+    val_features: Annotated[Optional[Path], plain_option("--val-features", help="Validation features. Default: "
+                                                         "\\[artifacts] val_features if it exists, else --val-fraction "
+                                                         "of the training features.", panel=DATA)] = None,
+    embeddings: Annotated[Optional[Path], plain_option("--embeddings", help="Label embeddings from `mlgraph embed` "
+                                                       "(cma, ms-cma, mlgcn; the query head's queries). Default: "
+                                                       "\\[artifacts] embeddings.", panel=DATA)] = None,
+    graph: Annotated[Optional[Path], plain_option("--graph", help="Label graph from `mlgraph build-graph` (mlgcn's "
+                                                  "adjacency). Default: \\[artifacts] graph.", panel=DATA)] = None,
+    labels: Annotated[Optional[Path], plain_option("--labels", help="The dataset's label set, the run's labels in "
+                                                   "order: a file of one label per line, or the graph from `mlgraph "
+                                                   "build-graph`. Features files lacking one of them read it as having "
+                                                   "no positive. Default: \\[artifacts] graph when it exists, else the "
+                                                   "training features' labels.", panel=DATA)] = None,
+    val_fraction: Annotated[Optional[float], _t("val_fraction", help="Share of the training data held out for "
+                                                "validation when no validation file is given; a reproducible split by "
+                                                "--seed, recorded in split.json. 0 = no validation.",
+                                                panel=DATA)] = None,
+    cache: Annotated[Optional[Literal[CACHES]], _t("cache", help="ram: load the features into memory; disk: read the "
+                                                   "file per batch; auto: ram when it fits in half the free memory.",
+                                                   panel=DATA)] = None,
+    workers: Annotated[Optional[int], _t("workers", min=0, help="DataLoader worker processes.", panel=DATA)] = None,
+    head: Annotated[Optional[Literal[HEAD_CHOICES]], _t("head", help="Classification head: query = label queries "
+                                                        "(Query2Label / ML-Decoder), probe = a linear probe fitted by "
+                                                        "logistic regression (one fit, --epochs does not apply); on "
+                                                        "video features cma, gap, gmp, query, probe are temporal and "
+                                                        "frame-max is a frame-level reference.")] = None,
+    epochs: Annotated[Optional[int], _t("epochs", min=1, help="Epochs.")] = None,
+    seed: Annotated[Optional[int], _t("seed", help="Seed of the initial weights, batch order and split.")] = None,
+    threshold: Annotated[Optional[float], _t("threshold", help="Probability at which a label counts as predicted "
+                                             "(CP/CR/F1 and predict).")] = None,
+    output: Annotated[Optional[Path], plain_option("-o", "--output", help="Run folder. Default: runs/train/exp, exp2, "
+                                                   "... (\\[artifacts] runs in a project).")] = None,
+    name: Annotated[Optional[str], plain_option("--name", help="Run name under the runs folder (numbered if "
+                                                "taken).")] = None,
+    resume: Annotated[Optional[Path], plain_option("--resume", help="Continue this stopped run exactly where its last "
+                                                   "checkpoint left it, with its own settings.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the run in -o if there is one.")] = False,
-    batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, help="Global batch size (split over torchrun "
-                                              f"processes). {_d('batch_size')}", panel=HELP_PANEL_OPT)] = None,
-    lr: Annotated[Optional[float], _opt("--lr", help=f"Peak learning rate of the head. {_dm('lr')}",
-                                        panel=HELP_PANEL_OPT)] = None,
-    weight_decay: Annotated[Optional[float], _opt("--weight-decay", help="Weight decay (not on biases and norms). "
-                                                  f"{_dm('weight_decay')[:-1]}; 1 for the video pooling heads]",
-                                                  panel=HELP_PANEL_OPT)] = None,
-    optimizer: Annotated[Optional[Optimizer], _opt("--optimizer", help=f"{_d('optimizer')}",
-                                                   panel=HELP_PANEL_OPT)] = None,
-    schedule: Annotated[Optional[Schedule], _opt("--schedule", help="Learning-rate schedule, stepped per batch. "
-                                                 f"{_d('schedule')}", panel=HELP_PANEL_OPT)] = None,
-    warmup_epochs: Annotated[Optional[float], _opt("--warmup-epochs", help="Linear warm-up (cosine) or rise share "
-                                                   f"(onecycle). {_d('warmup_epochs')}", panel=HELP_PANEL_OPT)] = None,
-    clip_grad: Annotated[Optional[float], _opt("--clip-grad", help=f"Max gradient norm, 0 = off. {_d('clip_grad')}",
-                                               panel=HELP_PANEL_OPT)] = None,
-    amp: Annotated[Optional[bool], _opt("--amp/--no-amp", help="Mixed precision (CUDA only). \\[default: on for "
-                                        "CUDA]", panel=HELP_PANEL_OPT)] = None,
-    probe_epochs: Annotated[Optional[int], _opt("--probe-epochs", min=0, help="cma only: epochs of the "
-                                                "mean-pool probe the head starts from, before --epochs. "
-                                                f"\\[default: {MODALITY_DEFAULTS['video']['probe_epochs']} "
-                                                f"on video, {MODALITY_DEFAULTS['image']['probe_epochs']} on images]",
-                                                panel=HELP_PANEL_OPT)] = None,
-    loss: Annotated[Optional[Loss], _opt("--loss", help="bce: binary cross-entropy; asl: the asymmetric loss "
-                                         f"(Ridnik et al., ICCV 2021). {_d('loss')}", panel=HELP_PANEL_OPT)] = None,
-    asl_gamma_neg: Annotated[Optional[float], _opt("--asl-gamma-neg", min=0.0, help="ASL: focusing parameter of "
-                                                   f"negative targets. {_d('asl_gamma_neg')}",
-                                                   panel=HELP_PANEL_OPT)] = None,
-    asl_gamma_pos: Annotated[Optional[float], _opt("--asl-gamma-pos", min=0.0, help="ASL: focusing parameter of "
-                                                   f"positive targets. {_d('asl_gamma_pos')}",
-                                                   panel=HELP_PANEL_OPT)] = None,
-    asl_clip: Annotated[Optional[float], _opt("--asl-clip", min=0.0, max=0.99, help="ASL: probability margin; "
-                                              "negatives below it add nothing to the loss. "
-                                              f"{_d('asl_clip')}", panel=HELP_PANEL_OPT)] = None,
-    patience: Annotated[Optional[int], _opt("--patience", min=0, help="Stop when the best epoch (--select-by) is "
-                                            f"this many epochs back; 0 = never. {_dm('patience')}",
-                                            panel=HELP_PANEL_OPT)] = None,
-    select_by: Annotated[Optional[SelectBy], _opt("--select-by", help="Which epoch best.safetensors keeps: the "
-                                                  "highest validation mAP or CF1, or the lowest validation loss; "
-                                                  f"ties go to the lower validation loss. {_d('select_by')}",
-                                                  panel=HELP_PANEL_OPT)] = None,
-    device: Annotated[Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N. Under torchrun each process "
-                                          f"takes cuda:LOCAL_RANK. {_d('device')}", panel=HELP_PANEL_OPT)] = None,
-    images: Annotated[Optional[Path], _opt("--images", help="Image folder: train end to end, fine-tuning the "
-                                           "backbone.", panel=HELP_PANEL_E2E)] = None,
-    annotations: Annotated[Optional[Path], _opt("--annotations", help="Annotations of --images. Default: "
-                                                "\\[dataset] annotations.", panel=HELP_PANEL_E2E)] = None,
-    val_images: Annotated[Optional[Path], _opt("--val-images", help="Validation image folder.",
-                                               panel=HELP_PANEL_E2E)] = None,
-    val_annotations: Annotated[Optional[Path], _opt("--val-annotations", help="Validation annotations.",
-                                                    panel=HELP_PANEL_E2E)] = None,
-    backbone: Annotated[Optional[str], _opt("--backbone", help="As in `mlgraph extract`. "
-                                            f"{_d('backbone')}",
-                                            panel=HELP_PANEL_E2E)] = None,
-    weights: Annotated[Optional[str], _opt("--weights", help="Backbone weights: a name, a file, or none. "
-                                           f"{_d('weights')}", panel=HELP_PANEL_E2E)] = None,
-    image_size: Annotated[Optional[int], _opt("--image-size", min=1, help="Input side in px. "
-                                              "\\[default: 448 torchvision, 224 efficientnet-lite0]",
-                                              panel=HELP_PANEL_E2E)] = None,
-    layer: Annotated[Optional[list[str]], _opt("--layer", help="Backbone stage; twice for ms-cma.",
-                                               panel=HELP_PANEL_E2E)] = None,
-    backbone_lr_scale: Annotated[Optional[float], _opt("--backbone-lr-scale", help="Backbone lr = lr x this. "
-                                                       f"{_d('backbone_lr_scale')}", panel=HELP_PANEL_E2E)] = None,
-    tensorboard: Annotated[Optional[bool], _opt("--tensorboard/--no-tensorboard", help="Write TensorBoard event "
-                                                "files into the run folder (pip install 'mlgraph[tensorboard]'). "
-                                                "\\[default: on when tensorboard is installed]")] = None,
+    batch_size: Annotated[Optional[int], _t("batch_size", min=1, help="Global batch size (split over torchrun "
+                                            "processes).", panel=OPT)] = None,
+    lr: Annotated[Optional[float], _t("lr", help="Peak learning rate of the head.", panel=OPT)] = None,
+    weight_decay: Annotated[Optional[float], _t("weight_decay", help="Weight decay (not on biases and norms).",
+                                                panel=OPT)] = None,
+    optimizer: Annotated[Optional[Literal[OPTIMIZERS]], _t("optimizer", help="sgd: with Nesterov momentum "
+                                                             "(--momentum).", panel=OPT)] = None,
+    schedule: Annotated[Optional[Literal[SCHEDULES]], _t("schedule", help="Learning-rate schedule, stepped per "
+                                                         "batch.", panel=OPT)] = None,
+    warmup_epochs: Annotated[Optional[float], _t("warmup_epochs", help="Linear warm-up (cosine) or rise share "
+                                                 "(onecycle).", panel=OPT)] = None,
+    clip_grad: Annotated[Optional[float], _t("clip_grad", help="Max gradient norm, 0 = off.", panel=OPT)] = None,
+    amp: Annotated[Optional[bool], _t("amp", "--amp/--no-amp", help="Mixed precision (CUDA only).", panel=OPT)] = None,
+    probe_epochs: Annotated[Optional[int], _t("probe_epochs", min=0, help="cma, ms-cma: epochs of the mean-pool probe "
+                                              "the head starts from, before --epochs.", panel=OPT)] = None,
+    loss: Annotated[Optional[Literal[LOSSES]], _t("loss", help="bce: binary cross-entropy; asl: the asymmetric loss "
+                                                  "(Ridnik et al., ICCV 2021).", panel=OPT)] = None,
+    asl_gamma_neg: Annotated[Optional[float], _t("asl_gamma_neg", min=0.0, help="ASL: focusing parameter of negative "
+                                                 "targets.", panel=OPT)] = None,
+    asl_gamma_pos: Annotated[Optional[float], _t("asl_gamma_pos", min=0.0, help="ASL: focusing parameter of positive "
+                                                 "targets.", panel=OPT)] = None,
+    asl_clip: Annotated[Optional[float], _t("asl_clip", min=0.0, max=0.99, help="ASL: probability margin; negatives "
+                                            "below it add nothing to the loss.", panel=OPT)] = None,
+    patience: Annotated[Optional[int], _t("patience", min=0, help="Stop when the best epoch (--select-by) is this "
+                                          "many epochs back; 0 = never.", panel=OPT)] = None,
+    select_by: Annotated[Optional[Literal[SELECT_BY]], _t("select_by", help="Which epoch best.safetensors keeps: the "
+                                                          "highest validation mAP or CF1, or the lowest validation "
+                                                          "loss; ties go to the lower validation loss.",
+                                                          panel=OPT)] = None,
+    device: Annotated[Optional[str], _t("device", help="auto, cpu, cuda, cuda:N. Under torchrun each process takes "
+                                        "cuda:LOCAL_RANK.", panel=OPT)] = None,
+    images: Annotated[Optional[Path], plain_option("--images", help="Image folder: train end to end, fine-tuning the "
+                                                   "backbone.", panel=E2E)] = None,
+    annotations: Annotated[Optional[Path], plain_option("--annotations", help="Annotations of --images. Default: "
+                                                        "\\[dataset] annotations.", panel=E2E)] = None,
+    val_images: Annotated[Optional[Path], plain_option("--val-images", help="Validation image folder.",
+                                                       panel=E2E)] = None,
+    val_annotations: Annotated[Optional[Path], plain_option("--val-annotations", help="Validation annotations.",
+                                                            panel=E2E)] = None,
+    backbone: Annotated[Optional[str], _t("backbone", help="As in `mlgraph extract`.", panel=E2E)] = None,
+    weights: Annotated[Optional[str], _t("weights", help="Backbone weights: a name, a file, or none.",
+                                         panel=E2E)] = None,
+    image_size: Annotated[Optional[int], _t("image_size", min=1, help="Input side in px.", panel=E2E)] = None,
+    layer: Annotated[Optional[list[str]], _t("layers", "--layer", help="Backbone stage; twice for ms-cma.",
+                                             panel=E2E)] = None,
+    backbone_lr_scale: Annotated[Optional[float], _t("backbone_lr_scale", help="Backbone lr = lr x this.",
+                                                     panel=E2E)] = None,
+    flip: Annotated[Optional[bool], _t("flip", "--flip/--no-flip", help="Random horizontal flips of the training "
+                                       "images.", panel=E2E)] = None,
+    head_option: Annotated[Optional[list[str]], plain_option(
+        "--head-option", metavar="KEY=VALUE", help="An option of the head (e.g. hidden=512, init=random), the value "
+                                                   "read as TOML; repeat for more. Merged over \\[train] head_options.",
+        panel=MORE)] = None,
+    momentum: Annotated[Optional[float], _t("momentum", min=0.0, help="SGD momentum (--optimizer sgd).",
+                                            panel=MORE)] = None,
+    min_lr_ratio: Annotated[Optional[float], _t("min_lr_ratio", min=0.0, help="Where the cosine and onecycle "
+                                                "schedules end, as a share of --lr.", panel=MORE)] = None,
+    shuffle: Annotated[Optional[bool], _t("shuffle", "--shuffle/--no-shuffle", help="Shuffle the training batches "
+                                          "each epoch.", panel=MORE)] = None,
+    adjacency: Annotated[Optional[Literal[ADJACENCY_KINDS]], _t("adjacency", help="mlgcn: the adjacency its graph "
+                                                                "convolution reads (parameters: \\[train] "
+                                                                "adjacency_params).", panel=MORE)] = None,
+    tensorboard: Annotated[Optional[bool], _t("tensorboard", "--tensorboard/--no-tensorboard", help="Write "
+                                              "TensorBoard event files into the run folder (pip install "
+                                              "'mlgraph\\[tensorboard]').")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train a classification head on cached features (or end to end on images) and write a run folder:
@@ -192,15 +138,15 @@ def train(
     from mlgraph_cli.stages.train import TrainingInterrupted, run_train
     from mlgraph_cli.stages.train.inputs import TrainInputs
 
-    overrides = dict(
-        head=head.value if head else None, epochs=epochs, seed=seed, threshold=threshold, batch_size=batch_size,
-        lr=lr, weight_decay=weight_decay, optimizer=optimizer.value if optimizer else None,
-        schedule=schedule.value if schedule else None, warmup_epochs=warmup_epochs, clip_grad=clip_grad, amp=amp,
-        device=device, val_fraction=val_fraction, cache=cache.value if cache else None, workers=workers,
-        backbone=backbone, weights=weights, image_size=image_size, layers=layer or None,
-        backbone_lr_scale=backbone_lr_scale, probe_epochs=probe_epochs, patience=patience,
-        loss=loss.value if loss else None, asl_gamma_neg=asl_gamma_neg, asl_gamma_pos=asl_gamma_pos, asl_clip=asl_clip,
-        select_by=select_by.value if select_by else None, tensorboard=tensorboard,
+    overrides = given(
+        head=head, epochs=epochs, seed=seed, threshold=threshold, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs,
+        clip_grad=clip_grad, amp=amp, device=device, val_fraction=val_fraction, cache=cache, workers=workers,
+        backbone=backbone, weights=weights, image_size=image_size, layers=layer or None, flip=flip,
+        backbone_lr_scale=backbone_lr_scale, probe_epochs=probe_epochs, patience=patience, loss=loss,
+        asl_gamma_neg=asl_gamma_neg, asl_gamma_pos=asl_gamma_pos, asl_clip=asl_clip, select_by=select_by,
+        tensorboard=tensorboard, momentum=momentum, min_lr_ratio=min_lr_ratio, shuffle=shuffle, adjacency=adjacency,
+        head_options=key_values(head_option, "--head-option") or None,
     )
     inputs = TrainInputs(features=features, val_features=val_features, embeddings=embeddings, graph=graph,
                          images=images, annotations=annotations, val_images=val_images, val_annotations=val_annotations,

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from mlgraph_cli.core.annotations import FORMATS, detect_format, load_annotations, load_label_stats
-from mlgraph_cli.core.graph.config import EXTRA_FORMATS, BuildGraphConfig
+from mlgraph_cli.core.annotations import detect_format, load_annotations, load_label_stats
+from mlgraph_cli.core.graph.config import BuildGraphConfig
 from mlgraph_cli.core.graph.counts import LabelGraph, build_label_graph
 from mlgraph_cli.core.graph.files import write_graph
 from mlgraph_cli.core.io.artifacts import provenance
@@ -31,8 +31,6 @@ from mlgraph_cli.core.project import merge_config, resolve_input, resolve_output
 from mlgraph_cli.errors import MlgraphError, input_error
 
 COMMAND = "mlgraph build-graph"
-# The annotation formats, plus YouTube-8M TFRecords (read by core/media/yt8m/files.py).
-GRAPH_FORMATS = (*FORMATS, *EXTRA_FORMATS)
 # A co-occurrence graph needs at least one possible pair of labels.
 MIN_LABELS = 2
 

@@ -12,7 +12,8 @@ import difflib
 import os
 from pathlib import Path
 
-from mlgraph_cli.core.annotations import FORMATS, detect_format
+from mlgraph_cli.core.annotations import detect_format
+from mlgraph_cli.core.graph.config import GRAPH_FORMATS
 from mlgraph_cli.core.io.outputs import write_text
 from mlgraph_cli.core.progress import NULL_PROGRESS, ProgressHook
 from mlgraph_cli.core.project import DATASET_KEYS, PROJECT_FILE, render_project_file
@@ -20,8 +21,6 @@ from mlgraph_cli.errors import InputError, MlgraphError
 
 # Dataset keys that name folders of images; every other path key names a file or a folder.
 _IMAGE_FOLDERS = ("images", "val_images", "test_images")
-# Formats `mlgraph build-graph --format` reads (annotation formats, plus YouTube-8M TFRecords).
-_EXTRA_FORMATS = ("yt8m",)
 
 
 def init_project(folder: str | os.PathLike, dataset: dict[str, str | None], *, force: bool = False,
@@ -35,9 +34,9 @@ def init_project(folder: str | os.PathLike, dataset: dict[str, str | None], *, f
     path = root / PROJECT_FILE
     values = {k: v for k, v in dataset.items() if v}
     fmt = values.get("format")
-    if fmt is not None and fmt not in (*FORMATS, *_EXTRA_FORMATS):
+    if fmt is not None and fmt not in GRAPH_FORMATS:
         raise MlgraphError(f"--format {fmt}: unknown annotation format (choose one of "
-                           f"{', '.join((*FORMATS, *_EXTRA_FORMATS))}, or leave it out to detect it)")
+                           f"{', '.join(GRAPH_FORMATS)}, or leave it out to detect it)")
     if path.exists() and not force:
         raise MlgraphError(f"{path}: a project file already exists (use --force to overwrite it)")
     for key in DATASET_KEYS:

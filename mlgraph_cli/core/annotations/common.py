@@ -14,12 +14,11 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from mlgraph_cli.core.graph.config import FORMATS, LABEL_ORDERS
 from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.core.progress import ProgressHook
 from mlgraph_cli.errors import InputError, MismatchError, input_error
 
-FORMATS = ("coco", "voc", "nuswide", "openimages", "csv", "jsonl", "yolo", "stats")
-LABEL_ORDERS = ("name", "id")
 # How a user gets a file build-graph can read; ends most error messages.
 FORMAT_FIX = "pass --format " + "|".join(FORMATS)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from mlgraph_cli.core.graph.config import ADJACENCY_KINDS
 
 METHODS = ("asge", "word", "deepwalk", "spectral", "onehot")
-WEIGHTINGS = ("balanced", "uniform")  # --weighting: how ASGE weights the pairs of its loss (asge.py)
-OOV_POLICIES = ("error", "random")  # --oov: a label without a word vector (wordvectors.py)
+OOV_POLICIES = ("error", "random")  # labels missing from the word vectors: refuse, or seeded random vectors
+WEIGHTINGS = ("uniform", "balanced")  # ASGE pair weights (core/embeddings/asge.py)
 DEFAULT_DIM = 300  # width of ASGE / DeepWalk / spectral embeddings unless --dim says otherwise
 MAX_DIM = 65536  # the widest embeddings read back (core/embeddings/files.py MAX_DIMENSION)
 # Upper bounds of the whole-number settings: far beyond any use, and refused before a fit would
@@ -35,7 +37,7 @@ class EmbedConfig:
     adjacency: str = "cond-mean"
     tau: float = 0.4
     p: float = 0.2
-    dim: int | None = None
+    dim: int | None = field(default=None, metadata={"default": str(DEFAULT_DIM)})  # the help's default
     seed: int = 0
     oov: str = "error"
     steps: int = 500
@@ -50,9 +52,7 @@ class EmbedConfig:
     epochs: int = 5
 
     def __post_init__(self) -> None:
-        from mlgraph_cli.core.graph.adjacency import ADJACENCIES  # lazy: start-up — the CLI imports this config
-
-        for name, value, choices in (("method", self.method, METHODS), ("adjacency", self.adjacency, ADJACENCIES),
+        for name, value, choices in (("method", self.method, METHODS), ("adjacency", self.adjacency, ADJACENCY_KINDS),
                                      ("oov", self.oov, OOV_POLICIES), ("weighting", self.weighting, WEIGHTINGS)):
             if value not in choices:
                 raise ValueError(f"unknown {name} {value!r} (choose one of: {', '.join(choices)})")
@@ -107,11 +107,10 @@ class ReportConfig:
     topk: int = 5
 
     def __post_init__(self) -> None:
-        from mlgraph_cli.core.graph.adjacency import ADJACENCIES  # lazy: start-up — the CLI imports this config
 
         for name, value in (("neighbours", self.neighbours), ("reference", self.reference)):
-            if value is not None and value not in ADJACENCIES:
-                raise ValueError(f"unknown {name} adjacency {value!r} (choose one of: {', '.join(ADJACENCIES)})")
+            if value is not None and value not in ADJACENCY_KINDS:
+                raise ValueError(f"unknown {name} adjacency {value!r} (choose one of: {', '.join(ADJACENCY_KINDS)})")
         if isinstance(self.topk, bool) or not isinstance(self.topk, int) or self.topk < 0:
             raise ValueError(f"--topk {self.topk}: must be a whole number >= 0")
         for name in ("tau", "min_weight"):

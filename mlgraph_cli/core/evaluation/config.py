@@ -5,12 +5,12 @@ so the CLI's help can show these defaults without importing either.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from mlgraph_cli.core.training.config import CHECKPOINTS
 from mlgraph_cli.errors import MlgraphError
 
 TUNED = "tuned"
-CHECKPOINTS = ("best", "last")
 
 
 @dataclass
@@ -21,11 +21,11 @@ class EvaluateConfig:
     per_label: print the per-label table (the JSON always holds it). top_k_segments: K of a video
     run's segment MAP@K; None = 100,000, the Kaggle metric's."""
 
-    threshold: float | str | None = None
+    threshold: float | str | None = field(default=None, metadata={"default": "the run's threshold, 0.5"})
     checkpoint: str = "best"
     device: str = "auto"
     batch_size: int = 64
-    top_k_segments: int | None = None
+    top_k_segments: int | None = field(default=None, metadata={"default": "100000, the Kaggle metric's"})
     plots: bool = True
     per_label: bool = False
 

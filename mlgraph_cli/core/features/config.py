@@ -19,6 +19,7 @@ def default_layers(backbone: str, video: bool = False) -> list[str]:
 
 # The largest input side in px a backbone is run at (a 8192 x 8192 image is 200 MB of floats).
 MAX_IMAGE_SIZE = 8192
+SPLITS = ("train", "val", "test")  # the splits a project names ([dataset] images, val_images, test_images)
 
 
 @dataclass
@@ -27,7 +28,7 @@ class ExtractConfig:
 
     backbone: str = "efficientnet-lite0"
     weights: str = "DEFAULT"  # torchvision enum name, IMAGENET1K for Lite0, a state-dict file, or none
-    image_size: int | None = None  # None: the backbone's default (448 torchvision, 224 Lite0)
+    image_size: int | None = field(default=None, metadata={"default": "448 torchvision, 224 efficientnet-lite0"})
     layers: list[str] = field(default_factory=list)  # empty: default_layers(); two: main + aux (MS-CMA)
     batch_size: int = 32
     workers: int | None = None  # DataLoader processes decoding and resizing; 0 = main process; None: by cores

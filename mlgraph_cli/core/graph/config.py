@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The annotation formats core/annotations reads, here so that the CLI can list them without numpy.
+FORMATS = ("coco", "voc", "nuswide", "openimages", "csv", "jsonl", "yolo", "stats")
 EXTRA_FORMATS = ("yt8m",)  # beyond the annotation formats: YouTube-8M TFRecords (core/media/yt8m/files.py)
+GRAPH_FORMATS = (*FORMATS, *EXTRA_FORMATS)  # what build-graph (and init, fit) read
+LABEL_ORDERS = ("name", "id")  # "name": sorted; "id": the dataset's own order
+# The adjacencies derived from a graph (core/graph/adjacency.py ADJACENCIES, which holds their functions).
+ADJACENCY_KINDS = ("cond-mean", "binary", "mlgcn", "jaccard", "npmi")
 
 
 @dataclass
@@ -23,11 +29,8 @@ class BuildGraphConfig:
     segment_classes: str | None = None  # yt8m: segment_label_ids.csv (only these classes)
 
     def __post_init__(self) -> None:
-        # lazy: start-up — the CLI imports this config; core.annotations loads numpy and every reader
-        from mlgraph_cli.core.annotations import FORMATS, LABEL_ORDERS
-
-        if self.format is not None and self.format not in (*FORMATS, *EXTRA_FORMATS):
-            raise ValueError(f"format must be one of {', '.join((*FORMATS, *EXTRA_FORMATS))}, not {self.format!r}")
+        if self.format is not None and self.format not in GRAPH_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(GRAPH_FORMATS)}, not {self.format!r}")
         if self.label_order not in LABEL_ORDERS:
             raise ValueError(f"label_order must be one of {', '.join(LABEL_ORDERS)}, not {self.label_order!r}")
         if not isinstance(self.min_count, int) or self.min_count < 0:

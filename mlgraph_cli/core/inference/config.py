@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlgraph_cli.core.features.config import MAX_IMAGE_SIZE
+from mlgraph_cli.core.training.config import CHECKPOINTS
 
 FORMATS = ("table", "jsonl", "csv")
-CHECKPOINTS = ("best", "last")
 TUNED = "tuned"  # --threshold tuned: the run's per-label thresholds (chosen on validation at train time)
 MAX_AUTO_THREADS = 4  # more threads than this gain little for one backbone forward on CPU
 

@@ -73,10 +73,6 @@ class CrossModalityAttention(Head):
 
     name = "cma"
     needs_embeddings = True
-    # The probe start (core/training/probe.py): chosen on the validation splits of benchmarks/fair.py,
-    # where it lifted cma from below GAP to above it (docs/benchmarks.md).
-    training_defaults = {"probe_epochs": 20}
-
     def __init__(self, in_channels: int, num_labels: int, embeddings: torch.Tensor | None = None, *,
                  embedding_dim: int | None = None, cmt_layers: int = 1, hidden: int = 512,
                  gap_branch: bool = True, dropout: float = 0.3, eps: float = 1e-6,

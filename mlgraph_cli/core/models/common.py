@@ -27,7 +27,6 @@ class Head(nn.Module):
 
     name: str = ""
     modality: str = "image"  # "image": maps (B, D, H, W); "video": frames (B, D, T) + a mask (B, T)
-    training_defaults: dict[str, Any] = {}  # TrainConfig values this head trains with unless set
     needs_embeddings: bool = False
     needs_adjacency: bool = False
     multi_scale: bool = False

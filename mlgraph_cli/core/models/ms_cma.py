@@ -27,7 +27,6 @@ class MultiScaleCMA(Head):
     name = "ms-cma"
     needs_embeddings = True
     multi_scale = True
-    training_defaults = {"probe_epochs": 20}  # as cma (docs/benchmarks.md)
 
     def __init__(self, in_channels: Sequence[int], num_labels: int, embeddings: torch.Tensor | None = None, *,
                  embedding_dim: int | None = None, **options) -> None:

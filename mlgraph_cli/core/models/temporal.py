@@ -214,9 +214,7 @@ class TemporalPoolHead(Head):
     modality = "video"
     POOLS = {"mean": "video-gap", "max": "video-gmp", "frame-max": "video-frame-max"}
     # One linear map on 1,152-d clip statistics overfits a few hundred videos at the video weight
-    # decay: AdamW's decoupled decay of 1.0 (x lr 1e-2 per step) brings the mean-pool head to what a
-    # logistic regression with its C chosen on validation reaches (docs/video.md, "Defaults").
-    training_defaults = {"weight_decay": 1.0}
+    # decay; it trains with a decay of 1.0 (core/training/config.py HEAD_TRAINING_DEFAULTS).
 
     def __init__(self, in_channels: int, num_labels: int, *, pool: str = "mean", dropout: float = 0.0) -> None:
         super().__init__()

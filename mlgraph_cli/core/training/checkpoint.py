@@ -39,6 +39,7 @@ from mlgraph_cli.core.io.outputs import write_output
 from mlgraph_cli.core.io.artifacts import maker
 from mlgraph_cli.core.io.inputs import check_input_file
 from mlgraph_cli.core.io.jsonfile import describe, parse_json
+from mlgraph_cli.core.training.config import CHECKPOINTS
 from mlgraph_cli.core.training.run_config import CONFIG, DIGEST_KEY, RunConfig
 from mlgraph_cli.core.training.selection import SELECT_BY
 from mlgraph_cli.errors import InputError, MismatchError, input_error
@@ -48,7 +49,6 @@ METRICS = "metrics.jsonl"
 SPLIT = "split.json"
 RESUME = "resume.pt"
 BACKBONE_WEIGHTS = "backbone.safetensors"
-CHECKPOINTS = ("best", "last")
 RESUME_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "rng")
 CURVES = "curves.png"
 

@@ -19,11 +19,14 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 CACHES = ("auto", "ram", "disk")
 LOSSES = ("bce", "asl")  # core/training/losses.py (kept here too: this module imports no torch)
+CHECKPOINTS = ("best", "last")  # the weights a run keeps: RUN/best.safetensors, RUN/last.safetensors
+# The names `--head` takes (core/models HEADS; a video head is named without its "video-" prefix).
+HEAD_CHOICES = ("cma", "ms-cma", "gap", "gmp", "mlgcn", "query", "probe", "frame-max")
 # The head an unset --head becomes (docs/benchmarks.md, "Defaults by a rule"): on images multi-scale CMA
 # where the features hold the finer map as well (what `mlgraph extract` writes by default with
 # EfficientNet-Lite0), CMA on one map (MS-CMA's single-scale form), temporal CMA on video.
 DEFAULT_HEADS = {"image-two-maps": "ms-cma", "image": "cma", "video": "cma"}
-DEFAULT_HEAD_HELP = "ms-cma on features with two maps (extract's default), else cma"
+DEFAULT_HEAD_HELP = "ms-cma on image features with two maps (extract's default), cma on one map and on video"
 
 
 def default_head(modality: str, two_maps: bool) -> str:
@@ -31,11 +34,45 @@ def default_head(modality: str, two_maps: bool) -> str:
     return DEFAULT_HEADS["image-two-maps" if modality == "image" and two_maps else modality]
 
 
-# Per modality: what an unset epochs / lr / probe_epochs / patience becomes.
+# Per modality: what an unset epochs / lr / weight_decay / probe_epochs / patience becomes.
 MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
     "image": {"epochs": 20, "lr": 1e-3, "weight_decay": 1e-4, "probe_epochs": 0, "patience": 0},
     "video": {"epochs": 40, "lr": 1e-2, "weight_decay": 1e-4, "probe_epochs": 10, "patience": 10},
 }
+# Per head (its name in core/models HEADS): what it trains with instead of its modality's default.
+# cma, ms-cma: the probe start, chosen on the validation splits of benchmarks/fair.py, where it lifted
+# cma from below GAP to above it (docs/benchmarks.md). Video pooling heads: AdamW's decoupled decay of
+# 1.0 (x lr 1e-2 per step) brings them to what a logistic regression with its C chosen on validation
+# reaches (docs/video.md, "Defaults").
+HEAD_TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cma": {"probe_epochs": 20},
+    "ms-cma": {"probe_epochs": 20},
+    "video-gap": {"weight_decay": 1.0},
+    "video-gmp": {"weight_decay": 1.0},
+    "video-frame-max": {"weight_decay": 1.0},
+}
+_MODALITY_WORDS = {"image": "images", "video": "video"}
+
+
+def modality_default_text(name: str) -> str:
+    """What an unset ``name`` becomes, as ``--help`` shows it, from the two tables above:
+    ``0 on images (20 for cma, ms-cma), 10 on video``."""
+    parts = []
+    for modality, defaults in MODALITY_DEFAULTS.items():
+        base, by_value = defaults[name], {}
+        for head, values in HEAD_TRAINING_DEFAULTS.items():
+            is_video = head.startswith("video-")
+            if name in values and is_video == (modality == "video") and values[name] != base:
+                by_value.setdefault(values[name], []).append(head.removeprefix("video-"))
+        heads = "; ".join(f"{value:g} for {', '.join(names)}" for value, names in by_value.items())
+        parts.append(f"{base:g} on {_MODALITY_WORDS[modality]}" + (f" ({heads})" if heads else ""))
+    return ", ".join(parts)
+
+
+def _per_modality(name: str) -> Any:
+    """A field left None, filled per head and modality (:meth:`TrainConfig.for_modality`); the
+    text of its default (``metadata["default"]``) is what the command's help shows."""
+    return field(default=None, metadata={"default": modality_default_text(name)})
 
 
 @dataclass
@@ -48,7 +85,7 @@ class TrainConfig:
     val_fraction: share of the training file held out when no validation file is given (0 = none).
 
     epochs, lr, weight_decay, probe_epochs and patience left at None take the defaults of the
-    head (its class's ``training_defaults``), then of the data's modality
+    head (:data:`HEAD_TRAINING_DEFAULTS`), then of the data's modality
     (:data:`MODALITY_DEFAULTS`), filled in by :meth:`for_modality` once the features file says
     what it holds. patience: stop when validation mAP has not improved for this many epochs
     (0 = never stop early). The best epoch's weights are ``best.safetensors`` either way.
@@ -60,18 +97,18 @@ class TrainConfig:
     probability margin ``asl_clip`` (core/training/losses.py).
     """
 
-    head: str | None = None  # None: default_head() of the data, once the features file says what it holds
-    epochs: int | None = None
+    head: str | None = field(default=None, metadata={"default": DEFAULT_HEAD_HELP})  # None: default_head()
+    epochs: int | None = _per_modality("epochs")
     batch_size: int = 32
-    lr: float | None = None
-    weight_decay: float | None = None
+    lr: float | None = _per_modality("lr")
+    weight_decay: float | None = _per_modality("weight_decay")
     optimizer: str = "adamw"
     momentum: float = 0.9
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
     min_lr_ratio: float = 0.01
     clip_grad: float = 10.0
-    amp: bool | None = None
+    amp: bool | None = field(default=None, metadata={"default": "on for CUDA"})
     seed: int = 0
     shuffle: bool = True
     val_fraction: float = 0.1
@@ -84,22 +121,23 @@ class TrainConfig:
     adjacency_params: dict[str, Any] = field(default_factory=dict)
     backbone: str = "efficientnet-lite0"  # end to end only; the same defaults as `mlgraph extract`
     weights: str = "DEFAULT"
-    image_size: int | None = None  # None: the backbone's default (448 torchvision, 224 Lite0)
+    image_size: int | None = field(default=None, metadata={"default": "448 torchvision, 224 efficientnet-lite0"})
     layers: list[str] | None = None
     backbone_lr_scale: float = 0.1
     flip: bool = True
-    probe_epochs: int | None = None  # video cma: epochs of its probe start; 0 = none
-    patience: int | None = None
+    probe_epochs: int | None = _per_modality("probe_epochs")  # cma, ms-cma: epochs of the probe start; 0 = none
+    patience: int | None = _per_modality("patience")
     loss: str = "bce"  # "bce" or "asl" (core/training/losses.py)
     asl_gamma_neg: float = 4.0  # ASL's focusing parameter of negatives (Ridnik et al., ICCV 2021)
     asl_gamma_pos: float = 0.0  # ... and of positives
     asl_clip: float = 0.05  # ASL's probability margin m: negatives with p < m add nothing
     select_by: str = "mAP"  # which epoch is best: "mAP", "loss" or "CF1" (core/training/selection.py)
-    tensorboard: bool | None = None  # None: when the tensorboard package is installed
+    tensorboard: bool | None = field(default=None, metadata={"default": "on when tensorboard is installed"})
 
-    def for_modality(self, modality: str, head_defaults: dict[str, Any] | None = None) -> "TrainConfig":
-        """A copy with every unset (None) value taken from ``head_defaults``, then ``modality``'s."""
-        defaults = {**MODALITY_DEFAULTS[modality], **(head_defaults or {})}
+    def for_modality(self, modality: str, head: str | None = None) -> "TrainConfig":
+        """A copy with every unset (None) value taken from the defaults of ``head`` (its name in
+        core/models HEADS: ``video-gap``), then of ``modality``."""
+        defaults = {**MODALITY_DEFAULTS[modality], **HEAD_TRAINING_DEFAULTS.get(head or "", {})}
         fill = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         return dataclasses.replace(self, **fill) if fill else self
 

@@ -54,6 +54,7 @@ class StageOptions:
     """The few stage options fit passes on when given (None: the stage's default or its mlgraph.toml table)."""
 
     head: str | None = None
+    head_options: list[str] = field(default_factory=list)  # KEY=VALUE, passed to train as --head-option
     epochs: int | None = None
     backbone: str | None = None
     weights: str | None = None
@@ -130,7 +131,8 @@ class FitPlan:
         if "val" in features:
             train += ["--val-features", str(features["val"])]
         train += ["--embeddings", str(p["embeddings"]), "--graph", str(p["graph"]), "-o", str(p["run"]),
-                  *_opt("--head", o.head), *_opt("--epochs", o.epochs), *_opt("--seed", o.seed),
+                  *_opt("--head", o.head), *[a for kv in o.head_options for a in ("--head-option", kv)],
+                  *_opt("--epochs", o.epochs), *_opt("--seed", o.seed),
                   *_opt("--device", o.device)]
         run_files = [p["run"] / name for name in RUN_FILES]
         steps.append(Step("train", train, [features["train"], *([features["val"]] if "val" in features else []),

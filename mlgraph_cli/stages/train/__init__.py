@@ -67,12 +67,15 @@ def run_train(inputs: TrainInputs, overrides: dict[str, Any], *, project=None, r
               progress: ProgressHook = NULL_PROGRESS) -> TrainResult:
     """``mlgraph train`` as one call. ``overrides``: TrainConfig values from flags (None = not given);
     ``project``: the folder's project (core.project) or None. A new run takes the dataclass
-    defaults, then ``[train]``, then the flags, and fills the paths left out from the project;
+    defaults, then ``[train]``, then the flags (``head_options`` merged key by key over
+    ``[train] head_options``), and fills the paths left out from the project;
     ``resume`` continues a run with its own settings instead."""
     if resume is not None:
         given = {k: v for k, v in dataclasses.asdict(inputs).items() if v is not None}
         return resume_training(resume, overrides, inputs=TrainInputs(**given) if given else None, progress=progress)
-    config = merge_config(TrainConfig, project, "train", overrides)
+    config = merge_config(TrainConfig, project, "train", {**overrides, "head_options": None})
+    if overrides.get("head_options"):  # --head-option: merged over [train] head_options, key by key
+        config = dataclasses.replace(config, head_options={**config.head_options, **overrides["head_options"]})
     runs_root = project.artifact("runs") if project is not None else Path("runs/train")
     return train(inputs.with_project(project, config.head, config.head_options), config, run_dir=run_dir, runs_root=runs_root, name=name,
                  force=force, progress=progress)

@@ -25,7 +25,7 @@ from mlgraph_cli.core.features.video_file import has_second_map
 from mlgraph_cli.core.graph.adjacency import adjacency
 from mlgraph_cli.core.graph.files import read_graph
 from mlgraph_cli.core.io.artifacts import file_digest, labels_digest, maker
-from mlgraph_cli.core.models import HEADS, build_head, resolve_head
+from mlgraph_cli.core.models import HEADS, RETIRED_OPTIONS, build_head, resolve_head
 from mlgraph_cli.core.progress import ProgressHook
 from mlgraph_cli.core.training.config import DEFAULT_HEADS, default_head
 from mlgraph_cli.core.training.data import TrainingData, check_same_label_set, features_modality, prepare_features
@@ -131,12 +131,23 @@ def resolved_config(inputs: TrainInputs, config):
         config = dataclasses.replace(config, head=default_head(modality, _two_maps(inputs, config)))
     name = resolve_head(config.head, modality, None if inputs.end_to_end else inputs.features)
     head_class = HEADS[name].head_class
+    check_head_options(config.head, head_class, config.head_options or {})
     if head_class.fitted:  # solved once, in closed form (core/training/fitting.py): one "epoch", no probe, no SGD loss
         if config.loss != "bce":
             raise InputError(f"--loss {config.loss}: head {config.head} is fitted by logistic regression, whose loss "
                              f"is the log loss (leave out --loss, or pick a head trained by SGD)")
         config = dataclasses.replace(config, epochs=1, probe_epochs=0, warmup_epochs=0.0)
-    return config.for_modality(modality, head_class.training_defaults)
+    return config.for_modality(modality, name)
+
+
+def check_head_options(head: str, head_class, options: dict[str, Any]) -> None:
+    """An unknown key of ``--head-option`` / ``[train] head_options`` is one line listing the valid
+    keys, before any data is read (a bad value is refused by the head when it is built)."""
+    valid = head_class.option_names()
+    for key in options:
+        if key not in valid and key not in RETIRED_OPTIONS:
+            raise InputError(f"--head-option {key}={options[key]!r}: head {head} has no option {key!r} (valid keys: "
+                             f"{', '.join(valid) or 'none'}; set with --head-option or [train] head_options)")
 
 
 def prepare(inputs: TrainInputs, config, *, device, dist, progress: ProgressHook) -> Prepared:
@@ -165,10 +176,17 @@ def _with_model(data: TrainingData, name: str, inputs: TrainInputs, config) -> P
     if needs_a or inputs.graph is not None:
         adj, graph_info = _adjacency(inputs.graph, names, source, config)
     seed_everything(config.seed)  # the head's initial weights depend on the seed alone
-    head = build_head(name, in_channels=data.in_channels, num_labels=len(names),
-                      embeddings=torch.from_numpy(emb_vectors) if emb_vectors is not None else None,
-                      adjacency=torch.from_numpy(adj) if (adj is not None and needs_a) else None,
-                      **dict(config.head_options or {}))
+    try:
+        head = build_head(name, in_channels=data.in_channels, num_labels=len(names),
+                          embeddings=torch.from_numpy(emb_vectors) if emb_vectors is not None else None,
+                          adjacency=torch.from_numpy(adj) if (adj is not None and needs_a) else None,
+                          **dict(config.head_options or {}))
+    except (InputError, TypeError, ValueError) as exc:  # a value the head refuses: name where options are set
+        if not config.head_options:
+            raise
+        if not isinstance(exc, InputError):  # a value of the wrong type (float("abc"))
+            exc = f"head {config.head}: a value of the wrong type in {config.head_options} ({exc})"
+        raise InputError(f"--head-option: {exc}") from None
     return Prepared(model=Classifier(head, data.backbone), data=data, head_name=name, embeddings_info=emb_info,
                     graph_info=graph_info)
 
