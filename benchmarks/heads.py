@@ -145,6 +145,8 @@ def table(rows: list[dict[str, Any]], reference: str) -> str:
         head, emb, options = spec.head, spec.embeddings, spec.options
         where = "random" if options.get("init") == "random" else {"default": "graph", None: "-"}.get(emb, emb)
         pool = f" ({options['pool']})" if "pool" in options else ""
+        if name.endswith("-paper"):
+            pool = " (paper's options)"
         beyond = "-" if r["row"] == reference or r["val_vs_ref"]["se"] is None else (
             "yes" if r["val_vs_ref"]["beyond_2se"] else "no")
         lines.append(f"| {rank} | {head}{pool} / {loss} | {where} | {r['val']:.2f} ± {r['val_std']:.2f} | "
