@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studykit import RESULTS, Spec, describe, machine, paired, prepare, run_spec
+from studykit import RESULTS, Spec, describe, machine, paired, prepare, run_spec, shared_study_args
 
 MIN_RUNS = 9
 
@@ -148,15 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, default=Path("/tmp/mlgraph-heads"),
-                   help="benchmarks/heads.py's work folder (data and runs are shared)")
-    p.add_argument("--train", type=int, default=600)
-    p.add_argument("--val", type=int, default=200)
-    p.add_argument("--test", type=int, default=400)
-    p.add_argument("--data-seeds", default="0,1,2")
-    p.add_argument("--seeds", default="0,1,2", help="training seeds")
+    shared_study_args(p)
     p.add_argument("--rows", default=",".join(VARIANTS), help="rows to train")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--report", action="store_true", help="print the table of the runs kept; train nothing")
     p.add_argument("-o", "--output", type=Path, default=RESULTS / "defaults.json")
     args = p.parse_args(argv)

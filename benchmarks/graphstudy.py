@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from studykit import (RARE, RARE_IMAGES, RESULTS, Spec, describe, graph_of_labels, labels_of, machine, mean_std,
-                      paired, prepare, project, run_spec)
+                      paired, prepare, project, run_spec, shared_study_args)
 
 CORPUS_SETS = 20_000  # label sets in the label-only corpus (33x the 600 training scenes)
 RARE_GRAPH, CORPUS_GRAPH = "rare-graph.json", "corpus-graph.json"
@@ -139,15 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, default=Path("/tmp/mlgraph-heads"),
-                   help="benchmarks/heads.py's work folder (data and runs are shared)")
-    p.add_argument("--train", type=int, default=600)
-    p.add_argument("--val", type=int, default=200)
-    p.add_argument("--test", type=int, default=400)
-    p.add_argument("--data-seeds", default="0,1,2")
-    p.add_argument("--seeds", default="0,1,2", help="training seeds")
+    shared_study_args(p)
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--report", action="store_true", help="print the tables of the runs kept; train nothing")
     p.add_argument("-o", "--output", type=Path, default=RESULTS / "graphstudy.json")
     args = p.parse_args(argv)

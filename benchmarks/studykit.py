@@ -276,3 +276,15 @@ def describe(info: dict[str, Any], runs: list[dict[str, Any]]) -> str:
             f"{loads[len(loads) // 2]:.1f}" if loads else "load not recorded")
     return (f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {info['threads']} torch "
             f"thread(s) per run; {seen}.")
+
+
+def shared_study_args(p) -> None:
+    """The arguments of a study that reads benchmarks/heads.py's work folder: the sets and the seeds."""
+    p.add_argument("--work", type=Path, default=Path("/tmp/mlgraph-heads"),
+                   help="benchmarks/heads.py's work folder (data and runs are shared)")
+    p.add_argument("--train", type=int, default=600)
+    p.add_argument("--val", type=int, default=200)
+    p.add_argument("--test", type=int, default=400)
+    p.add_argument("--data-seeds", default="0,1,2")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds")
+    p.add_argument("--threads", type=int, default=1)
