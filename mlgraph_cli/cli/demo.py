@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.rule import Rule
@@ -30,7 +30,9 @@ def demo(
     val: Annotated[int, typer.Option(min=10, help="Validation scenes.")] = 200,
     test: Annotated[int, typer.Option(min=10, help="Test scenes.")] = 200,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
-    head: Annotated[str, typer.Option(help="Classification head (cma, ms-cma, gap, gmp, mlgcn).")] = "cma",
+    head: Annotated[Optional[str], typer.Option(help="Classification head, as `mlgraph train --head`; left out, "
+                                                "train's default (ms-cma on the demo's two-map features).",
+                                                show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the data and of training.")] = 0,
     force: Annotated[bool, typer.Option("--force", help=(
         "Replace a demo folder made earlier; files the demo did not make (or changed since) are listed and "
@@ -60,7 +62,8 @@ def demo(
         run_step(["extract", "--split", "train"])
         run_step(["extract", "--split", "val"])
         run_step(["extract", "--split", "test"])
-        run_step(["train", "--head", head, "--epochs", str(epochs), "--seed", str(seed), "--name", "demo", "--force"])
+        run_step(["train", *(["--head", head] if head else []), "--epochs", str(epochs), "--seed", str(seed), "--name",
+                  "demo", "--force"])
         run_step(["evaluate", "--features", "artifacts/test-features.h5", "-o", "artifacts/test-metrics.json"])
         samples = sorted((folder / "images" / "test").glob("*.jpg"))[:4]
         run_step(["predict", *[str(p.relative_to(folder)) for p in samples], "--topk", "3", "--explain", "explain"])
