@@ -197,7 +197,7 @@ def test_extract_stores_frame_vectors_lengths_and_labels(features):
     assert np.all(x[1, :, 4:] == 0) and np.abs(x[1, :, :4]).sum() > 0  # padding past the 4 real frames
     assert data["label_names"] == ["blue", "red"]
     assert data["labels"][2].tolist() == [1, 1] and data["labels"][0].tolist() == [0, 1]
-    assert data["attrs"]["sampling"] == {"fps": 4.0, "frames": None, "max_frames": 300, "min_frames": 0}
+    assert data["attrs"]["sampling"] == {"fps": 4.0, "frames": None, "max_frames": 300, "min_frames": 32}
 
 
 @pytest.mark.parametrize("flags, frames, lengths", [
@@ -258,7 +258,8 @@ def test_extract_clips_on_default_options(clips, tmp_path):
     _ok("extract", clips / "c0.mp4", "-o", tmp_path / "one.h5")
     every, one = VideoFeatureFile(tmp_path / "all.h5"), VideoFeatureFile(tmp_path / "one.h5")
     assert len(every) == 8 and every.label_names == ["blue", "red"] and every.feature_shape[0] == 1280
-    assert len(one) == 1 and one.labels is None and one.lengths.tolist() == [2]  # 2 s at the default 1 fps
+    # 2 s at 1 fps would be 2 frames; the default floor of 32 takes every one of the clip's 8
+    assert len(one) == 1 and one.labels is None and one.lengths.tolist() == [8]
     every.close(), one.close()
 
 
@@ -371,7 +372,7 @@ def test_predict_samples_clips_as_the_training_file_was_sampled(run, tmp_path):
     from mlgraph_cli.core.media.videos import Sampling
 
     config = json.loads((run / "config.json").read_text())
-    assert run_sampling(config) == Sampling(fps=4, min_frames=0)  # as `extract --fps 4` sampled
+    assert run_sampling(config) == Sampling(fps=4, min_frames=32)  # as `extract --fps 4` sampled (default floor)
     old = tmp_path / "old.h5"
     shutil.copy(config["data"]["features"], old)
     with h5py.File(old, "r+") as f:

@@ -43,7 +43,7 @@ class ExtractConfig:
     max_pixels: int | None = None  # decompression-bomb limit (default: PIL's, ~89 Mpx)
     offline: bool = False  # never download weights (also MLGRAPH_OFFLINE=1 or HF_HUB_OFFLINE=1)
     fps: float = 1.0  # video files (core/media/videos.py): frames per second sampled,
-    min_frames: int = 0  # but at least this many spread over a clip that has them (docs/video.md),
+    min_frames: int = 32  # but at least this many spread over a clip that has them (docs/video.md),
     frames: int | None = None  # or this many frames spread over each clip,
     max_frames: int = 300  # and at most this many
 

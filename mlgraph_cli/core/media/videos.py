@@ -63,7 +63,7 @@ class Sampling:
     fps: float = 1.0
     frames: int | None = None
     max_frames: int = 300
-    min_frames: int = 0
+    min_frames: int = 32
 
     def __post_init__(self) -> None:
         if not (self.fps > 0 and math.isfinite(self.fps)):
