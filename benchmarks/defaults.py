@@ -49,7 +49,7 @@ class Setting:
     setting: str
     paper: str
     today: str
-    source: str  # "fair", "runs" or "video"
+    source: str  # "fair", "runs", "video" or "video_heads"
     row_today: str
     row_paper: str
     note: str = ""
@@ -85,6 +85,8 @@ SETTINGS = [
             "probe-gap", "a deterministic fit: paired over the 3 data sets", per_data_seed=True),
     Setting("temporal cma `mean_branch` (video files)", "false (no such branch)", "true", "video", "cma",
             "cma-no-mean-branch", "one clip set x 3 training seeds"),
+    Setting("temporal cma `mean_branch` (video files, 3 clip sets)", "false (no such branch)", "true", "video_heads",
+            "cma/bce", "cma-no-mean-branch/bce", "video_heads.py: 3 clip sets x 3 training seeds"),
 ]
 
 
@@ -94,6 +96,10 @@ def load(source: str, work: Path) -> list[dict[str, Any]]:
         runs = json.loads((RESULTS / "fair.json").read_text())["runs"]
         return [{"row": r["config"], "data_seed": r["data_seed"], "seed": r["seed"], "val_mAP": r["val_mAP"],
                  "test_mAP": r["test"]["mAP"]} for r in runs]
+    if source == "video_heads":
+        runs = json.loads((RESULTS / "video_heads.json").read_text())["runs"]
+        return [{"row": r["row"], "data_seed": r["data_seed"], "seed": r["seed"], "val_mAP": r["val_mAP"],
+                 "test_mAP": r["test_mAP"]} for r in runs]
     if source == "video":
         runs = json.loads((RESULTS / "video_files_quality.json").read_text())["runs"]
         return [{"row": r["head"], "data_seed": 0, "seed": r["seed"], "val_mAP": r["val_mAP"], "test_mAP": r["mAP"]}
@@ -137,7 +143,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| default | paper's choice | today | runs (source) | val: today - paper | > 2 SE | test: today - paper "
              "| by the rule |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        src = {"fair": "fair.json", "runs": "this study", "video": "video_files_quality.json"}[r["source"]]
+        src = {"fair": "fair.json", "runs": "this study", "video": "video_files_quality.json",
+               "video_heads": "video_heads.json"}[r["source"]]
         beyond = "-" if r["val"]["se"] is None else ("yes" if r["val"]["beyond_2se"] else "no")
         lines.append(f"| {r['setting']} | {r['paper']} | {r['today']} | {r['val']['n']} ({src}) | {_d(r['val'])} | "
                      f"{beyond} | {_d(r['test'])} | {r['verdict']} |")

@@ -52,7 +52,8 @@ HEADS = {
     "frame-max": "frame level: per-frame linear, max over time",
     "cma-no-mean-branch": "temporal CMA without its mean-pool branch (mean_branch = false)",
 }
-HEAD_OPTIONS = {"cma-no-mean-branch": ("cma", {"mean_branch": False})}
+HEAD_OPTIONS = {"cma-no-mean-branch": ("cma", {"mean_branch": False}),
+                "query-graph": ("query", {"init": "embeddings"})}
 
 
 def make_split(folder: Path, out: Path, n: int, seed: int, world, pool: str, sampling: dict, progress,
@@ -104,8 +105,9 @@ def make_data(work: Path, progress) -> dict[str, Path]:
     return paths
 
 
-def train_row(head: str, paths: dict, run: Path, seed: int, tests: tuple[str, ...] = ("test", "test2")) -> dict:
-    """Train ``head`` (validation file choosing the checkpoint), then score each of ``tests`` once."""
+def train_row(head: str, paths: dict, run: Path, seed: int, tests: tuple[str, ...] = ("test", "test2"),
+              loss: str = "bce") -> dict:
+    """Train ``head`` with ``loss`` (validation file choosing the checkpoint), then score each of ``tests`` once."""
     from mlgraph_cli.core.training.trainer import TrainConfig
     from mlgraph_cli.stages.evaluate import evaluate
     from mlgraph_cli.stages.train import train
@@ -114,8 +116,8 @@ def train_row(head: str, paths: dict, run: Path, seed: int, tests: tuple[str, ..
     inputs = TrainInputs(features=paths["train"], val_features=paths["val"], embeddings=paths["embeddings"])
     start = time.perf_counter()
     name, options = HEAD_OPTIONS.get(head, (head, {}))
-    result = train(inputs, TrainConfig(head=name, seed=seed, device="cpu", head_options=options), run_dir=run,
-                   force=True)
+    result = train(inputs, TrainConfig(head=name, seed=seed, device="cpu", head_options=options, loss=loss),
+                   run_dir=run, force=True)
     row = {"head": head, "seed": seed, "val_mAP": result.best_map, "best_epoch": result.best_epoch,
            "seconds": time.perf_counter() - start}
     for key in tests:
