@@ -81,17 +81,25 @@ def summary(runs: list[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: -r["val"])
 
 
+def may_be_default(row: str) -> bool:
+    """Whether a row may become what `mlgraph train` runs by default: a label-query head only with
+    its queries from the graph's embeddings (issue 19: the default stays attention guided by the
+    label graph; random or word-vector queries remain one option away)."""
+    spec = HEADS[row.split("/")[0]]
+    return spec.head != "query" or (spec.options.get("init") == "embeddings" and spec.embeddings == "default")
+
+
 def recommend(rows: list[dict[str, Any]], reference: str, runs: list[dict[str, Any]]) -> tuple[str, str]:
     """The row the rule picks, and why: the best-validation row that beats the reference by more
     than 2 SE of the paired difference over at least MIN_RUNS pairs; else the reference. A row
     trained with ASL must also beat its BCE twin (the paper's loss) so; otherwise the twin is
-    picked when it beats the reference itself."""
+    picked when it beats the reference itself. Only rows :func:`may_be_default` are picked."""
     def beats(d: dict[str, Any]) -> bool:
         return d["n"] >= MIN_RUNS and d["beyond_2se"] and d["mean"] > 0
 
     by_row = {r["row"]: r for r in rows}
     for r in rows:  # best validation first
-        if r["row"] == reference or not beats(r["val_vs_ref"]):
+        if r["row"] == reference or not beats(r["val_vs_ref"]) or not may_be_default(r["row"]):
             continue
         d = r["val_vs_ref"]
         why = f"+{d['mean']:.2f} +- {d['se']:.2f} over {d['n']} paired runs on validation against {reference}"
