@@ -31,10 +31,9 @@ Where the queries come from (``init``):
   zero-shot query. Labels the graph places close start with close queries, and stay tied by the
   shared W_q.
 
-Ours where the papers differ or are silent: width 256, 8 heads, feed-forward 1024, dropout 0.1,
-1 layer (ML-Decoder: 768 / 8 / 2048 / 0.1 / 1 on ImageNet-21k; Query2Label: 2048 wide, with
-self-attention and positional encodings): a smaller decoder for cached maps of a few thousand
-images; benchmarks/heads.py measures it. ``head.attention(x)`` gives each label's attention over
+Sizes: ML-Decoder's, width 768, 8 heads, feed-forward 2048, dropout 0.1, 1 layer (Query2Label:
+2048 wide, with self-attention and positional encodings). The smaller 256 / 1024 decoder tied it
+over 9 paired runs (benchmarks/defaults.py), so the paper's sizes are the default. ``head.attention(x)`` gives each label's attention over
 the locations (B, C, H, W), averaged over the heads of the last layer: what `mlgraph predict
 --explain` draws. For video (``video-query``) the T frames are the tokens and padded frames are
 masked out of the attention (mask (B, T), True for real frames; core/models/temporal.py).
@@ -87,8 +86,8 @@ class QueryHead(Head):
     needs_embeddings = False  # with the default init ("random"); see reads_embeddings
 
     def __init__(self, in_channels: int, num_labels: int, embeddings: torch.Tensor | None = None, *,
-                 embedding_dim: int | None = None, init: str = "random", width: int = 256, heads: int = 8,
-                 ffn: int = 1024, layers: int = 1, dropout: float = 0.1, groups: int = 0) -> None:
+                 embedding_dim: int | None = None, init: str = "random", width: int = 768, heads: int = 8,
+                 ffn: int = 2048, layers: int = 1, dropout: float = 0.1, groups: int = 0) -> None:
         super().__init__()
         check_option(init in INITS, self.name, "init", init, " or ".join(INITS))
         for key, value in (("heads", heads), ("ffn", ffn), ("layers", layers)):
