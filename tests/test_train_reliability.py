@@ -146,22 +146,13 @@ def test_label_values_outside_minus_one_zero_one_are_refused(cli, data, tmp_path
 
 
 def test_ctrl_c_during_the_probe_start_is_exit_130_and_the_folder_is_reused(cli, data, tmp_path, monkeypatch):
-    from mlgraph_cli.core.training import trainer as training
-
-    real = training._epoch_line
-
-    def interrupt_in_probe(row, epochs, label="epoch"):
-        if label == "probe":
-            raise KeyboardInterrupt
-        return real(row, epochs, label)
-
-    monkeypatch.setattr(training, "_epoch_line", interrupt_in_probe)
+    let_runs_go_on = trainkit.interrupt_the_probe(monkeypatch)
     run = tmp_path / "run"
     result = _train(cli, data, run, "--epochs", "2", "--probe-epochs", "2")
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert result.stderr.strip().splitlines()[-1].startswith("Interrupted")
     assert not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip()
-    monkeypatch.setattr(training, "_epoch_line", real)
+    let_runs_go_on()
     result = _train(cli, data, run, "--epochs", "2", "--probe-epochs", "2")  # no --force: no epoch was kept
     assert result.exit_code == 0, result.output
     assert json.loads((run / "config.json").read_text())["probe"]["epochs"] == 2

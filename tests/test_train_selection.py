@@ -160,22 +160,13 @@ def test_an_interrupted_extension_resumes_on_the_extended_schedule(cli, data, tm
 # Ctrl-C during the probe start
 
 def test_a_run_stopped_during_its_probe_start_resumes(cli, data, tmp_path, monkeypatch):
-    from mlgraph_cli.core.training import trainer as training
-
-    real = training._epoch_line
-
-    def interrupt_in_probe(row, epochs, label="epoch"):
-        if label == "probe":
-            raise KeyboardInterrupt
-        return real(row, epochs, label)
-
-    monkeypatch.setattr(training, "_epoch_line", interrupt_in_probe)
+    let_runs_go_on = trainkit.interrupt_the_probe(monkeypatch)
     run = tmp_path / "run"
     result = _train(cli, data, run, "--epochs", "2", "--probe-epochs", "2", "--no-tensorboard")
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert result.stderr.strip().splitlines()[-1] == (
         f"Interrupted: {run} has no finished epoch yet; start it again with `mlgraph train --resume {run}`")
-    monkeypatch.setattr(training, "_epoch_line", real)
+    let_runs_go_on()
     result = cli("train", "--resume", run)
     assert result.exit_code == 0, result.output
     assert "no finished epoch to continue from; starting the run again with its saved settings" in result.stderr

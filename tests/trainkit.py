@@ -126,3 +126,19 @@ def make_images(folder: Path, n: int = 24, *, size: int = 64, seed: int = 0) -> 
     ann = folder.parent / f"{folder.name}.json"
     ann.write_text(json.dumps(coco))
     return ann
+
+
+def interrupt_the_probe(monkeypatch):
+    """Make a run raise KeyboardInterrupt (Ctrl-C) when its probe start reports its first epoch;
+    returns the call that lets runs go on normally again."""
+    from mlgraph_cli.core.training import trainer as training
+
+    real = training._epoch_line
+
+    def interrupt_in_probe(row, epochs, label="epoch"):
+        if label == "probe":
+            raise KeyboardInterrupt
+        return real(row, epochs, label)
+
+    monkeypatch.setattr(training, "_epoch_line", interrupt_in_probe)
+    return lambda: monkeypatch.setattr(training, "_epoch_line", real)

@@ -105,6 +105,8 @@ def os_error_line(exc: OSError) -> str | None:
     h5py puts the file name and the system's message inside its own text; they are taken from
     there. Returns None for an OSError with no errno (not a file-system failure).
     """
+    from mlgraph_cli.core.io.inputs import cwd_exists  # cli modules import core inside their functions
+
     code = exc.errno
     if code is None:
         return None
@@ -116,19 +118,11 @@ def os_error_line(exc: OSError) -> str | None:
         text = match.group(1)
     what = text or os.strerror(code)
     fix = _OS_FIXES.get(code, "check the path and the disk")
-    if code == errno.ENOENT and not _cwd_exists():  # a relative path, or the folder itself, is gone
+    if code == errno.ENOENT and not cwd_exists():  # a relative path, or the folder itself, is gone
         fix = "the current folder was deleted: cd into a folder that exists, or pass absolute paths"
         name = name if name is not None else "the current folder"
     where = f"{os.fspath(name)}: " if name is not None else ""
     return f"{where}{what} ({fix})"
-
-
-def _cwd_exists() -> bool:
-    try:
-        os.getcwd()
-        return True
-    except OSError:
-        return False
 
 
 def progress_bar(quiet: bool = False) -> ProgressHook:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.rule import Rule
 
 from mlgraph_cli.cli._common import err, fail, handle_errors, summary
 from mlgraph_cli.cli._steps import inside, run_step
+from mlgraph_cli.core.training.config import HEAD_CHOICES  # plain tuples: no torch
 
 EPILOG = "Example: mlgraph demo mlgraph-demo --epochs 8"
 # What the demo writes into the project beyond make-dataset's files; --force replaces these too.
@@ -30,7 +31,7 @@ def demo(
     val: Annotated[int, typer.Option(min=10, help="Validation scenes.")] = 200,
     test: Annotated[int, typer.Option(min=10, help="Test scenes.")] = 200,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
-    head: Annotated[Optional[str], typer.Option(help="Classification head, as `mlgraph train --head`; left out, "
+    head: Annotated[Optional[Literal[HEAD_CHOICES]], typer.Option(help="Classification head, as `mlgraph train --head`; left out, "
                                                 "train's default (ms-cma on the demo's two-map features).",
                                                 show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the data and of training.")] = 0,

@@ -151,18 +151,6 @@ class VideoFeatureFile(FeatureFile):
         return np.arange(self.frames)[None, :] < lengths[:, None]
 
 
-def has_second_map(path: str | os.PathLike) -> bool:
-    """Whether an image features file holds the finer map MS-CMA reads (``features_aux``) beside
-    the main one; False when it cannot be read (opening it for training then says why)."""
-    if special_file(path) is not None:
-        return False
-    try:
-        with h5py.File(Path(path), "r") as f:
-            return isinstance(f.get("features_aux"), h5py.Dataset)
-    except (OSError, ValueError):
-        return False
-
-
 def is_video_features(path: str | os.PathLike) -> bool:
     """Whether a features file holds video (``modality = "video"``); False for image features."""
     if special_file(path) is not None:  # a FIFO would block the open: the reader names what it is

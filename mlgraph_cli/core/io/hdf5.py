@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from mlgraph_cli.core.io.artifacts import _jsonable, check_schema, maker, schema_tag
-from mlgraph_cli.core.io.inputs import check_input_file
+from mlgraph_cli.core.io.inputs import check_input_file, special_file
 from mlgraph_cli.errors import InputError, SchemaError, input_error
 
 # dtype kinds an artifact's numeric datasets may have, by what they hold
@@ -106,11 +106,8 @@ def h5_read_strings(dset: Any) -> list[str]:
     return [str(v) for v in dset.asstr()[:]]
 
 
-def h5_dataset(f: Any, name: str, path: str | os.PathLike, *, kinds: str, fix: str, ndim: int | None = None,
-               rows: int | None = None, required: bool = True) -> Any:
-    """``f[name]`` checked: a dataset (not a group), of a dtype kind in ``kinds`` (numpy's letters:
-    :data:`FLOATS`, :data:`NUMBERS`), with ``ndim`` axes and ``rows`` entries along the first.
-    None when absent and not ``required``; any other failure is one line naming ``name``."""
+def _lookup(f: Any, name: str, path: str | os.PathLike, fix: str, required: bool) -> Any:
+    """``f[name]`` when it is a dataset; None when absent and not ``required``; else one line."""
     if name not in f:
         if required:
             raise input_error(path, f"no `{name}` dataset", fix)
@@ -118,6 +115,29 @@ def h5_dataset(f: Any, name: str, path: str | os.PathLike, *, kinds: str, fix: s
     ds = f.get(name)
     if not isinstance(ds, h5py.Dataset):
         raise input_error(path, f"`{name}` is a group, not a dataset", fix)
+    return ds
+
+
+def h5_has_dataset(path: str | os.PathLike, name: str) -> bool:
+    """Whether the HDF5 file at ``path`` holds a dataset ``name``; False when it is not a regular
+    file or cannot be read (its reader then says why)."""
+    if special_file(path) is not None:  # a FIFO would block the open
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return isinstance(f.get(name), h5py.Dataset)
+    except (OSError, ValueError):
+        return False
+
+
+def h5_dataset(f: Any, name: str, path: str | os.PathLike, *, kinds: str, fix: str, ndim: int | None = None,
+               rows: int | None = None, required: bool = True) -> Any:
+    """``f[name]`` checked: a dataset (not a group), of a dtype kind in ``kinds`` (numpy's letters:
+    :data:`FLOATS`, :data:`NUMBERS`), with ``ndim`` axes and ``rows`` entries along the first.
+    None when absent and not ``required``; any other failure is one line naming ``name``."""
+    ds = _lookup(f, name, path, fix, required)
+    if ds is None:
+        return None
     kind = ds.dtype.kind
     if h5py.check_string_dtype(ds.dtype) is not None or kind not in kinds:
         found = "strings" if h5py.check_string_dtype(ds.dtype) is not None else KIND_NAMES.get(kind, str(ds.dtype))
@@ -130,13 +150,9 @@ def h5_dataset(f: Any, name: str, path: str | os.PathLike, *, kinds: str, fix: s
 def h5_strings(f: Any, name: str, path: str | os.PathLike, *, fix: str, rows: int | None = None,
                required: bool = True) -> list[str] | None:
     """``f[name]`` as a list of text: a 1-D dataset of strings (UTF-8), ``rows`` long."""
-    if name not in f:
-        if required:
-            raise input_error(path, f"no `{name}` dataset", fix)
+    ds = _lookup(f, name, path, fix, required)
+    if ds is None:
         return None
-    ds = f.get(name)
-    if not isinstance(ds, h5py.Dataset):
-        raise input_error(path, f"`{name}` is a group, not a dataset", fix)
     if h5py.check_string_dtype(ds.dtype) is None:
         raise input_error(path, f"`{name}` holds {KIND_NAMES.get(ds.dtype.kind, str(ds.dtype))}, not strings", fix)
     _check_shape(ds, name, path, fix, 1, rows)

@@ -46,7 +46,7 @@ def check_input_file(path: str | os.PathLike, *, fix: str | None = None) -> Path
     try:
         mode = os.stat(p).st_mode
     except FileNotFoundError:
-        raise input_error(p, "no such file" if _cwd_exists() or p.is_absolute() else
+        raise input_error(p, "no such file" if cwd_exists() or p.is_absolute() else
                           "not found, and the current folder no longer exists (it was deleted)", fix) from None
     except NotADirectoryError:
         raise input_error(p, "no such file (a part of the path is a file, not a folder)", fix) from None
@@ -61,7 +61,8 @@ def check_input_file(path: str | os.PathLike, *, fix: str | None = None) -> Path
     return p
 
 
-def _cwd_exists() -> bool:
+def cwd_exists() -> bool:
+    """Whether the current folder still exists (a deleted one makes every relative path fail)."""
     try:
         os.getcwd()
         return True

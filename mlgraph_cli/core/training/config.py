@@ -26,7 +26,8 @@ HEAD_CHOICES = ("cma", "ms-cma", "gap", "gmp", "mlgcn", "query", "probe", "frame
 # where the features hold the finer map as well (what `mlgraph extract` writes by default with
 # EfficientNet-Lite0), CMA on one map (MS-CMA's single-scale form), temporal CMA on video.
 DEFAULT_HEADS = {"image-two-maps": "ms-cma", "image": "cma", "video": "cma"}
-DEFAULT_HEAD_HELP = "ms-cma on image features with two maps (extract's default), cma on one map and on video"
+DEFAULT_HEAD_HELP = (f"{DEFAULT_HEADS['image-two-maps']} on image features with two maps (extract's default), "
+                     f"{DEFAULT_HEADS['image']} on one map and on video")
 
 
 def default_head(modality: str, two_maps: bool) -> str:

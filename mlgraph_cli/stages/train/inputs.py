@@ -21,10 +21,11 @@ import torch
 
 from mlgraph_cli.core.annotations import read_label_set
 from mlgraph_cli.core.embeddings.files import read_embeddings
-from mlgraph_cli.core.features.video_file import has_second_map
 from mlgraph_cli.core.graph.adjacency import adjacency
 from mlgraph_cli.core.graph.files import read_graph
+from mlgraph_cli.core.features.file import AUX
 from mlgraph_cli.core.io.artifacts import file_digest, labels_digest, maker
+from mlgraph_cli.core.io.hdf5 import h5_has_dataset
 from mlgraph_cli.core.models import HEADS, RETIRED_OPTIONS, build_head, resolve_head
 from mlgraph_cli.core.progress import ProgressHook
 from mlgraph_cli.core.training.config import DEFAULT_HEADS, default_head
@@ -119,7 +120,7 @@ def _two_maps(inputs: TrainInputs, config) -> bool:
     with the finer map (``features_aux``) beside the main one."""
     if inputs.end_to_end or inputs.features is None:
         return len(config.layers or []) == 2
-    return has_second_map(inputs.features)
+    return h5_has_dataset(inputs.features, AUX)  # the finer map MS-CMA reads
 
 
 def resolved_config(inputs: TrainInputs, config):
