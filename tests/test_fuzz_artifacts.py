@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,6 +32,7 @@ hypothesis = pytest.importorskip("hypothesis")
 import faultkit
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from mlgraph_cli.cli._steps import inside
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
                 report_multiple_bugs=False,
@@ -58,16 +58,6 @@ def scratch():
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def cwd(folder: Path):
-    before = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 def assert_clean(result, what: str) -> None:
@@ -285,7 +275,7 @@ def test_project_file(base, data):
         shutil.copytree(base["images"], tmp / "images")
         (tmp / "artifacts").mkdir()
         shutil.copy(base["graph"], tmp / "artifacts" / "graph.json")
-        with cwd(tmp):
+        with inside(tmp):  # the project folder as the current folder, as `mlgraph demo` runs its steps
             faultkit.ok("init", ".", "--annotations", "images.json", "--images", "images")
             toml = mutate_toml((tmp / "mlgraph.toml").read_text(), data)
             (tmp / "mlgraph.toml").write_bytes(toml)
